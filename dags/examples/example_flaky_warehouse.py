@@ -1,0 +1,44 @@
+"""
+### example_flaky_warehouse
+
+Demo of a **transient** failure. `load_orders` connects to the warehouse (connection
+`demo_warehouse`); on its first try the warehouse is "restarting", modelled by connecting to a
+port nobody listens on, so the operating system refuses the connection
+(`psycopg2.OperationalError: ... Connection refused`). A retry reaches the real warehouse and
+succeeds. `retries=0` on purpose: the doctor, not Airflow's fixed retry, decides whether to retry.
+"""
+
+from __future__ import annotations
+
+import pendulum
+from airflow.sdk import dag, get_current_context, task
+
+
+@dag(
+    dag_id="example_flaky_warehouse",
+    schedule=None,
+    start_date=pendulum.datetime(2025, 1, 1, tz="UTC"),
+    catchup=False,
+    doc_md=__doc__,
+    default_args={"owner": "data-eng", "retries": 0},
+    tags=["example", "doctor-demo"],
+)
+def example_flaky_warehouse():
+    @task
+    def load_orders() -> int:
+        from airflow.providers.postgres.hooks.postgres import PostgresHook
+
+        hook = PostgresHook(postgres_conn_id="demo_warehouse")
+        if get_current_context()["ti"].try_number == 1:
+            # The warehouse is mid-restart during the first try: its port refuses connections.
+            conn = hook.get_connection("demo_warehouse")
+            import psycopg2
+
+            psycopg2.connect(host=conn.host, port=1, user=conn.login, dbname=conn.schema, connect_timeout=5)
+        rows = hook.get_records("SELECT count(*) FROM pg_catalog.pg_tables")
+        return int(rows[0][0])
+
+    load_orders()
+
+
+example_flaky_warehouse()

@@ -1,0 +1,1 @@
+"""airflow-doctor: reads, recognises and deals with failed Airflow task instances."""

@@ -1,0 +1,5 @@
+import sys
+
+from include.doctor.cli import main
+
+sys.exit(main())

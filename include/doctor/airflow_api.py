@@ -1,0 +1,314 @@
+"""The doctor's only way into Airflow's state: the REST API v2, through `apache-airflow-client`.
+
+Reads task instances and logs, posts asset events, clears task instances, writes notes. The
+endpoint and credentials come from the connection `doctor_airflow_api` (host = API server URL,
+login/password for `POST /auth/token`); the official client does not fetch tokens itself, so
+this module does, and fetches a new one when the API answers 401.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import urllib.request
+from collections.abc import Callable
+from functools import cached_property
+from typing import Any, TypeVar
+
+from include.doctor.config import API_CONN_ID, FAILURE_ASSET_NAME, FAILURE_ASSET_URI
+from include.doctor.models import FailureRef
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+NOTE_MAX_CHARS = 1000  # the API rejects longer notes (AIRFLOW3_FACTS.md)
+
+
+def _plain(model: Any) -> dict:
+    """A client model as plain JSON data: enums as their values, datetimes as ISO strings."""
+    return json.loads(model.to_json())
+
+
+class AirflowAPIError(RuntimeError):
+    """The Airflow API could not be reached or refused a request."""
+
+
+def _connection_fields(conn_id: str) -> tuple[str, str | None, str | None]:
+    """(base URL, login, password) of an HTTP connection, in a task, the API server or a CLI."""
+    from airflow.sdk import BaseHook
+
+    conn = BaseHook.get_connection(conn_id)
+    host = conn.host or ""
+    if "://" not in host:
+        host = f"{conn.schema or 'http'}://{host}" + (f":{conn.port}" if conn.port else "")
+    elif conn.port and host.count(":") < 2:
+        host = f"{host}:{conn.port}"
+    return host.rstrip("/"), conn.login, conn.password
+
+
+class AirflowAPI:
+    """A small, typed facade over the REST API v2 for what the doctor needs.
+
+    Args:
+        base_url: API server URL, e.g. http://127.0.0.1:8080; None means the connection's host.
+        username, password: credentials for `/auth/token`; None means the connection's.
+        conn_id: the HTTP connection to read when base_url is None (default `doctor_airflow_api`).
+        timeout: seconds per HTTP request.
+    """
+
+    def __init__(
+        self,
+        base_url: str | None = None,
+        username: str | None = None,
+        password: str | None = None,
+        conn_id: str = API_CONN_ID,
+        timeout: float = 10.0,
+    ) -> None:
+        if base_url is None:
+            base_url, username, password = _connection_fields(conn_id)
+        self.base_url = base_url.rstrip("/")
+        self.username = username
+        self.password = password
+        self.timeout = timeout
+        self._token: str | None = None
+
+    # -- plumbing ---------------------------------------------------------------------------
+
+    def fetch_token(self) -> str:
+        """A JWT from `POST /auth/token`.
+
+        Raises:
+            AirflowAPIError: the server refused the credentials or could not be reached.
+        """
+        body = json.dumps({"username": self.username, "password": self.password}).encode()
+        req = urllib.request.Request(  # noqa: S310 - the configured API URL
+            f"{self.base_url}/auth/token",
+            data=body,
+            method="POST",
+            headers={"Content-Type": "application/json"},
+        )
+        try:
+            with urllib.request.urlopen(req, timeout=self.timeout) as resp:  # noqa: S310 - the configured API URL
+                return json.loads(resp.read())["access_token"]
+        except Exception as exc:
+            raise AirflowAPIError(f"cannot get a token from {self.base_url}/auth/token: {exc}") from exc
+
+    @cached_property
+    def _client(self):
+        import airflow_client.client as ac
+
+        config = ac.Configuration(host=self.base_url)
+        return ac.ApiClient(config)
+
+    def call(self, api_name: str, fn: Callable[[Any], T]) -> T:
+        """Run `fn(api)` on the named client API, with a token, refreshing it once on 401."""
+        import airflow_client.client as ac
+        from airflow_client.client.exceptions import ApiException
+
+        for attempt in (1, 2):
+            if self._token is None:
+                self._token = self.fetch_token()
+            self._client.configuration.access_token = self._token
+            api = getattr(ac, api_name)(self._client)
+            try:
+                return fn(api)
+            except ApiException as exc:
+                if exc.status == 401 and attempt == 1:
+                    self._token = None
+                    continue
+                raise AirflowAPIError(f"{api_name}: HTTP {exc.status}: {(exc.body or '')[:500]}") from exc
+            except Exception as exc:
+                if isinstance(exc, AirflowAPIError):
+                    raise
+                raise AirflowAPIError(f"{api_name}: {type(exc).__name__}: {exc}") from exc
+        raise AssertionError("unreachable")
+
+    # -- assets -----------------------------------------------------------------------------
+
+    @cached_property
+    def failure_asset_id(self) -> int:
+        """Id of the asset `doctor://task-failures` (exact match; the API filter is a substring).
+
+        Raises:
+            AirflowAPIError: the asset does not exist yet (the doctor DAG was never parsed).
+        """
+        resp = self.call(
+            "AssetApi",
+            lambda api: api.get_assets(uri_pattern="doctor://task-failures", _request_timeout=self.timeout),
+        )
+        for asset in resp.assets:
+            if asset.name == FAILURE_ASSET_NAME or asset.uri.rstrip("/") == FAILURE_ASSET_URI:
+                return asset.id
+        raise AirflowAPIError(f"asset {FAILURE_ASSET_URI} not found: is the doctor DAG parsed?")
+
+    def post_failure_event(self, ref: FailureRef) -> int:
+        """Post an asset event for `doctor://task-failures` with the FailureRef in `extra`.
+
+        Returns:
+            the asset event id.
+        Raises:
+            AirflowAPIError: the API refused or could not be reached.
+        """
+        from airflow_client.client.models.create_asset_events_body import CreateAssetEventsBody
+
+        body = CreateAssetEventsBody(
+            asset_id=self.failure_asset_id, extra={"failure": ref.model_dump(mode="json")}
+        )
+        event = self.call("AssetApi", lambda api: api.create_asset_event(body, _request_timeout=self.timeout))
+        return event.id
+
+    # -- task instances ---------------------------------------------------------------------
+
+    def get_task_instance(self, dag_id: str, run_id: str, task_id: str, map_index: int = -1) -> dict:
+        """The task instance as a dict (state, try_number, operator, start_date, end_date, note, ...).
+
+        Raises:
+            AirflowAPIError: not found or API unreachable.
+        """
+        if map_index >= 0:
+            ti = self.call(
+                "TaskInstanceApi",
+                lambda api: api.get_mapped_task_instance(
+                    dag_id, run_id, task_id, map_index, _request_timeout=self.timeout
+                ),
+            )
+        else:
+            ti = self.call(
+                "TaskInstanceApi",
+                lambda api: api.get_task_instance(dag_id, run_id, task_id, _request_timeout=self.timeout),
+            )
+        return _plain(ti)
+
+    def get_try(self, ref: FailureRef, try_number: int | None = None) -> dict:
+        """One try of a task instance (state, start_date, end_date) from its try history.
+
+        Raises:
+            AirflowAPIError: the try does not exist.
+        """
+        number = try_number or ref.try_number
+        kwargs = {"map_index": ref.map_index} if ref.map_index >= 0 else {}
+        detail = self.call(
+            "TaskInstanceApi",
+            lambda api: api.get_task_instance_try_details(
+                ref.dag_id, ref.run_id, ref.task_id, number, _request_timeout=self.timeout, **kwargs
+            ),
+        )
+        return _plain(detail)
+
+    def get_log(self, ref: FailureRef, max_pages: int = 20) -> list:
+        """The failed try's log: structured records (dicts) or plain strings, oldest first.
+
+        Follows continuation tokens for at most `max_pages` pages.
+        """
+        records: list = []
+        token = None
+        for _ in range(max_pages):
+            kwargs: dict[str, Any] = {"full_content": True, "accept": "application/json"}
+            if ref.map_index >= 0:
+                kwargs["map_index"] = ref.map_index
+            if token:
+                kwargs["token"] = token
+            resp = self.call(
+                "TaskInstanceApi",
+                lambda api, kw=kwargs: api.get_log_without_preload_content(
+                    ref.dag_id,
+                    ref.run_id,
+                    ref.task_id,
+                    ref.try_number,
+                    _request_timeout=self.timeout * 3,
+                    **kw,
+                ),
+            )
+            payload = json.loads(resp.data or b"{}")
+            content = payload.get("content") or []
+            records.extend(content if isinstance(content, list) else [content])
+            token = payload.get("continuation_token")
+            if not token or not content:
+                break
+        return records
+
+    def clear_task_instance(self, ref: FailureRef, note: str | None = None) -> list[dict]:
+        """Clear the failed task instance and its failed/upstream_failed downstream tasks (dry_run false).
+
+        Returns:
+            the cleared task instances as dicts (empty when nothing was failed any more).
+        Raises:
+            AirflowAPIError: the API refused the clear.
+        """
+        from airflow_client.client.models.clear_task_instances_body import ClearTaskInstancesBody
+
+        task_ref: Any = [ref.task_id, ref.map_index] if ref.map_index >= 0 else ref.task_id
+        body = ClearTaskInstancesBody.from_dict(
+            {
+                "dry_run": False,
+                "only_failed": True,
+                "reset_dag_runs": True,
+                "include_downstream": True,
+                "dag_run_id": ref.run_id,
+                "task_ids": [task_ref],
+                **({"note": note[:NOTE_MAX_CHARS]} if note else {}),
+            }
+        )
+        resp = self.call(
+            "TaskInstanceApi",
+            lambda api: api.post_clear_task_instances(ref.dag_id, body, _request_timeout=self.timeout),
+        )
+        return [_plain(ti) for ti in resp.task_instances]
+
+    def set_task_instance_note(self, ref: FailureRef, note: str) -> None:
+        """Write the note of a task instance (the UI shows it on the instance), cut to 1000 characters."""
+        from airflow_client.client.models.patch_task_instance_body import PatchTaskInstanceBody
+
+        body = PatchTaskInstanceBody(note=note[:NOTE_MAX_CHARS])
+        if ref.map_index >= 0:
+            self.call(
+                "TaskInstanceApi",
+                lambda api: api.patch_task_instance_by_map_index(
+                    ref.dag_id,
+                    ref.run_id,
+                    ref.task_id,
+                    ref.map_index,
+                    body,
+                    update_mask=["note"],
+                    _request_timeout=self.timeout,
+                ),
+            )
+        else:
+            self.call(
+                "TaskInstanceApi",
+                lambda api: api.patch_task_instance(
+                    ref.dag_id,
+                    ref.run_id,
+                    ref.task_id,
+                    body,
+                    update_mask=["note"],
+                    _request_timeout=self.timeout,
+                ),
+            )
+
+    def set_dag_run_note(self, dag_id: str, run_id: str, note: str) -> None:
+        """Write the note of a DAG run, cut to 1000 characters."""
+        from airflow_client.client.models.dag_run_patch_body import DAGRunPatchBody
+
+        body = DAGRunPatchBody(note=note[:NOTE_MAX_CHARS])
+        self.call(
+            "DagRunApi",
+            lambda api: api.patch_dag_run(
+                dag_id, run_id, body, update_mask=["note"], _request_timeout=self.timeout
+            ),
+        )
+
+    def get_dag_tags(self, dag_id: str) -> list[str]:
+        """Tag names of a DAG."""
+        dag = self.call("DAGApi", lambda api: api.get_dag(dag_id, _request_timeout=self.timeout))
+        return [t.name for t in (dag.tags or [])]
+
+    def get_dag_run(self, dag_id: str, run_id: str) -> dict:
+        """A DAG run as a dict (state, start_date, end_date, conf, note, ...)."""
+        return _plain(
+            self.call("DagRunApi", lambda api: api.get_dag_run(dag_id, run_id, _request_timeout=self.timeout))
+        )
+
+    def ui_url(self, path: str) -> str:
+        """An absolute link into the Airflow UI."""
+        return f"{self.base_url}/{path.lstrip('/')}"

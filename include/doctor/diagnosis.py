@@ -1,0 +1,562 @@
+"""Diagnosis: from an error excerpt and similar cases to a typed Diagnosis, with Claude or offline.
+
+The LLM path calls Claude through the Anthropic provider's hook on connection `doctor_llm`
+(host = optional base URL of any Anthropic-compatible endpoint; extra `model`), forcing a single
+tool whose input schema is the Diagnosis model. Anything invalid, refused, truncated, empty or
+timed out is "no diagnosis" (None), which the gate escalates; the error is logged, never raised.
+
+The offline path (no `doctor_llm` connection) is memory first (fingerprint, then a near-identical
+neighbour), then rules on exception types and messages; it is labelled `offline` everywhere.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from include.doctor.config import LLM_CONN_ID
+from include.doctor.models import ACTION_MEANINGS, Action, Diagnosis, FailureRef, Neighbour
+
+log = logging.getLogger(__name__)
+
+PROMPT_DIR = Path(__file__).resolve().parent.parent / "prompts"
+TOOL_NAME = "record_diagnosis"
+DEFAULT_MODEL = "claude-sonnet-4-5"
+LLM_TIMEOUT_SECONDS = 60.0
+LLM_MAX_RETRIES = 3  # the SDK retries 408/409/429/5xx/529 with exponential backoff and honours retry-after
+MAX_OUTPUT_TOKENS = 1024
+
+
+# -- offline rules ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One rule: a regex over `ExceptionType: message` and what it means.
+
+    Confidence figures are the author's estimate of how often the pattern alone names the right
+    class and transience; they are deliberately below 0.9 so that auto-retry also needs memory.
+    """
+
+    pattern: re.Pattern[str]
+    error_class: str
+    transient: bool
+    action: Action
+    confidence: float
+    root_cause: str
+    fix_steps: tuple[str, ...] = ()
+
+
+def _r(
+    pattern: str,
+    error_class: str,
+    transient: bool,
+    action: Action,
+    confidence: float,
+    root_cause: str,
+    *fix_steps: str,
+) -> Rule:
+    return Rule(
+        re.compile(pattern, re.I | re.S),
+        error_class,
+        transient,
+        action,
+        confidence,
+        root_cause,
+        tuple(fix_steps),
+    )
+
+
+A = Action
+RULES: tuple[Rule, ...] = (
+    _r(
+        r"connection refused|ConnectionRefusedError|ECONNREFUSED|actively refused",
+        "connection_refused",
+        True,
+        A.retry,
+        0.85,
+        "The remote service refused the connection: it was down or restarting.",
+        "Check that the service is up and listening on the configured host and port.",
+        "If it keeps refusing, check the connection's host/port and firewall rules.",
+    ),
+    _r(
+        r"timed? ?out|TimeoutError|ReadTimeout|ConnectTimeout",
+        "network_timeout",
+        True,
+        A.retry_with_backoff,
+        0.8,
+        "A network call timed out waiting for a remote service.",
+        "Check the remote service's latency and health.",
+        "Raise the client timeout if calls are slow but healthy.",
+    ),
+    _r(
+        r"\b(502|503|504)\b.*(Bad Gateway|Service Unavailable|Gateway Time)|Service Unavailable|Bad Gateway",
+        "http_5xx_unavailable",
+        True,
+        A.retry_with_backoff,
+        0.8,
+        "The upstream API answered 5xx: it was unavailable.",
+        "Check the provider's status page; retry later.",
+    ),
+    _r(
+        r"Connection reset|RemoteDisconnected|ConnectionResetError|Broken pipe|EOF occurred in violation",
+        "connection_reset_by_remote",
+        True,
+        A.retry_with_backoff,
+        0.8,
+        "The remote end closed the connection.",
+        "Retry; if it persists, check proxies, keep-alive settings and the remote service.",
+    ),
+    _r(
+        r"deadlock detected|Deadlock found",
+        "db_deadlock",
+        True,
+        A.retry_with_backoff,
+        0.85,
+        "Two transactions deadlocked; the database aborted this one.",
+        "Retry; if frequent, order writes consistently or shorten transactions.",
+    ),
+    _r(
+        r"Temporary failure in name resolution|Name or service not known|getaddrinfo failed|"
+        r"NameResolutionError",
+        "dns_resolution_failure",
+        True,
+        A.retry_with_backoff,
+        0.7,
+        "A host name could not be resolved.",
+        "Check DNS and the host name in the connection.",
+    ),
+    _r(
+        r"\b429\b|Too Many Requests|rate limit|Throttl|SlowDown",
+        "rate_limited",
+        True,
+        A.retry_with_backoff,
+        0.75,
+        "The API throttled the client.",
+        "Retry with backoff; lower concurrency with a pool.",
+    ),
+    _r(
+        r"SIGKILL|signal 9|-9\b|Killed|OOMKilled|MemoryError|Cannot allocate memory",
+        "out_of_memory",
+        False,
+        A.retry_with_more_resources,
+        0.8,
+        "The task ran out of memory and was killed.",
+        "Give the task more memory or a bigger worker.",
+        "Process the data in smaller chunks.",
+    ),
+    _r(
+        r"No space left on device|Disk quota exceeded",
+        "disk_full",
+        False,
+        A.retry_with_more_resources,
+        0.85,
+        "The worker's disk is full.",
+        "Free or enlarge the disk; clean temporary files.",
+    ),
+    _r(
+        r"password authentication failed|Incorrect username or password|invalid credentials|Unauthorized|"
+        r"\b401\b|AuthenticationFailed|InvalidClientTokenId|SignatureDoesNotMatch|ExpiredToken",
+        "invalid_credentials",
+        False,
+        A.notify,
+        0.85,
+        "The credentials were rejected.",
+        "Fix or rotate the credentials in the connection.",
+    ),
+    _r(
+        r"permission denied|AccessDenied|Forbidden|\b403\b|not authorized|insufficient privileges",
+        "access_denied",
+        False,
+        A.notify,
+        0.8,
+        "The identity lacks a permission.",
+        "Grant the missing permission or use another identity.",
+    ),
+    _r(
+        r"conn(ection)? id .* (isn't|is not) defined|AirflowNotFoundException",
+        "missing_airflow_connection",
+        False,
+        A.notify,
+        0.9,
+        "An Airflow connection or Variable the task needs does not exist.",
+        "Create the connection/Variable in the Airflow UI or secrets backend.",
+    ),
+    _r(
+        r"ModuleNotFoundError|ImportError|No module named",
+        "module_not_found",
+        False,
+        A.notify,
+        0.9,
+        "A Python module the task imports is not installed.",
+        "Add the package to requirements.txt and redeploy.",
+    ),
+    _r(
+        r"TemplateNotFound|UndefinedError|TemplateSyntaxError",
+        "template_error",
+        False,
+        A.notify,
+        0.85,
+        "A Jinja template could not be found or rendered.",
+        "Fix the template path or variable.",
+    ),
+    _r(
+        r"syntax error|SyntaxError|ProgrammingError",
+        "sql_or_code_syntax_error",
+        False,
+        A.notify,
+        0.8,
+        "The code or SQL has a syntax error.",
+        "Fix the statement or code.",
+    ),
+    _r(
+        r"does not exist|UndefinedTable|UndefinedColumn|not found|NoSuchKey|FileNotFoundError|No such file",
+        "missing_object",
+        False,
+        A.notify,
+        0.7,
+        "A table, column, file or key the task needs does not exist.",
+        "Create the object, or fix the name/path the task uses.",
+    ),
+    _r(
+        r"duplicate key|UniqueViolation|IntegrityError",
+        "duplicate_key_violation",
+        False,
+        A.notify,
+        0.8,
+        "A write violated a unique or integrity constraint.",
+        "Deduplicate the input or make the load idempotent.",
+    ),
+    _r(
+        r"^(KeyError|IndexError|AttributeError|TypeError|ValueError|NameError|ZeroDivisionError|"
+        r"AssertionError|UnboundLocalError|RecursionError)\b",
+        "task_code_error",
+        False,
+        A.notify,
+        0.8,
+        "The task's own code raised an error on its input.",
+        "Read the traceback and fix the task code or input.",
+    ),
+)
+
+
+def diagnose_offline(
+    excerpt: dict,
+    neighbours: list[Neighbour],
+    fingerprint_matches: list[Neighbour],
+    similarity_threshold: float,
+) -> Diagnosis:
+    """Diagnose without an LLM: memory first, then rules.
+
+    Args:
+        excerpt: an Excerpt as dict (exception_type, message, text, ...).
+        neighbours: similar cases, most similar first.
+        fingerprint_matches: earlier cases with the same fingerprint.
+        similarity_threshold: a neighbour at least this similar counts as memory (cosine).
+    Returns:
+        a Diagnosis labelled diagnoser="offline". Confidence: a fingerprint match with a known
+        class 0.9; a neighbour >= threshold its similarity (capped at 0.95); a rule its own
+        estimate; nothing 0.2.
+    """
+    known = [n for n in fingerprint_matches if n.error_class and n.transient is not None]
+    if known:
+        n = known[0]
+        return _from_memory(n, 0.9, "the same error fingerprint was seen before")
+    close = [
+        n
+        for n in neighbours
+        if n.similarity >= similarity_threshold and n.error_class and n.transient is not None
+    ]
+    if close:
+        n = close[0]
+        return _from_memory(n, min(0.95, n.similarity), f"a {n.kind} case is {n.similarity:.2f} similar")
+    subject = f"{excerpt.get('exception_type') or ''}: {excerpt.get('message') or ''}"
+    for rule in RULES:
+        if rule.pattern.search(subject) or (
+            not excerpt.get("exception_type") and rule.pattern.search(excerpt.get("text") or "")
+        ):
+            return Diagnosis(
+                error_class=rule.error_class,
+                root_cause=rule.root_cause,
+                transient=rule.transient,
+                recommended_action=rule.action,
+                confidence=rule.confidence,
+                fix_steps=list(rule.fix_steps),
+                evidence=_evidence(excerpt),
+                diagnoser="offline",
+            )
+    return Diagnosis(
+        error_class="unknown_error",
+        root_cause="The doctor could not recognise this failure.",
+        transient=False,
+        recommended_action=Action.notify,
+        confidence=0.2,
+        fix_steps=["Read the task log and diagnose by hand."],
+        evidence=_evidence(excerpt),
+        diagnoser="offline",
+    )
+
+
+def _from_memory(n: Neighbour, confidence: float, why: str) -> Diagnosis:
+    action = n.recommended_action or (Action.retry if n.transient else Action.notify)
+    return Diagnosis(
+        error_class=n.error_class or "unknown_error",
+        root_cause=f"Recognised from memory ({why}): {n.title or n.error_class}",
+        transient=bool(n.transient),
+        recommended_action=action,
+        confidence=confidence,
+        fix_steps=list(n.fix_steps),
+        evidence=[],
+        diagnoser="offline",
+    )
+
+
+def _evidence(excerpt: dict) -> list[str]:
+    """The excerpt's exception line, verbatim, when it can be found."""
+    exc = excerpt.get("exception_type")
+    for line in reversed((excerpt.get("text") or "").splitlines()):
+        if exc and exc in line:
+            return [line.strip()]
+    return []
+
+
+# -- LLM path --------------------------------------------------------------------------------
+
+
+@cache
+def _prompt(name: str) -> str:
+    return (PROMPT_DIR / name).read_text(encoding="utf-8")
+
+
+def system_prompt() -> str:
+    """The stable system prompt: rules plus the action catalogue (cached by the API)."""
+    catalogue = "\n".join(f"- {a.value}: {meaning}" for a, meaning in ACTION_MEANINGS.items())
+    return _prompt("diagnose_system.md").replace("{action_catalogue}", catalogue)
+
+
+def user_prompt(ref: FailureRef, excerpt: dict, neighbours: list[Neighbour]) -> str:
+    """The per-failure prompt (include/prompts/diagnose_user.md.j2) with the log as untrusted data."""
+    import jinja2
+
+    env = jinja2.Environment(autoescape=False, undefined=jinja2.StrictUndefined)  # noqa: S701 - plain text
+    # The excerpt must not be able to close its own wrapper tag.
+    text = (excerpt.get("text") or excerpt.get("message") or "").replace(
+        "</untrusted_log>", "</untrusted-log>"
+    )
+    return env.from_string(_prompt("diagnose_user.md.j2")).render(
+        ref=ref,
+        operator=excerpt.get("operator"),
+        neighbours=neighbours,
+        exception_type=excerpt.get("exception_type"),
+        excerpt=text,
+    )
+
+
+def tool_schema() -> dict:
+    """The `record_diagnosis` tool: its input schema is the Diagnosis model's (LLM-facing fields)."""
+    schema = Diagnosis.model_json_schema()
+    for internal in ("diagnoser", "model"):
+        schema["properties"].pop(internal, None)
+    schema["required"] = [
+        "error_class",
+        "root_cause",
+        "transient",
+        "recommended_action",
+        "confidence",
+        "evidence",
+    ]
+    return {
+        "name": TOOL_NAME,
+        "description": "Record the diagnosis of the failed task instance.",
+        "input_schema": schema,
+    }
+
+
+def llm_configured(conn_id: str = LLM_CONN_ID) -> bool:
+    """Whether connection `conn_id` exists (in a task, the API server or env)."""
+    try:
+        from airflow.sdk import BaseHook
+
+        BaseHook.get_connection(conn_id)
+        return True
+    except Exception:  # noqa: BLE001 - AirflowNotFoundException or no Airflow context: offline
+        return False
+
+
+@dataclass
+class LLMResult:
+    """What one LLM call gave: a diagnosis (None = no diagnosis) and its cost."""
+
+    diagnosis: Diagnosis | None
+    error: str | None
+    model: str | None
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cached_tokens: int = 0
+    latency_ms: int = 0
+
+
+def diagnose_with_llm(
+    ref: FailureRef,
+    excerpt: dict,
+    neighbours: list[Neighbour],
+    conn_id: str = LLM_CONN_ID,
+    timeout: float = LLM_TIMEOUT_SECONDS,
+) -> LLMResult:
+    """Ask Claude for a Diagnosis through tool use.
+
+    Args:
+        ref: the failure.
+        excerpt: an Excerpt as dict; its text is redacted already.
+        neighbours: similar cases to show the model.
+        conn_id: the Anthropic connection (default `doctor_llm`).
+        timeout: seconds for the whole request, per attempt.
+    Returns:
+        LLMResult; `diagnosis` is None (with `error` set) when the answer was refused, truncated,
+        empty, not the tool, invalid, or the call failed. Evidence lines not found verbatim in the
+        excerpt set confidence to 0.
+    """
+    from airflow.providers.anthropic.hooks.anthropic import AnthropicHook
+
+    t0 = time.monotonic()
+    model = None
+    try:
+        hook = AnthropicHook(conn_id=conn_id)
+        model = hook._connection.extra_dejson.get("model") or DEFAULT_MODEL
+        client = hook.get_conn().with_options(timeout=timeout, max_retries=LLM_MAX_RETRIES)
+        message = client.messages.create(
+            model=model,
+            max_tokens=MAX_OUTPUT_TOKENS,
+            system=[{"type": "text", "text": system_prompt(), "cache_control": {"type": "ephemeral"}}],
+            tools=[{**tool_schema(), "cache_control": {"type": "ephemeral"}}],
+            tool_choice={"type": "tool", "name": TOOL_NAME},
+            messages=[{"role": "user", "content": user_prompt(ref, excerpt, neighbours)}],
+        )
+    except Exception as exc:  # noqa: BLE001 - any failure of the call is "no diagnosis", never a crash
+        log.warning("LLM call failed for %s: %s: %s", ref.label, type(exc).__name__, exc)
+        return LLMResult(
+            None, f"{type(exc).__name__}: {exc}"[:500], model, latency_ms=int((time.monotonic() - t0) * 1000)
+        )
+    latency_ms = int((time.monotonic() - t0) * 1000)
+    usage = getattr(message, "usage", None)
+    result = LLMResult(
+        None,
+        None,
+        getattr(message, "model", model) or model,
+        input_tokens=int(getattr(usage, "input_tokens", 0) or 0),
+        output_tokens=int(getattr(usage, "output_tokens", 0) or 0),
+        cached_tokens=int(getattr(usage, "cache_read_input_tokens", 0) or 0),
+        latency_ms=latency_ms,
+    )
+    diagnosis, error = parse_message(message, excerpt.get("text") or "")
+    result.diagnosis, result.error = diagnosis, error
+    if diagnosis:
+        diagnosis.diagnoser, diagnosis.model = "llm", result.model
+    else:
+        log.warning("No diagnosis from the LLM for %s: %s", ref.label, error)
+    return result
+
+
+def parse_message(message: Any, excerpt_text: str) -> tuple[Diagnosis | None, str | None]:
+    """Validate a Messages API response into a Diagnosis.
+
+    Returns:
+        (diagnosis, None) or (None, reason). Reasons: stop_reason refusal/max_tokens, no tool_use
+        block, invalid tool input. A diagnosis whose evidence is not verbatim in the excerpt gets
+        confidence 0.
+    """
+    stop = getattr(message, "stop_reason", None)
+    if stop in {"refusal", "max_tokens"}:
+        return None, f"stop_reason={stop}"
+    blocks = [
+        b
+        for b in (getattr(message, "content", None) or [])
+        if getattr(b, "type", None) == "tool_use" and getattr(b, "name", None) == TOOL_NAME
+    ]
+    if not blocks:
+        return None, f"no {TOOL_NAME} tool call (stop_reason={stop})"
+    try:
+        diagnosis = Diagnosis.model_validate(blocks[0].input)
+    except ValidationError as exc:
+        return None, f"invalid tool input: {exc.error_count()} errors: {str(exc)[:300]}"
+    if not evidence_is_grounded(diagnosis.evidence, excerpt_text):
+        diagnosis.confidence = 0.0
+    return diagnosis, None
+
+
+def evidence_is_grounded(evidence: list[str], excerpt_text: str) -> bool:
+    """True when there is evidence and every line of it occurs verbatim (trimmed) in the excerpt."""
+    lines = [e.strip() for e in evidence if e and e.strip()]
+    return bool(lines) and all(line in excerpt_text for line in lines)
+
+
+def diagnose(ref_data: dict, excerpt: dict, memory: dict, *, use_llm: bool | None = None) -> dict:
+    """The diagnose stage: memory first, then Claude if `doctor_llm` exists, else offline rules.
+
+    A failure whose fingerprint matches a case with a verified outcome, or whose best neighbour is
+    at least `similarity_threshold` similar with a verified outcome, is decided from memory without
+    an LLM call (Variable `doctor_memory_first`, default on).
+
+    Returns:
+        {"diagnosis": Diagnosis dict | None, "diagnoser": "llm" | "offline" | "memory",
+        "llm_called": bool, "error": str | None, "model", "input_tokens", "output_tokens",
+        "cached_tokens", "latency_ms"}. Never raises.
+    """
+    from include.doctor.config import settings as load_settings
+
+    settings = load_settings()
+    ref = FailureRef.model_validate(ref_data)
+    neighbours = [Neighbour.model_validate(n) for n in memory.get("neighbours", [])]
+    fp_matches = [Neighbour.model_validate(n) for n in memory.get("fingerprint_matches", [])]
+    out: dict = {
+        "diagnosis": None,
+        "diagnoser": "offline",
+        "llm_called": False,
+        "error": None,
+        "model": None,
+        "input_tokens": None,
+        "output_tokens": None,
+        "cached_tokens": None,
+        "latency_ms": None,
+    }
+    verified_memory = any(
+        n.retry_verified or n.outcome in {"succeeded", "failed"} for n in fp_matches
+    ) or any(
+        n.similarity >= max(settings.similarity_threshold, 0.95)
+        and (n.kind == "runbook" or n.outcome != "none")
+        for n in neighbours[:1]
+    )
+    if use_llm is None:
+        use_llm = llm_configured()
+    if use_llm and not verified_memory:
+        result = diagnose_with_llm(ref, excerpt, neighbours)
+        out.update(
+            diagnosis=result.diagnosis.model_dump(mode="json") if result.diagnosis else None,
+            diagnoser="llm",
+            llm_called=True,
+            error=result.error,
+            model=result.model,
+            input_tokens=result.input_tokens,
+            output_tokens=result.output_tokens,
+            cached_tokens=result.cached_tokens,
+            latency_ms=result.latency_ms,
+        )
+        return out
+    try:
+        t0 = time.monotonic()
+        diagnosis = diagnose_offline(excerpt, neighbours, fp_matches, settings.similarity_threshold)
+        out.update(
+            diagnosis=diagnosis.model_dump(mode="json"), latency_ms=int((time.monotonic() - t0) * 1000)
+        )
+        if use_llm:
+            out["diagnoser"] = "memory"
+    except Exception as exc:  # noqa: BLE001
+        out["error"] = f"{type(exc).__name__}: {exc}"[:500]
+    return out

@@ -1,0 +1,64 @@
+"""Fingerprints: the same failure, recurring with different volatile details, hashes the same.
+
+The fingerprint is a SHA-256 (first 16 hex digits) of the exception type plus the normalised
+message: timestamps, UUIDs, hex ids, IP addresses, host names, ports, paths, quoted values and
+numbers are replaced by placeholders. `signature()` is also the text the embedding is made of.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+
+_RULES: list[tuple[re.Pattern[str], str]] = [
+    (re.compile(r"\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(?:[.,]\d+)?(?:Z|[+-]\d\d:?\d\d)?"), "<ts>"),
+    (re.compile(r"\d{4}-\d\d-\d\d"), "<date>"),
+    (re.compile(r"\b\d\d:\d\d:\d\d(?:\.\d+)?\b"), "<time>"),
+    (re.compile(r"\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b", re.I), "<uuid>"),
+    (re.compile(r"\b(?:\d{1,3}\.){3}\d{1,3}(?::\d+)?\b"), "<ip>"),
+    (re.compile(r"<IP>"), "<ip>"),
+    (re.compile(r"\b[0-9a-f:]*:[0-9a-f:]+:[0-9a-f]+\b", re.I), "<ip>"),  # IPv6
+    (re.compile(r"\b0x[0-9a-f]+\b", re.I), "<hex>"),
+    (re.compile(r"\b[0-9a-f]{12,}\b", re.I), "<hex>"),
+    (re.compile(r"(?i)\b[a-z][a-z0-9+.-]*://[^\s'\"]+"), "<url>"),
+    (re.compile(r"(?:[A-Za-z]:)?(?:[/\\][\w.@%+~-]+){2,}[/\\]?"), "<path>"),
+    (
+        re.compile(
+            r"(?i)\b(?:[a-z0-9](?:[a-z0-9-]*[a-z0-9])?\.)+(?:com|net|org|io|internal|local|cloud|"
+            r"amazonaws|googleapis|svc|cluster|lan|dev|ai|co|edu|gov|de|uk|fr|br|in)\b"
+        ),
+        "<host>",
+    ),
+    (re.compile(r"(?i)(host|server|hostname)\s*[=:]\s*\"?[\w.-]+\"?"), r"\1 <host>"),
+    (re.compile(r"(?i)(port)\s*[=:]?\s*\d+"), r"\1 <n>"),
+    (re.compile(r"\b\d+(?:\.\d+)?\b"), "<n>"),
+    (re.compile(r"\s+"), " "),
+]
+
+
+def normalise(text: str) -> str:
+    """`text` with volatile details replaced by placeholders, whitespace collapsed, cut to 500 chars."""
+    out = text or ""
+    for pattern, repl in _RULES:
+        out = pattern.sub(repl, out)
+    return out.strip()[:500]
+
+
+def signature(exception_type: str | None, message: str) -> str:
+    """The normalised error signature `Type: message` (the fingerprint's and embedding's input).
+
+    The type is reduced to its class name (`psycopg2.OperationalError` -> `OperationalError`):
+    structured Airflow 3 logs carry the bare name, plain-text tracebacks the qualified one.
+    """
+    exc = (exception_type or "").strip().rsplit(".", 1)[-1]
+    msg = normalise(message)
+    return f"{exc}: {msg}" if exc else msg
+
+
+def fingerprint(exception_type: str | None, message: str) -> str:
+    """A stable 16-hex-digit hash of the error signature.
+
+    Same exception type and same message up to volatile details (timestamps, ids, hosts, ports,
+    paths, counts, durations) give the same fingerprint; anything else gives another.
+    """
+    return hashlib.sha256(signature(exception_type, message).encode("utf-8")).hexdigest()[:16]

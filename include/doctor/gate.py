@@ -1,0 +1,162 @@
+"""The confidence gate: the one place that decides whether the doctor may clear a task instance.
+
+Auto-retry only when memory, judgement and policy all agree (DESIGN.md "Gate"); every rule that
+fails is written into the Decision's reasons so a person can see why. Never raises.
+"""
+
+from __future__ import annotations
+
+from include.doctor.config import TAG_NOTIFY_ONLY, TAG_OFF, DoctorSettings
+from include.doctor.models import RETRY_ACTIONS, Action, Decision, Diagnosis, Neighbour
+
+BACKOFF_CAP_SECONDS = 300.0
+
+
+def decide(
+    diagnosis: Diagnosis | None,
+    neighbours: list[Neighbour],
+    fingerprint_matches: list[Neighbour],
+    doctor_clears: int | None,
+    dag_tags: list[str] | None,
+    settings: DoctorSettings,
+) -> Decision:
+    """Decide auto_retry or escalate for one failure.
+
+    Args:
+        diagnosis: the diagnosis, or None when none could be made (never passes).
+        neighbours: similar cases, most similar first.
+        fingerprint_matches: earlier cases with the same fingerprint.
+        doctor_clears: how many times the doctor already cleared this task instance; None when
+            unknown (the knowledge base was unreachable), which fails closed.
+        dag_tags: tags of the failed task's DAG; None when unknown, which fails closed.
+        settings: thresholds and switches (Airflow Variables).
+    Returns:
+        Decision with verdict "auto_retry" only if
+        1. memory: the best neighbour is >= similarity_threshold and its retry was verified to
+           succeed (a transient runbook entry counts), or a fingerprint match was;
+        2. judgement: transient, action retry/retry_with_backoff, confidence >= confidence_threshold;
+        3. policy: doctor_clears < max_auto_retries, no doctor:off / doctor:notify-only tag, switch on.
+        Otherwise "escalate". `backoff_seconds` is the wait before a retry_with_backoff clear.
+    """
+    reasons: list[str] = []
+    ok = True
+    best = neighbours[0] if neighbours else None
+    similarity = best.similarity if best else None
+
+    verified_fp = [n for n in fingerprint_matches if n.retry_verified]
+    memory_match = bool(verified_fp) or bool(
+        best and best.similarity >= settings.similarity_threshold and best.retry_verified
+    )
+    if verified_fp:
+        reasons.append(f"memory: same fingerprint as case {verified_fp[0].case_id}, whose retry is verified")
+    elif memory_match and best:
+        reasons.append(
+            f"memory: case {best.case_id} ({best.kind}, {best.error_class}) is {best.similarity:.2f} "
+            f"similar and its retry is verified"
+        )
+    else:
+        ok = False
+        if best is None:
+            reasons.append("memory: no similar case in the knowledge base")
+        elif best.similarity < settings.similarity_threshold:
+            reasons.append(
+                f"memory: best similarity {best.similarity:.2f} < {settings.similarity_threshold:.2f}"
+            )
+        else:
+            reasons.append(
+                f"memory: most similar case {best.case_id} ({best.error_class}) has no verified "
+                f"successful retry"
+            )
+
+    if diagnosis is None:
+        ok = False
+        reasons.append("judgement: no valid diagnosis")
+    else:
+        if not diagnosis.transient:
+            ok = False
+            reasons.append(f"judgement: {diagnosis.error_class} is not transient")
+        if diagnosis.recommended_action not in RETRY_ACTIONS:
+            ok = False
+            reasons.append(f"judgement: recommended action is {diagnosis.recommended_action.value}")
+        if diagnosis.confidence < settings.confidence_threshold:
+            ok = False
+            reasons.append(
+                f"judgement: confidence {diagnosis.confidence:.2f} < {settings.confidence_threshold:.2f}"
+            )
+        if ok:
+            reasons.append(
+                f"judgement: {diagnosis.error_class} is transient "
+                f"({diagnosis.recommended_action.value}, confidence {diagnosis.confidence:.2f})"
+            )
+
+    if not settings.enabled:
+        ok = False
+        reasons.append("policy: the doctor's global switch (Variable doctor_enabled) is off")
+    if dag_tags is None:
+        ok = False
+        reasons.append("policy: the DAG's tags could not be read")
+    elif TAG_OFF in dag_tags or TAG_NOTIFY_ONLY in dag_tags:
+        ok = False
+        reasons.append(f"policy: the DAG is tagged {TAG_OFF if TAG_OFF in dag_tags else TAG_NOTIFY_ONLY}")
+    if doctor_clears is None:
+        ok = False
+        reasons.append("policy: the retry budget could not be read from the knowledge base")
+    elif doctor_clears >= settings.max_auto_retries:
+        ok = False
+        reasons.append(
+            f"policy: retry did not help: the doctor already cleared this task instance "
+            f"{doctor_clears} time(s) (max_auto_retries={settings.max_auto_retries})"
+        )
+
+    backoff = 0.0
+    if ok and diagnosis and diagnosis.recommended_action == Action.retry_with_backoff:
+        backoff = min(BACKOFF_CAP_SECONDS, settings.retry_backoff_seconds * (2 ** (doctor_clears or 0)))
+    return Decision(
+        verdict="auto_retry" if ok else "escalate",
+        reasons=reasons,
+        similarity=similarity,
+        memory_match=memory_match,
+        backoff_seconds=backoff,
+    )
+
+
+def gate_on_confidence(
+    ref_data: dict, diagnosis_result: dict | None, memory: dict | None, *, api=None
+) -> dict:
+    """The gate_on_confidence stage: gathers tags, budget and settings, then `decide`.
+
+    Fails closed: if the DAG's tags or the retry budget cannot be read, the verdict is escalate.
+
+    Returns:
+        a Decision as dict. Never raises.
+    """
+    import logging
+
+    from include.doctor.config import settings as load_settings
+    from include.doctor.models import FailureRef
+
+    log = logging.getLogger(__name__)
+    settings = load_settings()
+    ref = FailureRef.model_validate(ref_data)
+    memory = memory or {}
+    diag_data = (diagnosis_result or {}).get("diagnosis")
+    try:
+        diagnosis = Diagnosis.model_validate(diag_data) if diag_data else None
+    except Exception:  # noqa: BLE001 - an invalid diagnosis is no diagnosis
+        diagnosis = None
+    try:
+        from include.doctor.airflow_api import AirflowAPI
+
+        tags = (api or AirflowAPI()).get_dag_tags(ref.dag_id)
+    except Exception as exc:  # noqa: BLE001 - unknown tags fail closed in decide()
+        log.warning("Could not read tags of %s: %s", ref.dag_id, exc)
+        tags = None
+    decision = decide(
+        diagnosis,
+        [Neighbour.model_validate(n) for n in memory.get("neighbours", [])],
+        [Neighbour.model_validate(n) for n in memory.get("fingerprint_matches", [])],
+        memory.get("doctor_clears"),
+        tags,
+        settings,
+    )
+    return decision.model_dump(mode="json")

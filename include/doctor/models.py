@@ -1,0 +1,139 @@
+"""The types that travel between the doctor's stages (as JSON through XCom) and into its prompts.
+
+FailureRef names one failed try of one task instance; Diagnosis is what a diagnoser (LLM or
+offline) concludes; Neighbour is a similar past case; Decision is the gate's verdict.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+Source = Literal["listener", "sweeper", "manual"]
+
+
+class Action(StrEnum):
+    """The closed set of remediation actions a diagnosis may recommend."""
+
+    retry = "retry"
+    retry_with_backoff = "retry_with_backoff"
+    retry_with_more_resources = "retry_with_more_resources"
+    notify = "notify"
+
+
+#: Actions the doctor may carry out by clearing the task instance (DESIGN.md Gate 2).
+RETRY_ACTIONS = frozenset({Action.retry, Action.retry_with_backoff})
+
+ACTION_MEANINGS = {
+    Action.retry: "clear the task instance now; the very next try is expected to succeed",
+    Action.retry_with_backoff: "clear after a growing delay; an upstream blip (timeout, 5xx, reset) "
+    "is expected to pass",
+    Action.retry_with_more_resources: "rerun only with more memory, disk or a bigger worker; an identical "
+    "retry would fail the same way (a human must act)",
+    Action.notify: "do not retry; a human must change code, configuration, credentials or data",
+}
+
+
+class FailureRef(BaseModel):
+    """One failed try of one task instance: the key of everything the doctor does.
+
+    The key (dag_id, run_id, task_id, map_index, try_number) is what makes handling idempotent.
+    """
+
+    model_config = ConfigDict(extra="ignore")
+
+    dag_id: str = Field(min_length=1, max_length=250)
+    run_id: str = Field(min_length=1, max_length=250)
+    task_id: str = Field(min_length=1, max_length=250)
+    map_index: int = Field(default=-1, ge=-1)
+    try_number: int = Field(ge=1)
+    source: Source = "listener"
+    failed_at: datetime | None = None
+
+    @property
+    def key(self) -> tuple[str, str, str, int, int]:
+        return (self.dag_id, self.run_id, self.task_id, self.map_index, self.try_number)
+
+    @property
+    def label(self) -> str:
+        """The label of the doctor's mapped task instances in the UI: `dag_id.task_id[map_index]`."""
+        suffix = f"[{self.map_index}]" if self.map_index >= 0 else ""
+        return f"{self.dag_id}.{self.task_id}{suffix}"
+
+
+class Diagnosis(BaseModel):
+    """A structured diagnosis of one failure. The Field descriptions are part of the LLM prompt."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    error_class: str = Field(
+        description="Short snake_case name of the root cause, not of the Airflow wrapper exception, "
+        "e.g. db_connection_refused, key_error_missing_field, http_503_service_unavailable.",
+        min_length=1,
+        max_length=80,
+    )
+    root_cause: str = Field(description="One or two sentences: what went wrong and why.", max_length=1000)
+    transient: bool = Field(
+        description="True only if a plain retry, with no change to code, configuration, credentials or "
+        "data, would plausibly succeed."
+    )
+    recommended_action: Action = Field(description="Exactly one action from the action catalogue.")
+    confidence: float = Field(
+        description="Probability in [0, 1] that error_class and transient are right.", ge=0.0, le=1.0
+    )
+    fix_steps: list[str] = Field(
+        default_factory=list,
+        description="Concrete steps a person would take, most useful first.",
+        max_length=8,
+    )
+    evidence: list[str] = Field(
+        default_factory=list,
+        description="Lines copied exactly, character for character, from the error excerpt that support "
+        "the diagnosis.",
+        max_length=8,
+    )
+    diagnoser: str = Field(default="offline", description="Filled in by the doctor, not the model.")
+    model: str | None = None
+
+    @field_validator("error_class")
+    @classmethod
+    def _snake(cls, value: str) -> str:
+        return "_".join(value.strip().lower().replace("-", " ").split())
+
+
+class Neighbour(BaseModel):
+    """A similar past case from the knowledge base, with what is known of its outcome."""
+
+    case_id: int
+    kind: Literal["runbook", "observed"]
+    similarity: float
+    title: str | None = None
+    error_class: str | None = None
+    transient: bool | None = None
+    recommended_action: Action | None = None
+    fingerprint: str | None = None
+    fix_steps: list[str] = Field(default_factory=list)
+    outcome: Literal["succeeded", "failed", "pending", "escalated", "none"] = "none"
+    dag_id: str | None = None
+    task_id: str | None = None
+
+    @property
+    def retry_verified(self) -> bool:
+        """A retry of this case is known to have worked: a transient runbook entry, or an observed
+        case whose doctor retry was verified to succeed (DESIGN.md Gate 1)."""
+        if self.kind == "runbook":
+            return bool(self.transient) and self.recommended_action in RETRY_ACTIONS
+        return self.outcome == "succeeded"
+
+
+class Decision(BaseModel):
+    """The gate's verdict for one failure and every reason behind it."""
+
+    verdict: Literal["auto_retry", "approval", "escalate"]
+    reasons: list[str]
+    similarity: float | None = None
+    memory_match: bool = False
+    backoff_seconds: float = 0.0

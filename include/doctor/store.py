@@ -1,0 +1,392 @@
+"""The knowledge base in Postgres + pgvector: migrations, the inbox, cases, neighbours, outcomes.
+
+Owns schema `doctor` (include/sql/0*.sql) and every read and write of it. SQL lives in files
+under include/sql/ (resolved from this module's location) and takes bound parameters only.
+The connection comes from the Airflow connection `doctor_db` (host, port, login, password,
+schema = database) unless a DSN is given, which the CLI and tests may do.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from functools import cache, cached_property
+from pathlib import Path
+
+from include.doctor.config import DB_CONN_ID
+from include.doctor.models import FailureRef, Neighbour
+
+log = logging.getLogger(__name__)
+
+SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
+MIGRATION_LOCK_ID = 7_344_211  # arbitrary, constant: pg_advisory_xact_lock key for migrations
+
+
+@cache
+def sql(name: str) -> str:
+    """The text of include/sql/queries/<name>.sql.
+
+    Raises:
+        FileNotFoundError: no such query file.
+    """
+    return (SQL_DIR / "queries" / f"{name}.sql").read_text(encoding="utf-8")
+
+
+def migration_files() -> list[Path]:
+    """Migrations in the order they apply: include/sql/NNN_*.sql sorted by name."""
+    return sorted(p for p in SQL_DIR.glob("[0-9][0-9][0-9]_*.sql"))
+
+
+def vector_literal(embedding: Sequence[float] | None) -> str | None:
+    """pgvector's text form `[x,y,...]` of a vector, or None."""
+    if embedding is None:
+        return None
+    return "[" + ",".join(f"{float(x):.7g}" for x in embedding) + "]"
+
+
+class KnowledgeBase:
+    """Access to the doctor's schema.
+
+    Args:
+        dsn: a libpq connection string; None means the Airflow connection `conn_id`.
+        conn_id: Airflow connection id of the Postgres with pgvector (default `doctor_db`).
+        connect_timeout: seconds to wait for the server before `psycopg2.OperationalError`.
+    """
+
+    def __init__(self, dsn: str | None = None, conn_id: str = DB_CONN_ID, connect_timeout: int = 5) -> None:
+        self.dsn = dsn
+        self.conn_id = conn_id
+        self.connect_timeout = connect_timeout
+
+    @cached_property
+    def connect_kwargs(self) -> dict:
+        """psycopg2.connect keyword arguments from the Airflow connection (secrets stay in it)."""
+        from airflow.sdk import BaseHook
+
+        conn = BaseHook.get_connection(self.conn_id)
+        kwargs = {
+            "host": conn.host,
+            "port": conn.port or 5432,
+            "user": conn.login,
+            "password": conn.password,
+            "dbname": conn.schema or "postgres",
+        }
+        kwargs.update(
+            {k: v for k, v in conn.extra_dejson.items() if k in {"sslmode", "sslrootcert", "options"}}
+        )
+        return {k: v for k, v in kwargs.items() if v not in (None, "")}
+
+    @contextmanager
+    def connection(self) -> Iterator:
+        """A psycopg2 connection in a transaction: committed on success, rolled back on error.
+
+        Raises:
+            psycopg2.OperationalError: the database cannot be reached.
+            airflow.exceptions.AirflowNotFoundException: no `doctor_db` connection and no dsn.
+        """
+        import psycopg2
+
+        if self.dsn:
+            conn = psycopg2.connect(self.dsn, connect_timeout=self.connect_timeout)
+        else:
+            conn = psycopg2.connect(connect_timeout=self.connect_timeout, **self.connect_kwargs)
+        try:
+            with conn:
+                yield conn
+        finally:
+            conn.close()
+
+    # -- schema -----------------------------------------------------------------------------
+
+    def migrate(self) -> list[str]:
+        """Apply every migration not yet applied, each once, in file order, under an advisory lock.
+
+        Returns:
+            the names of the migrations applied now (empty when up to date).
+        """
+        applied_now = []
+        with self.connection() as conn, conn.cursor() as cur:
+            cur.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK_ID,))
+            cur.execute("CREATE SCHEMA IF NOT EXISTS doctor")
+            cur.execute(
+                "CREATE TABLE IF NOT EXISTS doctor.schema_migrations ("
+                " version text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
+            )
+            cur.execute("SELECT version FROM doctor.schema_migrations")
+            done = {row[0] for row in cur.fetchall()}
+            for path in migration_files():
+                if path.name in done:
+                    continue
+                cur.execute(path.read_text(encoding="utf-8"))
+                cur.execute("INSERT INTO doctor.schema_migrations (version) VALUES (%s)", (path.name,))
+                applied_now.append(path.name)
+        if applied_now:
+            log.info("Applied migrations: %s", ", ".join(applied_now))
+        return applied_now
+
+    # -- inbox ------------------------------------------------------------------------------
+
+    def record_failures(self, refs: Iterable[FailureRef]) -> int:
+        """Put failures in the inbox; a failure already there (same try) is left as it is.
+
+        Returns:
+            how many were new.
+        """
+        new = 0
+        with self.connection() as conn, conn.cursor() as cur:
+            for ref in refs:
+                cur.execute(sql("record_inbox"), ref.model_dump())
+                new += cur.rowcount
+        return new
+
+    def claim_failures(self, doctor_run_id: str, limit: int = 500) -> list[FailureRef]:
+        """Claim every unclaimed failure for one doctor DAG run (each failure is claimed once ever).
+
+        Returns:
+            the claimed failures, oldest first.
+        """
+        with self.connection() as conn, conn.cursor() as cur:
+            cur.execute(sql("claim_failures"), {"doctor_run_id": doctor_run_id, "limit": limit})
+            cols = [c.name for c in cur.description]
+            rows = [dict(zip(cols, row, strict=True)) for row in cur.fetchall()]
+        refs = [FailureRef(**row) for row in rows]
+        return sorted(refs, key=lambda r: (r.failed_at is None, r.failed_at or 0, r.key))
+
+    # -- cases ------------------------------------------------------------------------------
+
+    def _neighbours(self, query: str, params: dict) -> list[Neighbour]:
+        with self.connection() as conn, conn.cursor() as cur:
+            cur.execute(query, params)
+            cols = [c.name for c in cur.description]
+            rows = [dict(zip(cols, row, strict=True)) for row in cur.fetchall()]
+        out = []
+        for row in rows:
+            row["case_id"] = row.pop("id")
+            row["similarity"] = float(row["similarity"])
+            row["outcome"] = row["outcome"] or "none"
+            row["fix_steps"] = row["fix_steps"] or []
+            out.append(Neighbour(**row))
+        return out
+
+    def search_similar(
+        self, embedding: Sequence[float], ref: FailureRef | None, k: int = 5
+    ) -> list[Neighbour]:
+        """Top-k cases by cosine similarity (HNSW), excluding the failure itself.
+
+        Args:
+            embedding: normalised vector, length 384.
+            ref: the failure being diagnosed (its own case, if recorded, is excluded), or None.
+            k: number of neighbours.
+        Returns:
+            up to k neighbours, most similar first, similarity in [-1, 1].
+        """
+        return self._neighbours(
+            sql("search_similar"), {"embedding": vector_literal(embedding), "k": k, **self._self_filter(ref)}
+        )
+
+    def find_by_fingerprint(self, fingerprint: str, ref: FailureRef | None) -> list[Neighbour]:
+        """Earlier cases with exactly this fingerprint (similarity reported as 1.0), newest first."""
+        return self._neighbours(
+            sql("find_by_fingerprint"), {"fingerprint": fingerprint, **self._self_filter(ref)}
+        )
+
+    @staticmethod
+    def _self_filter(ref: FailureRef | None) -> dict:
+        keys = ("dag_id", "run_id", "task_id", "map_index", "try_number")
+        return dict(zip(keys, ref.key, strict=True)) if ref else dict.fromkeys(keys)
+
+    def count_doctor_clears(self, ref: FailureRef) -> int:
+        """Doctor-initiated clears of this task instance so far, over all its tries."""
+        with self.connection() as conn, conn.cursor() as cur:
+            cur.execute(
+                sql("count_doctor_clears"),
+                {
+                    "dag_id": ref.dag_id,
+                    "run_id": ref.run_id,
+                    "task_id": ref.task_id,
+                    "map_index": ref.map_index,
+                },
+            )
+            return int(cur.fetchone()[0])
+
+    def record_clear(self, ref: FailureRef, doctor_run_id: str) -> bool:
+        """Note that the doctor is about to clear this failed try.
+
+        Returns:
+            True the first time for this try; False if a clear of it was already recorded.
+        """
+        with self.connection() as conn, conn.cursor() as cur:
+            cur.execute(sql("record_clear"), {**self._self_filter(ref), "doctor_run_id": doctor_run_id})
+            return cur.fetchone() is not None
+
+    def upsert_runbooks(self, entries: list[dict], embeddings: list[list[float]], model: str) -> int:
+        """Seed or refresh curated runbook entries with their embeddings.
+
+        Args:
+            entries: dicts with runbook_id, title, error_class, transient, recommended_action,
+                fix_steps (list[str]), fingerprint, excerpt.
+            embeddings: one vector (length 384) per entry.
+            model: the embedding model's name.
+        Returns:
+            number of entries written.
+        """
+        with self.connection() as conn, conn.cursor() as cur:
+            for entry, emb in zip(entries, embeddings, strict=True):
+                cur.execute(
+                    sql("upsert_runbook"),
+                    {
+                        **entry,
+                        "fix_steps": json.dumps(entry["fix_steps"]),
+                        "embedding": vector_literal(emb),
+                        "embedding_model": model,
+                    },
+                )
+        return len(entries)
+
+    def delete_runbooks_except(self, runbook_ids: list[str]) -> int:
+        """Remove runbook cases no longer in include/knowledge/. Returns how many were removed."""
+        with self.connection() as conn, conn.cursor() as cur:
+            cur.execute(
+                "DELETE FROM doctor.failure_cases WHERE kind = 'runbook' AND NOT (runbook_id = ANY(%s))",
+                (list(runbook_ids),),
+            )
+            return cur.rowcount
+
+    def runbook_models(self) -> dict[str, str]:
+        """runbook_id -> embedding model of each seeded runbook entry."""
+        with self.connection() as conn, conn.cursor() as cur:
+            cur.execute(
+                "SELECT runbook_id, embedding_model || ':' "
+                "|| encode(sha256(convert_to(excerpt || title, 'UTF8')), 'hex') "
+                "FROM doctor.failure_cases WHERE kind = 'runbook'"
+            )
+            return dict(cur.fetchall())
+
+    def record_case(
+        self,
+        *,
+        ref: FailureRef,
+        case: dict,
+        diagnosis: dict | None,
+        decision: dict,
+        cleared: bool,
+        doctor_run_id: str,
+    ) -> int:
+        """Write the case, its diagnosis and its remediation in one transaction.
+
+        Args:
+            ref: the failure.
+            case: operator, fingerprint, excerpt, embedding (list[float] | None), embedding_model.
+            diagnosis: a Diagnosis as dict plus optional usage keys, or None when none was made.
+            decision: a Decision as dict.
+            cleared: whether the doctor cleared the task instance.
+            doctor_run_id: the doctor DAG run that handled it.
+        Returns:
+            the case id.
+        """
+        diag = diagnosis or {}
+        with self.connection() as conn, conn.cursor() as cur:
+            cur.execute(
+                sql("upsert_case"),
+                {
+                    **dict(
+                        zip(("dag_id", "run_id", "task_id", "map_index", "try_number"), ref.key, strict=True)
+                    ),
+                    "operator": case.get("operator"),
+                    "title": diag.get("root_cause"),
+                    "error_class": diag.get("error_class"),
+                    "transient": diag.get("transient"),
+                    "recommended_action": diag.get("recommended_action"),
+                    "fix_steps": json.dumps(diag.get("fix_steps", [])),
+                    "fingerprint": case.get("fingerprint"),
+                    "excerpt": case.get("excerpt"),
+                    "embedding": vector_literal(case.get("embedding")),
+                    "embedding_model": case.get("embedding_model"),
+                    "doctor_run_id": doctor_run_id,
+                },
+            )
+            case_id = cur.fetchone()[0]
+            if diagnosis:
+                cur.execute(
+                    sql("insert_diagnosis"),
+                    {
+                        "case_id": case_id,
+                        "diagnoser": diag.get("diagnoser", "offline"),
+                        "model": diag.get("model"),
+                        "error_class": diag["error_class"],
+                        "root_cause": diag.get("root_cause"),
+                        "transient": diag["transient"],
+                        "recommended_action": diag["recommended_action"],
+                        "confidence": diag["confidence"],
+                        "fix_steps": json.dumps(diag.get("fix_steps", [])),
+                        "evidence": json.dumps(diag.get("evidence", [])),
+                        **{
+                            k: diag.get(k)
+                            for k in ("input_tokens", "output_tokens", "cached_tokens", "latency_ms")
+                        },
+                    },
+                )
+            verdict = decision["verdict"]
+            cur.execute(
+                sql("insert_remediation"),
+                {
+                    "case_id": case_id,
+                    "decision": verdict,
+                    "reasons": json.dumps(decision.get("reasons", [])),
+                    "similarity": decision.get("similarity"),
+                    "actor": "doctor",
+                    "cleared": cleared,
+                    "outcome": "pending" if cleared else "escalated",
+                    "dag_id": ref.dag_id,
+                    "run_id": ref.run_id,
+                    "task_id": ref.task_id,
+                    "map_index": ref.map_index,
+                },
+            )
+        return case_id
+
+    def case_report(self, dag_id: str) -> list[dict]:
+        """Every observed case of one DAG with its latest diagnosis and remediation (for the demo)."""
+        with self.connection() as conn, conn.cursor() as cur:
+            cur.execute(sql("get_case_report"), {"dag_id": dag_id})
+            cols = [c.name for c in cur.description]
+            return [dict(zip(cols, row, strict=True)) for row in cur.fetchall()]
+
+
+def retrieve_similar(
+    ref_data: dict,
+    excerpt: dict,
+    embedding: dict | None,
+    *,
+    kb: KnowledgeBase | None = None,
+    k: int | None = None,
+) -> dict:
+    """The retrieve_similar stage: neighbours by cosine similarity and cases with the same fingerprint.
+
+    Returns:
+        {"neighbours": [Neighbour dict], "fingerprint_matches": [Neighbour dict], "doctor_clears": int,
+        "error": str | None}. With a dead database: empty lists, doctor_clears None, and the error.
+    """
+    from include.doctor.config import settings as load_settings
+
+    ref = FailureRef.model_validate(ref_data)
+    kb = kb or KnowledgeBase()
+    out: dict = {"neighbours": [], "fingerprint_matches": [], "doctor_clears": None, "error": None}
+    try:
+        vector = (embedding or {}).get("embedding")
+        if vector:
+            out["neighbours"] = [
+                n.model_dump(mode="json")
+                for n in kb.search_similar(vector, ref, k or load_settings().neighbours)
+            ]
+        if excerpt.get("fingerprint") and (excerpt.get("exception_type") or excerpt.get("message")):
+            out["fingerprint_matches"] = [
+                n.model_dump(mode="json") for n in kb.find_by_fingerprint(excerpt["fingerprint"], ref)
+            ]
+        out["doctor_clears"] = kb.count_doctor_clears(ref)
+    except Exception as exc:  # noqa: BLE001 - no memory means no auto-retry, not a crash
+        out["error"] = f"knowledge base unavailable: {type(exc).__name__}: {exc}"[:500]
+        log.error("%s", out["error"])
+    return out

