@@ -296,8 +296,14 @@ def up(cfg: StackConfig) -> dict:
         env,
     )
     with open(cfg.log_dir / "db-migrate.log", "ab") as migrate_log:
-        subprocess.run([_bin("airflow"), "db", "migrate"], env=env, check=True, cwd=PROJECT_ROOT,
-                       stdout=migrate_log, stderr=subprocess.STDOUT)
+        subprocess.run(
+            [_bin("airflow"), "db", "migrate"],
+            env=env,
+            check=True,
+            cwd=PROJECT_ROOT,
+            stdout=migrate_log,
+            stderr=subprocess.STDOUT,
+        )
     subprocess.run([sys.executable, "-m", "include.doctor", "migrate"], env=env, check=True, cwd=PROJECT_ROOT)
     for component in AIRFLOW_COMPONENTS:
         pids[component] = _spawn(cfg, component, [_bin("airflow"), component], env)

@@ -25,8 +25,8 @@ _PATTERNS: list[tuple[str, re.Pattern[str], str]] = [
     (
         "auth_header",
         re.compile(
-            r"(?i)\b(authorization|proxy-authorization)(\s*[:=]\s*['\"]?)"
-            r"(bearer|basic|token|digest)?\s*[^\s'\",}]+"
+            r"(?i)\b(authorization|proxy-authorization)(['\"]?\s*[:=]\s*['\"]?)"
+            r"(bearer|basic|token|digest|negotiate|aws4-hmac-sha256)?\s*[^\n'\"}]+"
         ),
         r"\1\2\3 ***",
     ),
@@ -58,7 +58,7 @@ _PATTERNS: list[tuple[str, re.Pattern[str], str]] = [
     ("anthropic_key", re.compile(r"\bsk-ant-[A-Za-z0-9_-]{8,}"), MASK),
     ("openai_key", re.compile(r"\bsk-(?:proj-)?[A-Za-z0-9]{20,}"), MASK),
     ("stripe_key", re.compile(r"\b(?:sk|rk)_(?:live|test)_[A-Za-z0-9]{16,}"), MASK),
-    ("uri_password", re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^/\s:@'\"]+):([^@\s'\"/]+)@"), r"\1:***@"),
+    ("uri_password", re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^/\s:@'\"]*):([^@\s'\"/]+)@"), r"\1:***@"),
     (
         "key_value",
         re.compile(

@@ -1,0 +1,83 @@
+"""Excerpt extraction on real log shapes: Airflow 3 structured JSON and Airflow 2 plain text."""
+
+from __future__ import annotations
+
+from include.doctor.logs import MAX_EXCERPT_BYTES, extract_excerpt
+
+AIRFLOW2_LOG = """\
+[2024-06-17T19:33:10.101+0000] {taskinstance.py:1157} INFO - Dependencies all met for <TaskInstance: nba.fetch>
+[2024-06-17T19:33:10.202+0000] {http.py:102} INFO - Calling HTTP method
+[2024-06-17T19:33:12.430+0000] {taskinstance.py:2905} ERROR - Task failed with exception
+Traceback (most recent call last):
+  File "/usr/lib/python3/site-packages/urllib3/connectionpool.py", line 537, in _make_request
+    response = conn.getresponse()
+TimeoutError: The read operation timed out
+
+The above exception was the direct cause of the following exception:
+
+Traceback (most recent call last):
+  File "/opt/airflow/dags/nba.py", line 40, in fetch
+    r = requests.get(url, timeout=30)
+requests.exceptions.ReadTimeout: HTTPSConnectionPool(host='stats.nba.com', port=443): Read timed out. (read timeout=30)
+[2024-06-17T19:33:12.440+0000] {taskinstance.py:1206} INFO - Marking task as FAILED. dag_id=nba, task_id=fetch
+"""
+
+
+def test_structured_log_gives_exception_and_traceback(structured_log):
+    excerpt = extract_excerpt(structured_log)
+    assert excerpt.exception_type == "OperationalError"
+    assert "Connection refused" in excerpt.message
+    assert "Traceback (most recent call last):" in excerpt.text
+    assert "example_flaky_warehouse.py" in excerpt.text
+    assert "Is the server running on that host" in excerpt.text
+
+
+def test_plain_text_log_keeps_chained_causes_and_last_exception():
+    excerpt = extract_excerpt(AIRFLOW2_LOG)
+    assert excerpt.exception_type == "requests.exceptions.ReadTimeout"
+    assert "Read timed out" in excerpt.message
+    assert "TimeoutError: The read operation timed out" in excerpt.text  # the chained cause
+    assert "Calling HTTP method" in excerpt.text  # context lines before the traceback
+
+
+def test_huge_log_is_bounded_and_keeps_the_error():
+    noise = "\n".join(
+        f"[2024-01-01T00:00:{i % 60:02d}+0000] {{x.py:1}} INFO - row {i} loaded" for i in range(200_000)
+    )
+    excerpt = extract_excerpt(noise + "\n" + AIRFLOW2_LOG + "\n" + "x" * 50_000)
+    assert len(excerpt.text.encode()) <= MAX_EXCERPT_BYTES
+    assert excerpt.exception_type == "requests.exceptions.ReadTimeout"
+
+
+def test_binary_and_ansi_log_is_decoded_and_cleaned():
+    raw = (
+        b"\x1b[31mERROR\x1b[0m - boom \xff\xfe\x00\nTraceback (most recent call last):\n"
+        b'  File "t.py", line 1, in f\nValueError: bad \xc3\xa9 value\n'
+    )
+    excerpt = extract_excerpt(raw)
+    assert excerpt.exception_type == "ValueError"
+    assert "\x1b" not in excerpt.text and "\x00" not in excerpt.text
+    assert "bad é value" in excerpt.message
+
+
+def test_empty_log():
+    assert extract_excerpt("").message == "empty log"
+    assert extract_excerpt([]).text == ""
+
+
+def test_log_without_traceback_uses_last_error_line():
+    log = (
+        "[2024-01-01 10:00:00,000] {bash.py:1} INFO - running\n"
+        "[2024-01-01 10:00:01,000] {bash.py:2} ERROR - Bash command failed. The command returned a non-zero exit code 2.\n"
+    )
+    excerpt = extract_excerpt(log)
+    assert "non-zero exit code" in excerpt.message
+
+
+def test_secrets_in_the_log_are_redacted_in_the_excerpt():
+    log = (
+        'Traceback (most recent call last):\n  File "a.py", line 1, in f\n'
+        "psycopg2.OperationalError: could not connect to postgresql://etl:S3cretPass@db:5432/x\n"
+    )
+    excerpt = extract_excerpt(log)
+    assert "S3cretPass" not in excerpt.text and "S3cretPass" not in excerpt.message
