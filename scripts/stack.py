@@ -265,14 +265,37 @@ def wait_for_http(url: str, timeout: float = 120.0, what: str = "service") -> No
     raise TimeoutError(f"{what} at {url} not healthy after {timeout:.0f}s: {last}")
 
 
+def _port_in_use(port: int) -> bool:
+    import socket
+
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
 def up(cfg: StackConfig) -> dict:
     """Start everything; return the stack description also written to `stack.json`.
 
     Returns:
         dict with keys api_url, username, password, pids (name -> pid), ports, state_dir.
     Raises:
+        RuntimeError: a port the stack needs is taken (another stack, or a leftover process).
         TimeoutError: Airflow did not become healthy in time (see state_dir/logs/*.log).
     """
+    busy = [
+        f"{name} {port}"
+        for name, port in (
+            ("API", cfg.api_port),
+            ("SMTP sink", cfg.smtp_port),
+            ("Slack sink", cfg.slack_port),
+        )
+        if _port_in_use(port)
+    ]
+    if busy:
+        raise RuntimeError(
+            f"ports already in use on 127.0.0.1: {', '.join(busy)}; stop the other stack "
+            f"(make down) or the process holding them"
+        )
     cfg.state_dir.mkdir(parents=True, exist_ok=True)
     cfg.sink_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.monotonic()
@@ -317,6 +340,9 @@ def up(cfg: StackConfig) -> dict:
     }
     (cfg.state_dir / "stack.json").write_text(json.dumps(state, indent=2))
     wait_for_http(f"{cfg.api_url}/api/v2/monitor/health", what="Airflow API server")
+    for name, port in (("SMTP sink", cfg.smtp_port), ("Slack sink", cfg.slack_port)):
+        if not _port_in_use(port):
+            raise RuntimeError(f"the {name} is not listening on {port}: see {cfg.log_dir / 'sinks.log'}")
     state["startup_seconds"] = round(time.monotonic() - t0, 1)
     (cfg.state_dir / "stack.json").write_text(json.dumps(state, indent=2))
     return state
