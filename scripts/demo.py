@@ -105,7 +105,8 @@ def timeline(api, kb, dag_id: str, run_id: str, task_id: str) -> dict:
 
     Returns:
         dict with failed_at, doctor_run_id, doctor_started_at, error_class, transient, confidence,
-        similarity, diagnoser, decision, reasons, retried_at, retry_outcome, note, and the seconds
+        similarity, diagnoser, decision, reasons, claimed_at (when a doctor run took the failure),
+        retried_at, retry_outcome, note, and the seconds
         failure -> doctor start and failure -> retried success.
     """
     from include.doctor.models import FailureRef
@@ -139,8 +140,8 @@ def timeline(api, kb, dag_id: str, run_id: str, task_id: str) -> dict:
     if int(ti.get("try_number") or 1) > ref.try_number:
         out["retried_at"] = _parse(ti.get("start_date"))
         out["retry_outcome"] = str(ti.get("state"))
-    if out["failed_at"] and out["doctor_started_at"]:
-        out["seconds_to_doctor"] = round((out["doctor_started_at"] - out["failed_at"]).total_seconds(), 1)
+    if out["failed_at"] and out["claimed_at"]:
+        out["seconds_to_doctor"] = round((out["claimed_at"] - out["failed_at"]).total_seconds(), 1)
     if out["failed_at"] and out["retry_outcome"] == "success" and ti.get("end_date"):
         out["seconds_to_healed"] = round((_parse(ti["end_date"]) - out["failed_at"]).total_seconds(), 1)
     return out
