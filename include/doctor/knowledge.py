@@ -50,6 +50,8 @@ def load_runbooks() -> list[dict]:
             if missing:
                 raise ValueError(f"{path.name}: runbook {entry.get('id')!r} lacks {sorted(missing)}")
             action = Action(entry["action"])
+            if not all(isinstance(x, str) for x in [*entry["fix_steps"], *entry["examples"]]):
+                raise ValueError(f"{path.name}: runbook {entry['id']!r}: fix_steps and examples must be text")
             for n, example in enumerate(entry["examples"]):
                 exc_type, message = split_example(example)
                 rows.append(

@@ -16,7 +16,7 @@ from pydantic import BaseModel
 from include.doctor.redact import redact
 
 MAX_EXCERPT_BYTES = 8 * 1024  # default bound of an excerpt (issue "Memory and judgement")
-CONTEXT_LINES = 8  # log lines kept before the last traceback
+CONTEXT_LINES = 20  # log lines kept before the last traceback (a subprocess's own error sits there)
 
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
@@ -25,11 +25,29 @@ _AIRFLOW_PREFIX = re.compile(
     r"(?:\{[^}]*\}\s*)?(?:(?:DEBUG|INFO|WARNING|WARN|ERROR|CRITICAL|FATAL)\s*-\s*)?"
 )
 _RECORD_START = re.compile(r"^\s*\[?\d{4}-\d\d-\d\d")  # a new timestamped log record
-_EXC_LINE = re.compile(
-    r"^(?P<type>(?:[A-Za-z_][\w]*\.)*[A-Z][\w]*(?:Error|Exception|Exit|Interrupt|Timeout|Failure|Fault|"
-    r"Refused|NotFound|Denied|Invalid|Warning|Exceeded|Unavailable|Missing|Conflict|Closed|Reset|"
-    r"Expired|Killed|Abort|Aborted)?)(?::\s?(?P<msg>.*))?$"
+_EXC_LINE = re.compile(r"^(?P<type>(?:[A-Za-z_]\w*\.)*[A-Z]\w*)(?::\s?(?P<msg>.*))?$")
+# The last name of an exception class: CamelCase ending in one of these words (or a dotted path).
+_EXC_SUFFIX = re.compile(
+    r"(Error|Exception|Exit|Interrupt|Timeout|Failure|Fault|Refused|NotFound|Denied|Invalid|Warning|"
+    r"Exceeded|Unavailable|Available|Missing|Conflict|Closed|Reset|Expired|Killed|Abort|Aborted|Detected|"
+    r"Violation|Iteration|Failed|Forbidden|Unauthorized|Exists|Disconnected)$"
 )
+# Exceptions that only wrap the real error (a subprocess, a remote job, a retry loop).
+_WRAPPER = re.compile(
+    r"(?i)bash command failed|returned a non-zero exit code|failed with terminal state|giving up|"
+    r"cannot execute|task failed with exception|exited with (?:return|exit) code [1-9]\b|"
+    r"job failed|process returned non-zero|no retries remaining|retries exhausted"
+)
+# A plain error line from a tool's output: "ERROR: ...", "fatal: ...", "Error: ...".
+_ERROR_LINE = re.compile(r"^(?:error|fatal|exception|failure|failed)\b\s*[:!-]\s*\S", re.I)
+_ELLIPSIS = {"[...]", "...", "…"}
+# Airflow's own lines around a failure: they say that the task failed, never why.
+_BOOKKEEPING = re.compile(
+    r"(?i)task failed with exception|failed to execute job|marking task as|"
+    r"exited with return code [0-9]|::group::|::endgroup::"
+)
+# A log record at ERROR level, or one whose text starts by saying an error happened.
+_LOGGED_ERROR = re.compile(r"(?:\bERROR\b|\bCRITICAL\b|(?i: - (?:error|failed|exception)\b))")
 _FAILURE_HINTS = re.compile(
     r"(?i)(error|exception|failed|failure|refused|timed? ?out|denied|not found|killed|sigkill|"
     r"returned non-zero|exit code|no such|unable to|cannot|could not|invalid|fatal)"
@@ -46,6 +64,8 @@ class Excerpt(BaseModel):
         text: the excerpt itself: context lines, last traceback (chained causes included),
             at most MAX_EXCERPT_BYTES UTF-8 bytes, redacted.
         operator: operator or hook names seen in the log, if any.
+        causes: the other error lines of the excerpt (chained causes, the exception a wrapper
+            replaced), newest first, at most 5, redacted.
         log_lines: how many lines the whole log had.
     """
 
@@ -53,6 +73,7 @@ class Excerpt(BaseModel):
     message: str = ""
     text: str = ""
     operator: str | None = None
+    causes: list[str] = []
     log_lines: int = 0
 
 
@@ -164,19 +185,71 @@ def _last_traceback(lines: list[str]) -> tuple[int, int] | None:
     return first, min(end, len(lines))
 
 
-def _find_exception(lines: Iterable[str]) -> tuple[str | None, str]:
-    """The last `Type: message` line that looks like an exception."""
-    found: tuple[str | None, str] = (None, "")
+def is_exception_type(name: str) -> bool:
+    """Whether `name` looks like an exception class (`KeyError`, `kafka.errors.NoBrokersAvailable`),
+    not a log field (`DETAIL`, `Location`, `User`)."""
+    last = name.rsplit(".", 1)[-1]
+    if not last or not last[0].isupper() or last.isupper():
+        return False
+    return bool(_EXC_SUFFIX.search(last)) or ("." in name and any(c.islower() for c in last))
+
+
+def error_candidates(lines: Iterable[str]) -> list[tuple[str | None, str, bool]]:
+    """Every line that states an error, oldest first: (exception type or None, message, is_wrapper)."""
+    found: list[tuple[str | None, str, bool]] = []
     for raw in lines:
         line = _strip_prefix(raw).strip()
-        if not line or line.startswith(("File ", "Traceback")):
+        if not line or line.startswith(("File ", "Traceback", "During handling", "The above exception")):
             continue
         m = _EXC_LINE.match(line)
-        if m and (m.group("msg") is not None or "." in m.group("type")):
-            exc_type = m.group("type")
-            if exc_type.split(".")[-1][0].isupper() and len(exc_type) < 120:
-                found = (exc_type, (m.group("msg") or "").strip()[:500])
+        if (
+            m
+            and m.group("msg") is not None
+            and is_exception_type(m.group("type"))
+            and len(m.group("type")) < 120
+        ):
+            message = m.group("msg").strip()[:500]
+            found.append((m.group("type"), message, bool(_WRAPPER.search(message))))
+        elif _ERROR_LINE.match(line) or (
+            _LOGGED_ERROR.search(raw) and _FAILURE_HINTS.search(line) and not _BOOKKEEPING.search(line)
+        ):
+            found.append((None, line[:500], bool(_WRAPPER.search(line))))
     return found
+
+
+# `raise ValueError("Failed to ...")` after logging the real error: the idiom of task code that
+# wraps a library's error in a generic one.
+_GENERIC_TYPES = {"Exception", "RuntimeError", "ValueError", "AirflowException", "OSError", "IOError"}
+
+
+def _is_generic_reraise(candidate: tuple[str | None, str, bool]) -> bool:
+    exc_type, message, _ = candidate
+    return (
+        bool(exc_type)
+        and exc_type.rsplit(".", 1)[-1] in _GENERIC_TYPES
+        and bool(re.search(r"(?i)\b(fail(ed|ure|s)?|error|could not|unable to)\b", message))
+    )
+
+
+def primary_error(candidates: list[tuple[str | None, str, bool]]) -> tuple[str | None, str, list[str]]:
+    """Choose the error that explains the failure and list the others as causes.
+
+    The last exception is the one that ended the task; when it only wraps another (a failed bash
+    command, a remote job, a retry loop that gave up), the last non-wrapper error before it is the
+    real one.
+
+    Returns:
+        (exception type or None, message, other error lines as `Type: message`, newest first, at most 5).
+    """
+    if not candidates:
+        return None, "", []
+    chosen = candidates[-1]
+    if chosen[2] or _is_generic_reraise(chosen):
+        inner = [c for c in candidates[:-1] if not c[2]]
+        if inner:
+            chosen = inner[-1]
+    causes = [f"{t}: {m}" if t else m for t, m, _ in reversed(candidates) if (t, m, _) != chosen]
+    return chosen[0], chosen[1], causes[:5]
 
 
 _OPERATOR = re.compile(r"\b([A-Z][A-Za-z0-9]*(?:Operator|Sensor|Hook))\b")
@@ -200,17 +273,18 @@ def extract_excerpt(log: Any, max_bytes: int = MAX_EXCERPT_BYTES) -> Excerpt:
     if block:
         start, end = block
         before = [ln for ln in lines[max(0, start - CONTEXT_LINES) : start] if ln.strip()]
-        core = lines[start:end]
-        exc_type, message = _find_exception(core)
         tail = [ln for ln in lines[end : end + 4] if _FAILURE_HINTS.search(ln)]
-        chosen = before + core + tail
+        explained = before + lines[start:end]
+        chosen = explained + tail
     else:
         hits = [i for i, ln in enumerate(lines) if _FAILURE_HINTS.search(ln)]
         last_hit = hits[-1] if hits else len(lines) - 1
-        chosen = lines[max(0, last_hit - CONTEXT_LINES - 4) : last_hit + 3]
-        exc_type, message = _find_exception(chosen)
-        if not message:
-            message = _strip_prefix(lines[last_hit]).strip()[:500]
+        explained = chosen = lines[max(0, last_hit - CONTEXT_LINES) : last_hit + 3]
+    # The error comes from the traceback and the lines before it; lines after it are Airflow's.
+    exc_type, message, causes = primary_error(error_candidates(explained))
+    if not message:
+        hits = [ln for ln in chosen if _FAILURE_HINTS.search(ln)] or chosen
+        message = _strip_prefix(hits[-1]).strip()[:500]
     operators = sorted(set(_OPERATOR.findall("\n".join(lines[-400:]))))
     text = redact("\n".join(chosen))
     return Excerpt(
@@ -218,6 +292,7 @@ def extract_excerpt(log: Any, max_bytes: int = MAX_EXCERPT_BYTES) -> Excerpt:
         message=redact(message),
         text=_bound(text, max_bytes),
         operator=", ".join(operators[:3]) or None,
+        causes=[redact(c) for c in causes],
         log_lines=len(lines),
     )
 

@@ -245,6 +245,19 @@ class KnowledgeBase:
                 )
         return len(entries)
 
+    def delete_observed_cases(self) -> int:
+        """Delete every observed case (with its diagnoses and remediations), keeping runbooks.
+
+        For `eval`, which must start from a knowledge base holding only the runbooks.
+        Returns:
+            how many cases were deleted.
+        """
+        with self.connection() as conn, conn.cursor() as cur:
+            cur.execute("DELETE FROM doctor.failure_cases WHERE kind = 'observed'")
+            deleted = cur.rowcount
+            cur.execute("DELETE FROM doctor.clears")
+            return deleted
+
     def delete_runbooks_except(self, runbook_ids: list[str]) -> int:
         """Remove runbook cases no longer in include/knowledge/. Returns how many were removed."""
         with self.connection() as conn, conn.cursor() as cur:
@@ -273,6 +286,8 @@ class KnowledgeBase:
         decision: dict,
         cleared: bool,
         doctor_run_id: str,
+        outcome: str | None = None,
+        actor: str = "doctor",
     ) -> int:
         """Write the case, its diagnosis and its remediation in one transaction.
 
@@ -283,6 +298,8 @@ class KnowledgeBase:
             decision: a Decision as dict.
             cleared: whether the doctor cleared the task instance.
             doctor_run_id: the doctor DAG run that handled it.
+            outcome: the remediation's outcome; None means "pending" if cleared, else "escalated".
+            actor: who acted: "doctor" or "human" (a person's label, e.g. in `eval --replay`).
         Returns:
             the case id.
         """
@@ -336,9 +353,9 @@ class KnowledgeBase:
                     "decision": verdict,
                     "reasons": json.dumps(decision.get("reasons", [])),
                     "similarity": decision.get("similarity"),
-                    "actor": "doctor",
+                    "actor": actor,
                     "cleared": cleared,
-                    "outcome": "pending" if cleared else "escalated",
+                    "outcome": outcome or ("pending" if cleared else "escalated"),
                     "dag_id": ref.dag_id,
                     "run_id": ref.run_id,
                     "task_id": ref.task_id,

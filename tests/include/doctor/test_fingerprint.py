@@ -62,3 +62,33 @@ def test_same_failure_same_fingerprint(a, b):
 @pytest.mark.parametrize(("a", "b"), DIFFERENT)
 def test_different_cause_different_fingerprint(a, b):
     assert fingerprint(*a) != fingerprint(*b)
+
+
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [
+        pytest.param(
+            ("HTTPError", "403 Client Error: Forbidden for url: https://a/b"),
+            ("HTTPError", "503 Server Error: Service Unavailable for url: https://a/b"),
+            id="http-status-kept",
+        ),
+        pytest.param(
+            ("", "Task exited with return code -9"),
+            ("", "Task exited with return code 1"),
+            id="exit-code-kept",
+        ),
+        pytest.param(
+            ("OSError", "[Errno 28] No space left on device"),
+            ("OSError", "[Errno 13] No space left on device"),
+            id="errno-kept",
+        ),
+    ],
+)
+def test_meaningful_numbers_are_kept(a, b):
+    assert fingerprint(*a) != fingerprint(*b)
+
+
+def test_driver_class_in_parentheses_is_reduced_to_its_name():
+    assert fingerprint(
+        "sqlalchemy.exc.OperationalError", "(psycopg2.OperationalError) server closed"
+    ) == fingerprint("OperationalError", "(OperationalError) server closed")

@@ -81,3 +81,54 @@ def test_secrets_in_the_log_are_redacted_in_the_excerpt():
     )
     excerpt = extract_excerpt(log)
     assert "S3cretPass" not in excerpt.text and "S3cretPass" not in excerpt.message
+
+
+BASH_WRAPPED = """\
+[2024-04-01T05:34:07.245+0000] {subprocess.py:75} INFO - Running command: ['/bin/bash', '-c', 'python producer.py']
+[2024-04-01T05:34:09.475+0000] {subprocess.py:93} INFO - Traceback (most recent call last):
+[2024-04-01T05:34:09.475+0000] {subprocess.py:93} INFO -   File "producer.py", line 11, in <module>
+[2024-04-01T05:34:09.476+0000] {subprocess.py:93} INFO - redis.exceptions.ConnectionError: Error 111 connecting to cache:6379.
+[2024-04-01T05:34:09.483+0000] {subprocess.py:97} INFO - Command exited with return code 1
+[2024-04-01T05:34:09.492+0000] {taskinstance.py:1935} ERROR - Task failed with exception
+Traceback (most recent call last):
+  File "/usr/lib/airflow/operators/bash.py", line 210, in execute
+airflow.exceptions.AirflowException: Bash command failed. The command returned a non-zero exit code 1.
+[2024-04-01T05:34:09.494+0000] {taskinstance.py:1398} INFO - Marking task as FAILED. dag_id=d, task_id=t
+"""
+
+LOGGED_THEN_RAISED = """\
+[2025-01-26T20:24:49.548+0000] {extract.py:45} ERROR - Error while fetching data: ConnectTimeout to api.example.com
+[2025-01-26T20:24:49.551+0000] {taskinstance.py:3311} ERROR - Task failed with exception
+Traceback (most recent call last):
+  File "/opt/airflow/dags/extract.py", line 48, in extract
+    raise RuntimeError("Failed to fetch the data.")
+RuntimeError: Failed to fetch the data.
+"""
+
+
+def test_a_wrapper_exception_gives_way_to_the_error_it_wraps():
+    excerpt = extract_excerpt(BASH_WRAPPED)
+    assert excerpt.exception_type == "redis.exceptions.ConnectionError"
+    assert any("Bash command failed" in c for c in excerpt.causes)
+
+
+def test_a_generic_reraise_gives_way_to_the_logged_error_before_it():
+    excerpt = extract_excerpt(LOGGED_THEN_RAISED)
+    assert "ConnectTimeout" in excerpt.message
+    assert any("Failed to fetch the data" in c for c in excerpt.causes)
+
+
+def test_a_bug_is_not_mistaken_for_a_wrapper():
+    excerpt = extract_excerpt(
+        LOGGED_THEN_RAISED.replace("RuntimeError: Failed to fetch the data.", "KeyError: 'id'")
+    )
+    assert excerpt.exception_type == "KeyError"
+
+
+def test_log_fields_are_not_exceptions():
+    log = (
+        'Traceback (most recent call last):\n  File "a.py", line 1, in f\n'
+        "psycopg2.errors.DeadlockDetected: deadlock detected\nDETAIL:  Process 1 waits for ShareLock\n"
+        "HINT:  See server log for query details.\n"
+    )
+    assert extract_excerpt(log).exception_type == "psycopg2.errors.DeadlockDetected"

@@ -1,0 +1,179 @@
+"""Rules of the offline diagnoser: what common error messages mean, without an LLM.
+
+Each rule is a regex over the primary error (`ExceptionType: message`), tried in order (the
+first match wins, so specific permanent causes come before the transient look-alikes they
+resemble: an unknown host before a DNS hiccup, an exhausted quota before a throttle, a bad
+certificate before a dropped TLS connection). When nothing matches the primary error, the
+excerpt's other error lines (causes) are tried.
+
+Confidences are the authors' estimates of how often the pattern alone names the right class
+and transience, from general Airflow operations experience. They stay below 0.9, so an offline
+auto-retry also needs the gate's memory rule.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from include.doctor.models import Action
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A regex over `Type: message` and what a match means."""
+
+    pattern: re.Pattern[str]
+    error_class: str
+    transient: bool
+    action: Action
+    confidence: float
+    root_cause: str
+    fix_step: str
+
+
+R, B, M, N = Action.retry, Action.retry_with_backoff, Action.retry_with_more_resources, Action.notify
+
+# fmt: off
+_TABLE: list[tuple[str, str, bool, Action, float, str, str]] = [
+    # -- resources --------------------------------------------------------------------------
+    (r"return code -9\b|Negsignal\.SIGKILL|SIGKILL|exit code 137|OOMKilled|MemoryError|Cannot allocate memory|"
+     r"out of memory", "oom_killed_sigkill", False, M, 0.8,
+     "The task ran out of memory and was killed.", "Give the task more memory or process its data in chunks."),
+    (r"No space left on device|Disk quota exceeded", "disk_full", False, M, 0.85,
+     "The worker's disk is full.", "Free or enlarge the worker's disk; clean temporary files."),
+    # -- credentials and permissions (before network look-alikes) ----------------------------
+    (r"password authentication failed|Incorrect username or password|invalid (?:credentials|api key|token)|"
+     r"\b401\b|Unauthorized|AuthenticationFailed|ClientAuthenticationError|InvalidClientTokenId|"
+     r"SignatureDoesNotMatch|ExpiredToken|token (?:has )?expired|failed to authenticate", "invalid_credentials",
+     False, N, 0.85, "The credentials were rejected.", "Fix or rotate the credentials in the Airflow connection."),
+    (r"DefaultCredentialsError|NoCredentialsError|Unable to locate credentials|credentials were not found",
+     "missing_credentials", False, N, 0.85, "No credentials were found.", "Configure the connection's credentials."),
+    (r"PermissionError|Permission denied", "file_permission_denied", False, N, 0.75,
+     "The worker's user may not access a path.", "Fix the path's ownership or mode."),
+    (r"AccessDenied|Access Denied|\b403\b|Forbidden|not authorized to perform|InsufficientPrivilege|"
+     r"insufficient privileges|permission .* denied", "access_denied", False, N, 0.8,
+     "The identity lacks a permission.", "Grant the missing permission or use another identity."),
+    # -- configuration -----------------------------------------------------------------------
+    (r"conn_id .* isn't defined|CONNECTION_NOT_FOUND|AirflowNotFoundException", "missing_airflow_connection",
+     False, N, 0.9, "An Airflow connection the task needs does not exist.", "Create the connection."),
+    (r"VARIABLE_NOT_FOUND|Variable .* does not exist", "missing_airflow_variable", False, N, 0.9,
+     "An Airflow Variable the task needs does not exist.", "Create the Variable or give it a default."),
+    (r"Name or service not known|nodename nor servname|No address associated with hostname|"
+     r"failed to resolve sockaddr|could not translate host name .* Name or service", "connection_misconfigured",
+     False, N, 0.7, "A host name in the connection does not resolve: likely a typo or a placeholder.",
+     "Fix the host in the Airflow connection."),
+    (r"CERTIFICATE_VERIFY_FAILED|certificate verify failed|SSLCertVerificationError", "tls_certificate_error",
+     False, N, 0.85, "The endpoint's TLS certificate could not be verified.", "Install the CA bundle or fix the cert."),
+    # -- quota before throttling -------------------------------------------------------------
+    (r"quota (?:exceeded|exhausted)|exceeded your (?:daily|monthly)|plan limit|\b402\b|Payment Required|"
+     r"usage limit", "api_quota_exhausted", False, N, 0.75,
+     "The API quota or plan limit is exhausted.", "Raise the quota or wait for the window to reset."),
+    # -- transient ---------------------------------------------------------------------------
+    (r"deadlock detected|Deadlock found|DeadlockDetected", "db_deadlock", True, B, 0.85,
+     "Two transactions deadlocked; the database aborted this one.", "Retry; order writes consistently."),
+    (r"Lock wait timeout|LockNotAvailable|could not obtain lock|Unable to acquire lock|lock timeout|"
+     r"database is locked", "lock_contention", True, B, 0.75,
+     "Another process held a lock the task needed.", "Retry later; find the long-running lock holder."),
+    (r"SerializationFailure|could not serialize access", "db_serialization_failure", True, R, 0.85,
+     "A serializable transaction conflicted with a concurrent one.", "Retry."),
+    (r"too many clients|too many connections|remaining connection slots", "db_connection_limit", True, B, 0.8,
+     "The database had no free connection slots.", "Retry; limit concurrency with an Airflow pool."),
+    (r"server closed the connection unexpectedly|Lost connection to .*server|server has gone away|"
+     r"connection already closed|terminating connection due to administrator command|"
+     r"SSL SYSCALL error: EOF", "db_connection_lost", True, B, 0.8,
+     "The database dropped the connection.", "Retry; enable pool_pre_ping or keepalives."),
+    # EAI_AGAIN: the resolver itself says the failure is temporary.
+    (r"Temporary failure in name resolution|EAI_AGAIN", "dns_resolution_failure", True, B, 0.85,
+     "The resolver could not resolve a host name for a moment.", "Retry; check the worker's DNS if it persists."),
+    (r"NameResolutionError|getaddrinfo failed|Could not connect to the endpoint URL|Failed to resolve",
+     "dns_resolution_failure", True, B, 0.75,
+     "A host name could not be resolved for a moment.", "Retry; check the worker's DNS if it persists."),
+    (r"connection refused|ConnectionRefusedError|ECONNREFUSED|actively refused|Errno 111", "connection_refused",
+     True, R, 0.8, "The remote service refused the connection: it was down or restarting.",
+     "Check that the service is up and listening; check the connection's host and port if it persists."),
+    (r"Connection reset|ConnectionResetError|RemoteDisconnected|Remote end closed connection|Broken pipe|"
+     r"Connection aborted|IncompleteRead|ChunkedEncodingError", "connection_reset_by_remote", True, B, 0.8,
+     "The remote end closed the connection mid-request.", "Retry; check proxies and keep-alive settings."),
+    (r"EOF occurred in violation of protocol|SSLEOFError|SSLZeroReturnError|TLS/SSL connection has been closed|"
+     r"UNEXPECTED_EOF_WHILE_READING", "ssl_eof_error", True, B, 0.8,
+     "The TLS connection dropped.", "Retry; check the endpoint's TLS health if it persists."),
+    (r"\b(?:500|502|503|504)\b.*(?:Server Error|Bad Gateway|Service Unavailable|Gateway Time)|"
+     r"Service Unavailable|Bad Gateway|Gateway Timeout|backendError|InternalServerError|ServiceUnavailable|"
+     r"\b50[234]\s*:", "http_503_service_unavailable", True, B, 0.8,
+     "The upstream service answered 5xx: it was unavailable.", "Retry with backoff; check the provider's status."),
+    (r"\b429\b|Too Many Requests|rate limit|Rate exceeded|Throttl|SlowDown|RequestLimitExceeded",
+     "rate_limited", True, B, 0.75, "The API throttled the client.", "Retry with backoff; lower concurrency."),
+    (r"NoBrokersAvailable|Broker transport failure|broker.*(?:unavailable|not available)",
+     "kafka_broker_unavailable", True, B, 0.75, "The message brokers were unreachable.",
+     "Retry after the brokers are back; check bootstrap servers."),
+    (r"INSUFFICIENT_INSTANCE_CAPACITY|InsufficientInstanceCapacity|"
+     r"no free .* slot", "remote_capacity_unavailable", True, B, 0.7,
+     "The remote compute had no capacity.", "Retry later; raise the remote pool's capacity."),
+    (r"zombie|heartbeat|externally set to failed|Received SIGTERM|Evicted|evicted|preempted",
+     "heartbeat_timeout", True, R, 0.7, "The task was lost or killed by the platform, not by its code.",
+     "Retry; check worker health if it recurs."),
+    (r"timed? ?out|TimeoutError|ReadTimeout|ConnectTimeout|deadline exceeded", "network_timeout", True, B, 0.75,
+     "A call timed out waiting for a remote service.", "Retry; check the remote service's latency."),
+    # -- code, data, templates ---------------------------------------------------------------
+    (r"ModuleNotFoundError|No module named|cannot import name|ImportError", "module_not_found", False, N, 0.9,
+     "A Python module the task imports is missing or incompatible.", "Pin the package in requirements.txt."),
+    (r"TemplateNotFound", "template_not_found", False, N, 0.9,
+     "A Jinja template file was not found.", "Fix the template path or template_searchpath."),
+    (r"UndefinedError|TemplateSyntaxError|is undefined", "jinja_template_error", False, N, 0.85,
+     "A Jinja template could not be rendered.", "Fix the template."),
+    (r"command not found|executable file not found|No such file or directory: '[\w.-]+'$", "executable_not_found",
+     False, N, 0.8, "A command is not installed on the worker.", "Install it in the image."),
+    (r"syntax error|SyntaxError|SQL compilation error|ParseException", "sql_syntax_error", False, N, 0.8,
+     "The SQL or code has a syntax error.", "Fix the statement."),
+    (r"duplicate key|UniqueViolation|IntegrityError|NotNullViolation|ForeignKeyViolation|already exists",
+     "duplicate_key_violation", False, N, 0.8, "A write violated a constraint.", "Make the load idempotent."),
+    (r"invalid input syntax|out of range|Numeric value .* is not recognized|could not convert|"
+     r"invalid literal|Cannot convert|InvalidTextRepresentation|DataError|value too long",
+     "data_type_conversion_error", False, N, 0.8, "Data did not fit the expected type.", "Clean or cast the data."),
+    (r"JSONDecodeError|ParserError|Error tokenizing|Expecting (?:value|property name)|BadGzipFile|BadZipFile|"
+     r"Compressed file ended|corrupt", "data_parse_error", False, N, 0.8,
+     "Input data could not be parsed.", "Fix or quarantine the malformed input."),
+    (r"does not exist|UndefinedTable|UndefinedColumn|not found|NoSuchKey|NotFound|Unrecognized name|"
+     r"Unknown (?:table|column|database)|FileNotFoundError|No such file", "missing_object", False, N, 0.75,
+     "A table, column, file or key the task needs does not exist.", "Create it or fix the name the task uses."),
+    (r"^(?:KeyError|IndexError|AttributeError|TypeError|ValueError|NameError|ZeroDivisionError|AssertionError|"
+     r"UnboundLocalError|RecursionError|NotImplementedError|StopIteration)\b", "task_code_error", False, N, 0.8,
+     "The task's own code raised an error on its input.", "Read the traceback; fix the task code or input."),
+    (r"Test failed|test failure|Failure in test|expectation|Validation failed|data quality",
+     "data_quality_check_failed", False, N, 0.75, "A data-quality check failed.", "Inspect the failing rows."),
+]
+# fmt: on
+
+GENERIC_CODE_ERROR = "task_code_error"
+
+RULES: tuple[Rule, ...] = tuple(
+    Rule(re.compile(p, re.I | re.M), c, t, a, conf, cause, step) for p, c, t, a, conf, cause, step in _TABLE
+)
+
+
+def match_rule(exception_type: str | None, message: str, causes: list[str] | None = None) -> Rule | None:
+    """The first rule matching the primary error; for a generic code error (ValueError, ...), a
+    specific rule matching one of its chained causes wins.
+
+    Args:
+        exception_type: the primary error's class name, or None.
+        message: its message.
+        causes: the excerpt's other error lines, newest first.
+    Returns:
+        the matching Rule, or None.
+    """
+    primary = _first(f"{exception_type}: {message}" if exception_type else message)
+    if primary is not None and primary.error_class != GENERIC_CODE_ERROR:
+        return primary
+    # A bare ValueError/RuntimeError raised `from` a specific error (network, database, ...): the
+    # chained cause says more than the wrapper does.
+    for cause in causes or []:
+        rule = _first(cause)
+        if rule is not None and rule.error_class != GENERIC_CODE_ERROR:
+            return rule
+    return primary
+
+
+def _first(subject: str) -> Rule | None:
+    return next((rule for rule in RULES if rule.pattern.search(subject)), None)

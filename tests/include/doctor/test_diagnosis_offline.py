@@ -1,0 +1,99 @@
+"""The offline diagnoser: rules in order, memory first, and the two checking each other."""
+
+from __future__ import annotations
+
+import pytest
+
+from include.doctor.diagnosis import diagnose_offline
+from include.doctor.models import Action, Neighbour
+from include.doctor.rules import match_rule
+
+
+@pytest.mark.parametrize(
+    ("subject", "error_class", "transient"),
+    [
+        pytest.param(
+            "socket.gaierror: [Errno -3] Temporary failure in name resolution",
+            "dns_resolution_failure",
+            True,
+            id="dns-hiccup",
+        ),
+        pytest.param(
+            "socket.gaierror: [Errno -2] Name or service not known",
+            "connection_misconfigured",
+            False,
+            id="unknown-host-is-not-a-hiccup",
+        ),
+        pytest.param("HTTPError: 429 Client Error: Too Many Requests", "rate_limited", True, id="throttle"),
+        pytest.param(
+            "HTTPError: 429 Client Error: You have exceeded your daily quota",
+            "api_quota_exhausted",
+            False,
+            id="quota-is-not-a-throttle",
+        ),
+        pytest.param("SSLError: EOF occurred in violation of protocol", "ssl_eof_error", True, id="tls-eof"),
+        pytest.param(
+            "SSLCertVerificationError: certificate verify failed: self-signed",
+            "tls_certificate_error",
+            False,
+            id="bad-certificate",
+        ),
+        pytest.param(
+            'OperationalError: FATAL: password authentication failed for user "x"',
+            "invalid_credentials",
+            False,
+            id="credentials-before-connection",
+        ),
+        pytest.param("Task exited with return code -9", "oom_killed_sigkill", False, id="sigkill"),
+        pytest.param("OSError: [Errno 28] No space left on device", "disk_full", False, id="disk-full"),
+        pytest.param(
+            "psycopg2.errors.DeadlockDetected: deadlock detected", "db_deadlock", True, id="deadlock"
+        ),
+        pytest.param("KeyError: 'id'", "task_code_error", False, id="code-bug"),
+    ],
+)
+def test_rules(subject, error_class, transient):
+    exc, _, msg = subject.partition(": ")
+    rule = match_rule(exc, msg)
+    assert rule is not None and (rule.error_class, rule.transient) == (error_class, transient)
+
+
+def test_a_generic_error_defers_to_its_specific_cause():
+    rule = match_rule(
+        "ValueError", "Failed to fetch", ["ConnectionResetError: [Errno 104] Connection reset by peer"]
+    )
+    assert rule.error_class == "connection_reset_by_remote"
+
+
+def neighbour(similarity: float, transient: bool) -> Neighbour:
+    return Neighbour(
+        case_id=1,
+        kind="runbook",
+        similarity=similarity,
+        error_class="x",
+        transient=transient,
+        recommended_action=Action.retry if transient else Action.notify,
+    )
+
+
+REFUSED = {
+    "exception_type": "ConnectionRefusedError",
+    "message": "[Errno 111] Connection refused",
+    "text": "",
+}
+
+
+def test_memory_and_rule_agreeing_raise_confidence():
+    d = diagnose_offline(REFUSED, [neighbour(0.9, True)], [], 0.82)
+    assert d.transient and d.confidence == pytest.approx(0.95)
+
+
+def test_memory_and_rule_disagreeing_is_not_confident():
+    d = diagnose_offline(REFUSED, [neighbour(0.9, False)], [], 0.82)
+    assert d.confidence == 0.5 and "disagree" in d.root_cause
+
+
+def test_rule_alone_keeps_its_own_confidence_and_unknown_is_low():
+    assert diagnose_offline(REFUSED, [neighbour(0.5, False)], [], 0.82).confidence == pytest.approx(0.8)
+    unknown = diagnose_offline({"exception_type": "FooBarError", "message": "zzz", "text": ""}, [], [], 0.82)
+    assert unknown.error_class == "unknown_error" and unknown.confidence == 0.2 and not unknown.transient
