@@ -16,7 +16,7 @@ import pendulum
 from airflow.sdk import Asset, Param, dag, get_current_context, task, task_group
 from airflow.sdk.exceptions import AirflowSkipException
 
-from include.doctor.config import FAILURE_ASSET_NAME, FAILURE_ASSET_URI
+from include.doctor.config import FAILURE_ASSET_NAME, FAILURE_ASSET_URI, LLM_POOL
 
 LABEL = "{{ failure_label }}"
 
@@ -91,7 +91,7 @@ def doctor():
             _label(ref)
             return retrieve_similar(ref, excerpt, embedding)
 
-        @task(map_index_template=LABEL)
+        @task(map_index_template=LABEL, pool=LLM_POOL)
         def diagnose(ref: dict, excerpt: dict, memory: dict) -> dict:
             from include.doctor.diagnosis import diagnose
 

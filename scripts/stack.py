@@ -118,7 +118,7 @@ def _connection_env(cfg: StackConfig) -> dict[str, str]:
             "conn_type": "anthropic",
             "host": cfg.llm_base_url,
             "password": "sk-ant-local-loopback",
-            "extra": {"model": "claude-sonnet-4-5"},
+            "extra": {"model": "claude-sonnet-5-5"},
         }
     return {f"AIRFLOW_CONN_{cid.upper()}": json.dumps(spec) for cid, spec in conns.items()}
 

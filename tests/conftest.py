@@ -142,3 +142,23 @@ def sinks(tmp_path, monkeypatch):
 def structured_log() -> list:
     """A real Airflow 3.3 structured task log: psycopg2 connection refused (recorded from the demo)."""
     return json.loads((FIXTURES / "airflow3_structured_log_connection_refused.json").read_text())
+
+
+@pytest.fixture
+def llm(monkeypatch):
+    """A loopback server speaking the Anthropic Messages API, wired to the connection `doctor_llm`."""
+    from tests.fakes.anthropic_server import AnthropicLoopback
+
+    with AnthropicLoopback() as server:
+        monkeypatch.setenv(
+            "AIRFLOW_CONN_DOCTOR_LLM",
+            json.dumps(
+                {
+                    "conn_type": "anthropic",
+                    "host": server.base_url,
+                    "password": "sk-ant-test-key",
+                    "extra": {"model": "claude-sonnet-5-5"},
+                }
+            ),
+        )
+        yield server

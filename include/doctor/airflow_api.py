@@ -309,6 +309,26 @@ class AirflowAPI:
             self.call("DagRunApi", lambda api: api.get_dag_run(dag_id, run_id, _request_timeout=self.timeout))
         )
 
+    def ensure_pool(self, name: str, slots: int, description: str) -> bool:
+        """Create the pool `name` with `slots` slots if it does not exist; an existing pool is left as is.
+
+        Returns:
+            True if the pool was created now.
+        Raises:
+            AirflowAPIError: the API refused.
+        """
+        from airflow_client.client.models.pool_body import PoolBody
+
+        try:
+            self.call("PoolApi", lambda api: api.get_pool(name, _request_timeout=self.timeout))
+            return False
+        except AirflowAPIError as exc:
+            if "HTTP 404" not in str(exc):
+                raise
+        body = PoolBody(name=name, slots=slots, description=description, include_deferred=False)
+        self.call("PoolApi", lambda api: api.post_pool(body, _request_timeout=self.timeout))
+        return True
+
     def ui_url(self, path: str) -> str:
         """An absolute link into the Airflow UI."""
         return f"{self.base_url}/{path.lstrip('/')}"

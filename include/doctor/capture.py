@@ -146,6 +146,22 @@ def ref_from_params(params: dict[str, Any], api=None) -> FailureRef | None:
         raise ValueError(f"malformed manual trigger params: {exc}") from exc
 
 
+def _ensure_llm_pool(api=None) -> None:
+    """Make sure the pool that bounds concurrent diagnose tasks exists (else they would never run)."""
+    from include.doctor.config import LLM_POOL
+    from include.doctor.config import settings as load_settings
+
+    try:
+        from include.doctor.airflow_api import AirflowAPI
+
+        if (api or AirflowAPI()).ensure_pool(
+            LLM_POOL, load_settings().llm_pool_slots, "airflow-doctor: concurrent diagnoses (LLM calls)"
+        ):
+            log.info("Created the Airflow pool %s", LLM_POOL)
+    except Exception as exc:  # noqa: BLE001 - the stack or a person may have created it already
+        log.warning("Could not check the Airflow pool %s: %s", LLM_POOL, exc)
+
+
 def collect_failures(
     events: list[Any], params: dict[str, Any], doctor_run_id: str, *, kb=None, api=None
 ) -> list[dict]:
@@ -178,6 +194,7 @@ def collect_failures(
         # A dry run looks and tells; it claims nothing, so the real handling is not pre-empted.
         log.info("dry_run: handling %d failure(s) without claiming them", len(refs))
         return [r.model_dump(mode="json") for r in {r.key: r for r in refs}.values()]
+    _ensure_llm_pool(api)
     kb = kb or KnowledgeBase()
     try:
         kb.migrate()

@@ -59,9 +59,9 @@ def main(argv: list[str] | None = None) -> int:
     ev.add_argument("--diagnoser", choices=("offline", "llm"), default="offline")
     ev.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
     ev.add_argument("--dsn", help="a scratch database (default: an embedded Postgres)")
-    ev.add_argument("--price-input", type=float, default=3.0, help="USD per million input tokens")
-    ev.add_argument("--price-output", type=float, default=15.0, help="USD per million output tokens")
-    ev.add_argument("--price-cached", type=float, default=0.30, help="USD per million cache-read tokens")
+    ev.add_argument("--price-input", type=float, default=2.0, help="USD per million input tokens")
+    ev.add_argument("--price-output", type=float, default=10.0, help="USD per million output tokens")
+    ev.add_argument("--price-cached", type=float, default=0.20, help="USD per million cache-read tokens")
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.WARNING if args.command == "eval" else logging.INFO,

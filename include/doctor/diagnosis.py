@@ -28,7 +28,9 @@ log = logging.getLogger(__name__)
 
 PROMPT_DIR = Path(__file__).resolve().parent.parent / "prompts"
 TOOL_NAME = "record_diagnosis"
-DEFAULT_MODEL = "claude-sonnet-4-5"
+# The current Sonnet (November 2026): fast and cheap enough for one call per failure. Override with
+# the connection's extra {"model": ...}.
+DEFAULT_MODEL = "claude-sonnet-5-5"
 LLM_TIMEOUT_SECONDS = 60.0
 LLM_MAX_RETRIES = 3  # the SDK retries 408/409/429/5xx/529 with exponential backoff and honours retry-after
 MAX_OUTPUT_TOKENS = 1024
@@ -245,7 +247,9 @@ def diagnose_with_llm(
             max_tokens=MAX_OUTPUT_TOKENS,
             system=[{"type": "text", "text": system_prompt(), "cache_control": {"type": "ephemeral"}}],
             tools=[{**tool_schema(), "cache_control": {"type": "ephemeral"}}],
-            tool_choice={"type": "tool", "name": TOOL_NAME},
+            # "auto", not a forced tool: current Claude models with thinking reject forced tool_choice
+            # (400). The system prompt asks for exactly one call; prose instead of it is no diagnosis.
+            tool_choice={"type": "auto"},
             messages=[{"role": "user", "content": user_prompt(ref, excerpt, neighbours)}],
         )
     except Exception as exc:  # noqa: BLE001 - any failure of the call is "no diagnosis", never a crash
@@ -306,12 +310,41 @@ def evidence_is_grounded(evidence: list[str], excerpt_text: str) -> bool:
     return bool(lines) and all(line in excerpt_text for line in lines)
 
 
+RULE_VETO_CONFIDENCE = 0.8  # a rule at least this sure that a failure is permanent vetoes "transient"
+VETOED_CONFIDENCE = 0.3
+
+
+def cross_check(diagnosis: Diagnosis, excerpt: dict) -> Diagnosis:
+    """Check an LLM's "transient" against the offline rules, in place.
+
+    When the model says transient but a rule at least RULE_VETO_CONFIDENCE sure says the primary
+    error is permanent (a KeyError, bad credentials, a missing module ...), the model's confidence
+    is cut to VETOED_CONFIDENCE: text in a log must not be able to talk the doctor into a retry
+    (DESIGN.md invariants). The opposite direction (model says permanent) is left alone: it only
+    ever leads to escalation.
+
+    Returns:
+        the same diagnosis.
+    """
+    if not diagnosis.transient:
+        return diagnosis
+    rule = match_rule(excerpt.get("exception_type"), excerpt.get("message") or "", excerpt.get("causes"))
+    if rule is not None and not rule.transient and rule.confidence >= RULE_VETO_CONFIDENCE:
+        diagnosis.confidence = min(diagnosis.confidence, VETOED_CONFIDENCE)
+        diagnosis.root_cause = (
+            f"{diagnosis.root_cause} [doctor: the offline rules read this error as "
+            f"{rule.error_class}, which is not transient; confidence lowered]"
+        )[:1000]
+    return diagnosis
+
+
 def diagnose(ref_data: dict, excerpt: dict, memory: dict, *, use_llm: bool | None = None) -> dict:
     """The diagnose stage: memory first, then Claude if `doctor_llm` exists, else offline rules.
 
     A failure whose fingerprint matches a case with a verified outcome, or whose best neighbour is
     at least `similarity_threshold` similar with a verified outcome, is decided from memory without
-    an LLM call (Variable `doctor_memory_first`, default on).
+    an LLM call (Variable `doctor_memory_first`, default on). An LLM "transient" is cross-checked
+    against the rules (`cross_check`).
 
     Returns:
         {"diagnosis": Diagnosis dict | None, "diagnoser": "llm" | "offline" | "memory",
@@ -344,8 +377,10 @@ def diagnose(ref_data: dict, excerpt: dict, memory: dict, *, use_llm: bool | Non
     )
     if use_llm is None:
         use_llm = llm_configured()
-    if use_llm and not verified_memory:
+    if use_llm and not (verified_memory and settings.memory_first):
         result = diagnose_with_llm(ref, excerpt, neighbours)
+        if result.diagnosis is not None:
+            cross_check(result.diagnosis, excerpt)
         out.update(
             diagnosis=result.diagnosis.model_dump(mode="json") if result.diagnosis else None,
             diagnoser="llm",

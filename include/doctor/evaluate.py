@@ -32,11 +32,11 @@ ACTIONS = {a.value for a in Action}
 
 @dataclass(frozen=True)
 class Prices:
-    """US dollars per million tokens (defaults: Claude Sonnet 4.5 list prices, November 2026)."""
+    """US dollars per million tokens (defaults: Claude Sonnet 5.5 list prices, November 2026)."""
 
-    input: float = 3.0
-    output: float = 15.0
-    cached: float = 0.30
+    input: float = 2.0
+    output: float = 10.0
+    cached: float = 0.20
 
 
 def load_corpus(path: Path) -> list[dict]:
