@@ -128,6 +128,7 @@ def timeline(api, kb, dag_id: str, run_id: str, task_id: str) -> dict:
         "decision": case.get("decision"),
         "reasons": case.get("reasons") or [],
         "similarity": case.get("similarity"),
+        "claimed_at": case.get("claimed_at"),
         "doctor_started_at": None,
         "retried_at": None,
         "retry_outcome": None,
