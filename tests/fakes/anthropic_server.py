@@ -100,6 +100,7 @@ class AnthropicLoopback:
                 if payload.get("type") == "message":
                     payload["usage"] = dict(payload.get("usage") or {})
                     server._fill_usage(body, payload["usage"])
+                    payload["usage"]["output_tokens"] = max(1, len(json.dumps(payload.get("content"))) // 4)
                 data = json.dumps(payload).encode()
                 try:
                     self.send_response(reply.get("status", 200))
@@ -120,7 +121,7 @@ class AnthropicLoopback:
         self.base_url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
 
     def _fill_usage(self, body: dict, usage: dict) -> None:
-        """Token counts like the API's: the cacheable prefix (system + tools) is read from cache
+        """Token counts like the API's (output: the reply's characters / 4): the cacheable prefix (system + tools) is read from cache
         after the first request that marked it with cache_control."""
         prefix = json.dumps({"system": body.get("system"), "tools": body.get("tools")}, sort_keys=True)
         prefix_tokens = estimate_tokens({"p": prefix})
