@@ -6,6 +6,7 @@ Demo of a **transient** failure. `load_orders` connects to the warehouse (connec
 port nobody listens on, so the operating system refuses the connection
 (`psycopg2.OperationalError: ... Connection refused`). A retry reaches the real warehouse and
 succeeds. `retries=0` on purpose: the doctor, not Airflow's fixed retry, decides whether to retry.
+Param `outage_tries` (default 1) makes the outage last that many tries, so a retry does not help.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from airflow.sdk import dag, get_current_context, task
     doc_md=__doc__,
     default_args={"owner": "data-eng", "retries": 0},
     tags=["example", "doctor-demo"],
+    params={"outage_tries": 1},
 )
 def example_flaky_warehouse():
     @task
@@ -29,7 +31,8 @@ def example_flaky_warehouse():
         from airflow.providers.postgres.hooks.postgres import PostgresHook
 
         hook = PostgresHook(postgres_conn_id="demo_warehouse")
-        if get_current_context()["ti"].try_number == 1:
+        ctx = get_current_context()
+        if ctx["ti"].try_number <= int(ctx["params"]["outage_tries"]):
             # The warehouse is mid-restart during the first try: its port refuses connections.
             conn = hook.get_connection("demo_warehouse")
             import psycopg2

@@ -255,6 +255,16 @@ class AirflowAPI:
         )
         return [_plain(ti) for ti in resp.task_instances]
 
+    def list_failed_task_instances(self, since, limit: int = 1000) -> list[dict]:
+        """Task instances of every DAG in state `failed` whose end_date >= `since` (datetime, UTC)."""
+        resp = self.call(
+            "TaskInstanceApi",
+            lambda api: api.get_task_instances(
+                "~", "~", state=["failed"], end_date_gte=since, limit=limit, _request_timeout=self.timeout * 3
+            ),
+        )
+        return [_plain(ti) for ti in resp.task_instances]
+
     def set_task_instance_note(self, ref: FailureRef, note: str) -> None:
         """Write the note of a task instance (the UI shows it on the instance), cut to 1000 characters."""
         from airflow_client.client.models.patch_task_instance_body import PatchTaskInstanceBody
@@ -302,6 +312,12 @@ class AirflowAPI:
         """Tag names of a DAG."""
         dag = self.call("DAGApi", lambda api: api.get_dag(dag_id, _request_timeout=self.timeout))
         return [t.name for t in (dag.tags or [])]
+
+    def get_dag_details(self, dag_id: str) -> dict:
+        """A DAG's details as a dict (owners, tags, default_args, ...)."""
+        return _plain(
+            self.call("DAGApi", lambda api: api.get_dag_details(dag_id, _request_timeout=self.timeout))
+        )
 
     def get_dag_run(self, dag_id: str, run_id: str) -> dict:
         """A DAG run as a dict (state, start_date, end_date, conf, note, ...)."""

@@ -146,6 +146,28 @@ def ref_from_params(params: dict[str, Any], api=None) -> FailureRef | None:
         raise ValueError(f"malformed manual trigger params: {exc}") from exc
 
 
+def _without_opted_out(refs: list[FailureRef], api=None) -> list[FailureRef]:
+    """Drop failures of DAGs tagged doctor:off (kept when the tags cannot be read: the gate decides)."""
+    from include.doctor.config import TAG_OFF
+
+    tags: dict[str, list[str]] = {}
+    kept = []
+    for ref in refs:
+        if ref.dag_id not in tags:
+            try:
+                from include.doctor.airflow_api import AirflowAPI
+
+                tags[ref.dag_id] = (api or AirflowAPI()).get_dag_tags(ref.dag_id)
+            except Exception as exc:  # noqa: BLE001
+                log.warning("Could not read the tags of %s: %s", ref.dag_id, exc)
+                tags[ref.dag_id] = []
+        if TAG_OFF in tags[ref.dag_id]:
+            log.info("Ignoring %s: its DAG is tagged %s", ref.label, TAG_OFF)
+        else:
+            kept.append(ref)
+    return kept
+
+
 def _ensure_llm_pool(api=None) -> None:
     """Make sure the pool that bounds concurrent diagnose tasks exists (else they would never run)."""
     from include.doctor.config import LLM_POOL
@@ -190,6 +212,7 @@ def collect_failures(
     if manual:
         refs.append(manual)
     refs = [r for r in refs if r.dag_id not in DOCTOR_DAG_IDS]
+    refs = _without_opted_out(refs, api)
     if params.get("dry_run"):
         # A dry run looks and tells; it claims nothing, so the real handling is not pre-empted.
         log.info("dry_run: handling %d failure(s) without claiming them", len(refs))
@@ -218,3 +241,57 @@ def collect_failures(
         )
     log.info("Claimed %d failure(s): %s", len(claimed), ", ".join(c.label for c in claimed) or "none")
     return [c.model_dump(mode="json") for c in claimed]
+
+
+def sweep(lookback_minutes: float | None = None, *, kb=None, api=None) -> dict:
+    """Find failed task instances no one reported and report them (the doctor_sweeper DAG).
+
+    Lists task instances in state `failed` that ended in the last `lookback_minutes` (Variable
+    `doctor_sweeper_lookback_minutes`, default 60) through the REST API, skips the doctor's own DAGs
+    and DAGs tagged `doctor:off`, puts the rest in the inbox (a failure already there is left alone)
+    and posts one asset event if anything was new.
+
+    Returns:
+        {"seen": int, "new": int, "event_id": int | None}.
+    Raises:
+        AirflowAPIError or psycopg2 errors: the sweep could not run (the task fails and retries).
+    """
+    from datetime import timedelta
+
+    from include.doctor.airflow_api import AirflowAPI
+    from include.doctor.config import TAG_OFF, _read_variable
+    from include.doctor.store import KnowledgeBase
+
+    api = api or AirflowAPI()
+    kb = kb or KnowledgeBase()
+    minutes = lookback_minutes or float(_read_variable("doctor_sweeper_lookback_minutes") or 60)
+    since = datetime.now(UTC) - timedelta(minutes=minutes)
+    failed = api.list_failed_task_instances(since)
+    tags: dict[str, list[str]] = {}
+    refs = []
+    for ti in failed:
+        if ti["dag_id"] in DOCTOR_DAG_IDS:
+            continue
+        if ti["dag_id"] not in tags:
+            tags[ti["dag_id"]] = api.get_dag_tags(ti["dag_id"])
+        if TAG_OFF in tags[ti["dag_id"]]:
+            continue
+        refs.append(
+            FailureRef(
+                dag_id=ti["dag_id"],
+                run_id=ti["dag_run_id"],
+                task_id=ti["task_id"],
+                map_index=ti.get("map_index", -1),
+                try_number=max(1, int(ti.get("try_number") or 1)),
+                source="sweeper",
+                failed_at=ti.get("end_date"),
+            )
+        )
+    kb.migrate()
+    new = kb.record_failures(refs)
+    event_id = None
+    if new:
+        log.info("Sweeper found %d failure(s) no one reported", new)
+        newest = refs[-1]
+        event_id = api.post_failure_event(newest)
+    return {"seen": len(refs), "new": new, "event_id": event_id}

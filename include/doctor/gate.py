@@ -20,7 +20,7 @@ def decide(
     dag_tags: list[str] | None,
     settings: DoctorSettings,
 ) -> Decision:
-    """Decide auto_retry or escalate for one failure.
+    """Decide auto_retry, approval or escalate for one failure.
 
     Args:
         diagnosis: the diagnosis, or None when none could be made (never passes).
@@ -31,91 +31,109 @@ def decide(
         dag_tags: tags of the failed task's DAG; None when unknown, which fails closed.
         settings: thresholds and switches (Airflow Variables).
     Returns:
-        Decision with verdict "auto_retry" only if
+        Decision with verdict "auto_retry" only if (DESIGN.md "Gate")
         1. memory: the best neighbour is >= similarity_threshold and its retry was verified to
            succeed (a transient runbook entry counts), or a fingerprint match was;
         2. judgement: transient, action retry/retry_with_backoff, confidence >= confidence_threshold;
         3. policy: doctor_clears < max_auto_retries, no doctor:off / doctor:notify-only tag, switch on.
-        Otherwise "escalate". `backoff_seconds` is the wait before a retry_with_backoff clear.
+        "approval" (the grey zone, when `approval_enabled`) when policy holds, the diagnosis says
+        transient with a retry action, and memory or confidence fall short but stay above their
+        floors: the most similar case with a verified retry is >= approval_similarity_floor and
+        confidence >= approval_confidence_floor. Otherwise "escalate". `backoff_seconds` is the
+        wait before a retry_with_backoff clear.
     """
     reasons: list[str] = []
-    ok = True
     best = neighbours[0] if neighbours else None
     similarity = best.similarity if best else None
 
+    # 1. memory
     verified_fp = [n for n in fingerprint_matches if n.retry_verified]
-    memory_match = bool(verified_fp) or bool(
+    verified_neighbours = [n for n in neighbours if n.retry_verified]
+    best_verified = max((n.similarity for n in verified_neighbours), default=None)
+    memory_ok = bool(verified_fp) or bool(
         best and best.similarity >= settings.similarity_threshold and best.retry_verified
     )
     if verified_fp:
         reasons.append(f"memory: same fingerprint as case {verified_fp[0].case_id}, whose retry is verified")
-    elif memory_match and best:
+    elif memory_ok and best:
         reasons.append(
             f"memory: case {best.case_id} ({best.kind}, {best.error_class}) is {best.similarity:.2f} "
             f"similar and its retry is verified"
         )
+    elif best is None:
+        reasons.append("memory: no similar case in the knowledge base")
+    elif best.similarity < settings.similarity_threshold:
+        reasons.append(f"memory: best similarity {best.similarity:.2f} < {settings.similarity_threshold:.2f}")
     else:
-        ok = False
-        if best is None:
-            reasons.append("memory: no similar case in the knowledge base")
-        elif best.similarity < settings.similarity_threshold:
-            reasons.append(
-                f"memory: best similarity {best.similarity:.2f} < {settings.similarity_threshold:.2f}"
-            )
-        else:
-            reasons.append(
-                f"memory: most similar case {best.case_id} ({best.error_class}) has no verified "
-                f"successful retry"
-            )
+        reasons.append(
+            f"memory: most similar case {best.case_id} ({best.error_class}) has no verified successful retry"
+        )
 
+    # 2. judgement
+    retry_shaped = bool(diagnosis and diagnosis.transient and diagnosis.recommended_action in RETRY_ACTIONS)
+    judgement_ok = retry_shaped and diagnosis.confidence >= settings.confidence_threshold
     if diagnosis is None:
-        ok = False
         reasons.append("judgement: no valid diagnosis")
     else:
         if not diagnosis.transient:
-            ok = False
             reasons.append(f"judgement: {diagnosis.error_class} is not transient")
         if diagnosis.recommended_action not in RETRY_ACTIONS:
-            ok = False
             reasons.append(f"judgement: recommended action is {diagnosis.recommended_action.value}")
         if diagnosis.confidence < settings.confidence_threshold:
-            ok = False
             reasons.append(
                 f"judgement: confidence {diagnosis.confidence:.2f} < {settings.confidence_threshold:.2f}"
             )
-        if ok:
+        if judgement_ok:
             reasons.append(
                 f"judgement: {diagnosis.error_class} is transient "
                 f"({diagnosis.recommended_action.value}, confidence {diagnosis.confidence:.2f})"
             )
 
+    # 3. policy
+    policy_ok = True
     if not settings.enabled:
-        ok = False
+        policy_ok = False
         reasons.append("policy: the doctor's global switch (Variable doctor_enabled) is off")
     if dag_tags is None:
-        ok = False
+        policy_ok = False
         reasons.append("policy: the DAG's tags could not be read")
     elif TAG_OFF in dag_tags or TAG_NOTIFY_ONLY in dag_tags:
-        ok = False
+        policy_ok = False
         reasons.append(f"policy: the DAG is tagged {TAG_OFF if TAG_OFF in dag_tags else TAG_NOTIFY_ONLY}")
     if doctor_clears is None:
-        ok = False
+        policy_ok = False
         reasons.append("policy: the retry budget could not be read from the knowledge base")
     elif doctor_clears >= settings.max_auto_retries:
-        ok = False
+        policy_ok = False
         reasons.append(
             f"policy: retry did not help: the doctor already cleared this task instance "
             f"{doctor_clears} time(s) (max_auto_retries={settings.max_auto_retries})"
         )
 
+    if memory_ok and judgement_ok and policy_ok:
+        verdict = "auto_retry"
+    elif (
+        settings.approval_enabled
+        and policy_ok
+        and retry_shaped
+        and diagnosis.confidence >= settings.approval_confidence_floor
+        and (memory_ok or (best_verified is not None and best_verified >= settings.approval_similarity_floor))
+    ):
+        verdict = "approval"
+        reasons.append(
+            "grey zone: a retry looks plausible but memory or confidence fall short; an engineer decides"
+        )
+    else:
+        verdict = "escalate"
+
     backoff = 0.0
-    if ok and diagnosis and diagnosis.recommended_action == Action.retry_with_backoff:
+    if verdict != "escalate" and diagnosis and diagnosis.recommended_action == Action.retry_with_backoff:
         backoff = min(BACKOFF_CAP_SECONDS, settings.retry_backoff_seconds * (2 ** (doctor_clears or 0)))
     return Decision(
-        verdict="auto_retry" if ok else "escalate",
+        verdict=verdict,
         reasons=reasons,
         similarity=similarity,
-        memory_match=memory_match,
+        memory_match=memory_ok,
         backoff_seconds=backoff,
     )
 

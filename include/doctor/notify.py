@@ -1,9 +1,15 @@
 """Notifications: what the doctor found and did, by email (SMTP provider) and Slack (Slack provider).
 
-Email goes through connection `doctor_smtp`, Slack through the incoming-webhook connection
-`doctor_slack` with Block Kit. Each channel is tried with bounded retries and backoff; a failed
-channel is logged and never stops the other or the doctor. A missing connection skips its
-channel with a log line.
+Email goes through connection `doctor_smtp` as multipart/alternative (plain text and HTML); Slack
+through an incoming-webhook connection (`doctor_slack`, or one per DAG tag from Variable
+`doctor_slack_connections`) with Block Kit. Recipients come from Variable `doctor_recipients`
+(per dag_id), else the DAG's default_args["email"], else `doctor_email_to`. Each channel is tried
+with bounded retries and backoff; a failed channel is logged and never stops the other or the
+doctor. A missing connection skips its channel with a log line.
+
+When to send (Variable `doctor_notify_on_retry`): always on escalation and approval requests; an
+auto-retry gets one message when the retried try has ended ("outcome", the default), also one when
+the clear is issued ("both"), or none ("none").
 """
 
 from __future__ import annotations
@@ -12,10 +18,13 @@ import html
 import logging
 import time
 from collections.abc import Callable
+from email.mime.multipart import MIMEMultipart
+from email.mime.text import MIMEText
+from email.utils import formatdate, make_msgid
 from typing import Any
 from urllib.parse import quote
 
-from include.doctor.config import SLACK_CONN_ID, SMTP_CONN_ID
+from include.doctor.config import SLACK_CONN_ID, SMTP_CONN_ID, DoctorSettings
 from include.doctor.config import settings as load_settings
 from include.doctor.models import FailureRef
 
@@ -46,6 +55,19 @@ def links(ref: FailureRef, doctor_run_id: str | None) -> dict[str, str]:
     return out
 
 
+def headline(
+    decision: dict, remediation: dict | None, escalation: dict | None, verification: dict | None
+) -> str:
+    """The verdict as people read it: auto-retried (and how it went), escalated, approval requested."""
+    if remediation and remediation.get("cleared"):
+        who = "retried (approved)" if remediation.get("actor") == "human" else "auto-retried"
+        outcome = (verification or {}).get("outcome")
+        return f"{who}, {outcome}" if outcome else who
+    if decision.get("verdict") == "approval" and not escalation:
+        return "approval requested"
+    return "escalated"
+
+
 def build_message(
     ref: FailureRef,
     excerpt: dict | None,
@@ -54,27 +76,23 @@ def build_message(
     memory: dict | None,
     remediation: dict | None,
     doctor_run_id: str | None,
+    escalation: dict | None = None,
+    verification: dict | None = None,
 ) -> dict[str, Any]:
     """The content of both channels, as plain data.
 
     Returns:
-        dict with subject, verdict, headline, fields (list of (label, value)), fix_steps,
-        similar (list of str), evidence (list of str), links, text (plain text body).
+        dict with subject, verdict, fields (list of (label, value)), fix_steps, similar (list of
+        str), evidence (list of str), links, text (the plain-text body).
     """
     diag = (diagnosis_result or {}).get("diagnosis")
     decision = decision or {"verdict": "escalate", "reasons": ["the gate did not run"]}
-    cleared = bool((remediation or {}).get("cleared"))
-    verdict = (
-        "auto-retried"
-        if cleared
-        else ("escalated" if decision["verdict"] != "auto_retry" else "retry failed")
-    )
+    verdict = headline(decision, remediation, escalation, verification)
     diagnoser = (diagnosis_result or {}).get("diagnoser") or "offline"
-    label = (
-        "offline diagnosis (no LLM configured)"
-        if diagnoser == "offline"
-        else f"LLM diagnosis ({diag and diag.get('model')})"
-    )
+    label = {
+        "offline": "offline diagnosis (no LLM configured)",
+        "memory": "recognised from memory, no LLM call",
+    }.get(diagnoser, f"LLM diagnosis ({diag and diag.get('model')})")
     fields: list[tuple[str, str]] = [
         ("Task instance", f"{ref.label}, run {ref.run_id}, try {ref.try_number}")
     ]
@@ -90,20 +108,24 @@ def build_message(
         fields.append(("Diagnosis", f"none: {error}"))
     if decision.get("similarity") is not None:
         fields.append(("Similarity", f"{decision['similarity']:.2f} (best match in the knowledge base)"))
-    action_taken = (
-        "Cleared the task instance for retry"
-        if cleared
-        else "Left failed for a human"
-        + (
-            f" ({remediation['reason']})"
-            if remediation and remediation.get("reason") and decision["verdict"] == "auto_retry"
-            else ""
+    if remediation and remediation.get("cleared"):
+        action = "Cleared the task instance for retry" + (
+            " (approved by an engineer)" if remediation.get("actor") == "human" else ""
         )
-    )
-    fields.append(("Action taken", action_taken))
+        if verification:
+            action += f"; the retried try {verification.get('try_number')} ended {verification.get('state')}"
+    elif verdict == "approval requested":
+        action = "Waiting for an engineer to approve or reject a retry (Required Actions in the Airflow UI)"
+    else:
+        action = "Left failed for a human: " + ((escalation or {}).get("why") or "escalated")
+    fields.append(("Action taken", action))
     fields.append(("Why", "; ".join(decision.get("reasons", []))))
-    if excerpt and excerpt.get("exception_type"):
-        fields.append(("Error", f"{excerpt['exception_type']}: {excerpt.get('message', '')}"[:300]))
+    clears = (memory or {}).get("doctor_clears")
+    if clears:
+        fields.append(("History", f"the doctor already cleared this task instance {clears} time(s)"))
+    if excerpt and (excerpt.get("exception_type") or excerpt.get("message")):
+        error_line = f"{excerpt.get('exception_type') or 'Error'}: {excerpt.get('message', '')}"
+        fields.append(("Error", error_line[:300]))
     similar = [
         f"{n.get('similarity', 0):.2f} {n.get('kind')} {n.get('error_class')} "
         f"(transient={n.get('transient')}, outcome={n.get('outcome')})"
@@ -134,7 +156,7 @@ def build_message(
 
 
 def render_html(msg: dict[str, Any]) -> str:
-    """The email's HTML body."""
+    """The email's HTML part."""
     esc = html.escape
     rows = "".join(f"<tr><th align='left'>{esc(k)}</th><td>{esc(v)}</td></tr>" for k, v in msg["fields"])
     steps = "".join(f"<li>{esc(s)}</li>" for s in msg["fix_steps"])
@@ -160,25 +182,11 @@ def render_blocks(msg: dict[str, Any]) -> list[dict]:
         }
     )
     if msg["fix_steps"]:
-        blocks.append(
-            {
-                "type": "section",
-                "text": {
-                    "type": "mrkdwn",
-                    "text": "*Fix steps*\n"
-                    + "\n".join(f"{i}. {s}" for i, s in enumerate(msg["fix_steps"], 1))[:3000],
-                },
-            }
-        )
+        steps = "\n".join(f"{i}. {s}" for i, s in enumerate(msg["fix_steps"], 1))
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": f"*Fix steps*\n{steps}"[:3000]}})
     if msg["similar"]:
-        blocks.append(
-            {
-                "type": "context",
-                "elements": [
-                    {"type": "mrkdwn", "text": ("*Similar cases*: " + "; ".join(msg["similar"]))[:3000]}
-                ],
-            }
-        )
+        text = ("*Similar cases*: " + "; ".join(msg["similar"]))[:3000]
+        blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": text}]})
     blocks.append(
         {
             "type": "actions",
@@ -197,6 +205,7 @@ def render_blocks(msg: dict[str, Any]) -> list[dict]:
 
 def _with_retries(name: str, send: Callable[[], None]) -> str:
     """Run `send` up to CHANNEL_ATTEMPTS times with exponential backoff; "sent" or the last error."""
+    error = ""
     for attempt in range(1, CHANNEL_ATTEMPTS + 1):
         try:
             send()
@@ -219,6 +228,103 @@ def _connection_exists(conn_id: str) -> bool:
         return False
 
 
+def _dag_details(dag_id: str, api=None) -> dict:
+    try:
+        from include.doctor.airflow_api import AirflowAPI
+
+        return (api or AirflowAPI()).get_dag_details(dag_id)
+    except Exception as exc:  # noqa: BLE001 - routing falls back to the defaults
+        log.warning("Could not read the details of DAG %s for routing: %s", dag_id, exc)
+        return {}
+
+
+def route(dag_id: str, settings: DoctorSettings, details: dict) -> tuple[list[str], str]:
+    """Recipients and Slack connection for a DAG's failures.
+
+    Returns:
+        (email recipients, Slack webhook connection id): recipients from `settings.recipients[dag_id]`,
+        else the DAG's default_args["email"], else `settings.email_to`; the Slack connection of the
+        first DAG tag in `settings.slack_connections`, else `doctor_slack`.
+    """
+    recipients = settings.recipients.get(dag_id)
+    if not recipients:
+        email = (details.get("default_args") or {}).get("email")
+        recipients = [email] if isinstance(email, str) else email
+    recipients = [r for r in (recipients or settings.email_to) if r]
+    tags = [t.get("name") if isinstance(t, dict) else str(t) for t in details.get("tags") or []]
+    slack = next(
+        (settings.slack_connections[t] for t in tags if t in settings.slack_connections), SLACK_CONN_ID
+    )
+    return recipients, slack
+
+
+def send_email(recipients: list[str], msg: dict[str, Any]) -> None:
+    """Send `msg` as multipart/alternative (plain text, then HTML) through the SMTP provider's hook.
+
+    Raises:
+        whatever the SMTP provider raises (connection refused, auth, ...).
+    """
+    from airflow.providers.smtp.hooks.smtp import SmtpHook
+
+    with SmtpHook(smtp_conn_id=SMTP_CONN_ID) as hook:
+        client = getattr(hook, "_smtp_client", None)
+        if client is None:  # a provider without the client attribute: HTML only, through its API
+            hook.send_email_smtp(to=recipients, subject=msg["subject"], html_content=render_html(msg))
+            return
+        mime = MIMEMultipart("alternative")
+        mime["Subject"] = msg["subject"]
+        mime["From"] = hook.from_email or "airflow-doctor@localhost"
+        mime["To"] = ", ".join(recipients)
+        mime["Date"] = formatdate(localtime=True)
+        mime["Message-ID"] = make_msgid(domain="airflow-doctor")
+        mime.attach(MIMEText(msg["text"], "plain", "utf-8"))
+        mime.attach(MIMEText(render_html(msg), "html", "utf-8"))
+        client.sendmail(mime["From"], recipients, mime.as_string())
+
+
+def deliver(msg: dict[str, Any], recipients: list[str], slack_conn_id: str) -> dict[str, str]:
+    """Send one message on both channels. Never raises.
+
+    Returns:
+        {"email": "sent" | "skipped: ..." | "failed: ...", "slack": same, "subject": str}.
+    """
+    result = {"subject": msg["subject"]}
+    if _connection_exists(SMTP_CONN_ID):
+        result["email"] = _with_retries("email", lambda: send_email(recipients, msg))
+    else:
+        result["email"] = f"skipped: no connection {SMTP_CONN_ID}"
+        log.warning("No %s connection: email skipped", SMTP_CONN_ID)
+    if _connection_exists(slack_conn_id):
+
+        def send_slack() -> None:
+            from airflow.providers.slack.hooks.slack_webhook import SlackWebhookHook
+
+            SlackWebhookHook(slack_webhook_conn_id=slack_conn_id, timeout=10).send(
+                text=msg["text"][:3000], blocks=render_blocks(msg)
+            )
+
+        result["slack"] = _with_retries("slack", send_slack)
+    else:
+        result["slack"] = f"skipped: no connection {slack_conn_id}"
+        log.warning("No %s connection: Slack skipped", slack_conn_id)
+    return result
+
+
+def should_notify(
+    decision: dict | None, remediation: dict | None, verification: dict | None, settings: DoctorSettings
+) -> bool:
+    """Whether notify_humans sends anything for this failure (module docstring, "When to send")."""
+    if not (remediation and remediation.get("cleared")):
+        return True  # escalated, or a decided clear that failed: a person must know
+    if verification and verification.get("outcome") in {"failed", "unverified"}:
+        return True
+    if settings.notify_on_retry == "none":
+        return False
+    if settings.notify_on_retry == "both":
+        return True
+    return bool(verification)  # "outcome": one message once the retried try has ended
+
+
 def notify_humans(
     ref_data: dict,
     excerpt: dict | None,
@@ -227,42 +333,51 @@ def notify_humans(
     memory: dict | None,
     remediation: dict | None,
     doctor_run_id: str | None,
+    escalation: dict | None = None,
+    verification: dict | None = None,
+    *,
+    api=None,
 ) -> dict[str, str]:
-    """Send the doctor's message by email and Slack.
+    """Tell people what happened to one failure, if the policy says so.
 
     Returns:
-        {"email": "sent" | "skipped: ..." | "failed: ...", "slack": same, "subject": str}. Never raises.
+        deliver()'s result, or {"skipped": reason}. Never raises.
     """
+    settings = load_settings()
     ref = FailureRef.model_validate(ref_data)
-    msg = build_message(ref, excerpt, diagnosis_result, decision, memory, remediation, doctor_run_id)
-    result = {"subject": msg["subject"]}
-
-    if _connection_exists(SMTP_CONN_ID):
-        recipients = load_settings().email_to
-
-        def send_email() -> None:
-            from airflow.providers.smtp.hooks.smtp import SmtpHook
-
-            with SmtpHook(smtp_conn_id=SMTP_CONN_ID) as hook:
-                hook.send_email_smtp(to=recipients, subject=msg["subject"], html_content=render_html(msg))
-
-        result["email"] = _with_retries("email", send_email)
-    else:
-        result["email"] = f"skipped: no connection {SMTP_CONN_ID}"
-        log.warning("No %s connection: email skipped", SMTP_CONN_ID)
-
-    if _connection_exists(SLACK_CONN_ID):
-
-        def send_slack() -> None:
-            from airflow.providers.slack.hooks.slack_webhook import SlackWebhookHook
-
-            SlackWebhookHook(slack_webhook_conn_id=SLACK_CONN_ID, timeout=10).send(
-                text=msg["text"][:3000], blocks=render_blocks(msg)
-            )
-
-        result["slack"] = _with_retries("slack", send_slack)
-    else:
-        result["slack"] = f"skipped: no connection {SLACK_CONN_ID}"
-        log.warning("No %s connection: Slack skipped", SLACK_CONN_ID)
+    if not should_notify(decision, remediation, verification, settings):
+        return {"skipped": f"doctor_notify_on_retry={settings.notify_on_retry}"}
+    msg = build_message(
+        ref, excerpt, diagnosis_result, decision, memory, remediation, doctor_run_id, escalation, verification
+    )
+    recipients, slack = route(ref.dag_id, settings, _dag_details(ref.dag_id, api))
+    result = deliver(msg, recipients, slack)
     log.info("Notified about %s: email %s, slack %s", ref.label, result["email"], result["slack"])
     return result
+
+
+def notify_approval_request(
+    ref_data: dict,
+    excerpt: dict | None,
+    diagnosis_result: dict | None,
+    decision: dict,
+    memory: dict | None,
+    doctor_run_id: str | None,
+    *,
+    api=None,
+) -> dict:
+    """Send the "approval requested" message and return the approval's subject and body.
+
+    Returns:
+        {"subject": str, "body": str (markdown for the Required Actions page), "delivery": dict}.
+    """
+    settings = load_settings()
+    ref = FailureRef.model_validate(ref_data)
+    msg = build_message(ref, excerpt, diagnosis_result, decision, memory, None, doctor_run_id)
+    recipients, slack = route(ref.dag_id, settings, _dag_details(ref.dag_id, api))
+    delivery = deliver(msg, recipients, slack)
+    body = "\n".join(f"**{k}**: {v}  " for k, v in msg["fields"])
+    if msg["fix_steps"]:
+        body += "\n\n**Fix steps**\n" + "\n".join(f"{i}. {s}" for i, s in enumerate(msg["fix_steps"], 1))
+    body += f"\n\n[Log of the failed try]({msg['links']['log']})"
+    return {"subject": f"Retry {ref.label} (try {ref.try_number})?", "body": body, "delivery": delivery}

@@ -38,11 +38,13 @@ def clear_and_retry(
     diagnosis_result: dict | None,
     doctor_run_id: str,
     dry_run: bool = False,
+    approved_by: str | None = None,
     *,
     api=None,
     kb=None,
 ) -> dict[str, Any]:
-    """Clear the failed task instance so Airflow runs it again, if and only if the gate said auto_retry.
+    """Clear the failed task instance so Airflow runs it again: only when the gate said auto_retry,
+    or said approval and an engineer approved (`approved_by`).
 
     Waits until the API shows the task instance `failed` with this try (the listener fires just
     before Airflow records the failure), waits the decision's backoff, records the clear in
@@ -52,8 +54,10 @@ def clear_and_retry(
     Args:
         ref_data: FailureRef as dict. decision_data: Decision as dict. diagnosis_result: the
             diagnose stage's output. doctor_run_id: this doctor run. dry_run: touch nothing.
+            approved_by: the engineer who approved a grey-zone retry, or None.
     Returns:
-        {"cleared": bool, "cleared_at": iso str | None, "reason": str, "note": str}. Never raises:
+        {"cleared": bool, "cleared_at": iso str | None, "reason": str, "note": str,
+        "actor": "doctor" | "human"}. Never raises:
         any failure is a reason, and the case is escalated by the caller's flow.
     """
     from include.doctor.airflow_api import AirflowAPI
@@ -62,8 +66,14 @@ def clear_and_retry(
     ref = FailureRef.model_validate(ref_data)
     decision = Decision.model_validate(decision_data)
     diagnosis = (diagnosis_result or {}).get("diagnosis")
-    out: dict[str, Any] = {"cleared": False, "cleared_at": None, "reason": "", "note": ""}
-    if decision.verdict != "auto_retry":
+    out: dict[str, Any] = {
+        "cleared": False,
+        "cleared_at": None,
+        "reason": "",
+        "note": "",
+        "actor": "human" if approved_by else "doctor",
+    }
+    if not (decision.verdict == "auto_retry" or (decision.verdict == "approval" and approved_by)):
         out["reason"] = f"gate verdict is {decision.verdict}"
         return out
     if dry_run:
@@ -85,7 +95,12 @@ def clear_and_retry(
         if not (kb or KnowledgeBase()).record_clear(ref, doctor_run_id):
             out["reason"] = "not cleared: another doctor run already cleared this try"
             return out
-        note = summary_note(ref, diagnosis, decision, "Cleared for retry by the doctor")
+        action = (
+            f"Cleared for retry, approved by {approved_by}"
+            if approved_by
+            else "Cleared for retry by the doctor"
+        )
+        note = summary_note(ref, diagnosis, decision, action)
         cleared = api.clear_task_instance(ref)
         out.update(
             cleared=bool(cleared),
@@ -119,31 +134,60 @@ def _wait_until_failed(api, ref: FailureRef, timeout: float, poll: float = 0.25)
 
 
 def escalate(
-    ref_data: dict, decision_data: dict, diagnosis_result: dict | None, dry_run: bool = False, *, api=None
+    ref_data: dict,
+    decision_data: dict,
+    diagnosis_result: dict | None,
+    remediation: dict | None = None,
+    approval: dict | None = None,
+    dry_run: bool = False,
+    *,
+    api=None,
 ) -> dict[str, Any]:
-    """Leave the task instance failed for a person, with a note saying what the doctor found.
+    """Leave the task instance failed for a person, with a note saying what the doctor found and why
+    it did not retry: the gate escalated, an engineer rejected the retry or did not answer in time,
+    or a clear that was decided could not be carried out.
 
     Args:
+        remediation: clear_and_retry's output (None when it did not run).
+        approval: what the approval request returned (chosen option, who answered), or None.
         dry_run: write no note.
     Returns:
-        {"note": str, "note_written": bool}. Never raises.
+        {"escalated": bool, "note": str, "note_written": bool, "why": str}; escalated is False when
+        the task instance was cleared (nothing to escalate). Never raises.
     """
     from include.doctor.airflow_api import AirflowAPI
 
     ref = FailureRef.model_validate(ref_data)
     decision = Decision.model_validate(decision_data)
-    note = summary_note(
-        ref, (diagnosis_result or {}).get("diagnosis"), decision, "Not retried: escalated to a human"
-    )
+    if remediation and remediation.get("cleared"):
+        return {"escalated": False, "note": "", "note_written": False, "why": "cleared"}
+    why = escalation_reason(decision, remediation, approval)
+    note = summary_note(ref, (diagnosis_result or {}).get("diagnosis"), decision, f"Not retried: {why}")
     written = False
-    if dry_run:
-        return {"note": note, "note_written": False}
-    try:
-        _write_note(api or AirflowAPI(), ref, note)
-        written = True
-    except Exception as exc:  # noqa: BLE001 - the note is a courtesy; notification still goes out
-        log.warning("Could not write the note on %s: %s", ref.label, exc)
-    return {"note": note, "note_written": written}
+    if not dry_run:
+        try:
+            (api or AirflowAPI()).set_task_instance_note(ref, note)
+            written = True
+        except Exception as exc:  # noqa: BLE001 - the note is a courtesy; notification still goes out
+            log.warning("Could not write the note on %s: %s", ref.label, exc)
+    return {"escalated": True, "note": note, "note_written": written, "why": why}
+
+
+def escalation_reason(decision: Decision, remediation: dict | None, approval: dict | None) -> str:
+    """Why a failure went to a person, in one phrase."""
+    if decision.verdict == "approval":
+        if not approval:
+            return "the approval request was not answered"
+        chosen = (approval.get("chosen_options") or ["?"])[0]
+        who = (
+            (approval.get("responded_by_user") or {}).get("name") or approval.get("responded_by") or "nobody"
+        )
+        if chosen == "Reject" and who == "nobody":
+            return "nobody approved the retry in time"
+        return f"{who} chose {chosen}"
+    if decision.verdict == "auto_retry":
+        return f"the clear failed ({(remediation or {}).get('reason') or 'did not run'})"
+    return "escalated to a human"
 
 
 def _write_note(api, ref: FailureRef, note: str) -> None:
@@ -197,7 +241,99 @@ def record_case(
             decision=decision,
             cleared=bool((remediation or {}).get("cleared")),
             doctor_run_id=doctor_run_id,
+            actor=(remediation or {}).get("actor") or "doctor",
         )
     except Exception as exc:  # noqa: BLE001
         log.error("Could not record the case of %s: %s: %s", ref.label, type(exc).__name__, exc)
         return None
+
+
+def check_retry(ref_data: dict, remediation: dict, *, api=None, kb=None) -> dict | None:
+    """One poke of verify_retry: has the retried try ended? If so, record its outcome.
+
+    Args:
+        ref_data: the failure (its try_number is the failed try).
+        remediation: clear_and_retry's output (cleared, cleared_at).
+    Returns:
+        None while the retried try has not ended; else {"outcome": "succeeded" | "failed" |
+        "unverified", "state": str, "try_number": int, "seconds_after_clear": float}. The outcome is
+        written to the case's remediation (a verified success is what makes it memory for the gate).
+        "unverified": no ending within Variable doctor_verify_timeout_seconds.
+    Raises:
+        nothing on API or database errors: they are logged and the poke reports "not yet".
+    """
+    from include.doctor.airflow_api import AirflowAPI
+    from include.doctor.store import KnowledgeBase
+
+    ref = FailureRef.model_validate(ref_data)
+    cleared_at = datetime.fromisoformat(remediation["cleared_at"])
+    waited = (datetime.now(UTC) - cleared_at).total_seconds()
+    try:
+        ti = (api or AirflowAPI()).get_task_instance(ref.dag_id, ref.run_id, ref.task_id, ref.map_index)
+    except Exception as exc:  # noqa: BLE001 - try again at the next poke
+        log.warning("verify_retry: cannot read %s: %s", ref.label, exc)
+        return None
+    state, try_number = str(ti.get("state")), int(ti.get("try_number") or 0)
+    if try_number > ref.try_number and state in TERMINAL_STATES:
+        outcome = "succeeded" if state == "success" else "failed"
+    elif waited > load_settings().verify_timeout_seconds:
+        outcome, state = "unverified", state
+    else:
+        return None
+    try:
+        (kb or KnowledgeBase()).set_outcome(ref, outcome)
+    except Exception as exc:  # noqa: BLE001
+        log.error("verify_retry: could not record the outcome of %s: %s", ref.label, exc)
+    log.info(
+        "Retry of %s %s (try %s is %s, %.0fs after the clear)", ref.label, outcome, try_number, state, waited
+    )
+    return {
+        "outcome": outcome,
+        "state": state,
+        "try_number": try_number,
+        "seconds_after_clear": round(waited, 1),
+    }
+
+
+TERMINAL_STATES = {"success", "failed", "skipped", "upstream_failed", "removed"}
+
+
+def approver(approval: dict | None) -> str | None:
+    """Who approved a grey-zone retry, from the approval task's result; None unless it was "Approve"."""
+    if not approval or (approval.get("chosen_options") or [None])[0] != "Approve":
+        return None
+    user = approval.get("responded_by_user") or approval.get("responded_by") or {}
+    return (user.get("name") or user.get("id") if isinstance(user, dict) else str(user)) or "an engineer"
+
+
+def summarize_run(doctor_run_id: str, dry_run: bool = False, *, api=None, kb=None) -> str:
+    """Write the doctor DAG run's note: every failure it handled and what it did. Never raises.
+
+    Returns:
+        the note (also when it could not be written).
+    """
+    from include.doctor.airflow_api import AirflowAPI
+    from include.doctor.store import KnowledgeBase
+
+    if dry_run:
+        note = "airflow-doctor dry run: diagnosed and notified; nothing cleared, noted or recorded."
+    else:
+        try:
+            rows = (kb or KnowledgeBase()).cases_of_run(doctor_run_id)
+            lines = [
+                f"- {r['dag_id']}.{r['task_id']} try {r['try_number']}: {r['error_class'] or 'no diagnosis'}"
+                f" -> {r['decision']}{' (cleared)' if r['cleared'] else ''}"
+                for r in rows
+            ]
+            note = (
+                f"airflow-doctor handled {len(rows)} failure(s):\n" + "\n".join(lines)
+                if rows
+                else "airflow-doctor: no unhandled failure in this run."
+            )
+        except Exception as exc:  # noqa: BLE001
+            note = f"airflow-doctor: could not read this run's cases ({type(exc).__name__}: {exc})"
+    try:
+        (api or AirflowAPI()).set_dag_run_note("doctor", doctor_run_id, note)
+    except Exception as exc:  # noqa: BLE001
+        log.warning("Could not write the note of doctor run %s: %s", doctor_run_id, exc)
+    return note

@@ -364,6 +364,32 @@ class KnowledgeBase:
             )
         return case_id
 
+    def set_outcome(self, ref: FailureRef, outcome: str) -> int:
+        """Record the verified outcome of the latest remediation of this failure's case.
+
+        Args:
+            ref: the failure that was cleared (its try_number is the failed try).
+            outcome: "succeeded" | "failed" (or "unverified", stored as "pending").
+        Returns:
+            rows updated (0 when the case was not recorded).
+        """
+        with self.connection() as conn, conn.cursor() as cur:
+            cur.execute(
+                sql("set_outcome"),
+                {
+                    **self._self_filter(ref),
+                    "outcome": outcome if outcome in {"succeeded", "failed"} else "pending",
+                },
+            )
+            return cur.rowcount
+
+    def cases_of_run(self, doctor_run_id: str) -> list[dict]:
+        """The cases one doctor DAG run recorded, with their latest diagnosis and decision."""
+        with self.connection() as conn, conn.cursor() as cur:
+            cur.execute(sql("get_cases_of_run"), {"doctor_run_id": doctor_run_id})
+            cols = [c.name for c in cur.description]
+            return [dict(zip(cols, row, strict=True)) for row in cur.fetchall()]
+
     def case_report(self, dag_id: str) -> list[dict]:
         """Every observed case of one DAG with its latest diagnosis and remediation (for the demo)."""
         with self.connection() as conn, conn.cursor() as cur:

@@ -21,9 +21,12 @@ log = logging.getLogger(__name__)
 def on_task_instance_failed(previous_state, task_instance, error):
     try:
         from include.doctor.capture import failed_for_good, ref_from_task_instance, report_failure
-        from include.doctor.config import DOCTOR_DAG_IDS
+        from include.doctor.config import DOCTOR_DAG_IDS, TAG_OFF
 
         if task_instance.dag_id in DOCTOR_DAG_IDS or not failed_for_good(task_instance):
+            return
+        dag = getattr(getattr(task_instance, "task", None), "dag", None)
+        if TAG_OFF in (getattr(dag, "tags", None) or ()):
             return
         ref = ref_from_task_instance(task_instance)
         if _in_api_server(task_instance):

@@ -42,7 +42,34 @@ def observed(similarity: float, outcome: str) -> Neighbour:
 
 CASES = [
     pytest.param(TRANSIENT, [runbook(0.9)], [], 0, [], {}, "auto_retry", id="all-three-hold"),
-    pytest.param(TRANSIENT, [runbook(0.81)], [], 0, [], {}, "escalate", id="similarity-below-threshold"),
+    pytest.param(
+        TRANSIENT, [runbook(0.81)], [], 0, [], {}, "approval", id="similarity-below-threshold-grey-zone"
+    ),
+    pytest.param(
+        TRANSIENT, [runbook(0.81)], [], 0, [], {"approval_enabled": False}, "escalate", id="grey-zone-off"
+    ),
+    pytest.param(TRANSIENT, [runbook(0.59)], [], 0, [], {}, "escalate", id="similarity-below-the-floor"),
+    pytest.param(
+        TRANSIENT,
+        [runbook(0.9, transient=False, action=Action.notify), runbook(0.7)],
+        [],
+        0,
+        [],
+        {},
+        "approval",
+        id="grey-zone-uses-the-best-verified-neighbour",
+    ),
+    pytest.param(TRANSIENT, [runbook(0.9)], [], 2, [], {}, "escalate", id="no-approval-when-budget-spent"),
+    pytest.param(
+        TRANSIENT.model_copy(update={"transient": False}),
+        [runbook(0.7)],
+        [],
+        0,
+        [],
+        {},
+        "escalate",
+        id="no-approval-for-a-permanent-diagnosis",
+    ),
     pytest.param(
         TRANSIENT,
         [runbook(0.81)],
@@ -100,8 +127,18 @@ CASES = [
         0,
         [],
         {},
+        "approval",
+        id="confidence-below-threshold-grey-zone",
+    ),
+    pytest.param(
+        TRANSIENT.model_copy(update={"confidence": 0.49}),
+        [runbook(0.99)],
+        [],
+        0,
+        [],
+        {},
         "escalate",
-        id="confidence-below-threshold",
+        id="confidence-below-the-floor",
     ),
     pytest.param(TRANSIENT, [runbook(0.99)], [], 2, [], {}, "escalate", id="retry-budget-spent"),
     pytest.param(TRANSIENT, [runbook(0.99)], [], None, [], {}, "escalate", id="budget-unknown-fails-closed"),
@@ -130,8 +167,8 @@ CASES = [
         0,
         [],
         {"similarity_threshold": 0.9},
-        "escalate",
-        id="threshold-from-variable",
+        "approval",
+        id="threshold-from-variable-grey-zone",
     ),
     pytest.param(TRANSIENT, [], [], 0, [], {}, "escalate", id="empty-knowledge-base"),
 ]
