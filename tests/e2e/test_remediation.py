@@ -1,0 +1,188 @@
+"""End to end on a real Airflow: the retry budget, grey-zone approvals answered through the API,
+the sweeper, and what the messages say."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import psycopg2
+import pytest
+
+from scripts.demo import api_for, case_for, kb_for, sink_messages, trigger, wait_until
+
+pytestmark = pytest.mark.e2e
+
+
+def _rows(stack, query: str, params: tuple) -> list[tuple]:
+    with psycopg2.connect(stack.database_uri("doctor")) as conn, conn.cursor() as cur:
+        cur.execute(query, params)
+        return cur.fetchall()
+
+
+def test_a_task_that_keeps_failing_is_cleared_at_most_max_auto_retries_times(stack):
+    api, kb = api_for(stack), kb_for(stack)
+    run = trigger(api, "example_flaky_warehouse", {"outage_tries": 99})
+
+    def escalated():
+        rows = [r for r in kb.case_report("example_flaky_warehouse") if r["run_id"] == run]
+        return rows if any(r["decision"] == "escalate" for r in rows) else None
+
+    rows = wait_until(escalated, 300, "the doctor to give up on a task that keeps failing")
+    assert [r["try_number"] for r in rows] == [1, 2, 3]
+    assert [r["decision"] for r in rows] == ["auto_retry", "auto_retry", "escalate"]
+    assert any("retry did not help" in reason for reason in rows[-1]["reasons"])
+    [(clears,)] = _rows(stack, "SELECT count(*) FROM doctor.clears WHERE run_id = %s", (run,))
+    assert clears == 2  # doctor_max_auto_retries (default 2)
+    time.sleep(5)
+    ti = api.get_task_instance("example_flaky_warehouse", run, "load_orders")
+    assert ti["state"] == "failed" and ti["try_number"] == 3
+    # The verified outcomes of the two retries were recorded as failed.
+    outcomes = _rows(
+        stack,
+        "SELECT r.outcome FROM doctor.remediations r JOIN doctor.failure_cases c "
+        "ON c.id = r.case_id WHERE c.run_id = %s ORDER BY c.try_number",
+        (run,),
+    )
+    assert [o for (o,) in outcomes] == ["failed", "failed", "escalated"]
+
+    def escalation_mail():
+        return next(
+            (m for m in sink_messages(stack)[0] if "escalated" in m["subject"] and run in m["text"]), None
+        )
+
+    mail = wait_until(escalation_mail, 60, "the escalation mail")
+    assert "retry did not help" in mail["text"] and "History" in mail["text"]
+    assert "already cleared this task instance 2 time(s)" in mail["html"]
+
+
+@pytest.fixture
+def grey_zone(stack):
+    """Raise the confidence threshold so that a recognised transient failure lands in the grey zone."""
+    from airflow_client.client.models.variable_body import VariableBody
+
+    api = api_for(stack)
+    api.call(
+        "VariableApi",
+        lambda a: a.post_variable(VariableBody(key="doctor_confidence_threshold", value="0.99")),
+    )
+    yield api
+    api.call("VariableApi", lambda a: a.delete_variable("doctor_confidence_threshold"))
+
+
+def _answer_approval(api, dag_run_marker: str, option: str, timeout: float = 240) -> dict:
+    """Wait for the doctor's approval request about a run, then answer it through the API."""
+    from airflow_client.client.models.update_hitl_detail_payload import UpdateHITLDetailPayload
+
+    def pending():
+        resp = api.call(
+            "TaskInstanceApi", lambda a: a.get_hitl_details("doctor", "~", response_received=False)
+        )
+        return next((d for d in resp.hitl_details if dag_run_marker in (d.body or "")), None)
+
+    detail = wait_until(pending, timeout, "an approval request")
+    ti = detail.task_instance
+    api.call(
+        "TaskInstanceApi",
+        lambda a: a.update_hitl_detail(
+            "doctor",
+            ti.dag_run_id,
+            ti.task_id,
+            ti.map_index,
+            UpdateHITLDetailPayload(chosen_options=[option], params_input={}),
+        ),
+    )
+    return {"subject": detail.subject, "body": detail.body}
+
+
+def test_an_approved_grey_zone_retry_is_cleared(stack, grey_zone):
+    api, kb = grey_zone, kb_for(stack)
+    run = trigger(api, "example_flaky_warehouse")
+    request = _answer_approval(api, run, "Approve")
+    assert request["subject"].startswith("Retry example_flaky_warehouse.load_orders")
+    assert "Confidence" in request["body"] and "Diagnosis" in request["body"]
+
+    def healed():
+        ti = api.get_task_instance("example_flaky_warehouse", run, "load_orders")
+        return ti if ti.get("state") == "success" else None
+
+    ti = wait_until(healed, 240, "the approved retry to succeed")
+    assert ti["try_number"] == 2 and "approved by admin" in (ti.get("note") or "")
+    case = wait_until(lambda: case_for(kb, "example_flaky_warehouse", run, "load_orders"), 60, "the case")
+    assert case["decision"] == "approval" and case["cleared"]
+    [(actor,)] = _rows(
+        stack,
+        "SELECT r.actor FROM doctor.remediations r JOIN doctor.failure_cases c "
+        "ON c.id = r.case_id WHERE c.run_id = %s",
+        (run,),
+    )
+    assert actor == "human"
+
+
+def test_a_rejected_grey_zone_retry_is_escalated(stack, grey_zone):
+    api, kb = grey_zone, kb_for(stack)
+    run = trigger(api, "example_flaky_warehouse")
+    _answer_approval(api, run, "Reject")
+    case = wait_until(lambda: case_for(kb, "example_flaky_warehouse", run, "load_orders"), 240, "the case")
+    assert case["decision"] == "approval" and not case["cleared"]
+
+    def noted():
+        ti = api.get_task_instance("example_flaky_warehouse", run, "load_orders")
+        return ti if "admin chose Reject" in (ti.get("note") or "") else None
+
+    ti = wait_until(noted, 60, "the note saying who rejected the retry")
+    assert ti["state"] == "failed" and ti["try_number"] == 1
+
+    def rejection_mail():
+        return next(
+            (m for m in sink_messages(stack)[0] if "escalated" in m["subject"] and run in m["text"]), None
+        )
+
+    assert "admin chose Reject" in wait_until(rejection_mail, 60, "the escalation mail")["text"]
+
+
+def test_a_task_killed_by_sigkill_is_picked_up_by_the_sweeper(stack):
+    api, kb = api_for(stack), kb_for(stack)
+    run = trigger(api, "example_oom_killed")
+
+    def failed():
+        ti = api.get_task_instance("example_oom_killed", run, "crunch")
+        return ti if ti.get("state") == "failed" else None
+
+    wait_until(failed, 180, "the killed task to be marked failed")
+    time.sleep(3)
+    assert _rows(stack, "SELECT 1 FROM doctor.inbox WHERE run_id = %s", (run,)) == []  # no listener ran
+    trigger(api, "doctor_sweeper")
+    case = wait_until(
+        lambda: case_for(kb, "example_oom_killed", run, "crunch"), 240, "the doctor to handle it"
+    )
+    [(source,)] = _rows(stack, "SELECT source FROM doctor.inbox WHERE run_id = %s", (run,))
+    assert source == "sweeper"
+    assert case["decision"] == "escalate" and not case["cleared"]
+
+
+def test_the_messages_carry_what_a_person_needs(stack):
+    run = trigger(api_for(stack), "example_orders_report")
+
+    def delivered():
+        mails, posts = sink_messages(stack)
+        mail = next((m for m in mails if run in m["text"]), None)
+        post = next((p for p in posts if run in json.dumps(p["body"])), None)
+        return (mail, post) if mail and post else None
+
+    mail, post = wait_until(delivered, 240, "the escalation on both channels")
+    assert mail["subject"].startswith("[airflow-doctor] escalated: example_orders_report.build_report")
+    for field in (
+        "Diagnosis",
+        "Confidence",
+        "Similarity",
+        "Action taken",
+        "Fix steps",
+        "Similar cases",
+        "/dags/example_orders_report/runs/",
+        "/dags/doctor/runs/",
+    ):
+        assert field in mail["html"], field
+    assert "Fix steps:" in mail["text"]  # the plain-text part
+    kinds = [b["type"] for b in post["body"]["blocks"]]
+    assert kinds[0] == "header" and "actions" in kinds and "section" in kinds
