@@ -63,8 +63,6 @@ class DoctorSettings:
         slack_connections: JSON object mapping a DAG tag to the Slack webhook connection for it
             (default `doctor_slack`).
         verify_timeout_seconds: how long verify_retry waits for the retried try to end.
-        storm_threshold: from this many failures with the same fingerprint in one doctor run, the
-            group gets one digest message per channel instead of one message per failure.
         llm_pool_slots: slots of the Airflow pool `doctor_llm` that bounds concurrent LLM calls;
             the doctor creates the pool with this size when it does not exist.
     """
@@ -86,7 +84,6 @@ class DoctorSettings:
     recipients: dict = field(default_factory=dict)
     slack_connections: dict = field(default_factory=dict)
     verify_timeout_seconds: float = 3600.0
-    storm_threshold: int = 5
     llm_pool_slots: int = 4
 
 
