@@ -37,9 +37,10 @@ def pg_server(tmp_path_factory):
     stop_postgres(cfg)
 
 
-@pytest.fixture
-def kb_dsn(pg_server) -> str:
-    """A fresh, migrated database of its own for one test."""
+def new_knowledge_base(pg_server) -> str:
+    """Create a database of its own on the embedded server, migrate it, return its DSN."""
+    from include.doctor.store import KnowledgeBase
+
     name = f"t_{uuid.uuid4().hex[:12]}"
     admin = psycopg2.connect(pg_server.database_uri("postgres"))
     admin.autocommit = True
@@ -47,10 +48,14 @@ def kb_dsn(pg_server) -> str:
         cur.execute(f'CREATE DATABASE "{name}"')
     admin.close()
     dsn = pg_server.database_uri(name)
-    from include.doctor.store import KnowledgeBase
-
     KnowledgeBase(dsn=dsn).migrate()
     return dsn
+
+
+@pytest.fixture
+def kb_dsn(pg_server) -> str:
+    """A fresh, migrated database of its own for one test."""
+    return new_knowledge_base(pg_server)
 
 
 @pytest.fixture

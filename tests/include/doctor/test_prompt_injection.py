@@ -193,22 +193,12 @@ def honest(excerpt_text: str) -> dict:
 @pytest.fixture(scope="module")
 def seeded_dsn(pg_server):
     """One knowledge base with the runbooks embedded, shared by the module (embedding is the slow part)."""
-    import uuid
-
-    import psycopg2
-
     from include.doctor.store import KnowledgeBase
+    from tests.conftest import new_knowledge_base
 
-    name = f"inj_{uuid.uuid4().hex[:8]}"
-    admin = psycopg2.connect(pg_server.database_uri("postgres"))
-    admin.autocommit = True
-    with admin.cursor() as cur:
-        cur.execute(f'CREATE DATABASE "{name}"')
-    admin.close()
-    kb = KnowledgeBase(dsn=pg_server.database_uri(name))
-    kb.migrate()
-    ensure_seeded(kb, embeddings.embed, embeddings.model_name())
-    return pg_server.database_uri(name)
+    dsn = new_knowledge_base(pg_server)
+    ensure_seeded(KnowledgeBase(dsn=dsn), embeddings.embed, embeddings.model_name())
+    return dsn
 
 
 def run_pipeline(log: str, dsn: str) -> tuple[dict, str]:
