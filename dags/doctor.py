@@ -145,7 +145,7 @@ def doctor():
             ctx = _label(ref)
             return clear_and_retry(ref, decision, diagnosis, ctx["run_id"], approved_by=approver(approval))
 
-        @task(map_index_template=LABEL, trigger_rule="none_failed")
+        @task(map_index_template=LABEL, trigger_rule="all_done")  # also when the approval request failed
         def escalate(
             ref: dict, decision: dict, diagnosis: dict, retried: dict | None, approved: dict | None
         ) -> dict:

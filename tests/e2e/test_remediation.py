@@ -82,6 +82,15 @@ def _answer_approval(api, dag_run_marker: str, option: str, timeout: float = 240
 
     detail = wait_until(pending, timeout, "an approval request")
     ti = detail.task_instance
+
+    def awaiting_input():
+        state = api.get_task_instance("doctor", ti.dag_run_id, ti.task_id, ti.map_index).get("state")
+        return state if state in {"awaiting_input", "deferred"} else None
+
+    # An answer within a fraction of a second of the request can race the scheduler, which then
+    # fails the approval task (Airflow 3.3); a person never answers that fast, so wait like one.
+    wait_until(awaiting_input, 60, "the approval task to wait for input", poll=0.5)
+    time.sleep(3)
     api.call(
         "TaskInstanceApi",
         lambda a: a.update_hitl_detail(
