@@ -154,9 +154,10 @@ def print_timeline(t: dict) -> None:
 
     print(f"\n=== {t['dag_id']}.{t['task_id']}  (run {t['run_id']})")
     print(f"  failed at            {ts(t['failed_at'])}")
+    print(f"  doctor run started   {ts(t['doctor_started_at'])}   ({t['doctor_run_id']})")
     print(
-        f"  doctor run started   {ts(t['doctor_started_at'])}   ({t['doctor_run_id']})"
-        + (f"   +{t['seconds_to_doctor']}s" if "seconds_to_doctor" in t else "")
+        f"  claimed by doctor    {ts(t['claimed_at'])}"
+        + (f"   ({t['seconds_to_doctor']}s after the failure)" if "seconds_to_doctor" in t else "")
     )
     conf = f"{t['confidence']:.2f}" if t["confidence"] is not None else "-"
     sim = f"{t['similarity']:.2f}" if t["similarity"] is not None else "-"

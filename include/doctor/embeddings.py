@@ -95,6 +95,9 @@ def embed_failure(excerpt: dict, *, kb=None) -> dict:
 
     Args:
         excerpt: the fetch_logs stage's output.
+    A failure whose fingerprint is already in the knowledge base reuses that case's vector: the
+    fingerprint is a hash of the signature the vector was made from, so the vector is the same.
+
     Returns:
         {"embedding": list[float] (384) | None, "model": str, "error": str | None}. Never raises:
         without an embedding the doctor still diagnoses (rules) and escalates.
@@ -105,6 +108,18 @@ def embed_failure(excerpt: dict, *, kb=None) -> dict:
 
     configured = load_settings().embedding_model
     name = model_name(configured)
+    kb = kb or KnowledgeBase()
+    fingerprint = excerpt.get("fingerprint")
+    if fingerprint and excerpt.get("signature"):
+        # Same fingerprint = same signature = same embedding text: reuse the stored vector and skip
+        # loading the model (about 7 s in a fresh task process).
+        try:
+            known = kb.embedding_for_fingerprint(fingerprint, name)
+        except Exception as exc:  # noqa: BLE001 - fall back to embedding
+            log.warning("Could not look up a stored embedding: %s", exc)
+            known = None
+        if known is not None:
+            return {"embedding": known, "model": name, "error": None, "reused": True}
     try:
         vector = embed(
             [embedding_text(excerpt.get("signature") or "", excerpt.get("text") or "")], configured
@@ -113,7 +128,7 @@ def embed_failure(excerpt: dict, *, kb=None) -> dict:
         log.error("Embedding failed: %s: %s", type(exc).__name__, exc)
         return {"embedding": None, "model": name, "error": f"{type(exc).__name__}: {exc}"[:500]}
     try:
-        ensure_seeded(kb or KnowledgeBase(), lambda texts: embed(texts, configured), name)
+        ensure_seeded(kb, lambda texts: embed(texts, configured), name)
     except Exception as exc:  # noqa: BLE001 - retrieval will say the knowledge base is unavailable
         log.warning("Could not seed runbooks: %s: %s", type(exc).__name__, exc)
     return {"embedding": vector, "model": name, "error": None}

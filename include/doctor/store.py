@@ -197,6 +197,13 @@ class KnowledgeBase:
         keys = ("dag_id", "run_id", "task_id", "map_index", "try_number")
         return dict(zip(keys, ref.key, strict=True)) if ref else dict.fromkeys(keys)
 
+    def embedding_for_fingerprint(self, fingerprint: str, model: str) -> list[float] | None:
+        """The stored vector of any case with this fingerprint made by `model`, or None."""
+        with self.connection() as conn, conn.cursor() as cur:
+            cur.execute(sql("get_embedding_by_fingerprint"), {"fingerprint": fingerprint, "model": model})
+            row = cur.fetchone()
+        return [float(x) for x in row[0].strip("[]").split(",")] if row and row[0] else None
+
     def count_doctor_clears(self, ref: FailureRef) -> int:
         """Doctor-initiated clears of this task instance so far, over all its tries."""
         with self.connection() as conn, conn.cursor() as cur:

@@ -1,0 +1,43 @@
+"""Embeddings: the real local model, and reuse of a stored vector for a known fingerprint."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from include.doctor import embeddings
+from include.doctor.fingerprint import fingerprint, signature
+from include.doctor.knowledge import ensure_seeded
+
+
+def excerpt_for(exc_type: str, message: str) -> dict:
+    return {
+        "exception_type": exc_type,
+        "message": message,
+        "text": f"{exc_type}: {message}",
+        "signature": signature(exc_type, message),
+        "fingerprint": fingerprint(exc_type, message),
+    }
+
+
+def test_vectors_are_384_long_and_normalised():
+    [vector] = embeddings.embed(["ConnectionRefusedError: [Errno 111] Connection refused"])
+    assert len(vector) == 384
+    assert math.sqrt(sum(x * x for x in vector)) == pytest.approx(1.0, abs=1e-4)
+
+
+def test_a_known_fingerprint_reuses_the_stored_vector(kb, monkeypatch):
+    ensure_seeded(kb, embeddings.embed, embeddings.model_name())
+    known = excerpt_for("ConnectionRefusedError", "[Errno 111] Connection refused")  # a runbook example
+    computed = embeddings.embed([embeddings.embedding_text(known["signature"])])[0]
+    monkeypatch.setattr(embeddings, "embed", lambda *a, **k: pytest.fail("the model must not run"))
+    out = embeddings.embed_failure(known, kb=kb)
+    assert out["reused"] is True
+    assert out["embedding"] == pytest.approx(computed, abs=1e-5)
+
+
+def test_a_new_fingerprint_is_embedded(kb):
+    ensure_seeded(kb, embeddings.embed, embeddings.model_name())
+    out = embeddings.embed_failure(excerpt_for("acme.UpstreamBusy", "export queue is full"), kb=kb)
+    assert "reused" not in out and len(out["embedding"]) == 384
