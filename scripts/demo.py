@@ -119,7 +119,9 @@ def timeline(api, kb, dag_id: str, run_id: str, task_id: str) -> dict:
         "dag_id": dag_id,
         "task_id": task_id,
         "run_id": run_id,
-        "failed_at": _parse(first.get("end_date")),
+        # When the task runner handled the exception (the FailureRef's failed_at); the try's end_date
+        # in the API comes later, after the listener has run.
+        "failed_at": case.get("failed_at") or _parse(first.get("end_date")),
         "doctor_run_id": case.get("doctor_run_id"),
         "error_class": case.get("error_class"),
         "transient": case.get("transient"),

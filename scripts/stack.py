@@ -327,7 +327,8 @@ def up(cfg: StackConfig) -> dict:
             stdout=migrate_log,
             stderr=subprocess.STDOUT,
         )
-    subprocess.run([sys.executable, "-m", "include.doctor", "migrate"], env=env, check=True, cwd=PROJECT_ROOT)
+    # Migrate and seed the runbooks now, so the first failure does not pay for embedding them.
+    subprocess.run([sys.executable, "-m", "include.doctor", "seed"], env=env, check=True, cwd=PROJECT_ROOT)
     for component in AIRFLOW_COMPONENTS:
         pids[component] = _spawn(cfg, component, [_bin("airflow"), component], env)
     state = {
