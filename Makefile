@@ -9,7 +9,7 @@ export PYTHONPATH := $(CURDIR)
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install demo test test-unit test-e2e lint up down clean
+.PHONY: install demo test test-unit test-e2e lint up down clean bench-llm-cost
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -37,6 +37,9 @@ test-e2e: $(STAMP)
 
 lint: $(STAMP)
 	$(PY) -m ruff check .
+
+bench-llm-cost: $(STAMP)
+	$(PY) -m bench.llm_cost
 
 up: $(STAMP)
 	$(PY) -m scripts.stack up
