@@ -259,12 +259,13 @@ def sweep(lookback_minutes: float | None = None, *, kb=None, api=None) -> dict:
     from datetime import timedelta
 
     from include.doctor.airflow_api import AirflowAPI
-    from include.doctor.config import TAG_OFF, _read_variable
+    from include.doctor.config import TAG_OFF
+    from include.doctor.config import settings as load_settings
     from include.doctor.store import KnowledgeBase
 
     api = api or AirflowAPI()
     kb = kb or KnowledgeBase()
-    minutes = lookback_minutes or float(_read_variable("doctor_sweeper_lookback_minutes") or 60)
+    minutes = lookback_minutes or load_settings().sweeper_lookback_minutes
     since = datetime.now(UTC) - timedelta(minutes=minutes)
     failed = api.list_failed_task_instances(since)
     tags: dict[str, list[str]] = {}

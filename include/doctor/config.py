@@ -63,6 +63,7 @@ class DoctorSettings:
         slack_connections: JSON object mapping a DAG tag to the Slack webhook connection for it
             (default `doctor_slack`).
         verify_timeout_seconds: how long verify_retry waits for the retried try to end.
+        sweeper_lookback_minutes: how far back the sweeper looks for failed task instances.
         llm_pool_slots: slots of the Airflow pool `doctor_llm` that bounds concurrent LLM calls;
             the doctor creates the pool with this size when it does not exist.
     """
@@ -84,6 +85,7 @@ class DoctorSettings:
     recipients: dict = field(default_factory=dict)
     slack_connections: dict = field(default_factory=dict)
     verify_timeout_seconds: float = 3600.0
+    sweeper_lookback_minutes: float = 60.0
     llm_pool_slots: int = 4
 
 
@@ -105,7 +107,7 @@ def _coerce(raw: str, default):
     return str(raw)
 
 
-def _read_variable(key: str) -> str | None:
+def read_variable(key: str) -> str | None:
     """A Variable's raw value, or None when unset or when no Airflow context can be reached."""
     env = os.environ.get(f"AIRFLOW_VAR_{key.upper()}")
     if env is not None:
@@ -127,7 +129,7 @@ def settings() -> DoctorSettings:
     defaults = DoctorSettings()
     values = {}
     for f in fields(DoctorSettings):
-        raw = _read_variable(f"doctor_{f.name}")
+        raw = read_variable(f"doctor_{f.name}")
         if raw is None:
             continue
         try:
