@@ -92,3 +92,61 @@ def test_no_slack_connection_means_email_only(sinks, monkeypatch):
     assert result["slack"].startswith("skipped")
     [mail] = sinks.mails()
     assert "none: the diagnosis stage did not run" in mail["html"]  # no diagnosis still tells a human
+
+
+@pytest.mark.parametrize(
+    ("settings", "details", "recipients", "slack"),
+    [
+        pytest.param({}, {}, ["airflow-oncall@example.com"], "doctor_slack", id="defaults"),
+        pytest.param(
+            {},
+            {"default_args": {"email": "owner@example.com"}},
+            ["owner@example.com"],
+            "doctor_slack",
+            id="dag-default-args-email",
+        ),
+        pytest.param(
+            {"recipients": {"example_orders_report": ["analytics@example.com"]}},
+            {"default_args": {"email": ["owner@example.com"]}},
+            ["analytics@example.com"],
+            "doctor_slack",
+            id="variable-mapping-wins",
+        ),
+        pytest.param(
+            {"slack_connections": {"finance": "doctor_slack_finance"}},
+            {"tags": [{"name": "example"}, {"name": "finance"}]},
+            ["airflow-oncall@example.com"],
+            "doctor_slack_finance",
+            id="channel-per-tag",
+        ),
+    ],
+)
+def test_routing(settings, details, recipients, slack):
+    from include.doctor.config import DoctorSettings
+    from include.doctor.notify import route
+
+    assert route("example_orders_report", DoctorSettings(**settings), details) == (recipients, slack)
+
+
+@pytest.mark.parametrize(
+    ("policy", "remediation", "verification", "sent"),
+    [
+        pytest.param("outcome", None, None, True, id="escalation-always"),
+        pytest.param("none", {"cleared": False}, None, True, id="failed-clear-always"),
+        pytest.param("outcome", {"cleared": True}, None, False, id="retry-waits-for-its-outcome"),
+        pytest.param("outcome", {"cleared": True}, {"outcome": "succeeded"}, True, id="retry-outcome-known"),
+        pytest.param("none", {"cleared": True}, {"outcome": "succeeded"}, False, id="retry-messages-off"),
+        pytest.param("none", {"cleared": True}, {"outcome": "failed"}, True, id="failed-retry-always"),
+        pytest.param("both", {"cleared": True}, None, True, id="both"),
+    ],
+)
+def test_when_to_send(policy, remediation, verification, sent):
+    from include.doctor.config import DoctorSettings
+    from include.doctor.notify import should_notify
+
+    assert (
+        should_notify(
+            {"verdict": "auto_retry"}, remediation, verification, DoctorSettings(notify_on_retry=policy)
+        )
+        is sent
+    )
