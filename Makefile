@@ -9,7 +9,7 @@ export PYTHONPATH := $(CURDIR)
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install demo test test-unit test-e2e lint up down clean bench-llm-cost
+.PHONY: install demo test test-unit test-e2e lint up down clean bench bench-llm-cost bench-decisions
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -37,6 +37,11 @@ test-e2e: $(STAMP)
 
 lint: $(STAMP)
 	$(PY) -m ruff check .
+
+bench: bench-decisions bench-llm-cost
+
+bench-decisions: $(STAMP)
+	$(PY) -m bench.decisions
 
 bench-llm-cost: $(STAMP)
 	$(PY) -m bench.llm_cost
