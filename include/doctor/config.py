@@ -107,6 +107,17 @@ def _coerce(raw: str, default):
     return str(raw)
 
 
+def connection_exists(conn_id: str) -> bool:
+    """Whether connection `conn_id` can be read (in a task, the API server, or from the environment)."""
+    try:
+        from airflow.sdk import BaseHook
+
+        BaseHook.get_connection(conn_id)
+        return True
+    except Exception:  # noqa: BLE001 - AirflowNotFoundException, or no Airflow context at all
+        return False
+
+
 def read_variable(key: str) -> str | None:
     """A Variable's raw value, or None when unset or when no Airflow context can be reached."""
     env = os.environ.get(f"AIRFLOW_VAR_{key.upper()}")

@@ -20,7 +20,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from include.doctor.config import LLM_CONN_ID
+from include.doctor.config import LLM_CONN_ID, connection_exists
 from include.doctor.models import ACTION_MEANINGS, Action, Diagnosis, FailureRef, Neighbour
 from include.doctor.rules import Rule, match_rule
 
@@ -191,14 +191,8 @@ def tool_schema() -> dict:
 
 
 def llm_configured(conn_id: str = LLM_CONN_ID) -> bool:
-    """Whether connection `conn_id` exists (in a task, the API server or env)."""
-    try:
-        from airflow.sdk import BaseHook
-
-        BaseHook.get_connection(conn_id)
-        return True
-    except Exception:  # noqa: BLE001 - AirflowNotFoundException or no Airflow context: offline
-        return False
+    """Whether the LLM connection exists; without it the doctor diagnoses offline."""
+    return connection_exists(conn_id)
 
 
 @dataclass

@@ -113,10 +113,9 @@ def run_eval(
     """
     from include.doctor import embeddings
     from include.doctor.diagnosis import diagnose
-    from include.doctor.fingerprint import fingerprint, signature
     from include.doctor.gate import decide
     from include.doctor.knowledge import ensure_seeded
-    from include.doctor.logs import extract_excerpt
+    from include.doctor.logs import excerpt_record, extract_excerpt
     from include.doctor.models import Diagnosis, Neighbour
     from include.doctor.rules import match_rule
     from include.doctor.store import retrieve_similar
@@ -126,12 +125,7 @@ def run_eval(
     kb.delete_observed_cases()
     ensure_seeded(kb, embeddings.embed, embeddings.model_name())
 
-    excerpts = []
-    for case in cases:
-        e = extract_excerpt(case["log"]).model_dump()
-        e["signature"] = signature(e["exception_type"], e["message"])
-        e["fingerprint"] = fingerprint(e["exception_type"], e["message"])
-        excerpts.append(e)
+    excerpts = [excerpt_record(extract_excerpt(case["log"])) for case in cases]
     vectors = embeddings.embed([embeddings.embedding_text(e["signature"], e["text"]) for e in excerpts])
 
     rows = []

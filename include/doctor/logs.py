@@ -309,6 +309,17 @@ def _bound(text: str, max_bytes: int) -> str:
     return head + marker + tail
 
 
+def excerpt_record(excerpt: Excerpt, error: str | None = None) -> dict:
+    """An Excerpt as the dict the later stages take: plus `signature`, `fingerprint` and `error`."""
+    from include.doctor.fingerprint import fingerprint, signature
+
+    out = excerpt.model_dump()
+    out["signature"] = signature(excerpt.exception_type, excerpt.message)
+    out["fingerprint"] = fingerprint(excerpt.exception_type, excerpt.message)
+    out["error"] = error
+    return out
+
+
 def fetch_failure_excerpt(ref_data: dict, *, api=None) -> dict:
     """The fetch_logs stage: the failed try's log through the REST API, reduced to its excerpt.
 
@@ -319,7 +330,6 @@ def fetch_failure_excerpt(ref_data: dict, *, api=None) -> dict:
         not be read; then the excerpt is empty and the failure is still diagnosed and escalated).
     """
     from include.doctor.airflow_api import AirflowAPI
-    from include.doctor.fingerprint import fingerprint, signature
     from include.doctor.models import FailureRef
 
     ref = FailureRef.model_validate(ref_data)
@@ -330,8 +340,4 @@ def fetch_failure_excerpt(ref_data: dict, *, api=None) -> dict:
     except Exception as exc:  # noqa: BLE001 - a missing log is diagnosed as "unknown" and escalated
         error = f"log unavailable: {type(exc).__name__}: {exc}"[:500]
         excerpt = Excerpt(message=error)
-    out = excerpt.model_dump()
-    out["signature"] = signature(excerpt.exception_type, excerpt.message)
-    out["fingerprint"] = fingerprint(excerpt.exception_type, excerpt.message)
-    out["error"] = error
-    return out
+    return excerpt_record(excerpt, error)

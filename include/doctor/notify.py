@@ -24,7 +24,7 @@ from email.utils import formatdate, make_msgid
 from typing import Any
 from urllib.parse import quote
 
-from include.doctor.config import SLACK_CONN_ID, SMTP_CONN_ID, DoctorSettings
+from include.doctor.config import SLACK_CONN_ID, SMTP_CONN_ID, DoctorSettings, connection_exists
 from include.doctor.config import settings as load_settings
 from include.doctor.models import FailureRef
 
@@ -218,16 +218,6 @@ def _with_retries(name: str, send: Callable[[], None]) -> str:
     return f"failed: {error}"
 
 
-def _connection_exists(conn_id: str) -> bool:
-    try:
-        from airflow.sdk import BaseHook
-
-        BaseHook.get_connection(conn_id)
-        return True
-    except Exception:  # noqa: BLE001
-        return False
-
-
 def _dag_details(dag_id: str, api=None) -> dict:
     try:
         from include.doctor.airflow_api import AirflowAPI
@@ -289,12 +279,12 @@ def deliver(msg: dict[str, Any], recipients: list[str], slack_conn_id: str) -> d
         {"email": "sent" | "skipped: ..." | "failed: ...", "slack": same, "subject": str}.
     """
     result = {"subject": msg["subject"]}
-    if _connection_exists(SMTP_CONN_ID):
+    if connection_exists(SMTP_CONN_ID):
         result["email"] = _with_retries("email", lambda: send_email(recipients, msg))
     else:
         result["email"] = f"skipped: no connection {SMTP_CONN_ID}"
         log.warning("No %s connection: email skipped", SMTP_CONN_ID)
-    if _connection_exists(slack_conn_id):
+    if connection_exists(slack_conn_id):
 
         def send_slack() -> None:
             from airflow.providers.slack.hooks.slack_webhook import SlackWebhookHook

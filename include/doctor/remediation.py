@@ -155,7 +155,6 @@ def escalate(
         {"escalated": bool, "note": str, "note_written": bool, "why": str}; escalated is False when
         the task instance was cleared (nothing to escalate). Never raises.
     """
-    from include.doctor.airflow_api import AirflowAPI
 
     ref = FailureRef.model_validate(ref_data)
     decision = Decision.model_validate(decision_data)
@@ -163,13 +162,7 @@ def escalate(
         return {"escalated": False, "note": "", "note_written": False, "why": "cleared"}
     why = escalation_reason(decision, remediation, approval)
     note = summary_note(ref, (diagnosis_result or {}).get("diagnosis"), decision, f"Not retried: {why}")
-    written = False
-    if not dry_run:
-        try:
-            (api or AirflowAPI()).set_task_instance_note(ref, note)
-            written = True
-        except Exception as exc:  # noqa: BLE001 - the note is a courtesy; notification still goes out
-            log.warning("Could not write the note on %s: %s", ref.label, exc)
+    written = False if dry_run else _write_note(api, ref, note)
     return {"escalated": True, "note": note, "note_written": written, "why": why}
 
 
@@ -190,11 +183,17 @@ def escalation_reason(decision: Decision, remediation: dict | None, approval: di
     return "escalated to a human"
 
 
-def _write_note(api, ref: FailureRef, note: str) -> None:
+def _write_note(api, ref: FailureRef, note: str) -> bool:
+    """Write the note on the task instance; True if written. The note is a courtesy: a failure is
+    logged and the notification still goes out."""
+    from include.doctor.airflow_api import AirflowAPI
+
     try:
-        api.set_task_instance_note(ref, note)
+        (api or AirflowAPI()).set_task_instance_note(ref, note)
+        return True
     except Exception as exc:  # noqa: BLE001
         log.warning("Could not write the note on %s: %s", ref.label, exc)
+        return False
 
 
 def record_case(

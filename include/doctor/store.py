@@ -39,6 +39,12 @@ def migration_files() -> list[Path]:
     return sorted(p for p in SQL_DIR.glob("[0-9][0-9][0-9]_*.sql"))
 
 
+def _dicts(cursor) -> list[dict]:
+    """The cursor's remaining rows as dicts keyed by column name."""
+    cols = [c.name for c in cursor.description]
+    return [dict(zip(cols, row, strict=True)) for row in cursor.fetchall()]
+
+
 def vector_literal(embedding: Sequence[float] | None) -> str | None:
     """pgvector's text form `[x,y,...]` of a vector, or None."""
     if embedding is None:
@@ -149,8 +155,7 @@ class KnowledgeBase:
         """
         with self.connection() as conn, conn.cursor() as cur:
             cur.execute(sql("claim_failures"), {"doctor_run_id": doctor_run_id, "limit": limit})
-            cols = [c.name for c in cur.description]
-            rows = [dict(zip(cols, row, strict=True)) for row in cur.fetchall()]
+            rows = _dicts(cur)
         refs = [FailureRef(**row) for row in rows]
         return sorted(refs, key=lambda r: (r.failed_at is None, r.failed_at or 0, r.key))
 
@@ -159,8 +164,7 @@ class KnowledgeBase:
     def _neighbours(self, query: str, params: dict) -> list[Neighbour]:
         with self.connection() as conn, conn.cursor() as cur:
             cur.execute(query, params)
-            cols = [c.name for c in cur.description]
-            rows = [dict(zip(cols, row, strict=True)) for row in cur.fetchall()]
+            rows = _dicts(cur)
         out = []
         for row in rows:
             row["case_id"] = row.pop("id")
@@ -394,15 +398,13 @@ class KnowledgeBase:
         """The cases one doctor DAG run recorded, with their latest diagnosis and decision."""
         with self.connection() as conn, conn.cursor() as cur:
             cur.execute(sql("get_cases_of_run"), {"doctor_run_id": doctor_run_id})
-            cols = [c.name for c in cur.description]
-            return [dict(zip(cols, row, strict=True)) for row in cur.fetchall()]
+            return _dicts(cur)
 
     def case_report(self, dag_id: str) -> list[dict]:
         """Every observed case of one DAG with its latest diagnosis and remediation (for the demo)."""
         with self.connection() as conn, conn.cursor() as cur:
             cur.execute(sql("get_case_report"), {"dag_id": dag_id})
-            cols = [c.name for c in cur.description]
-            return [dict(zip(cols, row, strict=True)) for row in cur.fetchall()]
+            return _dicts(cur)
 
 
 def retrieve_similar(

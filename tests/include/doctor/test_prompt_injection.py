@@ -14,10 +14,9 @@ import pytest
 from include.doctor import embeddings
 from include.doctor.config import DoctorSettings
 from include.doctor.diagnosis import diagnose
-from include.doctor.fingerprint import fingerprint, signature
 from include.doctor.gate import decide
 from include.doctor.knowledge import ensure_seeded
-from include.doctor.logs import extract_excerpt
+from include.doctor.logs import excerpt_record, extract_excerpt
 from include.doctor.models import Diagnosis, FailureRef, Neighbour
 from include.doctor.store import retrieve_similar
 from tests.fakes.anthropic_server import tool_message
@@ -204,9 +203,7 @@ def seeded_dsn(pg_server):
 def run_pipeline(log: str, dsn: str) -> tuple[dict, str]:
     from include.doctor.store import KnowledgeBase
 
-    excerpt = extract_excerpt(log).model_dump()
-    excerpt["signature"] = signature(excerpt["exception_type"], excerpt["message"])
-    excerpt["fingerprint"] = fingerprint(excerpt["exception_type"], excerpt["message"])
+    excerpt = excerpt_record(extract_excerpt(log))
     vector = embeddings.embed([embeddings.embedding_text(excerpt["signature"], excerpt["text"])])[0]
     memory = retrieve_similar(
         REF.model_dump(mode="json"), excerpt, {"embedding": vector}, kb=KnowledgeBase(dsn=dsn)
