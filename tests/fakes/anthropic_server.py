@@ -20,7 +20,8 @@ def estimate_tokens(body: dict) -> int:
     return max(1, len(json.dumps(body)) // 4)
 
 
-def tool_message(tool_input: dict, *, name: str = "record_diagnosis", stop_reason: str = "tool_use") -> dict:
+def _message(content: list[dict], stop_reason: str) -> dict:
+    """A Messages API reply; the server fills in `usage` from the request and the content."""
     return {
         "status": 200,
         "json": {
@@ -28,33 +29,22 @@ def tool_message(tool_input: dict, *, name: str = "record_diagnosis", stop_reaso
             "type": "message",
             "role": "assistant",
             "model": "claude-sonnet-5-5",
-            "content": [{"type": "tool_use", "id": "toolu_loopback", "name": name, "input": tool_input}],
+            "content": content,
             "stop_reason": stop_reason,
             "stop_sequence": None,
-            "usage": {
-                "input_tokens": 0,
-                "output_tokens": 120,
-                "cache_creation_input_tokens": 0,
-                "cache_read_input_tokens": 0,
-            },
+            "usage": {},
         },
     }
+
+
+def tool_message(tool_input: dict, *, name: str = "record_diagnosis", stop_reason: str = "tool_use") -> dict:
+    return _message(
+        [{"type": "tool_use", "id": "toolu_loopback", "name": name, "input": tool_input}], stop_reason
+    )
 
 
 def text_message(text: str, stop_reason: str = "end_turn") -> dict:
-    return {
-        "status": 200,
-        "json": {
-            "id": "msg_loopback",
-            "type": "message",
-            "role": "assistant",
-            "model": "claude-sonnet-5-5",
-            "content": [{"type": "text", "text": text}],
-            "stop_reason": stop_reason,
-            "stop_sequence": None,
-            "usage": {"input_tokens": 0, "output_tokens": 20},
-        },
-    }
+    return _message([{"type": "text", "text": text}], stop_reason)
 
 
 def error(status: int, error_type: str, message: str = "scripted error", headers: dict | None = None) -> dict:
