@@ -5,11 +5,13 @@ Self-healing for failed task instances. Scheduled by asset events on `doctor://t
 (posted by the doctor's listener and sweeper when a task instance fails for good) and triggerable
 by hand: fill in the form to diagnose one failed task instance.
 
-Each failure becomes one mapped instance of `handle_failure`, labelled `dag_id.task_id`:
-fetch_logs → embed_failure → retrieve_similar → diagnose → gate_on_confidence → clear_and_retry
+`collect_failures` claims every unhandled failure, reads each failed try's log and groups the
+failures by fingerprint (a storm of one cause is one group). Each group becomes one mapped
+instance of `handle_failures`, labelled `dag_id.task_id[map_index]` (plus "+N more" for a group):
+diagnose (embed, retrieve similar cases, diagnose once, gate each member) → clear_and_retry
 (auto) **or** prepare_approval → request_approval → clear_after_approval (grey zone) **or**
-escalate → record_case → verify_retry → notify_humans. `summarize_run` writes this run's note.
-The logic lives in `include/doctor/`.
+escalate → record_case → verify_retry → notify_humans (one message, or one digest for a group).
+`summarize_run` writes this run's note. The logic lives in `include/doctor/`.
 """
 
 from __future__ import annotations
@@ -30,16 +32,11 @@ APPROVAL_TIMEOUT = timedelta(minutes=float(os.environ.get("DOCTOR_APPROVAL_TIMEO
 VERIFY_POKE_SECONDS = float(os.environ.get("DOCTOR_VERIFY_POKE_SECONDS", "5"))
 
 
-def _label(ref: dict) -> dict:
-    """Name this mapped task instance after the failure it handles (shown in the UI); return the context."""
+def _label(group: dict) -> dict:
+    """Name this mapped task instance after the failures it handles (shown in the UI); return the context."""
     ctx = get_current_context()
-    suffix = f"[{ref['map_index']}]" if ref.get("map_index", -1) >= 0 else ""
-    ctx["failure_label"] = f"{ref['dag_id']}.{ref['task_id']}{suffix}"
+    ctx["failure_label"] = group["label"]
     return ctx
-
-
-def _cleared(*remediations: dict | None) -> dict | None:
-    return next((r for r in remediations if r and r.get("cleared")), None)
 
 
 @dag(
@@ -48,7 +45,8 @@ def _cleared(*remediations: dict | None) -> dict | None:
     start_date=pendulum.datetime(2025, 1, 1, tz="UTC"),
     catchup=False,
     doc_md=__doc__,
-    default_args={"owner": "airflow-doctor", "retries": 0},
+    # Ahead of queued pipeline tasks: remediation must not wait behind the backlog it is healing.
+    default_args={"owner": "airflow-doctor", "retries": 0, "priority_weight": 100, "weight_rule": "absolute"},
     tags=["doctor", "doctor:off"],
     params={
         "dag_id": Param("", type="string", title="DAG id", description="DAG of the failed task instance."),
@@ -75,109 +73,75 @@ def _cleared(*remediations: dict | None) -> dict | None:
     },
 )
 def doctor():
-    @task
+    @task(max_active_tis_per_dag=1)  # one claim at a time: a storm is claimed whole (capture.settle_storm)
     def collect_failures() -> list[dict]:
         from include.doctor.capture import collect_failures
+        from include.doctor.groups import group_failures
 
         ctx = get_current_context()
         events = [e for evs in (ctx.get("triggering_asset_events") or {}).values() for e in evs]
-        return collect_failures(events, dict(ctx["params"]), ctx["run_id"])
+        return group_failures(collect_failures(events, dict(ctx["params"]), ctx["run_id"]))
 
     @task_group
-    def handle_failure(ref: dict):
-        @task(map_index_template=LABEL)
-        def fetch_logs(ref: dict) -> dict:
-            from include.doctor.logs import fetch_failure_excerpt
-
-            _label(ref)
-            return fetch_failure_excerpt(ref)
-
-        @task(map_index_template=LABEL)
-        def embed_failure(ref: dict, excerpt: dict) -> dict:
-            from include.doctor.embeddings import embed_failure
-
-            _label(ref)
-            return embed_failure(excerpt)
-
-        @task(map_index_template=LABEL)
-        def retrieve_similar(ref: dict, excerpt: dict, embedding: dict) -> dict:
-            from include.doctor.store import retrieve_similar
-
-            _label(ref)
-            return retrieve_similar(ref, excerpt, embedding)
-
+    def handle_failures(group: dict):
         @task(map_index_template=LABEL, pool=LLM_POOL)
-        def diagnose(ref: dict, excerpt: dict, memory: dict) -> dict:
-            from include.doctor.diagnosis import diagnose
+        def diagnose(group: dict) -> dict:
+            from include.doctor.groups import judge_group
 
-            _label(ref)
-            return diagnose(ref, excerpt, memory)
-
-        @task(map_index_template=LABEL)
-        def gate_on_confidence(ref: dict, diagnosis: dict, memory: dict) -> dict:
-            from include.doctor.gate import gate_on_confidence
-
-            _label(ref)
-            return gate_on_confidence(ref, diagnosis, memory)
+            _label(group)
+            return judge_group(group)
 
         @task(map_index_template=LABEL)
-        def clear_and_retry(ref: dict, decision: dict, diagnosis: dict) -> dict:
-            from include.doctor.remediation import clear_and_retry
+        def clear_and_retry(group: dict, judged: dict) -> list:
+            from include.doctor.groups import clear_group, with_verdict
 
-            ctx = _label(ref)
-            if decision["verdict"] != "auto_retry":
-                raise AirflowSkipException(f"gate verdict: {decision['verdict']}")
-            return clear_and_retry(ref, decision, diagnosis, ctx["run_id"], dry_run=ctx["params"]["dry_run"])
+            ctx = _label(group)
+            if not with_verdict(judged, "auto_retry"):
+                raise AirflowSkipException("the gate sent no failure of this group to auto-retry")
+            return clear_group(group, judged, ctx["run_id"], dry_run=ctx["params"]["dry_run"])
 
         @task(map_index_template=LABEL, multiple_outputs=True)
-        def prepare_approval(ref: dict, excerpt: dict, diagnosis: dict, decision: dict, memory: dict) -> dict:
-            from include.doctor.notify import notify_approval_request
+        def prepare_approval(group: dict, judged: dict) -> dict:
+            from include.doctor.groups import approval_request
 
-            ctx = _label(ref)
-            if decision["verdict"] != "approval" or ctx["params"]["dry_run"]:
-                raise AirflowSkipException(f"gate verdict: {decision['verdict']}")
-            return notify_approval_request(ref, excerpt, diagnosis, decision, memory, ctx["run_id"])
+            ctx = _label(group)
+            ask = None if ctx["params"]["dry_run"] else approval_request(group, judged, ctx["run_id"])
+            if ask is None:
+                raise AirflowSkipException("no failure of this group is in the grey zone (or dry_run)")
+            return ask
 
         @task(map_index_template=LABEL)
-        def clear_after_approval(ref: dict, decision: dict, diagnosis: dict, approval: dict) -> dict:
-            from include.doctor.remediation import approver, clear_and_retry
+        def clear_after_approval(group: dict, judged: dict, approval: dict) -> list:
+            from include.doctor.groups import clear_group
+            from include.doctor.remediation import approver
 
-            ctx = _label(ref)
-            return clear_and_retry(ref, decision, diagnosis, ctx["run_id"], approved_by=approver(approval))
+            ctx = _label(group)
+            return clear_group(group, judged, ctx["run_id"], approved_by=approver(approval))
 
         @task(map_index_template=LABEL, trigger_rule="all_done")  # also when the approval request failed
-        def escalate(
-            ref: dict, decision: dict, diagnosis: dict, retried: dict | None, approved: dict | None
-        ) -> dict:
-            from include.doctor.remediation import escalate
+        def escalate(group: dict, judged: dict | None, retried: list | None, approved: list | None) -> list:
+            from include.doctor.groups import escalate_group
 
-            ctx = _label(ref)
-            if _cleared(retried, approved):
-                raise AirflowSkipException("cleared for retry: nothing to escalate")
+            ctx = _label(group)
             # Pulled, not passed: an argument would make this task a direct downstream of the approval,
             # which skips its direct downstream on "Reject".
             approval = ctx["ti"].xcom_pull(
-                task_ids="handle_failure.request_approval", map_indexes=ctx["ti"].map_index
+                task_ids="handle_failures.request_approval", map_indexes=ctx["ti"].map_index
             )
-            return escalate(ref, decision, diagnosis, retried, approval, dry_run=ctx["params"]["dry_run"])
+            return escalate_group(
+                group, judged, retried, approved, approval, dry_run=ctx["params"]["dry_run"]
+            )
 
         @task(map_index_template=LABEL, trigger_rule="all_done")
         def record_case(
-            ref: dict,
-            excerpt: dict,
-            embedding: dict,
-            diagnosis: dict,
-            decision: dict,
-            retried: dict | None,
-            approved: dict | None,
-        ) -> int | None:
-            from include.doctor.remediation import record_case
+            group: dict, judged: dict | None, retried: list | None, approved: list | None
+        ) -> list:
+            from include.doctor.groups import record_group
 
-            ctx = _label(ref)
+            ctx = _label(group)
             if ctx["params"]["dry_run"]:
                 raise AirflowSkipException("dry_run: nothing is recorded")
-            remediation = _cleared(retried, approved) or retried or approved
-            return record_case(ref, excerpt, embedding, diagnosis, decision, remediation, ctx["run_id"])
+            return record_group(group, judged, retried, approved, ctx["run_id"])
 
         @task.sensor(
             map_index_template=LABEL,
@@ -186,51 +150,32 @@ def doctor():
             poke_interval=VERIFY_POKE_SECONDS,
             timeout=6 * 3600,
         )
-        def verify_retry(ref: dict, retried: dict | None, approved: dict | None) -> PokeReturnValue:
-            from include.doctor.remediation import check_retry
+        def verify_retry(group: dict, retried: list | None, approved: list | None) -> PokeReturnValue:
+            from include.doctor.groups import check_group
 
-            _label(ref)
-            cleared = _cleared(retried, approved)
-            if not cleared:
+            _label(group)
+            if not any(r and r.get("cleared") for r in (retried or []) + (approved or [])):
                 raise AirflowSkipException("nothing was cleared")
-            result = check_retry(ref, cleared)
-            return PokeReturnValue(is_done=result is not None, xcom_value=result)
+            result = check_group(group, retried, approved)
+            return PokeReturnValue(is_done=result["done"], xcom_value=result["verifications"])
 
         @task(map_index_template=LABEL, trigger_rule="all_done")
         def notify_humans(
-            ref: dict,
-            excerpt: dict,
-            diagnosis: dict,
-            decision: dict,
-            memory: dict,
-            retried: dict | None,
-            approved: dict | None,
-            escalation: dict | None,
-            verification: dict | None,
-        ) -> dict:
-            from include.doctor.notify import notify_humans
+            group: dict,
+            judged: dict | None,
+            retried: list | None,
+            approved: list | None,
+            escalations: list | None,
+            verifications: list | None,
+        ) -> list:
+            from include.doctor.groups import notify_group
 
-            ctx = _label(ref)
-            remediation = _cleared(retried, approved) or retried or approved
-            return notify_humans(
-                ref,
-                excerpt,
-                diagnosis,
-                decision,
-                memory,
-                remediation,
-                ctx["run_id"],
-                escalation,
-                verification,
-            )
+            ctx = _label(group)
+            return notify_group(group, judged, retried, approved, escalations, verifications, ctx["run_id"])
 
-        excerpt = fetch_logs(ref)
-        embedding = embed_failure(ref, excerpt)
-        memory = retrieve_similar(ref, excerpt, embedding)
-        diagnosis = diagnose(ref, excerpt, memory)
-        decision = gate_on_confidence(ref, diagnosis, memory)
-        retried = clear_and_retry(ref, decision, diagnosis)
-        ask = prepare_approval(ref, excerpt, diagnosis, decision, memory)
+        judged = diagnose(group)
+        retried = clear_and_retry(group, judged)
+        ask = prepare_approval(group, judged)
         approval = ApprovalOperator(
             task_id="request_approval",
             subject=ask["subject"],
@@ -238,13 +183,13 @@ def doctor():
             defaults="Reject",
             response_timeout=APPROVAL_TIMEOUT,
         )
-        approved = clear_after_approval(ref, decision, diagnosis, approval.output)
-        escalation = escalate(ref, decision, diagnosis, retried, approved)
-        case = record_case(ref, excerpt, embedding, diagnosis, decision, retried, approved)
-        escalation >> case
-        verification = verify_retry(ref, retried, approved)
-        case >> verification
-        notify_humans(ref, excerpt, diagnosis, decision, memory, retried, approved, escalation, verification)
+        approved = clear_after_approval(group, judged, approval.output)
+        escalations = escalate(group, judged, retried, approved)
+        cases = record_case(group, judged, retried, approved)
+        escalations >> cases
+        verifications = verify_retry(group, retried, approved)
+        cases >> verifications
+        notify_humans(group, judged, retried, approved, escalations, verifications)
 
     @task(trigger_rule="all_done")
     def summarize_run() -> str:
@@ -253,7 +198,7 @@ def doctor():
         ctx = get_current_context()
         return summarize_run(ctx["run_id"], dry_run=ctx["params"]["dry_run"])
 
-    handle_failure.expand(ref=collect_failures()) >> summarize_run()
+    handle_failures.expand(group=collect_failures()) >> summarize_run()
 
 
 doctor()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import urllib.parse
 import urllib.request
 from collections.abc import Callable
 from functools import cached_property
@@ -71,6 +72,8 @@ class AirflowAPI:
         self.password = password
         self.timeout = timeout
         self._token: str | None = None
+        self._tags: dict[str, list[str]] = {}
+        self._details: dict[str, dict] = {}
 
     # -- plumbing ---------------------------------------------------------------------------
 
@@ -125,6 +128,40 @@ class AirflowAPI:
 
     # -- assets -----------------------------------------------------------------------------
 
+    def request_json(self, method: str, path: str, body: dict | None = None) -> Any:
+        """One REST API call with the standard library only, with a token, refreshing it once on 401.
+
+        For the listener's path, which runs inside every failing task's process: importing
+        `airflow_client` costs 1.5-3 s of CPU there (python -X importtime, 2 cores), and a listener
+        still busy 20 s after the task ended is killed by the supervisor ([core]
+        task_success_overtime), losing the report. The doctor's own tasks use the official client.
+
+        Raises:
+            AirflowAPIError: an HTTP error status (with the body's start) or an unreachable server.
+        """
+        import urllib.error
+
+        for attempt in (1, 2):
+            if self._token is None:
+                self._token = self.fetch_token()
+            req = urllib.request.Request(  # noqa: S310 - the configured API URL
+                f"{self.base_url}{path}",
+                data=None if body is None else json.dumps(body).encode(),
+                method=method,
+                headers={"Content-Type": "application/json", "Authorization": f"Bearer {self._token}"},
+            )
+            try:
+                with urllib.request.urlopen(req, timeout=self.timeout) as resp:  # noqa: S310
+                    return json.loads(resp.read() or b"null")
+            except urllib.error.HTTPError as exc:
+                if exc.code == 401 and attempt == 1:
+                    self._token = None
+                    continue
+                raise AirflowAPIError(f"{method} {path}: HTTP {exc.code}: {exc.read()[:500]!r}") from exc
+            except OSError as exc:
+                raise AirflowAPIError(f"{method} {path}: {type(exc).__name__}: {exc}") from exc
+        raise AssertionError("unreachable")
+
     @cached_property
     def failure_asset_id(self) -> int:
         """Id of the asset `doctor://task-failures` (exact match; the API filter is a substring).
@@ -132,30 +169,26 @@ class AirflowAPI:
         Raises:
             AirflowAPIError: the asset does not exist yet (the doctor DAG was never parsed).
         """
-        resp = self.call(
-            "AssetApi",
-            lambda api: api.get_assets(uri_pattern="doctor://task-failures", _request_timeout=self.timeout),
-        )
-        for asset in resp.assets:
-            if asset.name == FAILURE_ASSET_NAME or asset.uri.rstrip("/") == FAILURE_ASSET_URI:
-                return asset.id
+        query = urllib.parse.urlencode({"uri_pattern": FAILURE_ASSET_URI})
+        for asset in self.request_json("GET", f"/api/v2/assets?{query}").get("assets", []):
+            if (
+                asset.get("name") == FAILURE_ASSET_NAME
+                or str(asset.get("uri")).rstrip("/") == FAILURE_ASSET_URI
+            ):
+                return int(asset["id"])
         raise AirflowAPIError(f"asset {FAILURE_ASSET_URI} not found: is the doctor DAG parsed?")
 
     def post_failure_event(self, ref: FailureRef) -> int:
-        """Post an asset event for `doctor://task-failures` with the FailureRef in `extra`.
+        """Post an asset event for `doctor://task-failures` with the FailureRef in `extra`
+        (`POST /api/v2/assets/events`; standard library only, see `request_json`).
 
         Returns:
             the asset event id.
         Raises:
             AirflowAPIError: the API refused or could not be reached.
         """
-        from airflow_client.client.models.create_asset_events_body import CreateAssetEventsBody
-
-        body = CreateAssetEventsBody(
-            asset_id=self.failure_asset_id, extra={"failure": ref.model_dump(mode="json")}
-        )
-        event = self.call("AssetApi", lambda api: api.create_asset_event(body, _request_timeout=self.timeout))
-        return event.id
+        body = {"asset_id": self.failure_asset_id, "extra": {"failure": ref.model_dump(mode="json")}}
+        return int(self.request_json("POST", "/api/v2/assets/events", body)["id"])
 
     # -- task instances ---------------------------------------------------------------------
 
@@ -309,15 +342,19 @@ class AirflowAPI:
         )
 
     def get_dag_tags(self, dag_id: str) -> list[str]:
-        """Tag names of a DAG."""
-        dag = self.call("DAGApi", lambda api: api.get_dag(dag_id, _request_timeout=self.timeout))
-        return [t.name for t in (dag.tags or [])]
+        """Tag names of a DAG (read once per client: a client lives for one doctor task)."""
+        if dag_id not in self._tags:
+            dag = self.call("DAGApi", lambda api: api.get_dag(dag_id, _request_timeout=self.timeout))
+            self._tags[dag_id] = [t.name for t in (dag.tags or [])]
+        return list(self._tags[dag_id])
 
     def get_dag_details(self, dag_id: str) -> dict:
-        """A DAG's details as a dict (owners, tags, default_args, ...)."""
-        return _plain(
-            self.call("DAGApi", lambda api: api.get_dag_details(dag_id, _request_timeout=self.timeout))
-        )
+        """A DAG's details as a dict (owners, tags, default_args, ...), read once per client."""
+        if dag_id not in self._details:
+            self._details[dag_id] = _plain(
+                self.call("DAGApi", lambda api: api.get_dag_details(dag_id, _request_timeout=self.timeout))
+            )
+        return dict(self._details[dag_id])
 
     def get_dag_run(self, dag_id: str, run_id: str) -> dict:
         """A DAG run as a dict (state, start_date, end_date, conf, note, ...)."""

@@ -10,6 +10,7 @@ events' refs, a manual trigger's Params, and whatever waits in the inbox.
 from __future__ import annotations
 
 import logging
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -235,6 +236,7 @@ def collect_failures(
     try:
         kb.migrate()
         kb.record_failures(refs)
+        settle_storm(kb)
         claimed = kb.claim_failures(doctor_run_id)
     except Exception as exc:  # noqa: BLE001 - degrade: handle what the events carry
         log.error(
@@ -254,6 +256,44 @@ def collect_failures(
         )
     log.info("Claimed %d failure(s): %s", len(claimed), ", ".join(c.label for c in claimed) or "none")
     return [c.model_dump(mode="json") for c in claimed]
+
+
+def settle_storm(kb, *, sleep=time.sleep, clock=time.monotonic) -> dict:
+    """Wait while a storm is still arriving, so one doctor run claims it whole.
+
+    A storm is `storm_threshold` (default 3) or more failures waiting unclaimed at once, e.g. an
+    upstream outage failing a mapped task's instances a few executor slots at a time. The doctor
+    then waits until no new failure arrived for `storm_quiet_seconds` (default 5), at most
+    `storm_max_wait_seconds` (default 60), so the burst is grouped, diagnosed once per group and
+    reported in one digest rather than split over several doctor runs. Fewer waiting failures
+    are claimed at once: a lone failure pays nothing. Only one collect_failures runs at a time
+    (the DAG sets max_active_tis_per_dag=1), so doctor runs created during the wait claim the
+    stragglers, not a share of the storm.
+
+    Returns:
+        {"storm": bool, "unclaimed": int (after the wait), "waited_seconds": float}.
+    Raises:
+        whatever the knowledge base raises (the caller degrades).
+    """
+    from include.doctor.config import settings as load_settings
+
+    settings = load_settings()
+    start = clock()
+    count = kb.count_unclaimed()
+    if count < settings.storm_threshold:
+        return {"storm": False, "unclaimed": count, "waited_seconds": 0.0}
+    log.info("Storm: %d failures waiting; waiting for the burst to settle", count)
+    changed = start
+    while clock() - start < settings.storm_max_wait_seconds:
+        sleep(min(0.5, settings.storm_quiet_seconds))
+        now_count = kb.count_unclaimed()
+        if now_count != count:
+            count, changed = now_count, clock()
+        elif clock() - changed >= settings.storm_quiet_seconds:
+            break
+    waited = round(clock() - start, 1)
+    log.info("Storm settled: %d failures after %.1fs", count, waited)
+    return {"storm": True, "unclaimed": count, "waited_seconds": waited}
 
 
 def sweep(lookback_minutes: float | None = None, *, kb=None, api=None) -> dict:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
 from dataclasses import dataclass, field, fields
 
 log = logging.getLogger(__name__)
@@ -66,6 +67,11 @@ class DoctorSettings:
         sweeper_lookback_minutes: how far back the sweeper looks for failed task instances.
         llm_pool_slots: slots of the Airflow pool `doctor_llm` that bounds concurrent LLM calls;
             the doctor creates the pool with this size when it does not exist.
+        storm_threshold: unclaimed failures waiting at once that make a storm: the doctor run
+            then waits for the burst to settle and claims it whole, so each group is diagnosed
+            once and gets one digest.
+        storm_quiet_seconds: a storm has settled when no new failure arrived for this long.
+        storm_max_wait_seconds: the longest a doctor run waits for a storm to settle.
     """
 
     enabled: bool = True
@@ -87,6 +93,9 @@ class DoctorSettings:
     verify_timeout_seconds: float = 3600.0
     sweeper_lookback_minutes: float = 60.0
     llm_pool_slots: int = 4
+    storm_threshold: int = 3
+    storm_quiet_seconds: float = 5.0
+    storm_max_wait_seconds: float = 60.0
 
 
 def _coerce(raw: str, default):
@@ -132,11 +141,28 @@ def read_variable(key: str) -> str | None:
         return None
 
 
+_CACHE_SECONDS = 30.0
+_cache: dict[tuple, tuple[float, DoctorSettings]] = {}
+
+
 def settings() -> DoctorSettings:
     """Current settings: each field from Variable `doctor_<name>` if set and valid, else the default.
 
     A malformed Variable value is logged and replaced by the default rather than failing the run.
+    Read at most every 30 s per process (and again whenever an AIRFLOW_VAR_DOCTOR_* environment
+    variable changes): a task handling a storm of 50 failures would otherwise read the ~25
+    Variables once per failure and stage.
     """
+    key = tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith("AIRFLOW_VAR_DOCTOR_")))
+    cached = _cache.get(key)
+    if cached and time.monotonic() - cached[0] < _CACHE_SECONDS:
+        return cached[1]
+    _cache.clear()
+    _cache[key] = (time.monotonic(), _read_settings())
+    return _cache[key][1]
+
+
+def _read_settings() -> DoctorSettings:
     defaults = DoctorSettings()
     values = {}
     for f in fields(DoctorSettings):

@@ -43,7 +43,7 @@ def load_model(configured: str = ""):
     from sentence_transformers import SentenceTransformer
 
     model = SentenceTransformer(model_path(configured), device="cpu")
-    dim = model.get_sentence_embedding_dimension()
+    dim = (getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension)()
     if dim != EMBEDDING_DIM:
         raise ValueError(
             f"embedding model {configured or DEFAULT_MODEL_NAME} has dimension {dim}, "

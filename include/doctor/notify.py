@@ -17,6 +17,7 @@ from __future__ import annotations
 import html
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable
 from email.mime.multipart import MIMEMultipart
 from email.mime.text import MIMEText
@@ -68,6 +69,39 @@ def headline(
     return "escalated"
 
 
+def diagnosis_fields(diagnosis_result: dict | None) -> list[tuple[str, str]]:
+    """The diagnosis as (label, value) fields: class and root cause, transient, action, confidence."""
+    diag = (diagnosis_result or {}).get("diagnosis")
+    if not diag:
+        error = (diagnosis_result or {}).get("error") or "the diagnosis stage did not run"
+        return [("Diagnosis", f"none: {error}")]
+    diagnoser = (diagnosis_result or {}).get("diagnoser") or "offline"
+    label = {
+        "offline": "offline diagnosis (no LLM configured)",
+        "memory": "recognised from memory, no LLM call",
+    }.get(diagnoser, f"LLM diagnosis ({diag.get('model')})")
+    return [
+        ("Diagnosis", f"{diag['error_class']}: {diag.get('root_cause') or ''}"),
+        ("Transient", "yes" if diag["transient"] else "no"),
+        ("Recommended action", str(diag["recommended_action"])),
+        ("Confidence", f"{diag['confidence']:.2f} ({label})"),
+    ]
+
+
+def _error_line(excerpt: dict | None) -> str | None:
+    if excerpt and (excerpt.get("exception_type") or excerpt.get("message")):
+        return f"{excerpt.get('exception_type') or 'Error'}: {excerpt.get('message', '')}"[:300]
+    return None
+
+
+def _similar(memory: dict | None) -> list[str]:
+    return [
+        f"{n.get('similarity', 0):.2f} {n.get('kind')} {n.get('error_class')} "
+        f"(transient={n.get('transient')}, outcome={n.get('outcome')})"
+        for n in (memory or {}).get("neighbours", [])[:3]
+    ]
+
+
 def build_message(
     ref: FailureRef,
     excerpt: dict | None,
@@ -88,24 +122,10 @@ def build_message(
     diag = (diagnosis_result or {}).get("diagnosis")
     decision = decision or {"verdict": "escalate", "reasons": ["the gate did not run"]}
     verdict = headline(decision, remediation, escalation, verification)
-    diagnoser = (diagnosis_result or {}).get("diagnoser") or "offline"
-    label = {
-        "offline": "offline diagnosis (no LLM configured)",
-        "memory": "recognised from memory, no LLM call",
-    }.get(diagnoser, f"LLM diagnosis ({diag and diag.get('model')})")
     fields: list[tuple[str, str]] = [
         ("Task instance", f"{ref.label}, run {ref.run_id}, try {ref.try_number}")
     ]
-    if diag:
-        fields += [
-            ("Diagnosis", f"{diag['error_class']}: {diag.get('root_cause') or ''}"),
-            ("Transient", "yes" if diag["transient"] else "no"),
-            ("Recommended action", str(diag["recommended_action"])),
-            ("Confidence", f"{diag['confidence']:.2f} ({label})"),
-        ]
-    else:
-        error = (diagnosis_result or {}).get("error") or "the diagnosis stage did not run"
-        fields.append(("Diagnosis", f"none: {error}"))
+    fields += diagnosis_fields(diagnosis_result)
     if decision.get("similarity") is not None:
         fields.append(("Similarity", f"{decision['similarity']:.2f} (best match in the knowledge base)"))
     if remediation and remediation.get("cleared"):
@@ -123,26 +143,32 @@ def build_message(
     clears = (memory or {}).get("doctor_clears")
     if clears:
         fields.append(("History", f"the doctor already cleared this task instance {clears} time(s)"))
-    if excerpt and (excerpt.get("exception_type") or excerpt.get("message")):
-        error_line = f"{excerpt.get('exception_type') or 'Error'}: {excerpt.get('message', '')}"
-        fields.append(("Error", error_line[:300]))
-    similar = [
-        f"{n.get('similarity', 0):.2f} {n.get('kind')} {n.get('error_class')} "
-        f"(transient={n.get('transient')}, outcome={n.get('outcome')})"
-        for n in (memory or {}).get("neighbours", [])[:3]
-    ]
+    if _error_line(excerpt):
+        fields.append(("Error", _error_line(excerpt)))
+    similar = _similar(memory)
     link = links(ref, doctor_run_id)
     subject = f"[airflow-doctor] {verdict}: {ref.dag_id}.{ref.task_id}"
     if diag:
         subject += f" ({diag['error_class']})"
+    tail = [f"Log: {link['log']}"] + ([f"Doctor run: {link['doctor_run']}"] if "doctor_run" in link else [])
+    return _assemble(subject, verdict, fields, diag, similar, link, tail)
+
+
+def _assemble(
+    subject: str,
+    verdict: str,
+    fields: list[tuple[str, str]],
+    diag: dict | None,
+    similar: list[str],
+    link: dict[str, str],
+    tail: list[str],
+) -> dict[str, Any]:
+    """A message as plain data; its text is the fields, fix steps, similar cases, then `tail`."""
     text_lines = [subject, ""] + [f"{k}: {v}" for k, v in fields]
     if diag and diag.get("fix_steps"):
         text_lines += ["", "Fix steps:"] + [f"  {i}. {s}" for i, s in enumerate(diag["fix_steps"], 1)]
     if similar:
         text_lines += ["", "Similar cases:"] + [f"  - {s}" for s in similar]
-    text_lines += ["", f"Log: {link['log']}"] + (
-        [f"Doctor run: {link['doctor_run']}"] if "doctor_run" in link else []
-    )
     return {
         "subject": subject,
         "verdict": verdict,
@@ -151,8 +177,62 @@ def build_message(
         "similar": similar,
         "evidence": list((diag or {}).get("evidence") or []),
         "links": link,
-        "text": "\n".join(text_lines),
+        "text": "\n".join(text_lines + [""] + tail),
     }
+
+
+DIGEST_LINES = 100  # members listed by name in a digest's text and HTML; Slack lists fewer
+
+
+def build_digest(
+    items: list[dict], excerpt: dict | None, judged: dict | None, doctor_run_id: str | None
+) -> dict:
+    """One message about many failures of one group (same fingerprint, same route): a storm digest.
+
+    Args:
+        items: per member {"ref", "decision", "remediation", "escalation", "verification"}
+            (see groups.notify_group), at least two.
+        excerpt: the group's representative excerpt. judged: groups.judge_group's output or None.
+    Returns:
+        build_message's shape plus "members": [(line, log url)], one per member.
+    """
+    diagnosis_result = (judged or {}).get("diagnosis")
+    diag = (diagnosis_result or {}).get("diagnosis")
+    refs = [FailureRef.model_validate(it["ref"]) for it in items]
+    verdicts = [
+        headline(
+            it["decision"] or {"verdict": "escalate"}, it["remediation"], it["escalation"], it["verification"]
+        )
+        for it in items
+    ]
+    summary = ", ".join(f"{n} {v}" for v, n in Counter(verdicts).most_common())
+    what = (diag or {}).get("error_class") or (excerpt or {}).get("exception_type") or "one error"
+    dags = sorted({r.dag_id for r in refs})
+    where = dags[0] if len(dags) == 1 else f"{len(dags)} DAGs"
+    subject = f"[airflow-doctor] storm: {len(items)} failures of {what} in {where}: {summary}"
+    first = items[0]["decision"] or {"reasons": ["the gate did not run"]}
+    fields = [("Failures", f"{len(items)} task instances in {len(dags)} DAG(s): {', '.join(dags)}"[:500])]
+    fields += diagnosis_fields(diagnosis_result)
+    if first.get("similarity") is not None:
+        fields.append(("Similarity", f"{first['similarity']:.2f} (best match in the knowledge base)"))
+    fields.append(("Action taken", summary + " (the diagnosis was made once for the whole group)"))
+    fields.append(("Why", "; ".join(first.get("reasons", []))))
+    if _error_line(excerpt):
+        fields.append(("Error", _error_line(excerpt)))
+    members = [
+        (f"{r.label}, run {r.run_id}, try {r.try_number}: {v}", links(r, None)["log"])
+        for r, v in zip(refs, verdicts, strict=True)
+    ]
+    link = {"log": members[0][1]}
+    if doctor_run_id:
+        link["doctor_run"] = links(refs[0], doctor_run_id)["doctor_run"]
+    similar = _similar((judged or {}).get("memory"))
+    tail = ["Task instances:"] + [f"  - {line} ({url})" for line, url in members[:DIGEST_LINES]]
+    if len(members) > DIGEST_LINES:
+        tail.append(f"  ... and {len(members) - DIGEST_LINES} more")
+    if "doctor_run" in link:
+        tail += ["", f"Doctor run: {link['doctor_run']}"]
+    return {**_assemble(subject, summary, fields, diag, similar, link, tail), "members": members}
 
 
 def render_html(msg: dict[str, Any]) -> str:
@@ -161,6 +241,10 @@ def render_html(msg: dict[str, Any]) -> str:
     rows = "".join(f"<tr><th align='left'>{esc(k)}</th><td>{esc(v)}</td></tr>" for k, v in msg["fields"])
     steps = "".join(f"<li>{esc(s)}</li>" for s in msg["fix_steps"])
     similar = "".join(f"<li>{esc(s)}</li>" for s in msg["similar"])
+    listed = msg.get("members", [])
+    members = "".join(f"<li><a href='{esc(u)}'>{esc(line)}</a></li>" for line, u in listed[:DIGEST_LINES])
+    if len(listed) > DIGEST_LINES:
+        members += f"<li>... and {len(listed) - DIGEST_LINES} more</li>"
     link_html = " | ".join(
         f"<a href='{esc(u)}'>{esc(k.replace('_', ' '))}</a>" for k, u in msg["links"].items()
     )
@@ -168,6 +252,7 @@ def render_html(msg: dict[str, Any]) -> str:
         f"<h2>{esc(msg['subject'])}</h2><table>{rows}</table>"
         + (f"<h3>Fix steps</h3><ol>{steps}</ol>" if steps else "")
         + (f"<h3>Similar cases</h3><ul>{similar}</ul>" if similar else "")
+        + (f"<h3>Task instances</h3><ul>{members}</ul>" if members else "")
         + f"<p>{link_html}</p>"
     )
 
@@ -187,6 +272,16 @@ def render_blocks(msg: dict[str, Any]) -> list[dict]:
     if msg["similar"]:
         text = ("*Similar cases*: " + "; ".join(msg["similar"]))[:3000]
         blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": text}]})
+    if msg.get("members"):
+        lines = [f"<{u}|{line}>" for line, u in msg["members"]]
+        text, shown = "*Task instances*", 0
+        for line in lines:  # a section's text holds at most 3000 characters
+            if len(text) + len(line) + 40 > 3000:
+                break
+            text, shown = text + "\n" + line, shown + 1
+        if shown < len(lines):
+            text += f"\n... and {len(lines) - shown} more"
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": text}})
     blocks.append(
         {
             "type": "actions",
@@ -333,17 +428,73 @@ def notify_humans(
     Returns:
         deliver()'s result, or {"skipped": reason}. Never raises.
     """
+    item = {
+        "ref": ref_data,
+        "decision": decision,
+        "remediation": remediation,
+        "escalation": escalation,
+        "verification": verification,
+        "doctor_clears": (memory or {}).get("doctor_clears"),
+    }
+    judged = {"diagnosis": diagnosis_result, "memory": memory}
+    return notify_members([item], excerpt, judged, doctor_run_id, api=api)[0]
+
+
+def notify_members(
+    items: list[dict], excerpt: dict | None, judged: dict | None, doctor_run_id: str | None, *, api=None
+) -> list[dict[str, str]]:
+    """Tell people about the failures of one group that the policy says to report: one message per
+    route (recipients + Slack connection), a digest (`build_digest`) when a route has several.
+
+    Args:
+        items: per member {"ref", "decision", "remediation", "escalation", "verification",
+            "doctor_clears"}. excerpt: the group's excerpt. judged: {"diagnosis", "memory"} or None.
+    Returns:
+        [deliver()'s result per message], or [{"skipped": reason}] when nothing is to be sent.
+        Never raises.
+    """
     settings = load_settings()
-    ref = FailureRef.model_validate(ref_data)
-    if not should_notify(decision, remediation, verification, settings):
-        return {"skipped": f"doctor_notify_on_retry={settings.notify_on_retry}"}
-    msg = build_message(
-        ref, excerpt, diagnosis_result, decision, memory, remediation, doctor_run_id, escalation, verification
-    )
-    recipients, slack = route(ref.dag_id, settings, _dag_details(ref.dag_id, api))
-    result = deliver(msg, recipients, slack)
-    log.info("Notified about %s: email %s, slack %s", ref.label, result["email"], result["slack"])
-    return result
+    chosen = [
+        it for it in items if should_notify(it["decision"], it["remediation"], it["verification"], settings)
+    ]
+    if not chosen:
+        return [{"skipped": f"doctor_notify_on_retry={settings.notify_on_retry}"}]
+    if api is None:
+        try:
+            from include.doctor.airflow_api import AirflowAPI
+
+            api = AirflowAPI()  # one client (one token, one read of each DAG's details) for the group
+        except Exception as exc:  # noqa: BLE001 - routing falls back to the defaults
+            log.warning("No Airflow API client for routing: %s", exc)
+    routes: dict[tuple[tuple[str, ...], str], list[dict]] = {}
+    for it in chosen:
+        dag_id = it["ref"]["dag_id"]
+        recipients, slack = route(dag_id, settings, _dag_details(dag_id, api))
+        routes.setdefault((tuple(recipients), slack), []).append(it)
+    results = []
+    for (recipients, slack), group in routes.items():
+        if len(group) == 1:
+            it = group[0]
+            memory = {**((judged or {}).get("memory") or {}), "doctor_clears": it.get("doctor_clears")}
+            msg = build_message(
+                FailureRef.model_validate(it["ref"]),
+                excerpt,
+                (judged or {}).get("diagnosis"),
+                it["decision"],
+                memory,
+                it["remediation"],
+                doctor_run_id,
+                it["escalation"],
+                it["verification"],
+            )
+        else:
+            msg = build_digest(group, excerpt, judged, doctor_run_id)
+        result = deliver(msg, list(recipients), slack)
+        log.info(
+            "Notified about %d failure(s): email %s, slack %s", len(group), result["email"], result["slack"]
+        )
+        results.append(result)
+    return results
 
 
 def notify_approval_request(
@@ -353,21 +504,30 @@ def notify_approval_request(
     decision: dict,
     memory: dict | None,
     doctor_run_id: str | None,
+    others: list[dict] | None = None,
     *,
     api=None,
 ) -> dict:
     """Send the "approval requested" message and return the approval's subject and body.
 
+    Args:
+        others: more FailureRef dicts of the same group that the one answer covers (a storm).
     Returns:
         {"subject": str, "body": str (markdown for the Required Actions page), "delivery": dict}.
     """
     settings = load_settings()
     ref = FailureRef.model_validate(ref_data)
     msg = build_message(ref, excerpt, diagnosis_result, decision, memory, None, doctor_run_id)
+    subject = f"Retry {ref.label} (try {ref.try_number})?"
+    if others:
+        labels = [FailureRef.model_validate(o).label for o in others]
+        msg["fields"].insert(1, ("Same failure", f"{len(labels)} more: {', '.join(labels)}"[:1000]))
+        msg["text"] += f"\n\nOne answer covers {len(labels) + 1} task instances: " + ", ".join(labels)
+        subject = f"Retry {ref.label} and {len(labels)} more task instance(s) with the same failure?"
     recipients, slack = route(ref.dag_id, settings, _dag_details(ref.dag_id, api))
     delivery = deliver(msg, recipients, slack)
     body = "\n".join(f"**{k}**: {v}  " for k, v in msg["fields"])
     if msg["fix_steps"]:
         body += "\n\n**Fix steps**\n" + "\n".join(f"{i}. {s}" for i, s in enumerate(msg["fix_steps"], 1))
     body += f"\n\n[Log of the failed try]({msg['links']['log']})"
-    return {"subject": f"Retry {ref.label} (try {ref.try_number})?", "body": body, "delivery": delivery}
+    return {"subject": subject, "body": body, "delivery": delivery}

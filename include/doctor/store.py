@@ -147,6 +147,12 @@ class KnowledgeBase:
                 new += cur.rowcount
         return new
 
+    def count_unclaimed(self) -> int:
+        """How many failures wait in the inbox, claimed by no doctor run."""
+        with self.connection() as conn, conn.cursor() as cur:
+            cur.execute(sql("count_unclaimed"))
+            return int(cur.fetchone()[0])
+
     def claim_failures(self, doctor_run_id: str, limit: int = 500) -> list[FailureRef]:
         """Claim every unclaimed failure for one doctor DAG run (each failure is claimed once ever).
 

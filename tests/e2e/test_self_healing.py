@@ -5,6 +5,8 @@ loopback. Reproduces both demo outcomes and the no-failure-lost-or-handled-twice
 
 from __future__ import annotations
 
+import json
+import re
 import time
 from datetime import datetime
 
@@ -70,7 +72,7 @@ def test_transient_failure_is_retried_to_success_and_permanent_one_escalated(sta
         (t, "example_flaky_warehouse.load_orders"),
         (p, "example_orders_report.build_report"),
     ):
-        assert _doctor_labels(api, "handle_failure.diagnose", handled["doctor_run_id"]).count(label) == 1
+        assert _doctor_labels(api, "handle_failures.diagnose", handled["doctor_run_id"]).count(label) == 1
 
     # Email through a real SMTP server and Slack through the webhook receiver, for both failures.
     def delivered():
@@ -107,11 +109,7 @@ def test_five_failures_within_100_ms_are_each_diagnosed_exactly_once(stack):
     assert len(tis) == 5 and all(ti.state.value == "failed" for ti in tis)
 
     with psycopg2.connect(stack.database_uri("doctor")) as conn, conn.cursor() as cur:
-        cur.execute(
-            "SELECT map_index, count(*) FROM doctor.failure_cases WHERE run_id = %s GROUP BY map_index",
-            (run_id,),
-        )
-        per_instance = dict(cur.fetchall())
+        per_instance = _cases_per_instance(cur, run_id)
         cur.execute(
             "SELECT count(*) FROM doctor.diagnoses d JOIN doctor.failure_cases c ON c.id = d.case_id "
             "WHERE c.run_id = %s",
@@ -127,12 +125,64 @@ def test_five_failures_within_100_ms_are_each_diagnosed_exactly_once(stack):
     # The five failed within 100 ms of each other (failed_at is the task runner's end_date, taken when
     # the exception is handled, before the listener runs).
     assert spread.total_seconds() < 0.1, spread
-    labels = _doctor_labels(api, "handle_failure.diagnose", "~")
-    assert sorted(x for x in labels if x.startswith("example_burst_failures")) == [
-        f"example_burst_failures.fail_together[{i}]" for i in range(5)
-    ]
+    # Five failures at once are a storm: one group, diagnosed once, each member handled on its own.
+    labels = _doctor_labels(api, "handle_failures.diagnose", "~")
+    burst = [x for x in labels if x.startswith("example_burst_failures")]
+    assert len(burst) == 1 and re.fullmatch(r"example_burst_failures\.fail_together\[\d\] \+4 more", burst[0])
     # tagged doctor:notify-only: diagnosed and escalated, never cleared
     assert all(c["decision"] == "escalate" for c in kb.case_report("example_burst_failures"))
+
+
+def test_a_storm_of_fifty_failures_is_diagnosed_once_and_reported_in_one_digest_per_channel(stack):
+    api, kb = api_for(stack), kb_for(stack)
+    # 50 mapped instances fail with one upstream error, a few executor slots at a time.
+    run_id = trigger(api, "example_burst_failures", {"count": 50, "fail_at": 0})
+
+    def digest():
+        mails, posts = sink_messages(stack)
+        mine = (
+            [m for m in mails if run_id in m["text"]],
+            [p for p in posts if run_id in json.dumps(p["body"])],
+        )
+        return mine if mine[0] and mine[1] else None
+
+    wait_until(digest, 600, "the storm's digest on both channels")
+
+    def recorded():
+        cases = [c for c in kb.case_report("example_burst_failures") if c["run_id"] == run_id]
+        return cases if len(cases) >= 50 else None
+
+    cases = wait_until(recorded, 120, "50 recorded cases")
+    time.sleep(10)  # any second message or second handling (there must be none) would show up now
+    mails, posts = digest()
+    assert len(mails) == 1 and len(posts) == 1, [m["subject"] for m in mails]
+    [mail], [post] = mails, posts
+    assert mail["subject"].startswith("[airflow-doctor] storm: 50 failures of ")
+    assert mail["subject"].endswith("in example_burst_failures: 50 escalated")
+    for i in range(50):
+        assert f"example_burst_failures.fail_together[{i}], run {run_id}, try 1: escalated" in mail["text"]
+    assert "Fix steps" in mail["html"] and "Confidence" in mail["html"]
+    assert post["body"]["blocks"][0]["text"]["text"] == mail["subject"][:150]
+
+    with psycopg2.connect(stack.database_uri("doctor")) as conn, conn.cursor() as cur:
+        per_instance = _cases_per_instance(cur, run_id)
+        cur.execute(
+            "SELECT count(DISTINCT claimed_by), count(*) FROM doctor.inbox WHERE run_id = %s", (run_id,)
+        )
+        doctor_runs, inbox_rows = cur.fetchone()
+    assert per_instance == {i: 1 for i in range(50)} and inbox_rows == 50
+    assert doctor_runs == 1  # the storm was claimed whole by one doctor run
+    assert len({c["decision"] for c in cases}) == 1 and cases[0]["decision"] == "escalate"
+    labels = _doctor_labels(api, "handle_failures.diagnose", "~")
+    assert len([x for x in labels if x.startswith("example_burst_failures") and "+49 more" in x]) == 1
+
+
+def _cases_per_instance(cur, run_id: str) -> dict[int, int]:
+    """{map_index: number of recorded cases} of one DAG run's failures."""
+    cur.execute(
+        "SELECT map_index, count(*) FROM doctor.failure_cases WHERE run_id = %s GROUP BY map_index", (run_id,)
+    )
+    return dict(cur.fetchall())
 
 
 def _ref(dag_id: str, run_id: str, task_id: str):

@@ -1,0 +1,345 @@
+"""Groups: the failures one doctor run handles, grouped by fingerprint, each group judged once.
+
+A lone failure is a group of one. When many failures arrive together (an upstream outage, a
+mapped task whose instances all hit the same error) they share a fingerprint: the group is
+diagnosed once (one embedding, one retrieval, at most one LLM call), the gate then decides for
+each member (its own retry budget and its DAG's opt-out tags), every member is cleared, noted,
+escalated and recorded on its own, and people get one digest per group instead of one message
+per failure (`include/doctor/notify.py`, `notify_group`).
+
+Each function here is one task of the doctor DAG's mapped `handle_failures` group and works on
+the same shapes: `group` is collect_failures' output for one group, `judged` is `judge_group`'s
+output, and per-member results are lists aligned with `group["members"]` (None where a stage did
+nothing for that member).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from include.doctor.models import FailureRef
+
+log = logging.getLogger(__name__)
+
+
+def group_key(excerpt: dict, ref: FailureRef) -> str:
+    """The group a failure belongs to: its fingerprint when its log gave an error to fingerprint,
+    else the failure itself (an unreadable log is never grouped with another failure)."""
+    if (
+        excerpt.get("fingerprint")
+        and not excerpt.get("error")
+        and (excerpt.get("exception_type") or excerpt.get("message"))
+    ):
+        return f"fingerprint:{excerpt['fingerprint']}"
+    return "failure:" + "|".join(map(str, ref.key))
+
+
+def group_failures(refs: list[dict], *, api=None) -> list[dict]:
+    """Read each failure's log excerpt and group the failures by fingerprint.
+
+    Args:
+        refs: FailureRefs as dicts (collect_failures' claim), oldest first.
+    Returns:
+        groups, oldest first: {"key": str, "label": str (the representative's `dag.task[i]`,
+        plus "+N more"), "members": [FailureRef dict], "excerpt": the first member's excerpt (the
+        representative: members share the fingerprint, so the excerpt differs only in ids and
+        numbers)}. Never raises: an unreadable log makes a group of one.
+    """
+    from include.doctor.logs import fetch_failure_excerpt
+
+    groups: dict[str, dict] = {}
+    for data in refs:
+        ref = FailureRef.model_validate(data)
+        excerpt = fetch_failure_excerpt(data, api=api)
+        group = groups.setdefault(
+            group_key(excerpt, ref), {"key": group_key(excerpt, ref), "members": [], "excerpt": excerpt}
+        )
+        group["members"].append(ref.model_dump(mode="json"))
+    out = list(groups.values())
+    for group in out:
+        first = FailureRef.model_validate(group["members"][0])
+        more = len(group["members"]) - 1
+        group["label"] = first.label + (f" +{more} more" if more else "")
+    if any(len(g["members"]) > 1 for g in out):
+        log.info(
+            "%d failure(s) in %d group(s): %s",
+            len(refs),
+            len(out),
+            ", ".join(f"{g['label']} ({len(g['members'])})" for g in out),
+        )
+    return out
+
+
+def judge_group(group: dict, *, api=None, kb=None) -> dict:
+    """Embed, retrieve, diagnose once for the group; then gate each member.
+
+    Returns:
+        {"embedding": embed_failure's output, "memory": retrieve_similar's output (for the
+        representative), "diagnosis": diagnose's output, "decisions": [Decision dict per member],
+        "doctor_clears": [int | None per member]}. Never raises: every stage degrades to an
+        escalation (see each stage).
+    """
+    from include.doctor.airflow_api import AirflowAPI
+    from include.doctor.diagnosis import diagnose
+    from include.doctor.embeddings import embed_failure
+    from include.doctor.gate import gate_on_confidence
+    from include.doctor.store import KnowledgeBase, retrieve_similar
+
+    kb = kb or KnowledgeBase()
+    try:
+        api = api or AirflowAPI()
+    except Exception as exc:  # noqa: BLE001 - the gate fails closed without the API
+        log.warning("No Airflow API client: %s", exc)
+    members, excerpt = group["members"], group["excerpt"]
+    embedding = embed_failure(excerpt, kb=kb)
+    memory = retrieve_similar(members[0], excerpt, embedding, kb=kb)
+    diagnosis = diagnose(members[0], excerpt, memory)
+    decisions, clears = [], []
+    for i, member in enumerate(members):
+        member_memory = memory if i == 0 else {**memory, "doctor_clears": _doctor_clears(kb, member)}
+        clears.append(member_memory.get("doctor_clears"))
+        decisions.append(gate_on_confidence(member, diagnosis, member_memory, api=api))
+    return {
+        "embedding": embedding,
+        "memory": memory,
+        "diagnosis": diagnosis,
+        "decisions": decisions,
+        "doctor_clears": clears,
+    }
+
+
+def _doctor_clears(kb, member: dict) -> int | None:
+    """The member's retry budget used so far; None (the gate fails closed) when unreadable."""
+    try:
+        return kb.count_doctor_clears(FailureRef.model_validate(member))
+    except Exception as exc:  # noqa: BLE001
+        log.error("Could not read the doctor's clears of %s: %s", member.get("task_id"), exc)
+        return None
+
+
+def judged_or_escalate(judged: dict | None, group: dict) -> dict:
+    """judge_group's output, or, when that task failed, one that escalates every member."""
+    if judged and len(judged.get("decisions") or []) == len(group["members"]):
+        return judged
+    n = len(group["members"])
+    reasons = ["the doctor could not judge this failure (its diagnose task failed)"]
+    return {
+        "embedding": None,
+        "memory": {},
+        "diagnosis": None,
+        "decisions": [{"verdict": "escalate", "reasons": reasons}] * n,
+        "doctor_clears": [None] * n,
+    }
+
+
+def approval_request(group: dict, judged: dict, doctor_run_id: str, *, api=None) -> dict | None:
+    """Ask once for the group's grey-zone members: send the request, return its subject and body.
+
+    Returns:
+        notify_approval_request's output, or None when no member is in the grey zone.
+    """
+    from include.doctor.notify import notify_approval_request
+
+    asked = with_verdict(judged, "approval")
+    if not asked:
+        return None
+    first, others = asked[0], [group["members"][i] for i in asked[1:]]
+    memory = {**judged["memory"], "doctor_clears": judged["doctor_clears"][first]}
+    return notify_approval_request(
+        group["members"][first],
+        group["excerpt"],
+        judged["diagnosis"],
+        judged["decisions"][first],
+        memory,
+        doctor_run_id,
+        others,
+        api=api,
+    )
+
+
+def with_verdict(judged: dict, verdict: str) -> list[int]:
+    """Indexes of the members whose gate verdict is `verdict`."""
+    return [i for i, d in enumerate(judged["decisions"]) if d["verdict"] == verdict]
+
+
+def clear_group(
+    group: dict,
+    judged: dict,
+    doctor_run_id: str,
+    dry_run: bool = False,
+    approved_by: str | None = None,
+    *,
+    api=None,
+    kb=None,
+    sleep=time.sleep,
+) -> list[dict | None]:
+    """Clear every member the gate sent to auto-retry (or, with `approved_by`, every member in the
+    grey zone) through `remediation.clear_and_retry`, after the longest backoff among them (once
+    for the group, not once per member).
+
+    Returns:
+        [clear_and_retry's output, or None for a member not eligible], aligned with the members.
+    """
+    from include.doctor.airflow_api import AirflowAPI
+    from include.doctor.remediation import clear_and_retry
+
+    targets = with_verdict(judged, "approval" if approved_by else "auto_retry")
+    out: list[dict | None] = [None] * len(group["members"])
+    if not targets:
+        return out
+    backoff = max(float(judged["decisions"][i].get("backoff_seconds") or 0) for i in targets)
+    if backoff > 0 and not dry_run:
+        log.info("Backing off %.0fs before clearing %d task instance(s)", backoff, len(targets))
+        sleep(backoff)
+    try:
+        api = api or AirflowAPI()
+    except Exception as exc:  # noqa: BLE001 - clear_and_retry reports the same error per member
+        log.error("No Airflow API client: %s", exc)
+    for i in targets:
+        decision = {**judged["decisions"][i], "backoff_seconds": 0.0}
+        out[i] = clear_and_retry(
+            group["members"][i],
+            decision,
+            judged["diagnosis"],
+            doctor_run_id,
+            dry_run=dry_run,
+            approved_by=approved_by,
+            api=api,
+            kb=kb,
+        )
+    return out
+
+
+def cleared(*results: list[dict | None] | None, index: int) -> dict | None:
+    """The member's clear that happened (auto or approved), else its attempted clear, else None."""
+    attempts = [r[index] for r in results if r and r[index]]
+    return next((a for a in attempts if a.get("cleared")), attempts[0] if attempts else None)
+
+
+def escalate_group(
+    group: dict,
+    judged: dict | None,
+    retried: list | None,
+    approved: list | None,
+    approval: dict | None,
+    dry_run: bool = False,
+    *,
+    api=None,
+) -> list[dict]:
+    """Note every member that was not cleared as left for a person (remediation.escalate).
+
+    Returns:
+        [escalate's output per member]; {"escalated": False, ...} for a cleared member.
+    """
+    from include.doctor.airflow_api import AirflowAPI
+    from include.doctor.remediation import escalate
+
+    judged = judged_or_escalate(judged, group)
+    try:
+        api = api or AirflowAPI()
+    except Exception as exc:  # noqa: BLE001 - the notes fail, the escalation still stands
+        log.error("No Airflow API client: %s", exc)
+    return [
+        escalate(
+            member,
+            judged["decisions"][i],
+            judged["diagnosis"],
+            cleared(retried, approved, index=i),
+            approval,
+            dry_run=dry_run,
+            api=api,
+        )
+        for i, member in enumerate(group["members"])
+    ]
+
+
+def record_group(
+    group: dict,
+    judged: dict | None,
+    retried: list | None,
+    approved: list | None,
+    doctor_run_id: str,
+    *,
+    kb=None,
+) -> list[int | None]:
+    """Record every member as a case with the group's diagnosis and its own decision.
+
+    Returns:
+        [case id or None (knowledge base unreachable, logged)] per member.
+    """
+    from include.doctor.remediation import record_case
+    from include.doctor.store import KnowledgeBase
+
+    kb = kb or KnowledgeBase()
+    judged = judged_or_escalate(judged, group)
+    return [
+        record_case(
+            member,
+            group["excerpt"],
+            judged["embedding"],
+            judged["diagnosis"],
+            judged["decisions"][i],
+            cleared(retried, approved, index=i),
+            doctor_run_id,
+            kb=kb,
+        )
+        for i, member in enumerate(group["members"])
+    ]
+
+
+def check_group(group: dict, retried: list | None, approved: list | None, *, api=None, kb=None) -> dict:
+    """One poke of verify_retry for the group: have all retried tries ended?
+
+    Returns:
+        {"done": bool, "verifications": [check_retry's result or None per member]}; done when every
+        cleared member's retried try has ended (each outcome is recorded as it is seen).
+    """
+    from include.doctor.airflow_api import AirflowAPI
+    from include.doctor.remediation import check_retry
+
+    api = api or AirflowAPI()
+    out: list[dict | None] = []
+    done = True
+    for i, member in enumerate(group["members"]):
+        clear = cleared(retried, approved, index=i)
+        result = check_retry(member, clear, api=api, kb=kb) if clear and clear.get("cleared") else None
+        done = done and (result is not None or not (clear and clear.get("cleared")))
+        out.append(result)
+    return {"done": done, "verifications": out}
+
+
+def notify_group(
+    group: dict,
+    judged: dict | None,
+    retried: list | None,
+    approved: list | None,
+    escalations: list | None,
+    verifications: list | None,
+    doctor_run_id: str | None,
+    *,
+    api=None,
+) -> list[dict[str, Any]]:
+    """Tell people about the group: one message for a lone failure, one digest per route (email
+    recipients + Slack connection) for a group, covering the members the policy says to report.
+
+    Returns:
+        [deliver()'s result per message sent], or [{"skipped": reason}]. Never raises.
+    """
+    from include.doctor.notify import notify_members
+
+    judged = judged_or_escalate(judged, group)
+    items = []
+    for i, member in enumerate(group["members"]):
+        items.append(
+            {
+                "ref": member,
+                "decision": judged["decisions"][i],
+                "remediation": cleared(retried, approved, index=i),
+                "escalation": (escalations or [None] * (i + 1))[i],
+                "verification": (verifications or [None] * (i + 1))[i],
+                "doctor_clears": judged["doctor_clears"][i],
+            }
+        )
+    return notify_members(items, group["excerpt"], judged, doctor_run_id, api=api)

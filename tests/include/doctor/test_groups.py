@@ -1,0 +1,161 @@
+"""Storms: failures grouped by fingerprint, a burst claimed whole, one digest per group and route."""
+
+from __future__ import annotations
+
+import pytest
+
+from include.doctor import notify
+from include.doctor.capture import settle_storm
+from include.doctor.groups import group_failures, judged_or_escalate, notify_group
+from include.doctor.models import FailureRef
+from include.doctor.store import KnowledgeBase
+
+
+class LogsByTask:
+    """Stands in for the Airflow API's log endpoint only: a plain-text log per task_id."""
+
+    def __init__(self, logs: dict[str, str]) -> None:
+        self.logs = logs
+
+    def get_log(self, ref: FailureRef) -> list:
+        if ref.task_id not in self.logs:
+            raise ConnectionError("log server unreachable")
+        return self.logs[ref.task_id].splitlines()
+
+
+def _ref(task_id: str, map_index: int = -1) -> dict:
+    return FailureRef(dag_id="d", run_id="r", task_id=task_id, map_index=map_index, try_number=1).model_dump(
+        mode="json"
+    )
+
+
+SHARD_LOG = (
+    "Traceback (most recent call last):\n"
+    '  File "/dags/burst.py", line 40, in fail_together\n'
+    "RuntimeError: upstream export for shard {i} is missing: s3://demo-bucket/export/{i}.csv\n"
+)
+
+
+def test_failures_with_one_fingerprint_form_one_group_and_unreadable_logs_stay_alone():
+    logs = {f"shard{i}": SHARD_LOG.format(i=i) for i in range(4)}
+    logs["report"] = "Traceback (most recent call last):\nKeyError: 'customer_id'\n"
+    refs = [_ref(f"shard{i}") for i in range(4)] + [_ref("report"), _ref("lost1"), _ref("lost2")]
+
+    groups = group_failures(refs, api=LogsByTask(logs))
+
+    assert [[m["task_id"] for m in g["members"]] for g in groups] == [
+        ["shard0", "shard1", "shard2", "shard3"],
+        ["report"],
+        ["lost1"],
+        ["lost2"],
+    ]
+    assert groups[0]["label"] == "d.shard0 +3 more"
+    assert groups[1]["label"] == "d.report"
+    assert groups[0]["excerpt"]["exception_type"] == "RuntimeError"
+    assert groups[2]["excerpt"]["error"].startswith("log unavailable")
+
+
+@pytest.fixture(autouse=True)
+def fast_backoff(monkeypatch):
+    monkeypatch.setattr(notify, "CHANNEL_BACKOFF_SECONDS", 0.01)
+
+
+def _storm(n: int) -> tuple[dict, dict]:
+    members = [_ref("fail_together", i) for i in range(n)]
+    excerpt = {"exception_type": "RuntimeError", "message": "upstream export for shard <n> is missing"}
+    decision = {"verdict": "escalate", "reasons": ["policy: the DAG is tagged doctor:notify-only"]}
+    judged = {
+        "embedding": None,
+        "memory": {"neighbours": []},
+        "diagnosis": {
+            "diagnosis": {
+                "error_class": "missing_upstream_data",
+                "root_cause": "The upstream export has not landed.",
+                "transient": False,
+                "recommended_action": "notify",
+                "confidence": 0.86,
+                "fix_steps": ["Check the export job"],
+            },
+            "diagnoser": "offline",
+        },
+        "decisions": [decision] * n,
+        "doctor_clears": [0] * n,
+    }
+    group = {
+        "key": "fingerprint:x",
+        "label": "d.fail_together[0] +49 more",
+        "members": members,
+        "excerpt": excerpt,
+    }
+    return group, judged
+
+
+def test_a_storm_of_fifty_sends_one_digest_per_channel_naming_every_member(sinks):
+    group, judged = _storm(50)
+    escalations = [{"escalated": True, "why": "policy"}] * 50
+
+    results = notify_group(group, judged, None, None, escalations, None, "asset_triggered__storm")
+
+    assert [(r["email"], r["slack"]) for r in results] == [("sent", "sent")]
+    [mail] = sinks.mails()
+    assert (
+        mail["subject"] == "[airflow-doctor] storm: 50 failures of missing_upstream_data in d: 50 escalated"
+    )
+    for i in range(50):
+        assert f"d.fail_together[{i}], run r, try 1: escalated" in mail["html"]
+    assert "Check the export job" in mail["html"] and "0.86" in mail["html"]
+    [post] = sinks.posts()
+    blocks = post["body"]["blocks"]
+    listed = next(b for b in blocks if b.get("text", {}).get("text", "").startswith("*Task instances*"))
+    assert len(listed["text"]["text"]) <= 3000 and "d.fail_together[0]" in listed["text"]["text"]
+
+
+def test_a_group_of_one_gets_the_ordinary_message(sinks):
+    group, judged = _storm(1)
+    notify_group(group, judged, None, None, [{"escalated": True, "why": "policy"}], None, None)
+    [mail] = sinks.mails()
+    assert mail["subject"].startswith("[airflow-doctor] escalated: d.fail_together")
+
+
+def test_when_the_diagnose_task_failed_every_member_is_escalated_and_reported(sinks):
+    group, _ = _storm(3)
+    judged = judged_or_escalate(None, group)
+    assert [d["verdict"] for d in judged["decisions"]] == ["escalate"] * 3
+    notify_group(group, None, None, None, None, None, None)
+    [mail] = sinks.mails()
+    assert "storm: 3 failures" in mail["subject"] and "diagnose task failed" in mail["html"]
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_storm_is_claimed_once_it_has_settled(kb: KnowledgeBase, monkeypatch):
+    monkeypatch.setenv("AIRFLOW_VAR_DOCTOR_STORM_QUIET_SECONDS", "2")
+    kb.record_failures(
+        [FailureRef(dag_id="d", run_id="r", task_id="t", map_index=i, try_number=1) for i in range(3)]
+    )
+    clock, arrivals = FakeClock(), iter(range(3, 6))
+
+    def sleep(seconds: float) -> None:  # two more failures arrive during the first two waits
+        clock.now += seconds
+        i = next(arrivals, None)
+        if i is not None and i < 5:
+            kb.record_failures([FailureRef(dag_id="d", run_id="r", task_id="t", map_index=i, try_number=1)])
+
+    result = settle_storm(kb, sleep=sleep, clock=clock)
+
+    assert result["storm"] is True and result["unclaimed"] == 5
+    assert 3.0 <= result["waited_seconds"] <= 3.5  # last arrival at 1.0 s, then 2 s of quiet
+    assert len(kb.claim_failures("run")) == 5
+
+
+def test_fewer_failures_than_the_storm_threshold_are_claimed_without_waiting(kb: KnowledgeBase):
+    kb.record_failures([FailureRef(dag_id="d", run_id="r", task_id="t", try_number=1)])
+    waits = []
+    result = settle_storm(kb, sleep=waits.append, clock=FakeClock())
+    assert result == {"storm": False, "unclaimed": 1, "waited_seconds": 0.0} and waits == []
