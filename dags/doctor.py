@@ -17,6 +17,7 @@ escalate → record_case → verify_retry → notify_humans (one message, or one
 from __future__ import annotations
 
 import os
+import time
 from datetime import timedelta
 
 import pendulum
@@ -30,6 +31,7 @@ LABEL = "{{ failure_label }}"
 # Parse-time settings come from the environment (Variables are read at run time, not at parse time).
 APPROVAL_TIMEOUT = timedelta(minutes=float(os.environ.get("DOCTOR_APPROVAL_TIMEOUT_MINUTES", "60")))
 VERIFY_POKE_SECONDS = float(os.environ.get("DOCTOR_VERIFY_POKE_SECONDS", "5"))
+APPROVAL_RESULT_WAIT_SECONDS = 60
 
 
 def _label(group: dict) -> dict:
@@ -116,18 +118,26 @@ def doctor():
             from include.doctor.remediation import approver
 
             ctx = _label(group)
+            if not approver(approval):
+                raise AirflowSkipException(f"not approved: {(approval or {}).get('chosen_options')}")
             return clear_group(group, judged, ctx["run_id"], approved_by=approver(approval))
 
         @task(map_index_template=LABEL, trigger_rule="all_done")  # also when the approval request failed
         def escalate(group: dict, judged: dict | None, retried: list | None, approved: list | None) -> list:
-            from include.doctor.groups import escalate_group
+            from include.doctor.groups import escalate_group, judged_or_escalate, with_verdict
 
             ctx = _label(group)
-            # Pulled, not passed: an argument would make this task a direct downstream of the approval,
-            # which skips its direct downstream on "Reject".
-            approval = ctx["ti"].xcom_pull(
-                task_ids="handle_failures.request_approval", map_indexes=ctx["ti"].map_index
-            )
+            approval = None
+            if with_verdict(judged_or_escalate(judged, group), "approval") and not ctx["params"]["dry_run"]:
+                # Pulled, not passed: an argument would make this task a direct downstream of the
+                # approval, which skips it on "Reject". On "Reject" this task can start before the
+                # approval task has stored its answer (Airflow 3.3), so wait for it a little.
+                deadline = time.monotonic() + APPROVAL_RESULT_WAIT_SECONDS
+                while approval is None and time.monotonic() < deadline:
+                    approval = ctx["ti"].xcom_pull(
+                        task_ids="handle_failures.request_approval", map_indexes=ctx["ti"].map_index
+                    )
+                    time.sleep(0 if approval else 1)
             return escalate_group(
                 group, judged, retried, approved, approval, dry_run=ctx["params"]["dry_run"]
             )
