@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import platform
+from collections.abc import Sequence
 from datetime import date
 from pathlib import Path
 
@@ -43,3 +44,31 @@ def write_result(name: str, result: dict) -> Path:
     out.write_text(json.dumps(result, indent=2, default=str) + "\n")
     print(f"wrote {out.relative_to(ROOT)}")
     return out
+
+
+def machine() -> str:
+    """The machine as `header` describes it plus RAM and CPU model, e.g. "2 cores, x86_64, Python 3.11.7,
+    24 GiB RAM, AMD EPYC 7B13" (for benchmarks whose figures depend on memory)."""
+    ram_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    cpu = platform.processor()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    described = f"{os.cpu_count()} cores, {platform.machine()}, Python {platform.python_version()}"
+    return f"{described}, {ram_gib:.0f} GiB RAM" + (f", {cpu}" if cpu else "")
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """The q-th percentile (0..100) of values, linear interpolation between closest ranks (numpy's
+    default); NaN when values is empty."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    pos = (len(ordered) - 1) * q / 100
+    lo = int(pos)
+    hi = min(lo + 1, len(ordered) - 1)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)

@@ -154,6 +154,10 @@ def airflow_env(cfg: StackConfig) -> dict[str, str]:
         "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": "0.2",
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
         "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "5",
+        # The task supervisor can notice its task process has exited only after a full select
+        # timeout of this many seconds (default 5), and a failed try is recorded only then: every
+        # failure waits that long before the doctor may clear it (bench/listener, bench/mttr).
+        "AIRFLOW__WORKERS__MIN_HEARTBEAT_INTERVAL": "1",
         "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
         "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")])),
         "HF_HUB_OFFLINE": "1",
