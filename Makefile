@@ -9,7 +9,8 @@ export PYTHONPATH := $(CURDIR)
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install demo test test-unit test-e2e lint up down clean bench bench-llm-cost bench-decisions
+.PHONY: install demo test test-unit test-e2e lint up down clean bench bench-llm-cost bench-decisions \
+	bench-mttr bench-retrieval bench-retrieval-1m bench-embed bench-listener
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -38,7 +39,23 @@ test-e2e: $(STAMP)
 lint: $(STAMP)
 	$(PY) -m ruff check .
 
-bench: bench-decisions bench-llm-cost
+# `make bench` runs every benchmark but the 1M-case retrieval run (`make bench-retrieval-1m`).
+bench: bench-decisions bench-llm-cost bench-embed bench-retrieval bench-listener bench-mttr
+
+bench-mttr: $(STAMP)
+	$(PY) -m bench.mttr
+
+bench-retrieval: $(STAMP)
+	$(PY) -m bench.retrieval --sizes 10000,100000
+
+bench-retrieval-1m: $(STAMP)
+	$(PY) -m bench.retrieval --sizes 1000000
+
+bench-embed: $(STAMP)
+	$(PY) -m bench.embed
+
+bench-listener: $(STAMP)
+	$(PY) -m bench.listener
 
 bench-decisions: $(STAMP)
 	$(PY) -m bench.decisions

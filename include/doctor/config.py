@@ -46,7 +46,7 @@ class DoctorSettings:
         retry_backoff_seconds: wait before a clear whose action is retry_with_backoff, doubled per
             earlier doctor clear of the same task instance, capped at 300 s.
         failed_state_timeout_seconds: how long clear_and_retry waits for the API to show the task
-            instance as failed (the listener fires about 30 ms before Airflow records it).
+            instance as failed (Airflow records a failed try after its process exits).
         email_to: default recipients of the doctor's mail.
         neighbours: how many similar cases retrieve_similar returns (top-k).
         embedding_model: a sentence-transformers model name or folder; "" means the model

@@ -1,8 +1,9 @@
 """A loopback HTTP server that speaks the Anthropic Messages API (`POST /v1/messages`).
 
 Scripted: each request takes the next reply from a queue (or repeats the last one). A reply is a
-dict: {"status": int, "json": dict, "headers": dict, "delay": seconds}. Helpers build the shapes
-the real API returns: a tool_use message, an error body, a refusal, a max_tokens cut-off.
+dict: {"status": int, "json": dict, "headers": dict, "delay": seconds}, or a callable that takes
+the request body and returns such a dict (an answer that depends on the prompt). Helpers build
+the shapes the real API returns: a tool_use message, an error body, a refusal, a max_tokens cut-off.
 Every request body is kept in `requests` so tests can check the prompt that was sent.
 """
 
@@ -85,6 +86,8 @@ class AnthropicLoopback:
                             else error(500, "api_error", "no reply scripted")
                         )
                     )
+                if callable(reply):
+                    reply = reply(body)
                 time.sleep(reply.get("delay", 0))
                 payload = dict(reply.get("json") or {})
                 if payload.get("type") == "message":
