@@ -2,9 +2,11 @@
 
 Runs inside the failing task's process (a RuntimeTaskInstance; Airflow records the failure only
 after the process exits, so the listener's time delays it: 0.1-0.4 s, bench/listener) or in the
-API server (an ORM TaskInstance, when a person marks a task failed). the FailureRef to the doctor's inbox and posts an asset event for `doctor://task-failures`
-(standard library HTTP: importing the official client here took seconds). Costs a healthy task nothing: only `on_task_instance_failed` is
-implemented, and everything it imports is imported on the failure path. Never raises.
+API server (an ORM TaskInstance, when a person marks a task failed). Writes the FailureRef to the
+doctor's inbox and posts an asset event for `doctor://task-failures` (standard-library HTTP:
+importing the official client here took seconds). Costs a healthy task nothing: only
+`on_task_instance_failed` is implemented, and everything it imports is imported on the failure
+path. Never raises.
 """
 
 from __future__ import annotations
