@@ -43,7 +43,8 @@ class DoctorSettings:
         similarity_threshold: cosine similarity a neighbour needs to count as memory (DESIGN.md Gate 1).
         confidence_threshold: diagnosis confidence needed to auto-retry (DESIGN.md Gate 2).
         max_auto_retries: doctor-initiated clears allowed per task instance (DESIGN.md Gate 3).
-        retry_backoff_seconds: wait before a clear whose action is retry_with_backoff, doubled per
+        retry_backoff_seconds: least time from a failure to its clear when the action is
+            retry_with_backoff (counted from the failure, like Airflow's retry_delay), doubled per
             earlier doctor clear of the same task instance, capped at 300 s.
         failed_state_timeout_seconds: how long clear_and_retry waits for the API to show the task
             instance as failed (Airflow records a failed try after its process exits).

@@ -33,7 +33,8 @@ def decide(
     Returns:
         Decision with verdict "auto_retry" only if (DESIGN.md "Gate")
         1. memory: the best neighbour is >= similarity_threshold and its retry was verified to
-           succeed (a transient runbook entry counts), or a fingerprint match was;
+           succeed (a transient runbook entry counts), or a fingerprint match was; a case whose
+           retry is still pending is not counted as a neighbour;
         2. judgement: transient, action retry/retry_with_backoff, confidence >= confidence_threshold;
         3. policy: doctor_clears < max_auto_retries, no doctor:off / doctor:notify-only tag, switch on.
         "approval" (the grey zone, when `approval_enabled`) when policy holds, the diagnosis says
@@ -43,8 +44,15 @@ def decide(
         wait before a retry_with_backoff clear.
     """
     reasons: list[str] = []
+    # A case whose doctor retry is still in flight (outcome pending) says nothing yet, either way:
+    # skipping it keeps a second failure of the same kind, minutes after the first, from being
+    # judged on the first one's unknown outcome instead of on the cases behind it.
+    in_flight = [n for n in neighbours if n.kind == "observed" and n.outcome == "pending"]
+    neighbours = [n for n in neighbours if n not in in_flight]
     best = neighbours[0] if neighbours else None
     similarity = best.similarity if best else None
+    if in_flight:
+        reasons.append(f"memory: {len(in_flight)} similar case(s) still being retried, not counted")
 
     # 1. memory
     verified_fp = [n for n in fingerprint_matches if n.retry_verified]

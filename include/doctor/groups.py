@@ -176,22 +176,28 @@ def clear_group(
     sleep=time.sleep,
 ) -> list[dict | None]:
     """Clear every member the gate sent to auto-retry (or, with `approved_by`, every member in the
-    grey zone) through `remediation.clear_and_retry`, after the longest backoff among them (once
-    for the group, not once per member).
+    grey zone) through `remediation.clear_and_retry`, after the longest backoff left among them
+    (once for the group, not once per member; a backoff counts from the failure).
 
     Returns:
         [clear_and_retry's output, or None for a member not eligible], aligned with the members.
     """
     from include.doctor.airflow_api import AirflowAPI
-    from include.doctor.remediation import clear_and_retry
+    from include.doctor.remediation import backoff_remaining, clear_and_retry
 
     targets = with_verdict(judged, "approval" if approved_by else "auto_retry")
     out: list[dict | None] = [None] * len(group["members"])
     if not targets:
         return out
-    backoff = max(float(judged["decisions"][i].get("backoff_seconds") or 0) for i in targets)
+    backoff = max(
+        backoff_remaining(
+            FailureRef.model_validate(group["members"][i]),
+            float(judged["decisions"][i].get("backoff_seconds") or 0),
+        )
+        for i in targets
+    )
     if backoff > 0 and not dry_run:
-        log.info("Backing off %.0fs before clearing %d task instance(s)", backoff, len(targets))
+        log.info("Backing off %.1fs before clearing %d task instance(s)", backoff, len(targets))
         sleep(backoff)
     try:
         api = api or AirflowAPI()

@@ -47,7 +47,8 @@ def clear_and_retry(
     or said approval and an engineer approved (`approved_by`).
 
     Waits until the API shows the task instance `failed` with this try (the listener fires just
-    before Airflow records the failure), waits the decision's backoff, records the clear in
+    before Airflow records the failure), waits what is left of the decision's backoff
+    (`backoff_remaining`: it counts from the failure), records the clear in
     `doctor.clears` (the first writer wins, so two doctor runs never both clear a try), then calls
     `clearTaskInstances` and writes a note on the task instance.
 
@@ -89,9 +90,10 @@ def clear_and_retry(
                 f"{ti.get('try_number')}); someone else already retried it"
             )
             return out
-        if decision.backoff_seconds > 0:
-            log.info("Backing off %.0fs before clearing %s", decision.backoff_seconds, ref.label)
-            time.sleep(decision.backoff_seconds)
+        wait = backoff_remaining(ref, decision.backoff_seconds)
+        if wait > 0:
+            log.info("Backing off %.1fs before clearing %s", wait, ref.label)
+            time.sleep(wait)
         if not (kb or KnowledgeBase()).record_clear(ref, doctor_run_id):
             out["reason"] = "not cleared: another doctor run already cleared this try"
             return out
@@ -115,6 +117,22 @@ def clear_and_retry(
         out["reason"] = f"not cleared: {type(exc).__name__}: {exc}"[:500]
         log.error("Could not clear %s: %s", ref.label, out["reason"])
     return out
+
+
+def backoff_remaining(ref: FailureRef, backoff_seconds: float, now: datetime | None = None) -> float:
+    """Seconds still to wait before retrying: a backoff counts from the failure (as Airflow's
+    retry_delay does), so the time the doctor spent diagnosing is part of it.
+
+    Returns:
+        max(0, failed_at + backoff_seconds - now); the whole backoff when failed_at is unknown.
+    """
+    if backoff_seconds <= 0:
+        return 0.0
+    if ref.failed_at is None:
+        return backoff_seconds
+    failed_at = ref.failed_at if ref.failed_at.tzinfo else ref.failed_at.replace(tzinfo=UTC)
+    elapsed = ((now or datetime.now(UTC)) - failed_at).total_seconds()
+    return max(0.0, backoff_seconds - elapsed)
 
 
 def _wait_until_failed(api, ref: FailureRef, timeout: float, poll: float = 0.25) -> dict:

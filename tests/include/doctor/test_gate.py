@@ -94,6 +94,26 @@ CASES = [
         TRANSIENT, [observed(0.95, "pending")], [], 0, [], {}, "escalate", id="neighbour-retry-not-verified"
     ),
     pytest.param(
+        TRANSIENT,
+        [observed(1.0, "pending"), runbook(0.9)],
+        [],
+        0,
+        [],
+        {},
+        "auto_retry",
+        id="a-retry-still-in-flight-is-not-counted",
+    ),
+    pytest.param(
+        TRANSIENT,
+        [observed(1.0, "escalated"), runbook(0.9)],
+        [],
+        0,
+        [],
+        {},
+        "approval",
+        id="an-escalated-neighbour-still-counts-so-an-engineer-decides",
+    ),
+    pytest.param(
         TRANSIENT, [observed(0.95, "failed")], [], 0, [], {}, "escalate", id="neighbour-retry-failed"
     ),
     pytest.param(
