@@ -8,9 +8,10 @@ by hand: fill in the form to diagnose one failed task instance.
 `collect_failures` claims every unhandled failure, reads each failed try's log and groups the
 failures by fingerprint (a storm of one cause is one group). Each group becomes one mapped
 instance of `handle_failures`, labelled `dag_id.task_id[map_index]` (plus "+N more" for a group):
-diagnose (embed, retrieve similar cases, diagnose once, gate each member) → clear_and_retry
-(auto) **or** prepare_approval → request_approval → clear_after_approval (grey zone) **or**
-escalate → record_case → verify_retry → notify_humans (one message, or one digest for a group).
+diagnose_and_retry (embed, retrieve similar cases, diagnose once, gate each member, clear the
+members the gate sent to auto-retry) **or** prepare_approval → request_approval →
+clear_after_approval (grey zone) **or** escalate → record_case → verify_retry → notify_humans
+(one message, or one digest for a group).
 `summarize_run` writes this run's note. The logic lives in `include/doctor/`.
 """
 
@@ -32,6 +33,11 @@ LABEL = "{{ failure_label }}"
 APPROVAL_TIMEOUT = timedelta(minutes=float(os.environ.get("DOCTOR_APPROVAL_TIMEOUT_MINUTES", "60")))
 VERIFY_POKE_SECONDS = float(os.environ.get("DOCTOR_VERIFY_POKE_SECONDS", "5"))
 APPROVAL_RESULT_WAIT_SECONDS = 60
+
+
+def _retried(judged: dict | None) -> list | None:
+    """The auto-retry clears diagnose_and_retry made, per member (None when it made none or failed)."""
+    return (judged or {}).get("retried")
 
 
 def _label(group: dict) -> dict:
@@ -87,20 +93,19 @@ def doctor():
     @task_group
     def handle_failures(group: dict):
         @task(map_index_template=LABEL, pool=LLM_POOL)
-        def diagnose(group: dict) -> dict:
-            from include.doctor.groups import judge_group
-
-            _label(group)
-            return judge_group(group)
-
-        @task(map_index_template=LABEL)
-        def clear_and_retry(group: dict, judged: dict) -> list:
-            from include.doctor.groups import clear_group, with_verdict
+        def diagnose_and_retry(group: dict) -> dict:
+            """Embed, retrieve, diagnose once, gate each member, and clear the members the gate sent
+            to auto_retry: the fast path in one task process (a task costs ~1 s of start-up)."""
+            from include.doctor.groups import clear_group, judge_group, with_verdict
 
             ctx = _label(group)
-            if not with_verdict(judged, "auto_retry"):
-                raise AirflowSkipException("the gate sent no failure of this group to auto-retry")
-            return clear_group(group, judged, ctx["run_id"], dry_run=ctx["params"]["dry_run"])
+            judged = judge_group(group)
+            judged["retried"] = None
+            if with_verdict(judged, "auto_retry"):
+                judged["retried"] = clear_group(
+                    group, judged, ctx["run_id"], dry_run=ctx["params"]["dry_run"]
+                )
+            return judged
 
         @task(map_index_template=LABEL, multiple_outputs=True)
         def prepare_approval(group: dict, judged: dict) -> dict:
@@ -123,7 +128,7 @@ def doctor():
             return clear_group(group, judged, ctx["run_id"], approved_by=approver(approval))
 
         @task(map_index_template=LABEL, trigger_rule="all_done")  # also when the approval request failed
-        def escalate(group: dict, judged: dict | None, retried: list | None, approved: list | None) -> list:
+        def escalate(group: dict, judged: dict | None, approved: list | None) -> list:
             from include.doctor.groups import escalate_group, judged_or_escalate, with_verdict
 
             ctx = _label(group)
@@ -139,19 +144,17 @@ def doctor():
                     )
                     time.sleep(0 if approval else 1)
             return escalate_group(
-                group, judged, retried, approved, approval, dry_run=ctx["params"]["dry_run"]
+                group, judged, _retried(judged), approved, approval, dry_run=ctx["params"]["dry_run"]
             )
 
         @task(map_index_template=LABEL, trigger_rule="all_done")
-        def record_case(
-            group: dict, judged: dict | None, retried: list | None, approved: list | None
-        ) -> list:
+        def record_case(group: dict, judged: dict | None, approved: list | None) -> list:
             from include.doctor.groups import record_group
 
             ctx = _label(group)
             if ctx["params"]["dry_run"]:
                 raise AirflowSkipException("dry_run: nothing is recorded")
-            return record_group(group, judged, retried, approved, ctx["run_id"])
+            return record_group(group, judged, _retried(judged), approved, ctx["run_id"])
 
         @task.sensor(
             map_index_template=LABEL,
@@ -160,10 +163,11 @@ def doctor():
             poke_interval=VERIFY_POKE_SECONDS,
             timeout=6 * 3600,
         )
-        def verify_retry(group: dict, retried: list | None, approved: list | None) -> PokeReturnValue:
+        def verify_retry(group: dict, judged: dict | None, approved: list | None) -> PokeReturnValue:
             from include.doctor.groups import check_group
 
             _label(group)
+            retried = _retried(judged)
             if not any(r and r.get("cleared") for r in (retried or []) + (approved or [])):
                 raise AirflowSkipException("nothing was cleared")
             result = check_group(group, retried, approved)
@@ -173,7 +177,6 @@ def doctor():
         def notify_humans(
             group: dict,
             judged: dict | None,
-            retried: list | None,
             approved: list | None,
             escalations: list | None,
             verifications: list | None,
@@ -181,10 +184,11 @@ def doctor():
             from include.doctor.groups import notify_group
 
             ctx = _label(group)
-            return notify_group(group, judged, retried, approved, escalations, verifications, ctx["run_id"])
+            return notify_group(
+                group, judged, _retried(judged), approved, escalations, verifications, ctx["run_id"]
+            )
 
-        judged = diagnose(group)
-        retried = clear_and_retry(group, judged)
+        judged = diagnose_and_retry(group)
         ask = prepare_approval(group, judged)
         approval = ApprovalOperator(
             task_id="request_approval",
@@ -194,12 +198,12 @@ def doctor():
             response_timeout=APPROVAL_TIMEOUT,
         )
         approved = clear_after_approval(group, judged, approval.output)
-        escalations = escalate(group, judged, retried, approved)
-        cases = record_case(group, judged, retried, approved)
+        escalations = escalate(group, judged, approved)
+        cases = record_case(group, judged, approved)
         escalations >> cases
-        verifications = verify_retry(group, retried, approved)
+        verifications = verify_retry(group, judged, approved)
         cases >> verifications
-        notify_humans(group, judged, retried, approved, escalations, verifications)
+        notify_humans(group, judged, approved, escalations, verifications)
 
     @task(trigger_rule="all_done")
     def summarize_run() -> str:

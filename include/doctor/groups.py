@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 from include.doctor.models import FailureRef
@@ -78,8 +79,8 @@ def judge_group(group: dict, *, api=None, kb=None) -> dict:
     Returns:
         {"embedding": embed_failure's output, "memory": retrieve_similar's output (for the
         representative), "diagnosis": diagnose's output, "decisions": [Decision dict per member],
-        "doctor_clears": [int | None per member]}. Never raises: every stage degrades to an
-        escalation (see each stage).
+        "doctor_clears": [int | None per member], "diagnosed_at": ISO time the gate decided}.
+        Never raises: every stage degrades to an escalation (see each stage).
     """
     from include.doctor.airflow_api import AirflowAPI
     from include.doctor.diagnosis import diagnose
@@ -107,6 +108,7 @@ def judge_group(group: dict, *, api=None, kb=None) -> dict:
         "diagnosis": diagnosis,
         "decisions": decisions,
         "doctor_clears": clears,
+        "diagnosed_at": datetime.now(UTC).isoformat(),
     }
 
 

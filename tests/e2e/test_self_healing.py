@@ -72,7 +72,10 @@ def test_transient_failure_is_retried_to_success_and_permanent_one_escalated(sta
         (t, "example_flaky_warehouse.load_orders"),
         (p, "example_orders_report.build_report"),
     ):
-        assert _doctor_labels(api, "handle_failures.diagnose", handled["doctor_run_id"]).count(label) == 1
+        assert (
+            _doctor_labels(api, "handle_failures.diagnose_and_retry", handled["doctor_run_id"]).count(label)
+            == 1
+        )
 
     # Email through a real SMTP server and Slack through the webhook receiver, for both failures.
     def delivered():
@@ -126,7 +129,7 @@ def test_five_failures_within_100_ms_are_each_diagnosed_exactly_once(stack):
     # the exception is handled, before the listener runs).
     assert spread.total_seconds() < 0.1, spread
     # Five failures at once are a storm: one group, diagnosed once, each member handled on its own.
-    labels = _doctor_labels(api, "handle_failures.diagnose", "~")
+    labels = _doctor_labels(api, "handle_failures.diagnose_and_retry", "~")
     burst = [x for x in labels if x.startswith("example_burst_failures")]
     assert len(burst) == 1 and re.fullmatch(r"example_burst_failures\.fail_together\[\d\] \+4 more", burst[0])
     # tagged doctor:notify-only: diagnosed and escalated, never cleared
@@ -173,7 +176,7 @@ def test_a_storm_of_fifty_failures_is_diagnosed_once_and_reported_in_one_digest_
     assert per_instance == {i: 1 for i in range(50)} and inbox_rows == 50
     assert doctor_runs == 1  # the storm was claimed whole by one doctor run
     assert len({c["decision"] for c in cases}) == 1 and cases[0]["decision"] == "escalate"
-    labels = _doctor_labels(api, "handle_failures.diagnose", "~")
+    labels = _doctor_labels(api, "handle_failures.diagnose_and_retry", "~")
     assert len([x for x in labels if x.startswith("example_burst_failures") and "+49 more" in x]) == 1
 
 
