@@ -94,14 +94,21 @@ def judge_group(group: dict, *, api=None, kb=None) -> dict:
     except Exception as exc:  # noqa: BLE001 - the gate fails closed without the API
         log.warning("No Airflow API client: %s", exc)
     members, excerpt = group["members"], group["excerpt"]
+    seconds: dict[str, float] = {}
+    t0 = time.monotonic()
     embedding = embed_failure(excerpt, kb=kb)
+    seconds["embed"], t0 = time.monotonic() - t0, time.monotonic()
     memory = retrieve_similar(members[0], excerpt, embedding, kb=kb)
+    seconds["retrieve"], t0 = time.monotonic() - t0, time.monotonic()
     diagnosis = diagnose(members[0], excerpt, memory)
+    seconds["diagnose"], t0 = time.monotonic() - t0, time.monotonic()
     decisions, clears = [], []
     for i, member in enumerate(members):
         member_memory = memory if i == 0 else {**memory, "doctor_clears": _doctor_clears(kb, member)}
         clears.append(member_memory.get("doctor_clears"))
         decisions.append(gate_on_confidence(member, diagnosis, member_memory, api=api))
+    seconds["gate"] = time.monotonic() - t0
+    log.info("Judged %s in %s", group.get("label"), ", ".join(f"{k} {v:.2f}s" for k, v in seconds.items()))
     return {
         "embedding": embedding,
         "memory": memory,
