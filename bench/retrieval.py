@@ -720,7 +720,9 @@ def main() -> int:
     parser.add_argument("--m", type=int, default=16, help="HNSW m (schema: pgvector's default 16)")
     parser.add_argument("--ef-construction", type=int, default=64, help="HNSW ef_construction (default 64)")
     parser.add_argument("--build-workers", type=int, default=1, help="max_parallel_maintenance_workers")
-    parser.add_argument("--default-ef", type=int, default=40, help="hnsw.ef_search the doctor runs with")
+    parser.add_argument(
+        "--default-ef", type=int, default=40, help="hnsw.ef_search of the main table (pgvector's default)"
+    )
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument(
         "--shared-buffers",
