@@ -24,7 +24,7 @@ SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
 MIGRATION_LOCK_ID = 7_344_211  # arbitrary, constant: pg_advisory_xact_lock key for migrations
 
 
-HNSW_EF_SEARCH = 100  # bench/retrieval: recall@5 vs exact search per ef_search (README "Memory at scale")
+HNSW_EF_SEARCH = 160  # bench/retrieval: recall@5 vs exact search per ef_search (README "Memory at scale")
 
 
 @cache
@@ -172,8 +172,8 @@ class KnowledgeBase:
 
     def _neighbours(self, query: str, params: dict) -> list[Neighbour]:
         with self.connection() as conn, conn.cursor() as cur:
-            # pgvector's default ef_search (40) finds only ~0.94 of the true top 5 at 100k cases
-            # and ~0.87 at 1M; 100 gives >= 0.97 at 100k for a few ms (bench/retrieval sweep).
+            # pgvector's default ef_search (40) finds ~0.92 of the true top 5 at 1M cases; 160
+            # finds 0.96 in 9 ms p95 with the m=24 index (bench/retrieval, 003_hnsw_m24.sql).
             cur.execute("SET LOCAL hnsw.ef_search = %s", (HNSW_EF_SEARCH,))
             cur.execute(query, params)
             rows = _dicts(cur)
