@@ -256,6 +256,11 @@ def _not_retried(kb, failures: list[dict]) -> set[tuple[str, str]]:
 # -- what happened to each failure -----------------------------------------------------------
 
 
+def _by_run(rows: list[dict]) -> dict[tuple[str, str], dict]:
+    """Rows keyed by (dag_id, run_id): one failure per DAG run in this benchmark."""
+    return {(r["dag_id"], r["run_id"]): r for r in rows}
+
+
 def _rows(kb, query: str, params: tuple) -> list[dict]:
     with kb.connection() as conn, conn.cursor() as cur:
         cur.execute(query, params)
@@ -277,9 +282,8 @@ def doctor_records(cfg, failures: list[dict]) -> list[dict]:
 
     api, kb = api_for(cfg), kb_for(cfg)
     dag_ids = sorted({f["dag_id"] for f in failures})
-    inbox = {
-        (r["dag_id"], r["run_id"]): r
-        for r in _rows(
+    inbox = _by_run(
+        _rows(
             kb,
             "SELECT i.dag_id, i.run_id, i.failed_at, i.received_at, i.claimed_by, i.claimed_at, "
             "c.cleared_at FROM doctor.inbox i "
@@ -287,11 +291,10 @@ def doctor_records(cfg, failures: list[dict]) -> list[dict]:
             "WHERE i.dag_id = ANY(%s) AND i.try_number = 1",
             (dag_ids,),
         )
-    }
+    )
     try:
-        cases = {
-            (r["dag_id"], r["run_id"]): r
-            for r in _rows(
+        cases = _by_run(
+            _rows(
                 kb,
                 "SELECT c.dag_id, c.run_id, d.diagnoser, d.recommended_action, d.confidence, d.latency_ms, "
                 "r.decision, r.reasons, r.cleared, r.outcome FROM doctor.failure_cases c "
@@ -301,7 +304,7 @@ def doctor_records(cfg, failures: list[dict]) -> list[dict]:
                 "LIMIT 1) r ON true WHERE c.kind = 'observed' AND c.dag_id = ANY(%s) AND c.try_number = 1",
                 (dag_ids,),
             )
-        }
+        )
     except Exception as exc:  # noqa: BLE001 - decisions are context; the timings do not need them
         print(f"  (could not read the recorded cases: {exc})")
         cases = {}

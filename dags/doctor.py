@@ -96,16 +96,10 @@ def doctor():
         def diagnose_and_retry(group: dict) -> dict:
             """Embed, retrieve, diagnose once, gate each member, and clear the members the gate sent
             to auto_retry: the fast path in one task process (a task costs ~1 s of start-up)."""
-            from include.doctor.groups import clear_group, judge_group, with_verdict
+            from include.doctor.groups import judge_and_clear
 
             ctx = _label(group)
-            judged = judge_group(group)
-            judged["retried"] = None
-            if with_verdict(judged, "auto_retry"):
-                judged["retried"] = clear_group(
-                    group, judged, ctx["run_id"], dry_run=ctx["params"]["dry_run"]
-                )
-            return judged
+            return judge_and_clear(group, ctx["run_id"], dry_run=ctx["params"]["dry_run"])
 
         @task(map_index_template=LABEL, multiple_outputs=True)
         def prepare_approval(group: dict, judged: dict) -> dict:

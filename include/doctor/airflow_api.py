@@ -30,6 +30,16 @@ def _plain(model: Any) -> dict:
     return json.loads(model.to_json())
 
 
+def default_api() -> AirflowAPI | None:
+    """The AirflowAPI of connection doctor_airflow_api, or None when it cannot be built (logged):
+    the callers degrade without it (the gate fails closed, notes and routing are skipped)."""
+    try:
+        return AirflowAPI()
+    except Exception as exc:  # noqa: BLE001
+        log.warning("No Airflow API client: %s", exc)
+        return None
+
+
 class AirflowAPIError(RuntimeError):
     """The Airflow API could not be reached or refused a request."""
 

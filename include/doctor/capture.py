@@ -147,17 +147,6 @@ def ref_from_params(params: dict[str, Any], api=None) -> FailureRef | None:
         raise ValueError(f"malformed manual trigger params: {exc}") from exc
 
 
-def _default_api():
-    """The AirflowAPI of connection doctor_airflow_api, or None when it cannot be built (logged)."""
-    try:
-        from include.doctor.airflow_api import AirflowAPI
-
-        return AirflowAPI()
-    except Exception as exc:  # noqa: BLE001 - the helpers below degrade without the API
-        log.warning("No Airflow API client: %s", exc)
-        return None
-
-
 def _without_opted_out(refs: list[FailureRef], api=None) -> list[FailureRef]:
     """Drop failures of DAGs tagged doctor:off (kept when the tags cannot be read: the gate decides)."""
     from include.doctor.config import TAG_OFF
@@ -218,7 +207,9 @@ def collect_failures(
     from include.doctor.store import KnowledgeBase
 
     if api is None:
-        api = _default_api()  # one client (and one token) for the whole task
+        from include.doctor.airflow_api import default_api
+
+        api = default_api()  # one client (and one token) for the whole task
     refs, errors = refs_from_events(events)
     for error in errors:
         log.warning("Ignoring asset event: %s", error)

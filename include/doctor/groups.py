@@ -82,17 +82,14 @@ def judge_group(group: dict, *, api=None, kb=None) -> dict:
         "doctor_clears": [int | None per member], "diagnosed_at": ISO time the gate decided}.
         Never raises: every stage degrades to an escalation (see each stage).
     """
-    from include.doctor.airflow_api import AirflowAPI
+    from include.doctor.airflow_api import default_api
     from include.doctor.diagnosis import diagnose
     from include.doctor.embeddings import embed_failure
     from include.doctor.gate import gate_on_confidence
     from include.doctor.store import KnowledgeBase, retrieve_similar
 
     kb = kb or KnowledgeBase()
-    try:
-        api = api or AirflowAPI()
-    except Exception as exc:  # noqa: BLE001 - the gate fails closed without the API
-        log.warning("No Airflow API client: %s", exc)
+    api = api or default_api()  # None: the gate fails closed
     members, excerpt = group["members"], group["excerpt"]
     seconds: dict[str, float] = {}
     t0 = time.monotonic()
@@ -117,6 +114,24 @@ def judge_group(group: dict, *, api=None, kb=None) -> dict:
         "doctor_clears": clears,
         "diagnosed_at": datetime.now(UTC).isoformat(),
     }
+
+
+def judge_and_clear(group: dict, doctor_run_id: str, dry_run: bool = False, *, api=None, kb=None) -> dict:
+    """The diagnose_and_retry task: `judge_group`, then `clear_group` for the members the gate
+    sent to auto_retry, with one API client and one knowledge base for both.
+
+    Returns:
+        judge_group's output plus "retried": clear_group's output, or None when nothing was to clear.
+    """
+    from include.doctor.airflow_api import default_api
+    from include.doctor.store import KnowledgeBase
+
+    api, kb = api or default_api(), kb or KnowledgeBase()
+    judged = judge_group(group, api=api, kb=kb)
+    judged["retried"] = None
+    if with_verdict(judged, "auto_retry"):
+        judged["retried"] = clear_group(group, judged, doctor_run_id, dry_run=dry_run, api=api, kb=kb)
+    return judged
 
 
 def _doctor_clears(kb, member: dict) -> int | None:
@@ -191,7 +206,7 @@ def clear_group(
     Returns:
         [clear_and_retry's output, or None for a member not eligible], aligned with the members.
     """
-    from include.doctor.airflow_api import AirflowAPI
+    from include.doctor.airflow_api import default_api
     from include.doctor.remediation import backoff_remaining, clear_and_retry
 
     targets = with_verdict(judged, "approval" if approved_by else "auto_retry")
@@ -208,15 +223,11 @@ def clear_group(
     if backoff > 0 and not dry_run:
         log.info("Backing off %.1fs before clearing %d task instance(s)", backoff, len(targets))
         sleep(backoff)
-    try:
-        api = api or AirflowAPI()
-    except Exception as exc:  # noqa: BLE001 - clear_and_retry reports the same error per member
-        log.error("No Airflow API client: %s", exc)
+    api = api or default_api()  # None: clear_and_retry reports the error per member
     for i in targets:
-        decision = {**judged["decisions"][i], "backoff_seconds": 0.0}
         out[i] = clear_and_retry(
             group["members"][i],
-            decision,
+            judged["decisions"][i],
             judged["diagnosis"],
             doctor_run_id,
             dry_run=dry_run,
@@ -248,14 +259,11 @@ def escalate_group(
     Returns:
         [escalate's output per member]; {"escalated": False, ...} for a cleared member.
     """
-    from include.doctor.airflow_api import AirflowAPI
+    from include.doctor.airflow_api import default_api
     from include.doctor.remediation import escalate
 
     judged = judged_or_escalate(judged, group)
-    try:
-        api = api or AirflowAPI()
-    except Exception as exc:  # noqa: BLE001 - the notes fail, the escalation still stands
-        log.error("No Airflow API client: %s", exc)
+    api = api or default_api()  # None: the notes fail, the escalation still stands
     return [
         escalate(
             member,

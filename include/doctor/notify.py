@@ -460,12 +460,9 @@ def notify_members(
     if not chosen:
         return [{"skipped": f"doctor_notify_on_retry={settings.notify_on_retry}"}]
     if api is None:
-        try:
-            from include.doctor.airflow_api import AirflowAPI
+        from include.doctor.airflow_api import default_api
 
-            api = AirflowAPI()  # one client (one token, one read of each DAG's details) for the group
-        except Exception as exc:  # noqa: BLE001 - routing falls back to the defaults
-            log.warning("No Airflow API client for routing: %s", exc)
+        api = default_api()  # one client (one token, one read of each DAG's details) for the group
     routes: dict[tuple[tuple[str, ...], str], list[dict]] = {}
     for it in chosen:
         dag_id = it["ref"]["dag_id"]

@@ -47,10 +47,10 @@ def clear_and_retry(
     or said approval and an engineer approved (`approved_by`).
 
     Waits until the API shows the task instance `failed` with this try (the listener fires just
-    before Airflow records the failure), waits what is left of the decision's backoff
-    (`backoff_remaining`: it counts from the failure), records the clear in
-    `doctor.clears` (the first writer wins, so two doctor runs never both clear a try), then calls
-    `clearTaskInstances` and writes a note on the task instance.
+    before Airflow records the failure), records the clear in `doctor.clears` (the first writer
+    wins, so two doctor runs never both clear a try), then calls `clearTaskInstances` and writes a
+    note on the task instance. The decision's backoff is waited by the caller
+    (`groups.clear_group`, once per group).
 
     Args:
         ref_data: FailureRef as dict. decision_data: Decision as dict. diagnosis_result: the
@@ -90,10 +90,6 @@ def clear_and_retry(
                 f"{ti.get('try_number')}); someone else already retried it"
             )
             return out
-        wait = backoff_remaining(ref, decision.backoff_seconds)
-        if wait > 0:
-            log.info("Backing off %.1fs before clearing %s", wait, ref.label)
-            time.sleep(wait)
         if not (kb or KnowledgeBase()).record_clear(ref, doctor_run_id):
             out["reason"] = "not cleared: another doctor run already cleared this try"
             return out
