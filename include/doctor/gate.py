@@ -19,6 +19,9 @@ def decide(
     doctor_clears: int | None,
     dag_tags: list[str] | None,
     settings: DoctorSettings,
+    *,
+    excerpt: dict | None = None,
+    class_outcomes: dict | None = None,
 ) -> Decision:
     """Decide auto_retry, approval or escalate for one failure.
 

@@ -1,28 +1,47 @@
 """Log understanding: from a failed try's log to a bounded, redacted error excerpt.
 
 Reads Airflow 3's structured JSON task log (records with `event`, `level`, `logger`,
-`timestamp` and, on errors, `error_detail` with exception type, value and frames) or plain
-text (Airflow 1.x/2.x `[ts] {file.py:N} LEVEL - msg` lines, raw tracebacks). Writes nothing.
+`timestamp` and, on errors, `error_detail` with exception type, value and frames; either the REST
+API's list of records or the JSON-lines text Airflow writes to its log files) or plain text
+(Airflow 1.x/2.x `[ts] {file.py:N} LEVEL - msg` lines, raw tracebacks). Writes nothing.
+
+The primary error comes from the authority when the log has one: the task runner's `Task failed
+with exception` record and its `error_detail` (Airflow 3), or the traceback Airflow logs right
+after its `Task failed with exception` line (Airflow 2). Everything printed around it is context:
+it goes into the excerpt's text, never into the primary error. A wrapper (a failed bash command,
+a remote job's terminal state, `raise ... from`) gives way to the error it wraps: its chained
+cause, or for a subprocess or remote job the last error printed before it, never a later line.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel
 
 from include.doctor.redact import redact
 
 MAX_EXCERPT_BYTES = 8 * 1024  # default bound of an excerpt (issue "Memory and judgement")
-CONTEXT_LINES = 20  # log lines kept before the last traceback (a subprocess's own error sits there)
+CONTEXT_LINES = 20  # log lines kept before the failing traceback (a subprocess's own error sits there)
+MAX_MESSAGE_CHARS = 500  # of the primary error's message (the fingerprint normalises at most this much)
+MAX_CAUSES = 5
 
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+# Zero-width and bidi controls: invisible in a UI, they can hide or reorder text. Replaced by U+FFFD,
+# not removed, so `Connection<ZWSP>ResetError` does not become a real class name.
+_INVISIBLE = re.compile("[\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]")
 _AIRFLOW_PREFIX = re.compile(
     r"^\s*\[?\d{4}-\d\d-\d\d[T ,]?\s?\d\d:\d\d:\d\d[.,\d]*\s*(?:[+-]\d{2}:?\d{2}|UTC|Z)?\]?\s*"
     r"(?:\{[^}]*\}\s*)?(?:(?:DEBUG|INFO|WARNING|WARN|ERROR|CRITICAL|FATAL)\s*-\s*)?"
+)
+# The same prefix, but only up to "LEVEL - ": what a subprocess printed keeps its indentation.
+_AIRFLOW_PREFIX_KEEP_INDENT = re.compile(
+    r"^\s*\[?\d{4}-\d\d-\d\d[T ,]?\s?\d\d:\d\d:\d\d[.,\d]*\s*(?:[+-]\d{2}:?\d{2}|UTC|Z)?\]?\s*"
+    r"(?:\{[^}]*\}\s*)?(?:(?:DEBUG|INFO|WARNING|WARN|ERROR|CRITICAL|FATAL)\s*- ?)?"
 )
 _RECORD_START = re.compile(r"^\s*\[?\d{4}-\d\d-\d\d")  # a new timestamped log record
 _EXC_LINE = re.compile(r"^(?P<type>(?:[A-Za-z_]\w*\.)*[A-Z]\w*)(?::\s?(?P<msg>.*))?$")
@@ -30,17 +49,18 @@ _EXC_LINE = re.compile(r"^(?P<type>(?:[A-Za-z_]\w*\.)*[A-Z]\w*)(?::\s?(?P<msg>.*
 _EXC_SUFFIX = re.compile(
     r"(Error|Exception|Exit|Interrupt|Timeout|Failure|Fault|Refused|NotFound|Denied|Invalid|Warning|"
     r"Exceeded|Unavailable|Available|Missing|Conflict|Closed|Reset|Expired|Killed|Abort|Aborted|Detected|"
-    r"Violation|Iteration|Failed|Forbidden|Unauthorized|Exists|Disconnected)$"
+    r"Violation|Iteration|Failed|Forbidden|Unauthorized|Exists|Disconnected|Pushed)$"
 )
-# Exceptions that only wrap the real error (a subprocess, a remote job, a retry loop).
+# Exceptions that only report that something else failed (a subprocess, a remote job, a retry
+# loop): the error they wrap was printed before them.
 _WRAPPER = re.compile(
     r"(?i)bash command failed|returned a non-zero exit code|failed with terminal state|giving up|"
     r"cannot execute|task failed with exception|exited with (?:return|exit) code [1-9]\b|"
-    r"job failed|process returned non-zero|no retries remaining|retries exhausted"
+    r"job failed|process returned non-zero|no retries remaining|retries exhausted|"
+    r"non-zero exit status|command failed with (?:exit|return) code|RetryError\["
 )
 # A plain error line from a tool's output: "ERROR: ...", "fatal: ...", "Error: ...".
 _ERROR_LINE = re.compile(r"^(?:error|fatal|exception|failure|failed)\b\s*[:!-]\s*\S", re.I)
-_ELLIPSIS = {"[...]", "...", "…"}
 # Airflow's own lines around a failure: they say that the task failed, never why.
 _BOOKKEEPING = re.compile(
     r"(?i)task failed with exception|failed to execute job|marking task as|"
@@ -52,20 +72,34 @@ _FAILURE_HINTS = re.compile(
     r"(?i)(error|exception|failed|failure|refused|timed? ?out|denied|not found|killed|sigkill|"
     r"returned non-zero|exit code|no such|unable to|cannot|could not|invalid|fatal)"
 )
+# Airflow 2's line before the traceback that failed the task ("Task failed with exception"), or
+# Airflow 1's `{taskinstance.py:N} ERROR - <message>`.
+_AUTHORITY_LINE = re.compile(r"(?i)task failed with exception|\{taskinstance\.py:\d+\} ERROR\b")
+# Airflow 3's task runner record that carries the exception which failed the task.
+_AUTHORITY_EVENT = re.compile(r"(?i)^\s*task failed with exception")
+_CHAIN_CAUSE = "The above exception was the direct cause of the following exception:"
+_CHAIN_CONTEXT = "During handling of the above exception, another exception occurred:"
+_ELLIPSIS = {"[...]", "...", "…"}  # where a pasted or shortened log dropped lines
+
+Source = Literal["error_detail", "traceback", "wrapped_output", "log_line", "none"]
 
 
 class Excerpt(BaseModel):
     """The part of a log that explains a failure.
 
     Attributes:
-        exception_type: last exception's type as logged (e.g. `psycopg2.OperationalError`), or None.
+        exception_type: the primary error's type as logged (e.g. `psycopg2.OperationalError`), or None.
         message: its message (first 500 characters), or the last error-looking line when no
             exception was logged.
-        text: the excerpt itself: context lines, last traceback (chained causes included),
+        text: the excerpt itself: context lines, the failing traceback (chained causes included),
             at most MAX_EXCERPT_BYTES UTF-8 bytes, redacted.
         operator: operator or hook names seen in the log, if any.
-        causes: the other error lines of the excerpt (chained causes, the exception a wrapper
-            replaced), newest first, at most 5, redacted.
+        causes: the primary error's chained causes and the wrapper it replaced, as `Type: message`,
+            at most 5, redacted. Lines merely printed near the failure are not causes.
+        source: where the primary error came from: `error_detail` (Airflow 3's failure record),
+            `traceback` (the traceback that failed the task, or the log's last one), `wrapped_output`
+            (a wrapper's subprocess or remote-job output), `log_line` (an error line without a
+            traceback, or a generic re-raise's logged error) or `none`.
         log_lines: how many lines the whole log had.
     """
 
@@ -74,43 +108,121 @@ class Excerpt(BaseModel):
     text: str = ""
     operator: str | None = None
     causes: list[str] = []
+    source: Source = "none"
     log_lines: int = 0
 
 
 def to_text(value: Any) -> str:
-    """Decode bytes (any encoding, invalid bytes replaced), drop ANSI colours and control characters."""
+    """Decode bytes (any encoding, invalid bytes replaced), drop ANSI colours and control characters,
+    and make zero-width and bidi characters visible as U+FFFD."""
     if isinstance(value, bytes | bytearray):
         value = bytes(value).decode("utf-8", errors="replace")
     text = str(value)
     text = _ANSI.sub("", text)
-    return _CONTROL.sub("", text.replace("\r\n", "\n").replace("\r", "\n"))
+    text = _CONTROL.sub("", text.replace("\r\n", "\n").replace("\r", "\n"))
+    return _INVISIBLE.sub("\ufffd", text)
 
 
-def _render_error_detail(details: Any) -> list[str]:
-    """Python-style traceback lines from a structured record's `error_detail` (causes first)."""
+# -- structured records ------------------------------------------------------------------------
+
+
+def parse_records(log: Any) -> list[dict | str]:
+    """A log as records: the REST API's list as it is; a text log split into lines, each line that
+    is one JSON object with an `event` (Airflow 3's JSON-lines log file) parsed into a dict.
+
+    Args:
+        log: list of records (dicts and/or strings), one record dict, or a str / bytes log.
+    Returns:
+        dicts and strings, oldest first.
+    """
+    if isinstance(log, dict):
+        return [log]
+    if not isinstance(log, str | bytes | bytearray):
+        return list(log or [])
+    if isinstance(log, bytes | bytearray):
+        log = bytes(log).decode("utf-8", errors="replace")
+    out: list[dict | str] = []
+    for line in log.replace("\r\n", "\n").split("\n"):
+        stripped = line.strip()
+        if stripped.startswith("{") and stripped.endswith("}") and '"event"' in stripped:
+            try:
+                record = json.loads(stripped)
+            except ValueError:
+                record = None
+            if isinstance(record, dict) and "event" in record:
+                out.append(record)
+                continue
+        out.append(line)
+    return out
+
+
+def _stacks(details: Any) -> list[dict]:
+    """`error_detail` as a list of exception dicts, the exception that was raised first, its
+    `__cause__` / `__context__` after it (structlog's order)."""
+    if isinstance(details, dict):
+        return [details]
+    if isinstance(details, list):
+        return [d for d in details if isinstance(d, dict)]
+    return []
+
+
+def _exc_type(stack: dict) -> str:
+    return to_text(stack.get("exc_type") or "Exception").strip()[:200]
+
+
+def _exc_value(stack: dict) -> str:
+    return to_text(stack.get("exc_value") or "").strip()
+
+
+def _members(stack: dict) -> list[list[dict]]:
+    """An ExceptionGroup's member exceptions, each as its own chain of stacks."""
+    members = stack.get("exceptions") or []
+    if not isinstance(members, list):
+        return []
+    return [_stacks(m) for m in members if _stacks(m)]
+
+
+def _render_stacks(stacks: list[dict], indent: str = "") -> list[str]:
+    """Python-style traceback lines of an `error_detail` chain: causes first, as Python prints them."""
     lines: list[str] = []
-    if not isinstance(details, list):
-        return lines
-    for i, exc in enumerate(details):
-        if not isinstance(exc, dict):
-            continue
-        if i:
-            lines.append("")
-            lines.append(
-                "The above exception was the direct cause of the following exception:"
-                if exc.get("is_cause", True)
-                else "During handling of the above exception, another exception occurred:"
-            )
-        lines.append("Traceback (most recent call last):")
-        for frame in exc.get("frames") or []:
+    for i in range(len(stacks) - 1, -1, -1):
+        exc = stacks[i]
+        lines.append(indent + "Traceback (most recent call last):")
+        frames = exc.get("frames") if isinstance(exc.get("frames"), list) else []
+        for frame in frames[-50:]:
             if isinstance(frame, dict):
                 lines.append(
-                    f'  File "{frame.get("filename")}", line {frame.get("lineno")}, in {frame.get("name")}'
+                    f'{indent}  File "{to_text(frame.get("filename"))[:300]}", '
+                    f"line {to_text(frame.get('lineno'))[:12]}, in {to_text(frame.get('name'))[:200]}"
                 )
-        value = to_text(exc.get("exc_value", "")).rstrip()
-        head = f"{exc.get('exc_type', 'Exception')}: {value}" if value else str(exc.get("exc_type"))
-        lines.extend(head.split("\n"))
-    # Airflow lists the outermost exception first; Python prints causes first.
+        value = _exc_value(exc)
+        head = f"{_exc_type(exc)}: {value}" if value else _exc_type(exc)
+        lines.extend(indent + part for part in head.split("\n"))
+        notes = exc.get("exc_notes")
+        for note in notes if isinstance(notes, list) else [notes] if notes else []:
+            lines.extend(indent + part for part in to_text(note).split("\n"))
+        for n, member in enumerate(_members(exc)[:10], 1):
+            lines.append(f"{indent}  +---------------- {n} ----------------")
+            lines.extend(_render_stacks(member, indent + "    | "))
+        if i:
+            lines.append("")
+            lines.append(indent + (_CHAIN_CAUSE if stacks[i].get("is_cause") else _CHAIN_CONTEXT))
+            lines.append("")
+    return lines
+
+
+def _render_record(record: dict | str) -> list[str]:
+    if not isinstance(record, dict):
+        return to_text(record).split("\n")
+    event = to_text(record.get("event", ""))
+    level = to_text(record.get("level", "")).upper()[:20]
+    logger = to_text(record.get("logger") or "")[:200]
+    prefix = " ".join(p for p in (to_text(record.get("timestamp", ""))[:23], level, logger) if p)
+    lines = [f"{prefix} - {part}" if j == 0 and prefix else part for j, part in enumerate(event.split("\n"))]
+    if record.get("error_detail"):
+        lines.extend(_render_stacks(_stacks(record["error_detail"])))
+    elif isinstance(record.get("exception"), str):  # structlog's formatted traceback, as text
+        lines.extend(to_text(record["exception"]).split("\n"))
     return lines
 
 
@@ -119,79 +231,41 @@ def render_log(log: Any) -> list[str]:
 
     Args:
         log: list of structured records (dicts) and/or strings, as the logs endpoint returns, or a
-            plain str / bytes log.
+            plain str / bytes log (JSON-lines records in it are rendered like the API's).
     Returns:
         lines of text, oldest first, without ANSI codes or control characters.
     """
-    if isinstance(log, str | bytes | bytearray):
-        return to_text(log).split("\n")
     lines: list[str] = []
-    for record in log or []:
-        if isinstance(record, dict):
-            event = to_text(record.get("event", ""))
-            level = str(record.get("level", "")).upper()
-            logger = record.get("logger") or ""
-            prefix = " ".join(p for p in (str(record.get("timestamp", ""))[:23], level, logger) if p)
-            for j, part in enumerate(event.split("\n")):
-                lines.append(f"{prefix} - {part}" if j == 0 and prefix else part)
-            if record.get("error_detail"):
-                details = record["error_detail"]
-                lines.extend(
-                    _render_error_detail(list(reversed(details)) if isinstance(details, list) else details)
-                )
-        else:
-            lines.extend(to_text(record).split("\n"))
+    for record in parse_records(log):
+        lines.extend(_render_record(record))
     return lines
+
+
+# -- error lines -------------------------------------------------------------------------------
 
 
 def _strip_prefix(line: str) -> str:
     return _AIRFLOW_PREFIX.sub("", line, count=1)
 
 
-def _last_traceback(lines: list[str]) -> tuple[int, int] | None:
-    """(start, end) line indexes of the last traceback block, chained causes included."""
-    starts = [i for i, ln in enumerate(lines) if "Traceback (most recent call last)" in ln]
-    if not starts:
-        return None
-    last = starts[-1]
-    # Walk back over chained causes: "... the direct cause of ..." / "During handling of ...".
-    first = last
-    for s in reversed(starts[:-1]):
-        between = "\n".join(lines[s:first])
-        if "direct cause of the following exception" in between or "During handling of the above" in between:
-            first = s
-        else:
-            break
-    end = last + 1
-    while end < len(lines):
-        stripped = _strip_prefix(lines[end])
-        if (
-            lines[end].startswith((" ", "\t"))
-            or stripped.startswith(("File ", "^", "~"))
-            or not stripped.strip()
-        ):
-            end += 1
-            continue
-        # the exception line itself, then any continuation lines until a new log record
-        end += 1
-        while (
-            end < len(lines)
-            and lines[end].strip()
-            and not _RECORD_START.match(lines[end])
-            and "Traceback (most recent call last)" not in lines[end]
-        ):
-            end += 1
-        break
-    return first, min(end, len(lines))
-
-
 def is_exception_type(name: str) -> bool:
     """Whether `name` looks like an exception class (`KeyError`, `kafka.errors.NoBrokersAvailable`),
-    not a log field (`DETAIL`, `Location`, `User`)."""
+    not a log field (`DETAIL`, `Location`, `User`). Library exception names are ASCII: a homoglyph
+    (`ConnectionResetErrоr` with a Cyrillic о) is not one."""
+    if not name.isascii():
+        return False
     last = name.rsplit(".", 1)[-1]
     if not last or not last[0].isupper() or last.isupper():
         return False
     return bool(_EXC_SUFFIX.search(last)) or ("." in name and any(c.islower() for c in last))
+
+
+def _exception_line(line: str) -> tuple[str, str] | None:
+    """(type, message) when `line` is `Type: message` with an exception-like type."""
+    m = _EXC_LINE.match(line)
+    if m and is_exception_type(m.group("type")) and len(m.group("type")) < 120:
+        return m.group("type"), (m.group("msg") or "").strip()
+    return None
 
 
 def error_candidates(lines: Iterable[str]) -> list[tuple[str | None, str, bool]]:
@@ -202,54 +276,185 @@ def error_candidates(lines: Iterable[str]) -> list[tuple[str | None, str, bool]]
         if not line or line.startswith(("File ", "Traceback", "During handling", "The above exception")):
             continue
         m = _EXC_LINE.match(line)
-        if (
-            m
-            and m.group("msg") is not None
-            and is_exception_type(m.group("type"))
-            and len(m.group("type")) < 120
-        ):
-            message = m.group("msg").strip()[:500]
+        if m and m.group("msg") is not None and _exception_line(line):
+            message = m.group("msg").strip()[:MAX_MESSAGE_CHARS]
             found.append((m.group("type"), message, bool(_WRAPPER.search(message))))
         elif _ERROR_LINE.match(line) or (
             _LOGGED_ERROR.search(raw) and _FAILURE_HINTS.search(line) and not _BOOKKEEPING.search(line)
         ):
-            found.append((None, line[:500], bool(_WRAPPER.search(line))))
+            found.append((None, line[:MAX_MESSAGE_CHARS], bool(_WRAPPER.search(line))))
     return found
 
 
 # `raise ValueError("Failed to ...")` after logging the real error: the idiom of task code that
 # wraps a library's error in a generic one.
 _GENERIC_TYPES = {"Exception", "RuntimeError", "ValueError", "AirflowException", "OSError", "IOError"}
+_GENERIC_MESSAGE = re.compile(r"(?i)\b(fail(ed|ure|s)?|error|could not|unable to)\b")
+
+
+def is_wrapper(exception_type: str | None, message: str) -> bool:
+    """An exception that only reports another failure: a failed subprocess or remote job, a retry
+    loop that gave up (`_WRAPPER`), or a generic type whose message just says something failed."""
+    if _WRAPPER.search(message or "") or _WRAPPER.search(exception_type or ""):
+        return True
+    return (
+        bool(exception_type)
+        and exception_type.rsplit(".", 1)[-1] in _GENERIC_TYPES
+        and bool(_GENERIC_MESSAGE.search(message.split("\n", 1)[0]))
+    )
 
 
 def _is_generic_reraise(candidate: tuple[str | None, str, bool]) -> bool:
     exc_type, message, _ = candidate
-    return (
-        bool(exc_type)
-        and exc_type.rsplit(".", 1)[-1] in _GENERIC_TYPES
-        and bool(re.search(r"(?i)\b(fail(ed|ure|s)?|error|could not|unable to)\b", message))
-    )
+    return bool(exc_type) and not _WRAPPER.search(message) and is_wrapper(exc_type, message)
 
 
 def primary_error(candidates: list[tuple[str | None, str, bool]]) -> tuple[str | None, str, list[str]]:
-    """Choose the error that explains the failure and list the others as causes.
+    """Choose, among error lines without a failing traceback, the error that explains the failure.
 
-    The last exception is the one that ended the task; when it only wraps another (a failed bash
-    command, a remote job, a retry loop that gave up), the last non-wrapper error before it is the
-    real one.
+    The last error line is the one that ended the task; when it only wraps another (a failed bash
+    command, a remote job, a retry loop that gave up, a generic re-raise), the last non-wrapper error
+    before it is the real one. Never a later line.
 
     Returns:
-        (exception type or None, message, other error lines as `Type: message`, newest first, at most 5).
+        (exception type or None, message, the wrapper replaced, as `Type: message`, if any).
     """
     if not candidates:
         return None, "", []
     chosen = candidates[-1]
+    replaced: list[str] = []
     if chosen[2] or _is_generic_reraise(chosen):
         inner = [c for c in candidates[:-1] if not c[2]]
         if inner:
+            replaced = [f"{chosen[0]}: {chosen[1]}" if chosen[0] else chosen[1]]
             chosen = inner[-1]
-    causes = [f"{t}: {m}" if t else m for t, m, _ in reversed(candidates) if (t, m, _) != chosen]
-    return chosen[0], chosen[1], causes[:5]
+    return chosen[0], chosen[1], replaced
+
+
+# -- the failing exception ---------------------------------------------------------------------
+
+
+class _Error(BaseModel):
+    """One exception of a chain: its type (None for a line that names none) and whole message."""
+
+    type: str | None
+    message: str
+
+    @property
+    def line(self) -> str:
+        first = self.message.split("\n", 1)[0][:MAX_MESSAGE_CHARS]
+        return f"{self.type}: {first}" if self.type else first
+
+
+def _chain_from_detail(stacks: list[dict]) -> list[_Error]:
+    """The chain of an `error_detail`, outermost first; an ExceptionGroup contributes its first member."""
+    chain = [_Error(type=_exc_type(exc), message=_exc_value(exc)) for exc in stacks]
+    members = _members(stacks[-1]) if stacks and stacks[-1].get("is_group") else []
+    if members:
+        chain.extend(_chain_from_detail(members[0]))
+    return chain
+
+
+MAX_CONTINUATION_LINES = 10  # of a multi-line exception message in a text traceback
+
+
+def _parse_exception_head(line: str) -> _Error:
+    parsed = _exception_line(line)
+    if parsed:
+        return _Error(type=parsed[0], message=parsed[1])
+    if re.fullmatch(r"(?:[A-Za-z_]\w*\.)*[A-Z]\w*", line) and is_exception_type(line):
+        return _Error(type=line, message="")  # `raise KeyError` without a message
+    return _Error(type=None, message=line)
+
+
+def _traceback_chain(lines: list[str], start: int) -> tuple[list[_Error], int]:
+    """Parse the traceback block at `lines[start]` ("Traceback (most recent call last):").
+
+    A traceback that Airflow logged (its lines without a log prefix) ends at the next log record;
+    one a subprocess printed (each line prefixed) ends after its exception line. A message's
+    continuation lines belong to the message: a line in it that looks like another exception is
+    not one.
+
+    Returns:
+        (the chain, outermost first; the index of the first line after the block).
+    """
+    prefixed = bool(_RECORD_START.match(lines[start]))
+    printed: list[_Error] = []  # as Python prints them: innermost first
+    current: _Error | None = None
+    continued = 0
+    in_frames = False
+    i = start
+    while i < len(lines):
+        raw = lines[i]
+        if bool(_RECORD_START.match(raw)) != prefixed:
+            break
+        body = _AIRFLOW_PREFIX_KEEP_INDENT.sub("", raw, count=1) if prefixed else raw
+        stripped = body.strip()
+        if stripped in _ELLIPSIS:
+            pass
+        elif stripped.startswith("Traceback (most recent call last)"):
+            in_frames, current = True, None
+        elif stripped in (_CHAIN_CAUSE, _CHAIN_CONTEXT):
+            in_frames, current = False, None
+        elif in_frames:
+            if stripped and not body[:1].isspace() and not stripped.startswith("File "):
+                current, continued, in_frames = _parse_exception_head(stripped), 0, False
+                printed.append(current)
+        elif current is not None and stripped:
+            if prefixed or not stripped or continued >= MAX_CONTINUATION_LINES:
+                break
+            current.message = f"{current.message}\n{stripped}".strip()
+            continued += 1
+        elif current is not None and not prefixed:
+            current = None  # a blank line ends the message
+        elif stripped and printed:
+            break
+        i += 1
+    return list(reversed(printed)), i
+
+
+def _choose(chain: list[_Error]) -> tuple[int, bool]:
+    """Index of the primary error in an outermost-first chain and whether it is still a wrapper.
+
+    A wrapper gives way to its chained cause or context; anything else is the primary error.
+    """
+    k = 0
+    while k + 1 < len(chain) and is_wrapper(chain[k].type, chain[k].message):
+        k += 1
+    return k, is_wrapper(chain[k].type, chain[k].message)
+
+
+def _authority_record(records: list[dict | str]) -> int | None:
+    """Index of the record that failed the task: the last `Task failed with exception` record with an
+    `error_detail`, else the last error-level record with one."""
+    with_detail = [i for i, r in enumerate(records) if isinstance(r, dict) and _stacks(r.get("error_detail"))]
+    named = [i for i in with_detail if _AUTHORITY_EVENT.match(to_text(records[i].get("event", "")))]
+    if named:
+        return named[-1]
+    errors = [i for i in with_detail if str(records[i].get("level", "")).lower() in {"error", "critical"}]
+    return errors[-1] if errors else None
+
+
+def _last_traceback_start(lines: list[str]) -> int | None:
+    """Start of the traceback that failed the task: the one right after Airflow's `Task failed with
+    exception` line when the log has one, else the first of the log's last chained traceback."""
+    starts = [i for i, ln in enumerate(lines) if "Traceback (most recent call last)" in ln]
+    if not starts:
+        return None
+    for i in range(len(lines) - 1, -1, -1):
+        if _AUTHORITY_LINE.search(lines[i]):
+            after = [s for s in starts if i < s <= i + 2]
+            if after:
+                return after[0]
+    last = starts[-1]
+    first = last
+    for s in reversed(starts[:-1]):
+        between = "\n".join(lines[s:first])
+        if _CHAIN_CAUSE in between or _CHAIN_CONTEXT in between:
+            first = s
+        else:
+            break
+    return first
 
 
 _OPERATOR = re.compile(r"\b([A-Z][A-Za-z0-9]*(?:Operator|Sensor|Hook))\b")
@@ -264,35 +469,71 @@ def extract_excerpt(log: Any, max_bytes: int = MAX_EXCERPT_BYTES) -> Excerpt:
     Returns:
         an Excerpt; for an empty log, an Excerpt with empty text and message "empty log".
     """
-    lines = render_log(log)
+    records = parse_records(log)
+    authority = _authority_record(records)
+    chain: list[_Error] = []
+    if authority is not None:
+        before = [ln for r in records[:authority] for ln in _render_record(r)]
+        failing = _render_record(records[authority])
+        after = [ln for r in records[authority + 1 :] for ln in _render_record(r)]
+        lines = before + failing + after
+        chain = _chain_from_detail(_stacks(records[authority]["error_detail"]))
+        block_start, block_end = len(before), len(before) + len(failing)
+        source: Source = "error_detail"
+    else:
+        lines = [ln for r in records for ln in _render_record(r)]
+        block_start = _last_traceback_start(lines)
+        block_end = None
+        source = "traceback"
+        if block_start is not None:
+            chain, block_end = _traceback_chain(lines, block_start)
+            chain = [e for e in chain if e.type or e.message]
     while lines and not lines[-1].strip():
         lines.pop()
     if not lines:
         return Excerpt(message="empty log", log_lines=0)
-    block = _last_traceback(lines)
-    if block:
-        start, end = block
-        before = [ln for ln in lines[max(0, start - CONTEXT_LINES) : start] if ln.strip()]
+
+    causes: list[str] = []
+    if chain and block_start is not None:
+        k, still_wrapper = _choose(chain)
+        primary = chain[k]
+        exc_type, message = primary.type, primary.message
+        causes = [e.line for e in chain[k + 1 :]] + [e.line for e in chain[:k]]
+        context = [ln for ln in lines[max(0, block_start - CONTEXT_LINES) : block_start] if ln.strip()]
+        if still_wrapper:
+            # A wrapper without a chained cause: the error it reports was printed before it.
+            output = lines[max(0, block_start - 200) : block_start]
+            inner = [c for c in error_candidates(output) if not c[2]] or [
+                (None, _strip_prefix(ln).strip()[:MAX_MESSAGE_CHARS], False)
+                for ln in output
+                if _FAILURE_HINTS.search(ln) and not _BOOKKEEPING.search(ln) and not _WRAPPER.search(ln)
+            ]
+            explicit = bool(_WRAPPER.search(primary.message) or _WRAPPER.search(primary.type or ""))
+            if inner and (explicit or source == "traceback"):
+                causes = [primary.line, *causes]
+                exc_type, message = inner[-1][0], inner[-1][1]
+                source = "wrapped_output" if explicit else "log_line"
+        end = block_end if block_end is not None else len(lines)
         tail = [ln for ln in lines[end : end + 4] if _FAILURE_HINTS.search(ln)]
-        explained = before + lines[start:end]
-        chosen = explained + tail
+        chosen = context + lines[block_start:end] + tail
     else:
-        hits = [i for i, ln in enumerate(lines) if _FAILURE_HINTS.search(ln)]
+        hits = [i for i, ln in enumerate(lines) if _FAILURE_HINTS.search(ln) and not _BOOKKEEPING.search(ln)]
         last_hit = hits[-1] if hits else len(lines) - 1
-        explained = chosen = lines[max(0, last_hit - CONTEXT_LINES) : last_hit + 3]
-    # The error comes from the traceback and the lines before it; lines after it are Airflow's.
-    exc_type, message, causes = primary_error(error_candidates(explained))
-    if not message:
-        hits = [ln for ln in chosen if _FAILURE_HINTS.search(ln)] or chosen
-        message = _strip_prefix(hits[-1]).strip()[:500]
+        chosen = lines[max(0, last_hit - CONTEXT_LINES) : last_hit + 3]
+        exc_type, message, causes = primary_error(error_candidates(chosen))
+        source = "log_line" if message else "none"
+        if not message:
+            hits_text = [ln for ln in chosen if _FAILURE_HINTS.search(ln)] or chosen
+            message = _strip_prefix(hits_text[-1]).strip()
     operators = sorted(set(_OPERATOR.findall("\n".join(lines[-400:]))))
     text = redact("\n".join(chosen))
     return Excerpt(
         exception_type=exc_type,
-        message=redact(message),
+        message=redact(message[:MAX_MESSAGE_CHARS]),
         text=_bound(text, max_bytes),
         operator=", ".join(operators[:3]) or None,
-        causes=[redact(c) for c in causes],
+        causes=[redact(c) for c in causes[:MAX_CAUSES]],
+        source=source,
         log_lines=len(lines),
     )
 

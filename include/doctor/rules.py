@@ -3,12 +3,12 @@
 Each rule is a regex over the primary error (`ExceptionType: message`), tried in order (the
 first match wins, so specific permanent causes come before the transient look-alikes they
 resemble: an unknown host before a DNS hiccup, an exhausted quota before a throttle, a bad
-certificate before a dropped TLS connection). When nothing matches the primary error, the
-excerpt's other error lines (causes) are tried.
+certificate before a dropped TLS connection, an out-of-memory kill or a SIGTERM before a lost
+worker). When the primary error matches nothing specific, its chained causes are tried. A
+transient class a rule names is retry-safe only if it is in the catalogue (catalogue.py).
 
 Confidences are the authors' estimates of how often the pattern alone names the right class
-and transience, from general Airflow operations experience. They stay below 0.9, so an offline
-auto-retry also needs the gate's memory rule.
+and transience, from general Airflow operations experience (never fitted to a corpus line).
 """
 
 from __future__ import annotations
@@ -36,23 +36,33 @@ R, B, M, N = Action.retry, Action.retry_with_backoff, Action.retry_with_more_res
 
 # fmt: off
 _TABLE: list[tuple[str, str, bool, Action, float, str, str]] = [
+    # Airflow 3's execution API (before the 401/403 and credentials rules its messages contain)
+    (r"API_SERVER_ERROR.{0,80}\b409\b|invalid_state|TI was not in (?:a )?running state|"
+     r"Invalid auth token: .{0,20}(?:Signature has )?expired|API_SERVER_ERROR.{0,80}\b50[0234]\b",
+     "execution_api_race", True, R, 0.8,
+     "Airflow's execution API refused a state change for a moment (a scheduler race or an expired task "
+     "token).", "Retry; upgrade Airflow if it recurs."),
     # -- resources --------------------------------------------------------------------------
-    (r"return code -9\b|Negsignal\.SIGKILL|SIGKILL|exit code 137|OOMKilled|MemoryError|Cannot allocate memory|"
-     r"out of memory", "oom_killed_sigkill", False, M, 0.8,
-     "The task ran out of memory and was killed.", "Give the task more memory or process its data in chunks."),
+    (r"return code -9\b|Negsignal\.SIGKILL|SIGKILL|exit code 137|exit status 137|OOMKilled|MemoryError|"
+     r"Cannot allocate memory|out of memory|OutOfMemory|memory limit|Resources exceeded|resourcesExceeded",
+     "oom_killed_sigkill", False, M, 0.8,
+     "The task ran out of memory (or its compute's resources) and was killed.",
+     "Give the task more memory or process its data in chunks."),
     (r"No space left on device|Disk quota exceeded", "disk_full", False, M, 0.85,
      "The worker's disk is full.", "Free or enlarge the worker's disk; clean temporary files."),
     # -- credentials and permissions (before network look-alikes) ----------------------------
     (r"password authentication failed|Incorrect username or password|invalid (?:credentials|api key|token)|"
      r"\b401\b|Unauthorized|AuthenticationFailed|ClientAuthenticationError|InvalidClientTokenId|"
-     r"SignatureDoesNotMatch|ExpiredToken|token (?:has )?expired|failed to authenticate", "invalid_credentials",
+     r"SignatureDoesNotMatch|ExpiredToken|token (?:has )?expired|failed to authenticate|"
+     r"Authentication (?:\(\w+\) )?failed|AuthenticationError|account (?:is |has been )?(?:temporarily )?locked|"
+     r"token is malformed|InvalidToken|Application-specific password", "invalid_credentials",
      False, N, 0.85, "The credentials were rejected.", "Fix or rotate the credentials in the Airflow connection."),
     (r"DefaultCredentialsError|NoCredentialsError|Unable to locate credentials|credentials were not found",
      "missing_credentials", False, N, 0.85, "No credentials were found.", "Configure the connection's credentials."),
-    (r"PermissionError|Permission denied", "file_permission_denied", False, N, 0.75,
-     "The worker's user may not access a path.", "Fix the path's ownership or mode."),
+    (r"PermissionError|Permission denied|Operation not permitted|Read-only file system", "file_permission_denied",
+     False, N, 0.75, "The worker's user may not access a path.", "Fix the path's ownership or mode."),
     (r"AccessDenied|Access Denied|\b403\b|Forbidden|not authorized to perform|InsufficientPrivilege|"
-     r"insufficient privileges|permission .* denied", "access_denied", False, N, 0.8,
+     r"insufficient privileges|permission .* denied|does not have .* access", "access_denied", False, N, 0.8,
      "The identity lacks a permission.", "Grant the missing permission or use another identity."),
     # -- configuration -----------------------------------------------------------------------
     (r"conn_id .* isn't defined|CONNECTION_NOT_FOUND|AirflowNotFoundException", "missing_airflow_connection",
@@ -60,28 +70,59 @@ _TABLE: list[tuple[str, str, bool, Action, float, str, str]] = [
     (r"VARIABLE_NOT_FOUND|Variable .* does not exist", "missing_airflow_variable", False, N, 0.9,
      "An Airflow Variable the task needs does not exist.", "Create the Variable or give it a default."),
     (r"Name or service not known|nodename nor servname|No address associated with hostname|"
-     r"failed to resolve sockaddr|could not translate host name .* Name or service", "connection_misconfigured",
-     False, N, 0.7, "A host name in the connection does not resolve: likely a typo or a placeholder.",
-     "Fix the host in the Airflow connection."),
-    (r"CERTIFICATE_VERIFY_FAILED|certificate verify failed|SSLCertVerificationError", "tls_certificate_error",
-     False, N, 0.85, "The endpoint's TLS certificate could not be verified.", "Install the CA bundle or fix the cert."),
+     r"failed to resolve sockaddr|could not translate host name .* Name or service|Network is unreachable|"
+     r"No route to host", "connection_misconfigured",
+     False, N, 0.7, "A host in the connection does not resolve or cannot be routed to: likely a typo, a "
+     "placeholder or the wrong network.", "Fix the host in the Airflow connection."),
+    (r"CERTIFICATE_VERIFY_FAILED|certificate verify failed|SSLCertVerificationError|WRONG_VERSION_NUMBER",
+     "tls_certificate_error", False, N, 0.85, "The endpoint's TLS certificate or protocol could not be verified.",
+     "Install the CA bundle or fix the endpoint's TLS setup."),
+    # Airflow 3 task code that reaches for the metadata database: fails on every run.
+    (r"Direct database access via the ORM is not allowed", "orm_access_forbidden", False, N, 0.9,
+     "Task code used Airflow's ORM, which Airflow 3 forbids in tasks.", "Use the Task SDK or the REST API."),
+    # DockerOperator without the Docker socket: requests reports it as an aborted connection.
+    (r"Connection aborted.{0,20}FileNotFoundError|docker\.sock|Error while fetching server API version",
+     "docker_socket_missing", False, N, 0.85, "The Docker daemon's socket is not available to the worker.",
+     "Mount the Docker socket or use another operator."),
+    # A sensor whose condition never became true: not a network timeout.
+    (r"AirflowSensorTimeout|Sensor has timed out", "sensor_timeout", False, N, 0.7,
+     "The sensor's condition did not become true in time.", "Check what the sensor waits for and its timeout."),
     # -- quota before throttling -------------------------------------------------------------
-    (r"quota (?:exceeded|exhausted)|exceeded your (?:daily|monthly)|plan limit|\b402\b|Payment Required|"
-     r"usage limit", "api_quota_exhausted", False, N, 0.75,
+    (r"quota (?:has been )?(?:exceeded|exhausted)|exceeded your (?:daily|monthly)|plan limit|\b402\b|"
+     r"Payment Required|usage limit|storage quota", "api_quota_exhausted", False, N, 0.75,
      "The API quota or plan limit is exhausted.", "Raise the quota or wait for the window to reset."),
+    # -- the platform, not the code (before generic timeouts) --------------------------------
+    # A person or a timeout stopped the task: not a platform hiccup, not retry-safe.
+    (r"Received SIGTERM|Signals?\.SIGTERM|Task received SIGTERM|marked (?:as )?failed|"
+     r"externally set to failed|execution_timeout|AirflowTaskTimeout|Timeout, PID", "task_terminated",
+     False, N, 0.6, "The task was stopped from outside (SIGTERM, a timeout, or a person marking it failed).",
+     "Find who or what stopped it: execution_timeout, a person, or the platform."),
+    (r"zombie|heartbeat|was the task killed externally|killed externally|finished (?:\(failed\)|with state "
+     r"failed),? (?:although|but) the task|state attribute is queued|Failed to fetch log file from worker|"
+     r"worker .{0,40}(?:evicted|lost|finished abnormally)|WorkerLostError|Worker exited prematurely|"
+     r"preempted|spot (?:instance|node) .{0,40}(?:interrupt|reclaim)|node .{0,30}(?:shutdown|was deleted)|"
+     r"\bEvicted\b|was evicted", "worker_lost", True, R, 0.8,
+     "The task's worker or pod was lost, not its code.", "Retry; check worker health if it recurs."),
     # -- transient ---------------------------------------------------------------------------
     (r"deadlock detected|Deadlock found|DeadlockDetected", "db_deadlock", True, B, 0.85,
      "Two transactions deadlocked; the database aborted this one.", "Retry; order writes consistently."),
     (r"Lock wait timeout|LockNotAvailable|could not obtain lock|Unable to acquire lock|lock timeout|"
-     r"database is locked", "lock_contention", True, B, 0.75,
+     r"database is locked|lock is (?:already )?held", "lock_contention", True, B, 0.8,
      "Another process held a lock the task needed.", "Retry later; find the long-running lock holder."),
     (r"SerializationFailure|could not serialize access", "db_serialization_failure", True, R, 0.85,
      "A serializable transaction conflicted with a concurrent one.", "Retry."),
-    (r"too many clients|too many connections|remaining connection slots", "db_connection_limit", True, B, 0.8,
+    (r"too many clients|too many connections|remaining connection slots|no more connections allowed",
+     "db_connection_limit", True, B, 0.8,
      "The database had no free connection slots.", "Retry; limit concurrency with an Airflow pool."),
+    (r"the database system is (?:starting up|shutting down|in recovery mode)|recovery is in progress|"
+     r"cannot connect to server|server login has been failing|query_wait_timeout|"
+     r"pgbouncer cannot connect", "db_failover", True, B, 0.8,
+     "The database was restarting or failing over.", "Retry after the failover; check the database's status."),
     (r"server closed the connection unexpectedly|Lost connection to .*server|server has gone away|"
      r"connection already closed|terminating connection due to administrator command|"
-     r"SSL SYSCALL error: EOF", "db_connection_lost", True, B, 0.8,
+     r"SSL SYSCALL error: EOF|SSL connection has been closed unexpectedly|"
+     r"Can't reconnect until invalid transaction is rolled back|connection was closed in the middle",
+     "db_connection_lost", True, B, 0.8,
      "The database dropped the connection.", "Retry; enable pool_pre_ping or keepalives."),
     # EAI_AGAIN: the resolver itself says the failure is temporary.
     (r"Temporary failure in name resolution|EAI_AGAIN", "dns_resolution_failure", True, B, 0.85,
@@ -89,32 +130,38 @@ _TABLE: list[tuple[str, str, bool, Action, float, str, str]] = [
     (r"NameResolutionError|getaddrinfo failed|Could not connect to the endpoint URL|Failed to resolve",
      "dns_resolution_failure", True, B, 0.75,
      "A host name could not be resolved for a moment.", "Retry; check the worker's DNS if it persists."),
-    (r"connection refused|ConnectionRefusedError|ECONNREFUSED|actively refused|Errno 111", "connection_refused",
-     True, R, 0.8, "The remote service refused the connection: it was down or restarting.",
+    (r"connection refused|ConnectionRefusedError|ECONNREFUSED|actively refused|Errno 111|Connect call failed",
+     "connection_refused", True, R, 0.8, "The remote service refused the connection: it was down or restarting.",
      "Check that the service is up and listening; check the connection's host and port if it persists."),
     (r"Connection reset|ConnectionResetError|RemoteDisconnected|Remote end closed connection|Broken pipe|"
-     r"Connection aborted|IncompleteRead|ChunkedEncodingError", "connection_reset_by_remote", True, B, 0.8,
+     r"BrokenPipeError|Connection aborted|IncompleteRead|ChunkedEncodingError|Response ended prematurely|"
+     r"InvalidChunkLength|Connection broken|ServerDisconnectedError|ClientConnectionError|"
+     r"ClientConnectorError|Cannot connect to host", "connection_reset_by_remote", True, B, 0.8,
      "The remote end closed the connection mid-request.", "Retry; check proxies and keep-alive settings."),
     (r"EOF occurred in violation of protocol|SSLEOFError|SSLZeroReturnError|TLS/SSL connection has been closed|"
      r"UNEXPECTED_EOF_WHILE_READING", "ssl_eof_error", True, B, 0.8,
      "The TLS connection dropped.", "Retry; check the endpoint's TLS health if it persists."),
-    (r"\b(?:500|502|503|504)\b.*(?:Server Error|Bad Gateway|Service Unavailable|Gateway Time)|"
-     r"Service Unavailable|Bad Gateway|Gateway Timeout|backendError|InternalServerError|ServiceUnavailable|"
-     r"\b50[234]\s*:", "http_503_service_unavailable", True, B, 0.8,
+    (r"\b(?:500|502|503|504)\b.{0,40}(?:Server Error|Bad Gateway|Service Unavailable|Gateway Time|"
+     r"Internal Server Error)|Service Unavailable|Bad Gateway|Gateway Timeout|backendError|InternalServerError|"
+     r"ServiceUnavailable|\[50[0234]\]|\b50[234]\s*:|too many 50[0234] error|temporarily unavailable|"
+     r"currently unavailable|InternalError|Internal error encountered", "http_5xx_server_error", True, B, 0.8,
      "The upstream service answered 5xx: it was unavailable.", "Retry with backoff; check the provider's status."),
-    (r"\b429\b|Too Many Requests|rate limit|Rate exceeded|Throttl|SlowDown|RequestLimitExceeded",
-     "rate_limited", True, B, 0.75, "The API throttled the client.", "Retry with backoff; lower concurrency."),
-    (r"NoBrokersAvailable|Broker transport failure|broker.*(?:unavailable|not available)",
-     "kafka_broker_unavailable", True, B, 0.75, "The message brokers were unreachable.",
-     "Retry after the brokers are back; check bootstrap servers."),
-    (r"INSUFFICIENT_INSTANCE_CAPACITY|InsufficientInstanceCapacity|"
-     r"no free .* slot", "remote_capacity_unavailable", True, B, 0.7,
+    (r"\b429\b|Too Many Requests|rate limit|Rate exceeded|Throttl|SlowDown|RequestLimitExceeded|"
+     r"TooManyRequests|RESOURCE_EXHAUSTED", "rate_limited", True, B, 0.75,
+     "The API throttled the client.", "Retry with backoff; lower concurrency."),
+    (r"NoBrokersAvailable|Broker transport failure|broker.*(?:unavailable|not available)|"
+     r"All broker connections are down", "kafka_broker_unavailable", True, B, 0.75,
+     "The message brokers were unreachable.", "Retry after the brokers are back; check bootstrap servers."),
+    (r"INSUFFICIENT_INSTANCE_CAPACITY|InsufficientInstanceCapacity|InsufficientCapacity|"
+     r"ZONE_RESOURCE_POOL_EXHAUSTED|capacity is (?:currently )?unavailable|no capacity|"
+     r"no free .* slot|SpotMaxPriceTooLow|insufficient capacity", "remote_capacity_unavailable", True, B, 0.75,
      "The remote compute had no capacity.", "Retry later; raise the remote pool's capacity."),
-    (r"zombie|heartbeat|externally set to failed|Received SIGTERM|Evicted|evicted|preempted",
-     "heartbeat_timeout", True, R, 0.7, "The task was lost or killed by the platform, not by its code.",
-     "Retry; check worker health if it recurs."),
-    (r"timed? ?out|TimeoutError|ReadTimeout|ConnectTimeout|deadline exceeded", "network_timeout", True, B, 0.75,
+    (r"timed? ?out|TimeoutError|ReadTimeout|ConnectTimeout|deadline exceeded|DeadlineExceeded",
+     "network_timeout", True, B, 0.75,
      "A call timed out waiting for a remote service.", "Retry; check the remote service's latency."),
+    (r"Could not connect to .{0,60}(?:backend|server)|Failed to connect to|Unable to connect to|"
+     r"could not connect to server", "connection_refused", True, B, 0.7,
+     "The service could not be reached.", "Retry; check the service and the connection if it persists."),
     # -- code, data, templates ---------------------------------------------------------------
     (r"ModuleNotFoundError|No module named|cannot import name|ImportError", "module_not_found", False, N, 0.9,
      "A Python module the task imports is missing or incompatible.", "Pin the package in requirements.txt."),
@@ -135,7 +182,7 @@ _TABLE: list[tuple[str, str, bool, Action, float, str, str]] = [
      r"Compressed file ended|corrupt", "data_parse_error", False, N, 0.8,
      "Input data could not be parsed.", "Fix or quarantine the malformed input."),
     (r"does not exist|UndefinedTable|UndefinedColumn|not found|NoSuchKey|NotFound|Unrecognized name|"
-     r"Unknown (?:table|column|database)|FileNotFoundError|No such file", "missing_object", False, N, 0.75,
+     r"Unknown (?:table|column|database)|FileNotFoundError|No such file|\b404\b", "missing_object", False, N, 0.75,
      "A table, column, file or key the task needs does not exist.", "Create it or fix the name the task uses."),
     (r"^(?:KeyError|IndexError|AttributeError|TypeError|ValueError|NameError|ZeroDivisionError|AssertionError|"
      r"UnboundLocalError|RecursionError|NotImplementedError|StopIteration)\b", "task_code_error", False, N, 0.8,
@@ -151,15 +198,30 @@ RULES: tuple[Rule, ...] = tuple(
     Rule(re.compile(p, re.I | re.M), c, t, a, conf, cause, step) for p, c, t, a, conf, cause, step in _TABLE
 )
 
+# A line inside a message that reads like another exception (`ConnectionResetError: ...`): in a real
+# exception it is a quoted cause at best; in a forged one it is bait. It may support a permanent
+# reading, never a transient one.
+_EMBEDDED_EXCEPTION = re.compile(r"^\s*(?:[A-Za-z_]\w*\.)*[A-Z]\w*(?:Error|Exception|Exit)\b\s*(?::|$)")
+
+
+def _trusted(subject: str) -> str:
+    """`subject` without its continuation lines that read like another exception's line."""
+    head, *rest = subject.split("\n")
+    return "\n".join([head, *(line for line in rest if not _EMBEDDED_EXCEPTION.match(line))])
+
 
 def match_rule(exception_type: str | None, message: str, causes: list[str] | None = None) -> Rule | None:
-    """The first rule matching the primary error; for a generic code error (ValueError, ...), a
-    specific rule matching one of its chained causes wins.
+    """The first rule matching the primary error; when the primary error matches only the generic
+    code-error rule or nothing, a specific rule matching one of its chained causes wins.
+
+    A permanent rule may match anywhere in the message; a transient rule only in the trusted part
+    (the first line and continuation lines that do not read like another exception), so a
+    multi-line message whose last line looks transient is not read as transient.
 
     Args:
         exception_type: the primary error's class name, or None.
-        message: its message.
-        causes: the excerpt's other error lines, newest first.
+        message: its message (may span lines).
+        causes: the primary error's chained causes as `Type: message`, innermost last (Excerpt.causes).
     Returns:
         the matching Rule, or None.
     """
@@ -176,4 +238,7 @@ def match_rule(exception_type: str | None, message: str, causes: list[str] | Non
 
 
 def _first(subject: str) -> Rule | None:
-    return next((rule for rule in RULES if rule.pattern.search(subject)), None)
+    trusted = _trusted(subject)
+    return next(
+        (rule for rule in RULES if rule.pattern.search(trusted if rule.transient else subject)), None
+    )

@@ -1,0 +1,153 @@
+"""The closed catalogue of retry-safe failure classes: the only classes the gate may auto-retry
+without a near-identical past case (DESIGN.md "Gate", issue "Judgement that generalises").
+
+A class is in the catalogue when a plain retry, with nothing changed, usually succeeds because
+the cause is outside the task and passes by itself. Membership is decided by the offline rules on
+the primary error (include/doctor/rules.py), never by the LLM: the LLM's "transient" and the
+catalogue are two independent judges. Each entry says what the class is, why a retry helps and
+its usual permanent look-alike (which the rules check first, and which memory of failed retries
+catches when the rules cannot). Written from general Airflow operations experience (cloud
+providers' retry guidance for 429/5xx/throttling, PostgreSQL's SQLSTATE classes 40001/40P01/57P0x,
+Airflow's own zombie and executor-mismatch handling), not from any corpus line.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class RetryClass:
+    """One retry-safe class: its name (the rules' `error_class`) and its documentation."""
+
+    name: str
+    what: str
+    why_retry_helps: str
+    permanent_look_alike: str
+
+
+CATALOGUE: dict[str, RetryClass] = {
+    c.name: c
+    for c in (
+        RetryClass(
+            "connection_refused",
+            "A service (database, broker, API) refused the TCP connection.",
+            "The service was restarting, failing over or not yet up; it listens again within minutes.",
+            "A wrong host or port in the connection (refused on every try): memory of a failed retry "
+            "blocks it; `Name or service not known` is read as a misconfiguration first.",
+        ),
+        RetryClass(
+            "db_connection_lost",
+            "The database closed an open connection (server restart, failover, admin termination, "
+            "a connection invalidated mid-transaction).",
+            "A new connection on the next try reaches the restarted or promoted server.",
+            "An idle timeout on a proxy that cuts every long query the same way: recurs on every "
+            "retry, so the class's retry outcomes demote it.",
+        ),
+        RetryClass(
+            "db_failover",
+            "The database is starting up, shutting down, in recovery, or a pooler lost its server.",
+            "Failover and restarts finish in seconds to minutes.",
+            "Writing to a read-only replica by configuration (`read-only transaction` on every run).",
+        ),
+        RetryClass(
+            "db_deadlock",
+            "The database aborted this transaction to break a deadlock (SQLSTATE 40P01).",
+            "The other transaction has finished; PostgreSQL's own docs say to retry.",
+            "Two tasks that always run together and lock in opposite order (recurs on every run).",
+        ),
+        RetryClass(
+            "db_serialization_failure",
+            "A serializable transaction conflicted with a concurrent one (SQLSTATE 40001).",
+            "Serialization failures are designed to be retried.",
+            "None common; a retry storm under constant contention shows as failed retries.",
+        ),
+        RetryClass(
+            "lock_contention",
+            "A lock the task needed was held too long by someone else (lock wait timeout, file lock).",
+            "The holder finishes; the lock is free on the next try.",
+            "A stuck session that never releases the lock: failed retries demote the class.",
+        ),
+        RetryClass(
+            "db_connection_limit",
+            "The database had no free connection slots.",
+            "Other clients disconnect; slots free up.",
+            "A pool sized above max_connections (fails whenever the DAG runs at full width).",
+        ),
+        RetryClass(
+            "dns_resolution_failure",
+            "The resolver failed for a moment (EAI_AGAIN, `Temporary failure in name resolution`).",
+            "The resolver's own error code says the failure is temporary.",
+            "A host that does not exist (`Name or service not known`, NXDOMAIN): read as a "
+            "misconfiguration by the rules.",
+        ),
+        RetryClass(
+            "connection_reset_by_remote",
+            "The remote end reset or dropped an open connection (reset by peer, broken pipe, "
+            "remote disconnected, a truncated chunked response or log stream).",
+            "Load balancers, NAT and servers drop single connections; a new one succeeds.",
+            "A proxy or server that always cuts requests of this size or duration.",
+        ),
+        RetryClass(
+            "ssl_eof_error",
+            "The TLS connection was closed mid-handshake or mid-read (EOF, zero return).",
+            "Same as a reset: one connection was dropped.",
+            "A certificate or protocol mismatch (`certificate verify failed`, wrong version): the rules "
+            "read it as a TLS configuration error.",
+        ),
+        RetryClass(
+            "network_timeout",
+            "A call to a remote service timed out (connect or read).",
+            "The service or the path to it was slow for a while.",
+            "A firewall that drops packets or a wrong address (times out every time): memory of "
+            "failed retries blocks it.",
+        ),
+        RetryClass(
+            "http_5xx_server_error",
+            "The remote service answered 500, 502, 503 or 504 (an unavailable backend, a gateway).",
+            "Providers document 5xx as retryable with backoff; outages pass.",
+            "A request the server always fails on (a 500 on a malformed payload): failed retries "
+            "demote; 501/505 are not in the class.",
+        ),
+        RetryClass(
+            "rate_limited",
+            "The API throttled the client (429, Throttling, SlowDown, rate exceeded).",
+            "Throttling windows reset; providers ask clients to back off and retry.",
+            "An exhausted plan quota (daily/monthly quota, 402): read as api_quota_exhausted first.",
+        ),
+        RetryClass(
+            "kafka_broker_unavailable",
+            "No Kafka broker answered.",
+            "Brokers restart and elect leaders within minutes.",
+            "Wrong bootstrap servers (never reachable): failed retries block.",
+        ),
+        RetryClass(
+            "remote_capacity_unavailable",
+            "The cloud had no capacity for the requested compute (spot, zone pool, warehouse).",
+            "Capacity returns as other workloads finish.",
+            "An instance type or size that does not exist in the region, or an account quota.",
+        ),
+        RetryClass(
+            "worker_lost",
+            "The task's worker or pod was lost, not its code: a zombie or heartbeat timeout, an "
+            "executor reporting failure for a task that never ran, a preempted or evicted node.",
+            "Another worker runs the same code fine; Airflow itself retries zombies.",
+            "An out-of-memory kill (SIGKILL, exit 137) or a person marking the task failed (SIGTERM): "
+            "neither is in this class.",
+        ),
+        RetryClass(
+            "execution_api_race",
+            "Airflow 3's execution API refused a state change for a moment: a task instance not yet "
+            "in the expected state (409 invalid_state), a task token that expired while queued, a "
+            "5xx from the API server.",
+            "The scheduler catches up; a new try gets a new token.",
+            "A wrong execution API URL (refused every time) or task code calling the ORM (403 on "
+            "every run): neither is in this class.",
+        ),
+    )
+}
+
+
+def is_retry_safe(error_class: str | None) -> bool:
+    """Whether `error_class` (a rule's class, not the LLM's) is in the retry-safe catalogue."""
+    return bool(error_class) and error_class in CATALOGUE
