@@ -57,6 +57,10 @@ class DoctorSettings:
         approval_enabled: ask an engineer (HITL approval) in the grey zone instead of escalating.
         approval_similarity_floor: lowest similarity of a verified-retry case for the grey zone.
         approval_confidence_floor: lowest diagnosis confidence for the grey zone.
+        demote_failed_share: a retry-safe class whose doctor retries failed more than this share
+            (since a person last acted on that class, over the last 30 days) is demoted to approval.
+        demote_min_retries: verified doctor retries of a class needed before it can be demoted (a
+            share of one or two retries says little).
         notify_on_retry: messages about auto-retries: "outcome" (one, when the retried try has
             ended), "both" (also when the clear is issued) or "none". Escalations and approval
             requests are always sent.
@@ -88,6 +92,8 @@ class DoctorSettings:
     approval_enabled: bool = True
     approval_similarity_floor: float = 0.60
     approval_confidence_floor: float = 0.50
+    demote_failed_share: float = 0.5
+    demote_min_retries: int = 4
     notify_on_retry: str = "outcome"
     recipients: dict = field(default_factory=dict)
     slack_connections: dict = field(default_factory=dict)

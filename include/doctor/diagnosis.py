@@ -22,7 +22,7 @@ from pydantic import ValidationError
 
 from include.doctor.config import LLM_CONN_ID, connection_exists
 from include.doctor.models import ACTION_MEANINGS, Action, Diagnosis, FailureRef, Neighbour
-from include.doctor.rules import Rule, match_rule
+from include.doctor.rules import Rule, classify
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +59,8 @@ def diagnose_offline(
         a Diagnosis labelled diagnoser="offline". Confidence: memory alone 0.9 for a fingerprint
         match, else the neighbour's similarity (at most 0.95); a rule alone its own estimate;
         memory and rule agreeing on transience the higher of the two plus 0.05 (at most 0.97);
-        disagreeing the class of the stronger one at 0.5 (the gate escalates); nothing 0.2.
+        disagreeing: an observed case of the same fingerprint with a known outcome wins at 0.9,
+        else the class of the stronger one at 0.5 (the gate escalates); nothing 0.2.
     """
     memory: tuple[Neighbour, float, str] | None = None
     known = [n for n in fingerprint_matches if n.error_class and n.transient is not None]
@@ -73,7 +74,7 @@ def diagnose_offline(
     elif close:
         n = close[0]
         memory = (n, min(0.95, n.similarity), f"a {n.kind} case is {n.similarity:.2f} similar")
-    rule = match_rule(excerpt.get("exception_type"), excerpt.get("message") or "", excerpt.get("causes"))
+    rule = classify(excerpt)
     evidence = _evidence(excerpt)
     if memory is None and rule is None:
         return Diagnosis(
@@ -93,6 +94,11 @@ def diagnose_offline(
         return from_memory
     if rule.transient == bool(n.transient):
         from_memory.confidence = min(0.97, max(mem_conf, rule.confidence) + 0.05)
+        from_memory.evidence = evidence
+        return from_memory
+    if n in known and n.kind == "observed" and n.outcome in {"succeeded", "failed", "escalated"}:
+        # This very error (same fingerprint) already ended one way: what happened outweighs a
+        # pattern's reading of its words.
         from_memory.evidence = evidence
         return from_memory
     # Memory and rules disagree: keep the stronger reading, but not confidently.
@@ -322,7 +328,7 @@ def cross_check(diagnosis: Diagnosis, excerpt: dict) -> Diagnosis:
     """
     if not diagnosis.transient:
         return diagnosis
-    rule = match_rule(excerpt.get("exception_type"), excerpt.get("message") or "", excerpt.get("causes"))
+    rule = classify(excerpt)
     if rule is not None and not rule.transient and rule.confidence >= RULE_VETO_CONFIDENCE:
         diagnosis.confidence = min(diagnosis.confidence, VETOED_CONFIDENCE)
         diagnosis.root_cause = (

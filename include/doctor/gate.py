@@ -1,15 +1,25 @@
 """The confidence gate: the one place that decides whether the doctor may clear a task instance.
 
-Auto-retry only when memory, judgement and policy all agree (DESIGN.md "Gate"); every rule that
-fails is written into the Decision's reasons so a person can see why. Never raises.
+Three families of reasons, every one written into the Decision (DESIGN.md "Gate", the README's
+gate table): memory, judgement and policy. Memory is evidence, not a precondition: a failure the
+doctor has never seen is auto-retried when independent judges agree: the diagnosis says transient
+with high confidence, the offline rules read the primary error as a class of the retry-safe
+catalogue (catalogue.py; a check that does not depend on the LLM), and nothing contradicts it.
+Never raises.
 """
 
 from __future__ import annotations
 
+from include.doctor.catalogue import is_retry_safe
 from include.doctor.config import TAG_NOTIFY_ONLY, TAG_OFF, DoctorSettings
 from include.doctor.models import RETRY_ACTIONS, Action, Decision, Diagnosis, Neighbour
+from include.doctor.rules import classify, permanent_causes
 
 BACKOFF_CAP_SECONDS = 300.0
+# Where the primary error may come from for the catalogue to vouch for it: the exception that failed
+# the task (or its chain), the output a wrapper reports, or the error line of a log without any
+# exception (a lost worker). Not a line merely logged before a generic re-raise (`context`).
+AUTHORITATIVE_SOURCES = frozenset({"error_detail", "traceback", "wrapped_output", "log_line"})
 
 
 def decide(
@@ -33,18 +43,29 @@ def decide(
             unknown (the knowledge base was unreachable), which fails closed.
         dag_tags: tags of the failed task's DAG; None when unknown, which fails closed.
         settings: thresholds and switches (Airflow Variables).
+        excerpt: the failure's excerpt (as dict): the rules read its primary error. None means no
+            rule evidence (the catalogue cannot vouch, no rule can veto).
+        class_outcomes: {"retry_class", "succeeded", "failed"}: verified doctor retries of the
+            catalogue class (KnowledgeBase.class_outcomes), or None when unknown.
     Returns:
-        Decision with verdict "auto_retry" only if (DESIGN.md "Gate")
-        1. memory: the best neighbour is >= similarity_threshold and its retry was verified to
-           succeed (a transient runbook entry counts), or a fingerprint match was; a case whose
-           retry is still pending is not counted as a neighbour;
-        2. judgement: transient, action retry/retry_with_backoff, confidence >= confidence_threshold;
-        3. policy: doctor_clears < max_auto_retries, no doctor:off / doctor:notify-only tag, switch on.
-        "approval" (the grey zone, when `approval_enabled`) when policy holds, the diagnosis says
-        transient with a retry action, and memory or confidence fall short but stay above their
-        floors: the most similar case with a verified retry is >= approval_similarity_floor and
-        confidence >= approval_confidence_floor. Otherwise "escalate". `backoff_seconds` is the
-        wait before a retry_with_backoff clear.
+        Decision with verdict "auto_retry" only if all hold:
+        1. judgement: transient, action retry/retry_with_backoff, confidence >= confidence_threshold;
+        2. agreement: memory verifies it (a fingerprint match whose retry is verified, or the best
+           neighbour >= similarity_threshold with a verified retry; a transient runbook entry
+           counts) or the rules put the primary error (from an authoritative source) in a
+           retry-safe catalogue class; and nothing contradicts it: no rule reading the primary error
+           as permanent (an observed case of the same fingerprint whose retry succeeded outweighs
+           the rule), no same-fingerprint or similar (>= similarity_threshold) case whose retry
+           verifiably failed, no person's "permanent" for this fingerprint;
+        3. policy: doctor_clears < max_auto_retries, no doctor:off / doctor:notify-only tag,
+           switch on, the catalogue class not demoted (more than demote_failed_share of at least
+           demote_min_retries verified doctor retries failed).
+        "approval" (the grey zone, when `approval_enabled`) when policy holds except a demotion,
+        nothing contradicts, the diagnosis says transient with a retry action and confidence >=
+        approval_confidence_floor, and memory or the catalogue back it (or the most similar case
+        with a verified retry is >= approval_similarity_floor). Otherwise "escalate".
+        `backoff_seconds` is the wait before a retry_with_backoff clear; `retry_class` the
+        catalogue class, if any.
     """
     reasons: list[str] = []
     # A case whose doctor retry is still in flight (outcome pending) says nothing yet, either way:
@@ -57,13 +78,14 @@ def decide(
     if in_flight:
         reasons.append(f"memory: {len(in_flight)} similar case(s) still being retried, not counted")
 
-    # 1. memory
+    # -- memory: evidence for, and against --------------------------------------------------
     verified_fp = [n for n in fingerprint_matches if n.retry_verified]
+    close = [n for n in neighbours if n.similarity >= settings.similarity_threshold]
     verified_neighbours = [n for n in neighbours if n.retry_verified]
     best_verified = max((n.similarity for n in verified_neighbours), default=None)
-    memory_ok = bool(verified_fp) or bool(
-        best and best.similarity >= settings.similarity_threshold and best.retry_verified
-    )
+    memory_ok = bool(verified_fp) or bool(best and best in close and best.retry_verified)
+    failed_retries = {n.case_id: n for n in [*fingerprint_matches, *close] if n.retry_failed}
+    said_permanent = [n for n in fingerprint_matches if n.judged_permanent]
     if verified_fp:
         reasons.append(f"memory: same fingerprint as case {verified_fp[0].case_id}, whose retry is verified")
     elif memory_ok and best:
@@ -79,8 +101,14 @@ def decide(
         reasons.append(
             f"memory: most similar case {best.case_id} ({best.error_class}) has no verified successful retry"
         )
+    for n in list(failed_retries.values())[:2]:
+        reasons.append(f"memory: case {n.case_id} ({n.similarity:.2f} similar) was retried and failed again")
+    if said_permanent:
+        reasons.append(
+            f"memory: a person said case {said_permanent[0].case_id} (same fingerprint) is permanent"
+        )
 
-    # 2. judgement
+    # -- judgement: the diagnosis, and the rules as an independent judge ---------------------
     retry_shaped = bool(diagnosis and diagnosis.transient and diagnosis.recommended_action in RETRY_ACTIONS)
     judgement_ok = retry_shaped and diagnosis.confidence >= settings.confidence_threshold
     if diagnosis is None:
@@ -96,11 +124,52 @@ def decide(
             )
         if judgement_ok:
             reasons.append(
-                f"judgement: {diagnosis.error_class} is transient "
+                f"judgement: {diagnosis.diagnoser} diagnosis {diagnosis.error_class} is transient "
                 f"({diagnosis.recommended_action.value}, confidence {diagnosis.confidence:.2f})"
             )
+    rule = classify(excerpt) if excerpt else None
+    source = (excerpt or {}).get("source")
+    retry_class = rule.error_class if rule and rule.transient and is_retry_safe(rule.error_class) else None
+    catalogue_ok = retry_class is not None and source in AUTHORITATIVE_SOURCES
+    observed_success = any(n.kind == "observed" for n in verified_fp)
+    rule_veto = rule is not None and not rule.transient and not observed_success
+    cause_veto = [] if observed_success or not excerpt else permanent_causes(excerpt)
+    forged = bool((excerpt or {}).get("forged_names"))
+    if excerpt is None:
+        reasons.append("judgement: no excerpt for the rules to read")
+    elif rule is None:
+        reasons.append("judgement: the rules know no class for the primary error")
+    elif rule_veto:
+        reasons.append(
+            f"judgement: the rules read the primary error as {rule.error_class}, which is not transient"
+        )
+    elif not rule.transient:
+        reasons.append(
+            f"judgement: the rules read the primary error as {rule.error_class}, but a retry of the same "
+            f"fingerprint verifiably succeeded"
+        )
+    elif catalogue_ok:
+        reasons.append(f"judgement: the primary error is in the retry-safe class {retry_class}")
+    elif retry_class:
+        reasons.append(
+            f"judgement: the primary error ({retry_class}) was read from a log line, not the exception"
+        )
+    else:
+        reasons.append(
+            f"judgement: the rules read the primary error as {rule.error_class}, not a retry-safe class"
+        )
+    if cause_veto and not rule_veto:
+        reasons.append(
+            f"judgement: a cause of the primary error reads as {cause_veto[0].error_class}, not transient"
+        )
+    if forged:
+        reasons.append(
+            "judgement: an exception name in the log has invisible or look-alike characters (forged)"
+        )
+    contradicted = rule_veto or bool(cause_veto) or forged or bool(failed_retries) or bool(said_permanent)
+    agreement_ok = (memory_ok or catalogue_ok) and not contradicted
 
-    # 3. policy
+    # -- policy ------------------------------------------------------------------------------
     policy_ok = True
     if not settings.enabled:
         policy_ok = False
@@ -120,19 +189,27 @@ def decide(
             f"policy: retry did not help: the doctor already cleared this task instance "
             f"{doctor_clears} time(s) (max_auto_retries={settings.max_auto_retries})"
         )
+    demoted = _demoted(retry_class, class_outcomes, settings)
+    if demoted:
+        reasons.append(demoted)
 
-    if memory_ok and judgement_ok and policy_ok:
+    if judgement_ok and agreement_ok and policy_ok and not demoted:
         verdict = "auto_retry"
     elif (
         settings.approval_enabled
         and policy_ok
         and retry_shaped
+        and not contradicted
         and diagnosis.confidence >= settings.approval_confidence_floor
-        and (memory_ok or (best_verified is not None and best_verified >= settings.approval_similarity_floor))
+        and (
+            memory_ok
+            or catalogue_ok
+            or (best_verified is not None and best_verified >= settings.approval_similarity_floor)
+        )
     ):
         verdict = "approval"
         reasons.append(
-            "grey zone: a retry looks plausible but memory or confidence fall short; an engineer decides"
+            "grey zone: a retry looks plausible but the judges do not all agree; an engineer decides"
         )
     else:
         verdict = "escalate"
@@ -146,13 +223,41 @@ def decide(
         similarity=similarity,
         memory_match=memory_ok,
         backoff_seconds=backoff,
+        retry_class=retry_class,
+    )
+
+
+def _demoted(retry_class: str | None, class_outcomes: dict | None, settings: DoctorSettings) -> str | None:
+    """The policy reason when the class's verified doctor retries fail too often, else None."""
+    if not retry_class or not class_outcomes or class_outcomes.get("retry_class") != retry_class:
+        return None
+    failed, succeeded = int(class_outcomes.get("failed") or 0), int(class_outcomes.get("succeeded") or 0)
+    if failed + succeeded < settings.demote_min_retries or failed <= settings.demote_failed_share * (
+        failed + succeeded
+    ):
+        return None
+    return (
+        f"policy: class {retry_class} is demoted to approval: {failed} of {failed + succeeded} doctor "
+        f"retries failed (more than {settings.demote_failed_share:.0%}) since a person last looked"
     )
 
 
 def gate_on_confidence(
-    ref_data: dict, diagnosis_result: dict | None, memory: dict | None, *, api=None
+    ref_data: dict,
+    diagnosis_result: dict | None,
+    memory: dict | None,
+    excerpt: dict | None = None,
+    *,
+    api=None,
 ) -> dict:
     """The gate_on_confidence stage: gathers tags, budget and settings, then `decide`.
+
+    Args:
+        ref_data: a FailureRef as dict.
+        diagnosis_result: the diagnose stage's output.
+        memory: retrieve_similar's output.
+        excerpt: the fetch_logs stage's output (the rules read its primary error); None: no rule
+            evidence, so only memory can back an auto-retry.
 
     Fails closed: if the DAG's tags or the retry budget cannot be read, the verdict is escalate.
 
@@ -187,5 +292,7 @@ def gate_on_confidence(
         memory.get("doctor_clears"),
         tags,
         settings,
+        excerpt=excerpt,
+        class_outcomes=memory.get("class_outcomes"),
     )
     return decision.model_dump(mode="json")

@@ -103,7 +103,7 @@ def judge_group(group: dict, *, api=None, kb=None) -> dict:
     for i, member in enumerate(members):
         member_memory = memory if i == 0 else {**memory, "doctor_clears": _doctor_clears(kb, member)}
         clears.append(member_memory.get("doctor_clears"))
-        decisions.append(gate_on_confidence(member, diagnosis, member_memory, api=api))
+        decisions.append(gate_on_confidence(member, diagnosis, member_memory, excerpt, api=api))
     seconds["gate"] = time.monotonic() - t0
     log.info("Judged %s in %s", group.get("label"), ", ".join(f"{k} {v:.2f}s" for k, v in seconds.items()))
     return {

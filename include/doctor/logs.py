@@ -74,14 +74,15 @@ _FAILURE_HINTS = re.compile(
 )
 # Airflow 2's line before the traceback that failed the task ("Task failed with exception"), or
 # Airflow 1's `{taskinstance.py:N} ERROR - <message>`.
-_AUTHORITY_LINE = re.compile(r"(?i)task failed with exception|\{taskinstance\.py:\d+\} ERROR\b")
+_AUTHORITY_LINE = re.compile(r"(?i)task failed with exception")
+_AIRFLOW1_AUTHORITY_LINE = re.compile(r"\{\{?taskinstance\.py:\d+\}\}? ERROR\b(?!.*callback)")
 # Airflow 3's task runner record that carries the exception which failed the task.
 _AUTHORITY_EVENT = re.compile(r"(?i)^\s*task failed with exception")
 _CHAIN_CAUSE = "The above exception was the direct cause of the following exception:"
 _CHAIN_CONTEXT = "During handling of the above exception, another exception occurred:"
 _ELLIPSIS = {"[...]", "...", "…"}  # where a pasted or shortened log dropped lines
 
-Source = Literal["error_detail", "traceback", "wrapped_output", "log_line", "none"]
+Source = Literal["error_detail", "traceback", "wrapped_output", "log_line", "context", "none"]
 
 
 class Excerpt(BaseModel):
@@ -98,8 +99,11 @@ class Excerpt(BaseModel):
             at most 5, redacted. Lines merely printed near the failure are not causes.
         source: where the primary error came from: `error_detail` (Airflow 3's failure record),
             `traceback` (the traceback that failed the task, or the log's last one), `wrapped_output`
-            (a wrapper's subprocess or remote-job output), `log_line` (an error line without a
-            traceback, or a generic re-raise's logged error) or `none`.
+            (a wrapper's subprocess or remote-job output), `log_line` (an error line of a log without
+            any traceback: a lost worker, a pasted snippet), `context` (a line logged before a generic
+            re-raise without a chained cause: the least sure) or `none`.
+        forged_names: the primary error or a cause names an exception with invisible or look-alike
+            (non-ASCII) characters, which no library prints: the log is trying to pass for another.
         log_lines: how many lines the whole log had.
     """
 
@@ -109,6 +113,7 @@ class Excerpt(BaseModel):
     operator: str | None = None
     causes: list[str] = []
     source: Source = "none"
+    forged_names: bool = False
     log_lines: int = 0
 
 
@@ -441,11 +446,12 @@ def _last_traceback_start(lines: list[str]) -> int | None:
     starts = [i for i, ln in enumerate(lines) if "Traceback (most recent call last)" in ln]
     if not starts:
         return None
-    for i in range(len(lines) - 1, -1, -1):
-        if _AUTHORITY_LINE.search(lines[i]):
-            after = [s for s in starts if i < s <= i + 2]
-            if after:
-                return after[0]
+    for authority in (_AUTHORITY_LINE, _AIRFLOW1_AUTHORITY_LINE):
+        for i in range(len(lines) - 1, -1, -1):
+            if authority.search(lines[i]):
+                after = [s for s in starts if i < s <= i + 2]
+                if after:
+                    return after[0]
     last = starts[-1]
     first = last
     for s in reversed(starts[:-1]):
@@ -455,6 +461,20 @@ def _last_traceback_start(lines: list[str]) -> int | None:
         else:
             break
     return first
+
+
+# The leading `Name:` of an error line, Unicode letters allowed: a class name with a homoglyph or an
+# invisible character (shown as U+FFFD by `to_text`) in it.
+_ANY_NAME = re.compile(r"^\s*((?:[^\W\d]|\ufffd)[\w.\ufffd]*)\s*:")
+
+
+def _looks_forged(line: str) -> bool:
+    m = _ANY_NAME.match(line or "")
+    if not m or m.group(1).isascii():
+        return False
+    name = m.group(1)
+    # Mixed scripts in one name (Latin with Cyrillic or Greek look-alikes) or an invisible character.
+    return "\ufffd" in name or any(c.isascii() and c.isalpha() for c in name)
 
 
 _OPERATOR = re.compile(r"\b([A-Z][A-Za-z0-9]*(?:Operator|Sensor|Hook))\b")
@@ -510,9 +530,12 @@ def extract_excerpt(log: Any, max_bytes: int = MAX_EXCERPT_BYTES) -> Excerpt:
             ]
             explicit = bool(_WRAPPER.search(primary.message) or _WRAPPER.search(primary.type or ""))
             if inner and (explicit or source == "traceback"):
-                causes = [primary.line, *causes]
+                # The wrapper and every other error the output printed are causes: a permanent one
+                # among them is evidence against a retry even when a transient-looking line is last.
+                printed = [f"{t}: {m}" if t else m for t, m, _ in reversed(inner[:-1])]
+                causes = [primary.line, *causes, *printed]
                 exc_type, message = inner[-1][0], inner[-1][1]
-                source = "wrapped_output" if explicit else "log_line"
+                source = "wrapped_output" if explicit else "context"
         end = block_end if block_end is not None else len(lines)
         tail = [ln for ln in lines[end : end + 4] if _FAILURE_HINTS.search(ln)]
         chosen = context + lines[block_start:end] + tail
@@ -526,6 +549,7 @@ def extract_excerpt(log: Any, max_bytes: int = MAX_EXCERPT_BYTES) -> Excerpt:
             hits_text = [ln for ln in chosen if _FAILURE_HINTS.search(ln)] or chosen
             message = _strip_prefix(hits_text[-1]).strip()
     operators = sorted(set(_OPERATOR.findall("\n".join(lines[-400:]))))
+    forged = any(_looks_forged(line) for line in [f"{exc_type}: {message}" if exc_type else message, *causes])
     text = redact("\n".join(chosen))
     return Excerpt(
         exception_type=exc_type,
@@ -534,6 +558,7 @@ def extract_excerpt(log: Any, max_bytes: int = MAX_EXCERPT_BYTES) -> Excerpt:
         operator=", ".join(operators[:3]) or None,
         causes=[redact(c) for c in causes[:MAX_CAUSES]],
         source=source,
+        forged_names=forged,
         log_lines=len(lines),
     )
 

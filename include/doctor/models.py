@@ -116,7 +116,8 @@ class Neighbour(BaseModel):
     recommended_action: Action | None = None
     fingerprint: str | None = None
     fix_steps: list[str] = Field(default_factory=list)
-    outcome: Literal["succeeded", "failed", "pending", "escalated", "none"] = "none"
+    outcome: Literal["succeeded", "failed", "pending", "unverified", "escalated", "none"] = "none"
+    actor: Literal["doctor", "human"] | None = None
     dag_id: str | None = None
     task_id: str | None = None
 
@@ -128,6 +129,16 @@ class Neighbour(BaseModel):
             return bool(self.transient) and self.recommended_action in RETRY_ACTIONS
         return self.outcome == "succeeded"
 
+    @property
+    def retry_failed(self) -> bool:
+        """A retry of this observed case was verified to fail again (the doctor's or a person's)."""
+        return self.kind == "observed" and self.outcome == "failed"
+
+    @property
+    def judged_permanent(self) -> bool:
+        """A person said this observed case is not transient (their label or answer)."""
+        return self.kind == "observed" and self.actor == "human" and self.transient is False
+
 
 class Decision(BaseModel):
     """The gate's verdict for one failure and every reason behind it."""
@@ -137,3 +148,6 @@ class Decision(BaseModel):
     similarity: float | None = None
     memory_match: bool = False
     backoff_seconds: float = 0.0
+    retry_class: str | None = Field(
+        default=None, description="The catalogue class the rules read in the primary error, if retry-safe."
+    )

@@ -16,6 +16,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from include.doctor.logs import is_exception_type
 from include.doctor.models import Action
 
 
@@ -201,13 +202,26 @@ RULES: tuple[Rule, ...] = tuple(
 # A line inside a message that reads like another exception (`ConnectionResetError: ...`): in a real
 # exception it is a quoted cause at best; in a forged one it is bait. It may support a permanent
 # reading, never a transient one.
-_EMBEDDED_EXCEPTION = re.compile(r"^\s*(?:[A-Za-z_]\w*\.)*[A-Z]\w*(?:Error|Exception|Exit)\b\s*(?::|$)")
+_EMBEDDED_EXCEPTION = re.compile(r"^\s*((?:[A-Za-z_]\w*\.)*[A-Z]\w*)\s*(?::|$)")
+# Exceptions whose message is data (a key, an attribute, an operand): it never says a retry would help.
+_CODE_ERROR_TYPES = frozenset(
+    {
+        "KeyError", "IndexError", "AttributeError", "TypeError", "NameError", "ZeroDivisionError",
+        "AssertionError", "UnboundLocalError", "RecursionError", "NotImplementedError", "StopIteration",
+        "SyntaxError", "ImportError", "ModuleNotFoundError", "UndefinedError", "TemplateSyntaxError",
+    }
+)  # fmt: skip
 
 
 def _trusted(subject: str) -> str:
     """`subject` without its continuation lines that read like another exception's line."""
     head, *rest = subject.split("\n")
-    return "\n".join([head, *(line for line in rest if not _EMBEDDED_EXCEPTION.match(line))])
+
+    def embedded(line: str) -> bool:
+        m = _EMBEDDED_EXCEPTION.match(line)
+        return bool(m) and is_exception_type(m.group(1))
+
+    return "\n".join([head, *(line for line in rest if not embedded(line))])
 
 
 def match_rule(exception_type: str | None, message: str, causes: list[str] | None = None) -> Rule | None:
@@ -237,8 +251,26 @@ def match_rule(exception_type: str | None, message: str, causes: list[str] | Non
     return primary
 
 
+def classify(excerpt: dict) -> Rule | None:
+    """`match_rule` on an excerpt (as dict): its primary error and chained causes."""
+    return match_rule(excerpt.get("exception_type"), excerpt.get("message") or "", excerpt.get("causes"))
+
+
+def permanent_causes(excerpt: dict, min_confidence: float = 0.8) -> list[Rule]:
+    """Permanent rules at least `min_confidence` sure that match one of the excerpt's causes (its
+    chained exceptions, or the other errors a wrapper's output printed)."""
+    found = []
+    for cause in excerpt.get("causes") or []:
+        rule = _first(cause)
+        if rule is not None and not rule.transient and rule.confidence >= min_confidence:
+            found.append(rule)
+    return found
+
+
 def _first(subject: str) -> Rule | None:
+    name = subject.split(":", 1)[0].strip().rsplit(".", 1)[-1] if ":" in subject else ""
+    if name in _CODE_ERROR_TYPES:
+        # A KeyError whose key reads "503 Service Unavailable" is still a KeyError.
+        return next((rule for rule in RULES if not rule.transient and rule.pattern.search(subject)), None)
     trusted = _trusted(subject)
-    return next(
-        (rule for rule in RULES if rule.pattern.search(trusted if rule.transient else subject)), None
-    )
+    return next((rule for rule in RULES if rule.pattern.search(trusted if rule.transient else subject)), None)

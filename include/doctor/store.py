@@ -383,6 +383,7 @@ class KnowledgeBase:
                     "run_id": ref.run_id,
                     "task_id": ref.task_id,
                     "map_index": ref.map_index,
+                    "retry_class": decision.get("retry_class"),
                 },
             )
         return case_id
@@ -392,7 +393,7 @@ class KnowledgeBase:
 
         Args:
             ref: the failure that was cleared (its try_number is the failed try).
-            outcome: "succeeded" | "failed" (or "unverified", stored as "pending").
+            outcome: "succeeded" | "failed" | "unverified" (verify_retry gave up waiting).
         Returns:
             rows updated (0 when the case was not recorded).
         """
@@ -401,10 +402,22 @@ class KnowledgeBase:
                 sql("set_outcome"),
                 {
                     **self._self_filter(ref),
-                    "outcome": outcome if outcome in {"succeeded", "failed"} else "pending",
+                    "outcome": outcome if outcome in {"succeeded", "failed"} else "unverified",
                 },
             )
             return cur.rowcount
+
+    def class_outcomes(self, retry_class: str) -> dict:
+        """Verified outcomes of the doctor's auto-retries of one retry-safe class (30 days, since a
+        person last acted on that class; include/sql/queries/count_class_outcomes.sql).
+
+        Returns:
+            {"retry_class": str, "succeeded": int, "failed": int}.
+        """
+        with self.connection() as conn, conn.cursor() as cur:
+            cur.execute(sql("count_class_outcomes"), {"retry_class": retry_class})
+            succeeded, failed = cur.fetchone()
+        return {"retry_class": retry_class, "succeeded": int(succeeded), "failed": int(failed)}
 
     def cases_of_run(self, doctor_run_id: str) -> list[dict]:
         """The cases one doctor DAG run recorded, with their latest diagnosis and decision."""
@@ -431,13 +444,23 @@ def retrieve_similar(
 
     Returns:
         {"neighbours": [Neighbour dict], "fingerprint_matches": [Neighbour dict], "doctor_clears": int,
-        "error": str | None}. With a dead database: empty lists, doctor_clears None, and the error.
+        "class_outcomes": {"retry_class", "succeeded", "failed"} | None (the verified doctor retries
+        of the retry-safe class the rules read in the primary error), "error": str | None}. With a
+        dead database: empty lists, doctor_clears and class_outcomes None, and the error.
     """
+    from include.doctor.catalogue import is_retry_safe
     from include.doctor.config import settings as load_settings
+    from include.doctor.rules import classify
 
     ref = FailureRef.model_validate(ref_data)
     kb = kb or KnowledgeBase()
-    out: dict = {"neighbours": [], "fingerprint_matches": [], "doctor_clears": None, "error": None}
+    out: dict = {
+        "neighbours": [],
+        "fingerprint_matches": [],
+        "doctor_clears": None,
+        "class_outcomes": None,
+        "error": None,
+    }
     try:
         vector = (embedding or {}).get("embedding")
         if vector:
@@ -450,6 +473,9 @@ def retrieve_similar(
                 n.model_dump(mode="json") for n in kb.find_by_fingerprint(excerpt["fingerprint"], ref)
             ]
         out["doctor_clears"] = kb.count_doctor_clears(ref)
+        rule = classify(excerpt)
+        if rule is not None and rule.transient and is_retry_safe(rule.error_class):
+            out["class_outcomes"] = kb.class_outcomes(rule.error_class)
     except Exception as exc:  # noqa: BLE001 - no memory means no auto-retry, not a crash
         out["error"] = f"knowledge base unavailable: {type(exc).__name__}: {exc}"[:500]
         log.error("%s", out["error"])

@@ -2,7 +2,9 @@
 SELECT c.id, c.kind, 1.0 AS similarity, c.title, c.error_class, c.transient, c.recommended_action,
        c.fingerprint, c.fix_steps, c.dag_id, c.task_id,
        (SELECT r.outcome FROM doctor.remediations r WHERE r.case_id = c.id
-        ORDER BY r.acted_at DESC LIMIT 1) AS outcome
+        ORDER BY r.acted_at DESC LIMIT 1) AS outcome,
+       (SELECT r.actor FROM doctor.remediations r WHERE r.case_id = c.id
+        ORDER BY r.acted_at DESC LIMIT 1) AS actor
 FROM doctor.failure_cases c
 WHERE c.fingerprint = %(fingerprint)s
   AND NOT (c.dag_id IS NOT DISTINCT FROM %(dag_id)s AND c.run_id IS NOT DISTINCT FROM %(run_id)s

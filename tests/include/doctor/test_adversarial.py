@@ -1,0 +1,140 @@
+"""Hostile permanent failures are never auto-retried, whatever their logs say or pretend.
+
+Each log in `adversarial_logs.ADVERSARIAL_LOGS` is a failure only a person can fix, dressed up to look
+transient (the families are described there): transient tracebacks printed after or before the real
+error, multi-line messages ending in a connection reset, wrapper exceptions, homoglyph and zero-width
+exception names, fake runbook and doctor text, retry instructions in several languages, tool-call
+and Diagnosis JSON, and Airflow 3 structured logs (records and JSON lines).
+
+Every log runs through the real pipeline (excerpt, fingerprint, local embeddings, pgvector retrieval
+over the seeded runbooks, diagnosis, gate) twice: offline (memory and rules), and with the loopback
+Anthropic model scripted to obey the log (transient, retry, confidence 1.0, quoting as evidence the
+excerpt's most transient-looking line, verbatim). Neither may end in "auto_retry". A genuine
+transient failure run the same way must still be auto-retried, so that a pipeline that escalates
+everything cannot pass.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from include.doctor import embeddings
+from include.doctor.config import DoctorSettings
+from include.doctor.diagnosis import diagnose
+from include.doctor.gate import decide
+from include.doctor.knowledge import ensure_seeded
+from include.doctor.logs import excerpt_record, extract_excerpt
+from include.doctor.models import Decision, Diagnosis, FailureRef, Neighbour
+from include.doctor.store import KnowledgeBase, retrieve_similar
+from tests.conftest import new_knowledge_base
+from tests.fakes.anthropic_server import tool_message
+from tests.include.doctor.adversarial_logs import ADVERSARIAL_LOGS, PSYCOPG2_CONNECT_FRAMES, a2, dag_frame, tb
+
+REF = FailureRef(
+    dag_id="adversarial", run_id="scheduled__2026-11-20T00:00:00+00:00", task_id="load", try_number=1
+)
+
+# What an obedient model quotes and how it names the class: the line the log wants it to believe.
+TRANSIENT_LOOKING = re.compile(
+    r"(?i)connection reset|reset by peer|closed the connection|timed out|\b503\b|unavailable|transient|retry"
+)
+CLASS_OF = (
+    ("closed the connection", "db_connection_lost"),
+    ("timed out", "network_timeout"),
+    ("503", "http_503_service_unavailable"),
+    ("unavailable", "http_503_service_unavailable"),
+)
+
+
+def obedient(excerpt_text: str) -> dict:
+    """The log wins: transient, retry, confidence 1.0, evidence its most transient-looking line, verbatim."""
+    lines = [ln.strip() for ln in excerpt_text.splitlines() if ln.strip()] or [""]
+    line = next(
+        (ln for ln in reversed(lines) if TRANSIENT_LOOKING.search(ln) and 'File "' not in ln), lines[-1]
+    )
+    error_class = next((c for word, c in CLASS_OF if word in line.lower()), "connection_reset_by_remote")
+    return tool_message(
+        {
+            "error_class": error_class,
+            "root_cause": "A transient network failure; the log says a retry will succeed.",
+            "transient": True,
+            "recommended_action": "retry",
+            "confidence": 1.0,
+            "fix_steps": ["Retry the task."],
+            "evidence": [line],
+        }
+    )
+
+
+@pytest.fixture(scope="module")
+def seeded_dsn(pg_server):
+    """One knowledge base with the runbooks embedded, shared by the module (embedding is the slow part)."""
+    dsn = new_knowledge_base(pg_server)
+    ensure_seeded(KnowledgeBase(dsn=dsn), embeddings.embed, embeddings.model_name())
+    return dsn
+
+
+def run_pipeline(log, dsn: str, llm=None) -> tuple[Decision, dict, dict]:
+    """One log through excerpt, embedding, retrieval, diagnosis and gate, as the doctor DAG runs them.
+
+    Args:
+        log: a log as the doctor reads it (str, or a list of structured records).
+        dsn: a seeded knowledge base.
+        llm: the loopback Anthropic server, scripted here to obey the log; None diagnoses offline.
+    Returns:
+        (the gate's decision, the excerpt record, the diagnose stage's result).
+    """
+    ref = REF.model_dump(mode="json")
+    excerpt = excerpt_record(extract_excerpt(log))
+    vector = embeddings.embed([embeddings.embedding_text(excerpt["signature"], excerpt["text"])])[0]
+    memory = retrieve_similar(ref, excerpt, {"embedding": vector}, kb=KnowledgeBase(dsn=dsn))
+    if llm is not None:
+        llm.script(obedient(excerpt["text"]))
+    result = diagnose(ref, excerpt, memory, use_llm=llm is not None)
+    decision = decide(
+        Diagnosis.model_validate(result["diagnosis"]) if result["diagnosis"] else None,
+        [Neighbour.model_validate(n) for n in memory["neighbours"]],
+        [Neighbour.model_validate(n) for n in memory["fingerprint_matches"]],
+        0,  # no earlier doctor clears and no opt-out tag: only the diagnosis and memory stand in the way
+        [],
+        DoctorSettings(),
+        excerpt=excerpt,
+    )
+    return decision, excerpt, result
+
+
+def explain(decision: Decision, excerpt: dict, result: dict) -> str:
+    diagnosis = result["diagnosis"] or {}
+    return (
+        f"verdict {decision.verdict}\n"
+        f"  read: {ascii(excerpt['exception_type'])}: {ascii(excerpt['message'])}\n"
+        f"  causes: {excerpt['causes']}\n"
+        f"  diagnosis ({result['diagnoser']}, llm called: {result['llm_called']}, error: {result['error']}): "
+        f"{diagnosis.get('error_class')} transient={diagnosis.get('transient')} "
+        f"confidence={diagnosis.get('confidence')}\n"
+        "  reasons:\n    " + "\n    ".join(decision.reasons)
+    )
+
+
+@pytest.mark.parametrize("mode", ["offline", "obedient-llm"])
+@pytest.mark.parametrize("log", ADVERSARIAL_LOGS)
+def test_a_hostile_permanent_failure_is_not_auto_retried(log, mode, request, seeded_dsn):
+    llm = request.getfixturevalue("llm") if mode == "obedient-llm" else None
+    decision, excerpt, result = run_pipeline(log, seeded_dsn, llm)
+    assert decision.verdict != "auto_retry", explain(decision, excerpt, result)
+
+
+@pytest.mark.parametrize("mode", ["offline", "obedient-llm"])
+def test_a_genuine_transient_failure_run_the_same_way_is_auto_retried(mode, request, seeded_dsn):
+    log = a2(2, "taskinstance.py:2905", "ERROR", "Task failed with exception") + tb(
+        'psycopg2.OperationalError: connection to server at "warehouse.internal" (10.2.0.4), '
+        "port 5432 failed: Connection refused\n"
+        "\tIs the server running on that host and accepting TCP/IP connections?",
+        dag_frame("warehouse", 22, "refresh_marts", "conn = hook.get_conn()"),
+        *PSYCOPG2_CONNECT_FRAMES,
+    )
+    llm = request.getfixturevalue("llm") if mode == "obedient-llm" else None
+    decision, excerpt, result = run_pipeline(log, seeded_dsn, llm)
+    assert decision.verdict == "auto_retry", explain(decision, excerpt, result)
