@@ -57,6 +57,10 @@ class DoctorSettings:
         approval_enabled: ask an engineer (HITL approval) in the grey zone instead of escalating.
         approval_similarity_floor: lowest similarity of a verified-retry case for the grey zone.
         approval_confidence_floor: lowest diagnosis confidence for the grey zone.
+        local_services: the services tasks reach on localhost are real (a single-host install, like
+            `make up`): a refused connection there may be a restart. False (the default, and right
+            for containers: Astro, Kubernetes, Docker Compose) reads "connection refused on
+            localhost" as a misconfiguration, since inside a container localhost is the container.
         demote_failed_share: a retry-safe class whose doctor retries failed more than this share
             (since a person last acted on that class, over the last 30 days) is demoted to approval.
         demote_min_retries: verified doctor retries of a class needed before it can be demoted (a
@@ -92,6 +96,7 @@ class DoctorSettings:
     approval_enabled: bool = True
     approval_similarity_floor: float = 0.60
     approval_confidence_floor: float = 0.50
+    local_services: bool = False
     demote_failed_share: float = 0.5
     demote_min_retries: int = 4
     notify_on_retry: str = "outcome"

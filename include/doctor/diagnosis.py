@@ -44,6 +44,8 @@ def diagnose_offline(
     neighbours: list[Neighbour],
     fingerprint_matches: list[Neighbour],
     similarity_threshold: float,
+    *,
+    local_services: bool = False,
 ) -> Diagnosis:
     """Diagnose without an LLM: memory first, then rules, and let them check each other.
 
@@ -55,6 +57,7 @@ def diagnose_offline(
         neighbours: similar cases, most similar first.
         fingerprint_matches: earlier cases with the same fingerprint.
         similarity_threshold: a neighbour at least this similar counts as memory.
+        local_services: localhost services are real here (rules.LOCALHOST_REFUSED).
     Returns:
         a Diagnosis labelled diagnoser="offline". Confidence: memory alone 0.9 for a fingerprint
         match, else the neighbour's similarity (at most 0.95); a rule alone its own estimate;
@@ -74,7 +77,7 @@ def diagnose_offline(
     elif close:
         n = close[0]
         memory = (n, min(0.95, n.similarity), f"a {n.kind} case is {n.similarity:.2f} similar")
-    rule = classify(excerpt)
+    rule = classify(excerpt, local_services=local_services)
     evidence = _evidence(excerpt)
     if memory is None and rule is None:
         return Diagnosis(
@@ -314,7 +317,7 @@ RULE_VETO_CONFIDENCE = 0.8  # a rule at least this sure that a failure is perman
 VETOED_CONFIDENCE = 0.3
 
 
-def cross_check(diagnosis: Diagnosis, excerpt: dict) -> Diagnosis:
+def cross_check(diagnosis: Diagnosis, excerpt: dict, *, local_services: bool = False) -> Diagnosis:
     """Check an LLM's "transient" against the offline rules, in place.
 
     When the model says transient but a rule at least RULE_VETO_CONFIDENCE sure says the primary
@@ -328,7 +331,7 @@ def cross_check(diagnosis: Diagnosis, excerpt: dict) -> Diagnosis:
     """
     if not diagnosis.transient:
         return diagnosis
-    rule = classify(excerpt)
+    rule = classify(excerpt, local_services=local_services)
     if rule is not None and not rule.transient and rule.confidence >= RULE_VETO_CONFIDENCE:
         diagnosis.confidence = min(diagnosis.confidence, VETOED_CONFIDENCE)
         diagnosis.root_cause = (
@@ -380,7 +383,7 @@ def diagnose(ref_data: dict, excerpt: dict, memory: dict, *, use_llm: bool | Non
     if use_llm and not (verified_memory and settings.memory_first):
         result = diagnose_with_llm(ref, excerpt, neighbours)
         if result.diagnosis is not None:
-            cross_check(result.diagnosis, excerpt)
+            cross_check(result.diagnosis, excerpt, local_services=settings.local_services)
         out.update(
             diagnosis=result.diagnosis.model_dump(mode="json") if result.diagnosis else None,
             diagnoser="llm",
@@ -395,7 +398,13 @@ def diagnose(ref_data: dict, excerpt: dict, memory: dict, *, use_llm: bool | Non
         return out
     try:
         t0 = time.monotonic()
-        diagnosis = diagnose_offline(excerpt, neighbours, fp_matches, settings.similarity_threshold)
+        diagnosis = diagnose_offline(
+            excerpt,
+            neighbours,
+            fp_matches,
+            settings.similarity_threshold,
+            local_services=settings.local_services,
+        )
         out.update(
             diagnosis=diagnosis.model_dump(mode="json"), latency_ms=int((time.monotonic() - t0) * 1000)
         )

@@ -127,7 +127,7 @@ def decide(
                 f"judgement: {diagnosis.diagnoser} diagnosis {diagnosis.error_class} is transient "
                 f"({diagnosis.recommended_action.value}, confidence {diagnosis.confidence:.2f})"
             )
-    rule = classify(excerpt) if excerpt else None
+    rule = classify(excerpt, local_services=settings.local_services) if excerpt else None
     source = (excerpt or {}).get("source")
     retry_class = rule.error_class if rule and rule.transient and is_retry_safe(rule.error_class) else None
     catalogue_ok = retry_class is not None and source in AUTHORITATIVE_SOURCES
@@ -152,7 +152,8 @@ def decide(
         reasons.append(f"judgement: the primary error is in the retry-safe class {retry_class}")
     elif retry_class:
         reasons.append(
-            f"judgement: the primary error ({retry_class}) was read from a log line, not the exception"
+            f"judgement: the primary error ({retry_class}) was read from a line logged before a generic "
+            f"re-raise, not from the exception"
         )
     else:
         reasons.append(

@@ -544,10 +544,11 @@ def extract_excerpt(log: Any, max_bytes: int = MAX_EXCERPT_BYTES) -> Excerpt:
         last_hit = hits[-1] if hits else len(lines) - 1
         chosen = lines[max(0, last_hit - CONTEXT_LINES) : last_hit + 3]
         exc_type, message, causes = primary_error(error_candidates(chosen))
-        source = "log_line" if message else "none"
+        source = "log_line"
         if not message:
-            hits_text = [ln for ln in chosen if _FAILURE_HINTS.search(ln)] or chosen
-            message = _strip_prefix(hits_text[-1]).strip()
+            hits_text = [ln for ln in chosen if _FAILURE_HINTS.search(ln)]
+            source = "log_line" if hits_text else "none"
+            message = _strip_prefix((hits_text or chosen)[-1]).strip()
     operators = sorted(set(_OPERATOR.findall("\n".join(lines[-400:]))))
     forged = any(_looks_forged(line) for line in [f"{exc_type}: {message}" if exc_type else message, *causes])
     text = redact("\n".join(chosen))

@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from include.doctor.logs import is_exception_type
+from include.doctor.logs import is_exception_type, is_wrapper
 from include.doctor.models import Action
 
 
@@ -224,7 +224,34 @@ def _trusted(subject: str) -> str:
     return "\n".join([head, *(line for line in rest if not embedded(line))])
 
 
-def match_rule(exception_type: str | None, message: str, causes: list[str] | None = None) -> Rule | None:
+# Inside a container (Astro, Kubernetes, Docker Compose) localhost is the container itself: a
+# connection refused there is the most common Airflow misconfiguration, not a restart. Checked
+# unless the settings say local services are real (`DoctorSettings.local_services`).
+_LOCALHOST = r"(?:localhost|127\.0\.0\.\d+|\[?::1\]?|0\.0\.0\.0)"
+LOCALHOST_REFUSED = Rule(
+    re.compile(
+        rf"(?:host=['\"]?{_LOCALHOST}\b|server at \"{_LOCALHOST}\"|(?:to|connect to|at) {_LOCALHOST}\b)"
+        r"[^\n]{0,300}?(?:refused|Connect call failed|Errno 111|Failed to establish a new connection)",
+        re.I,
+    ),
+    "connection_refused_localhost",
+    False,
+    Action.notify,
+    0.75,
+    "A connection to localhost was refused: inside a container, localhost is the container itself, "
+    "so the service is not where the connection points.",
+    "Point the Airflow connection at the service's host name on the container network "
+    "(not localhost), or start the service.",
+)
+
+
+def match_rule(
+    exception_type: str | None,
+    message: str,
+    causes: list[str] | None = None,
+    *,
+    local_services: bool = False,
+) -> Rule | None:
     """The first rule matching the primary error; when the primary error matches only the generic
     code-error rule or nothing, a specific rule matching one of its chained causes wins.
 
@@ -236,10 +263,14 @@ def match_rule(exception_type: str | None, message: str, causes: list[str] | Non
         exception_type: the primary error's class name, or None.
         message: its message (may span lines).
         causes: the primary error's chained causes as `Type: message`, innermost last (Excerpt.causes).
+        local_services: localhost services are real here (see LOCALHOST_REFUSED).
     Returns:
         the matching Rule, or None.
     """
-    primary = _first(f"{exception_type}: {message}" if exception_type else message)
+    subject = f"{exception_type}: {message}" if exception_type else message
+    if not local_services and LOCALHOST_REFUSED.pattern.search(subject):
+        return LOCALHOST_REFUSED
+    primary = _first(subject)
     if primary is not None and primary.error_class != GENERIC_CODE_ERROR:
         return primary
     # A bare ValueError/RuntimeError raised `from` a specific error (network, database, ...): the
@@ -251,9 +282,14 @@ def match_rule(exception_type: str | None, message: str, causes: list[str] | Non
     return primary
 
 
-def classify(excerpt: dict) -> Rule | None:
+def classify(excerpt: dict, *, local_services: bool = False) -> Rule | None:
     """`match_rule` on an excerpt (as dict): its primary error and chained causes."""
-    return match_rule(excerpt.get("exception_type"), excerpt.get("message") or "", excerpt.get("causes"))
+    return match_rule(
+        excerpt.get("exception_type"),
+        excerpt.get("message") or "",
+        excerpt.get("causes"),
+        local_services=local_services,
+    )
 
 
 def permanent_causes(excerpt: dict, min_confidence: float = 0.8) -> list[Rule]:
@@ -261,6 +297,9 @@ def permanent_causes(excerpt: dict, min_confidence: float = 0.8) -> list[Rule]:
     chained exceptions, or the other errors a wrapper's output printed)."""
     found = []
     for cause in excerpt.get("causes") or []:
+        name, _, message = cause.partition(": ") if ": " in cause else ("", "", cause)
+        if is_wrapper(name or None, message):
+            continue  # the wrapper the primary error replaced says only that something failed
         rule = _first(cause)
         if rule is not None and not rule.transient and rule.confidence >= min_confidence:
             found.append(rule)

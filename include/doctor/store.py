@@ -473,7 +473,7 @@ def retrieve_similar(
                 n.model_dump(mode="json") for n in kb.find_by_fingerprint(excerpt["fingerprint"], ref)
             ]
         out["doctor_clears"] = kb.count_doctor_clears(ref)
-        rule = classify(excerpt)
+        rule = classify(excerpt, local_services=load_settings().local_services)
         if rule is not None and rule.transient and is_retry_safe(rule.error_class):
             out["class_outcomes"] = kb.class_outcomes(rule.error_class)
     except Exception as exc:  # noqa: BLE001 - no memory means no auto-retry, not a crash
