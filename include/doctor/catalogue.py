@@ -30,13 +30,6 @@ CATALOGUE: dict[str, RetryClass] = {
     c.name: c
     for c in (
         RetryClass(
-            "connection_refused",
-            "A service (database, broker, API) refused the TCP connection.",
-            "The service was restarting, failing over or not yet up; it listens again within minutes.",
-            "A wrong host or port in the connection (refused on every try): memory of a failed retry "
-            "blocks it; `Name or service not known` is read as a misconfiguration first.",
-        ),
-        RetryClass(
             "db_connection_lost",
             "The database closed an open connection (server restart, failover, admin termination, "
             "a connection invalidated mid-transaction).",
@@ -143,6 +136,36 @@ CATALOGUE: dict[str, RetryClass] = {
             "The scheduler catches up; a new try gets a new token.",
             "A wrong execution API URL (refused every time) or task code calling the ORM (403 on "
             "every run): neither is in this class.",
+        ),
+    )
+}
+
+
+# Transient-looking classes deliberately left out: the rules alone cannot tell them from their
+# permanent look-alike, so memory (a verified retry of the same or a near-identical failure) or a
+# person (approval) must vouch for each.
+NOT_RETRY_SAFE: dict[str, RetryClass] = {
+    c.name: c
+    for c in (
+        RetryClass(
+            "connection_refused",
+            "A service (database, broker, API) refused the TCP connection, or could not be reached.",
+            "When the service was restarting or failing over, it listens again within minutes.",
+            "A wrong host or port in the connection refuses on every try, and in real logs it is about as "
+            "common as a restart; localhost inside a container is read as a misconfiguration outright.",
+        ),
+        RetryClass(
+            "task_terminated",
+            "The task received SIGTERM or hit its execution_timeout.",
+            "When the platform stopped the task (a node drained), a retry runs elsewhere.",
+            "A person marked the task failed, or the task is too slow for its timeout: a retry does the "
+            "same again.",
+        ),
+        RetryClass(
+            "oom_killed_sigkill",
+            "The task was killed for memory (SIGKILL, exit 137, OOMKilled, resources exceeded).",
+            "When a neighbour on the node took the memory, a retry may fit.",
+            "The task itself needs more memory than it has: an identical retry is killed again.",
         ),
     )
 }

@@ -3,7 +3,8 @@
 Commands:
     migrate   apply the knowledge base's SQL migrations (idempotent)
     seed      embed and load the curated runbook entries (include/knowledge/)
-    eval      score the doctor's decisions on a labelled corpus (see include/doctor/evaluate.py)
+    eval      score the doctor's decisions on labelled corpora, cold, replayed or as a stream of
+              recurring failures, with the offline, LLM or oracle diagnoser (include/doctor/evaluate.py)
 `migrate` and `seed` use `--dsn` or, without it, the Airflow connection `doctor_db`. `eval` uses
 `--dsn` or, without it, an embedded Postgres with pgvector in a temporary folder (it deletes the
 observed cases of the knowledge base it uses, so never point it at production).
@@ -51,12 +52,29 @@ def main(argv: list[str] | None = None) -> int:
     for name, help_text in (("migrate", "apply SQL migrations"), ("seed", "load runbook entries")):
         p = sub.add_parser(name, help=help_text)
         p.add_argument("--dsn", help="libpq connection string (default: Airflow connection doctor_db)")
-    ev = sub.add_parser("eval", help="score decisions on a labelled JSONL corpus")
+    ev = sub.add_parser("eval", help="score decisions on labelled JSONL corpora")
     ev.add_argument(
-        "--corpus", type=Path, required=True, help="JSONL with id, log, transient, action, error_class"
+        "--corpus",
+        type=Path,
+        action="append",
+        required=True,
+        help="JSONL with id, log, transient, action, error_class; give it again to add a corpus",
     )
-    ev.add_argument("--replay", action="store_true", help="feed each outcome back, in file order")
-    ev.add_argument("--diagnoser", choices=("offline", "llm"), default="offline")
+    mode = ev.add_mutually_exclusive_group()
+    mode.add_argument("--replay", action="store_true", help="feed each outcome back, in file order")
+    mode.add_argument(
+        "--stream",
+        action="store_true",
+        help="replay the corpus as production sees it: each case recurs, varied, in shuffled passes",
+    )
+    ev.add_argument("--recurrences", type=int, default=3, help="stream: occurrences of each case (default 3)")
+    ev.add_argument("--seed", type=int, default=0, help="stream: seed of shuffles and variations (default 0)")
+    ev.add_argument(
+        "--diagnoser",
+        choices=("offline", "llm", "oracle"),
+        default="offline",
+        help="oracle: each case's label is the diagnosis, to measure gate and memory alone",
+    )
     ev.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
     ev.add_argument("--dsn", help="a scratch database (default: an embedded Postgres)")
     ev.add_argument("--price-input", type=float, default=2.0, help="USD per million input tokens")
@@ -88,11 +106,14 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _eval(args) -> int:
-    from include.doctor.evaluate import Prices, format_report, load_corpus, run_eval
+    from include.doctor.evaluate import Prices, format_report, load_corpora, run_eval
     from include.doctor.store import KnowledgeBase
 
+    if args.recurrences < 1:
+        print("error: --recurrences must be at least 1", file=sys.stderr)
+        return 2
     try:
-        cases = load_corpus(args.corpus)
+        cases = load_corpora(args.corpus)
     except (OSError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -111,7 +132,16 @@ def _eval(args) -> int:
     def run(dsn: str) -> dict:
         kb = KnowledgeBase(dsn=dsn)
         kb.migrate()
-        return run_eval(cases, kb, replay=args.replay, diagnoser=args.diagnoser, prices=prices)
+        return run_eval(
+            cases,
+            kb,
+            replay=args.replay,
+            diagnoser=args.diagnoser,
+            stream=args.stream,
+            recurrences=args.recurrences,
+            seed=args.seed,
+            prices=prices,
+        )
 
     if args.dsn:
         report = run(args.dsn)

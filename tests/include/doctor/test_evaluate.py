@@ -1,15 +1,21 @@
-"""The eval command end to end: real pipeline, embedded Postgres + pgvector, real embeddings."""
+"""The eval command end to end: real pipeline, embedded Postgres + pgvector, real embeddings.
+
+Cold, replay and stream modes with the offline and oracle diagnosers, on small corpora of my own.
+"""
 
 from __future__ import annotations
 
 import json
+import random
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from include.doctor.evaluate import load_corpus, run_eval, score
+from include.doctor.evaluate import load_corpora, load_corpus, run_eval, score, stream_order, vary_log
+from include.doctor.logs import extract_excerpt
 
 ROOT = Path(__file__).resolve().parents[3]
 DEV_CORPUS = ROOT.parent / "shared" / "corpus" / "dev.jsonl"
@@ -110,6 +116,132 @@ def test_replay_does_not_trust_a_failed_retry(kb):
     assert [c["auto_retried"] for c in report["cases"]] == [False, False]
 
 
+# A permanent failure that reads like a transient one (a connection refused because the port is
+# wrong): the rules and the runbooks say "retry", only a person knows better.
+WRONG_PORT = {
+    "id": "wrong-port",
+    "log": log(
+        'psycopg2.OperationalError: connection to server at "10.4.4.4", port 6543 failed: Connection refused'
+    ),
+    "transient": False,
+    "action": "notify",
+    "error_class": "connection_misconfigured",
+}
+LEDGER = {
+    "id": "ledger",
+    "log": log("acme.errors.LedgerMismatch: ledger 2024-Q3 does not balance by 17 cents"),
+    "transient": False,
+    "action": "notify",
+    "error_class": "data_quality",
+}
+
+
+def verdicts_by_pass(report: dict, case_id: str) -> list[str]:
+    return [r["verdict"] for r in sorted(report["cases"], key=lambda r: r["pass"]) if r["id"] == case_id]
+
+
+def test_oracle_measures_gate_and_memory_alone(kb):
+    corpus = [CORPUS[0], CORPUS[2], CORPUS[3], CORPUS[4]]
+    report = run_eval(corpus, kb, replay=True, diagnoser="oracle")
+    rows = {c["id"]: c for c in report["cases"]}
+    # The label is the diagnosis; the novel failure is retried once memory holds the person's
+    # verified retry of it, and nothing permanent is ever retried.
+    assert rows["novel-1"]["diagnosis"]["diagnoser"] == "oracle"
+    assert rows["novel-1"]["diagnosis"]["confidence"] == 1.0
+    assert rows["novel-1"]["auto_retried"] is False and rows["novel-2"]["auto_retried"] is True
+    assert report["auto_retry_precision"] == 1.0 and report["llm_calls"] == 0
+    assert not rows["keyerror"]["auto_retried"] and not rows["auth"]["auto_retried"]
+
+
+@pytest.mark.parametrize("diagnoser", ["offline", "oracle"])
+def test_stream_retries_a_novel_transient_failure_once_a_person_has_answered(kb, diagnoser):
+    report = run_eval([CORPUS[0], LEDGER], kb, stream=True, recurrences=2, seed=3, diagnoser=diagnoser)
+    assert report["mode"] == "stream" and report["n"] == 4
+    assert verdicts_by_pass(report, "novel-1")[0] != "auto_retry"
+    assert verdicts_by_pass(report, "novel-1")[1] == "auto_retry"
+    assert "auto_retry" not in verdicts_by_pass(report, "ledger")
+    stream = report["stream"]
+    assert [p["healed_share"] for p in stream["passes"]] == [0.0, 1.0]
+    assert stream["recurrence"]["healed_share"] == 1.0 and stream["meets_target"]
+    # The first occurrence of each case is among the second's five nearest neighbours.
+    assert stream["recall_at_5"] == 1.0
+
+
+def test_stream_never_retries_a_permanent_failure_after_a_persons_answer(kb):
+    report = run_eval([WRONG_PORT, CORPUS[1]], kb, stream=True, recurrences=3, seed=0, diagnoser="offline")
+    stream = report["stream"]
+    assert stream["wrong_retries_after_persons_answer"] == 0
+    answered = [r for r in report["cases"] if r["id"] == "wrong-port" and r["answered_before"]]
+    assert answered and not any(r["auto_retried"] for r in answered)
+    # A wrong retry before anyone answered is listed with its pass.
+    for wrong in stream["wrong_retries"]:
+        assert wrong["id"] == "wrong-port" and not wrong["after_persons_answer"]
+        assert wrong["pass"] in {1, 2, 3}
+
+
+TRACEBACK_LOG = (
+    "[2025-03-04, 05:06:07 UTC] {taskinstance.py:1171} INFO - Executing <Task(PythonOperator): load> on "
+    "2025-03-04 05:00:00+00:00\n"
+    "[2025-03-04, 05:06:07 UTC] {standard_task_runner.py:57} INFO - Started process 4242 to run task\n"
+    "[2025-03-04, 05:06:07 UTC] {task_command.py:416} INFO - Running <TaskInstance: etl.load "
+    "scheduled__2025-03-04T05:00:00+00:00 [running]> on host airflow-worker-7c9d8f6b5d-x2k4q\n"
+    "[2025-03-04T05:06:08.123456+0000] {taskinstance.py:2905} ERROR - Task failed with exception "
+    "ti_id=0195a1b2-c3d4-7e8f-9a0b-1c2d3e4f5a6b job 8f3e2a1c9d\n"
+    "Traceback (most recent call last):\n"
+    '  File "/opt/airflow/dags/etl.py", line 10, in load\n'
+    'psycopg2.OperationalError: connection to server at "172.20.0.5", port 5432 failed: Connection '
+    "refused (pid=812)\n"
+)
+
+
+def test_variation_changes_volatile_details_and_keeps_the_error():
+    varied = vary_log(TRACEBACK_LOG, random.Random(1))
+    assert varied == vary_log(TRACEBACK_LOG, random.Random(1))  # seeded: reproducible
+    assert len(varied.splitlines()) == len(TRACEBACK_LOG.splitlines())
+    for volatile in (
+        "2025-03-04, 05:06:07",  # Airflow 2 line timestamp
+        "2025-03-04T05:06:08.123456",  # ISO timestamp
+        "scheduled__2025-03-04T05:00:00+00:00",  # run id
+        "0195a1b2-c3d4-7e8f-9a0b-1c2d3e4f5a6b",  # uuid
+        "8f3e2a1c9d",  # hex id
+        "airflow-worker-7c9d8f6b5d-x2k4q",  # worker host / pod name
+        "172.20.0.5",  # IPv4
+        "port 5432",
+        "pid=812",
+    ):
+        assert volatile not in varied, volatile
+    assert re.search(r"\[\d{4}-\d\d-\d\d, \d\d:\d\d:\d\d UTC\]", varied)  # the format is kept
+    assert re.search(r"scheduled__\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00", varied)
+    assert re.search(r"port \d+ failed: Connection refused", varied)
+    before, after = extract_excerpt(TRACEBACK_LOG), extract_excerpt(varied)
+    assert after.exception_type == before.exception_type == "psycopg2.OperationalError"
+    assert "connection to server at" in after.message and "Connection refused" in after.message
+    assert "{taskinstance.py:2905}" in varied  # a file and a line number are not a host and a port
+
+
+def test_stream_order_is_every_case_once_per_pass_in_its_own_shuffle():
+    order = stream_order(20, 3, seed=0)
+    passes = [[i for p, i in order if p == n] for n in (1, 2, 3)]
+    assert [p for p, _ in order] == [1] * 20 + [2] * 20 + [3] * 20
+    assert all(sorted(p) == list(range(20)) for p in passes)
+    assert passes[0] != passes[1] != passes[2]
+    assert order == stream_order(20, 3, seed=0) != stream_order(20, 3, seed=1)
+
+
+def test_corpora_are_joined_and_a_shared_id_is_refused(tmp_path):
+    first, second = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    first.write_text(json.dumps(CORPUS[0]) + "\n")
+    second.write_text(json.dumps(CORPUS[2]) + "\n")
+    cases = load_corpora([first, second])
+    assert [(c["id"], c["corpus_file"]) for c in cases] == [
+        ("novel-1", str(first)),
+        ("keyerror", str(second)),
+    ]
+    second.write_text(json.dumps(CORPUS[0]) + "\n")
+    with pytest.raises(ValueError, match="novel-1"):
+        load_corpora([first, second])
+
+
 @pytest.mark.parametrize(
     ("line", "message"),
     [
@@ -160,6 +292,43 @@ def test_cli_prints_one_json_object(tmp_path, kb_dsn):
     ):
         assert key in report
     assert report["n"] == 5 and set(report["baselines"]) == {"retry_all", "rules_only"}
+
+
+def test_cli_streams_two_corpora_with_the_oracle(tmp_path, kb_dsn):
+    first, second = tmp_path / "one.jsonl", tmp_path / "two.jsonl"
+    first.write_text("\n".join(json.dumps(c) for c in CORPUS[:2]))
+    second.write_text("\n".join(json.dumps(c) for c in CORPUS[2:]))
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "include.doctor",
+            "eval",
+            "--corpus",
+            str(first),
+            "--corpus",
+            str(second),
+            "--diagnoser",
+            "oracle",
+            "--stream",
+            "--recurrences",
+            "2",
+            "--json",
+            "--dsn",
+            kb_dsn,
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+        check=True,
+    )
+    report = json.loads(out.stdout.strip().splitlines()[-1])
+    assert report["mode"] == "stream" and report["diagnoser"] == "oracle" and report["n"] == 10
+    assert [(c["file"], c["n"]) for c in report["corpora"]] == [(str(first), 2), (str(second), 3)]
+    assert [p["pass"] for p in report["stream"]["passes"]] == [1, 2]
+    for key in ("recurrence", "wrong_retries", "wrong_retries_after_persons_answer", "recall_at_5"):
+        assert key in report["stream"]
 
 
 def test_cli_llm_without_connection_is_a_clear_error(tmp_path, monkeypatch):
