@@ -20,6 +20,8 @@ BACKOFF_CAP_SECONDS = 300.0
 # the task (or its chain), the output a wrapper reports, or the error line of a log without any
 # exception (a lost worker). Not a line merely logged before a generic re-raise (`context`).
 AUTHORITATIVE_SOURCES = frozenset({"error_detail", "traceback", "wrapped_output", "log_line"})
+# Sources where the primary error replaced a wrapper: the output's other errors are in `causes`.
+WRAPPED_SOURCES = frozenset({"wrapped_output", "context"})
 
 
 def decide(
@@ -133,7 +135,12 @@ def decide(
     catalogue_ok = retry_class is not None and source in AUTHORITATIVE_SOURCES
     observed_success = any(n.kind == "observed" for n in verified_fp)
     rule_veto = rule is not None and not rule.transient and not observed_success
-    cause_veto = [] if observed_success or not excerpt else permanent_causes(excerpt)
+    # Other errors a wrapper's output printed are evidence: a permanent one vetoes even when a
+    # transient-looking line came last. (An exception's own chain is not: the library errors it was
+    # handling say nothing about why it failed.)
+    cause_veto = (
+        permanent_causes(excerpt) if excerpt and not observed_success and source in WRAPPED_SOURCES else []
+    )
     forged = bool((excerpt or {}).get("forged_names"))
     if excerpt is None:
         reasons.append("judgement: no excerpt for the rules to read")

@@ -28,6 +28,8 @@ MAX_EXCERPT_BYTES = 8 * 1024  # default bound of an excerpt (issue "Memory and j
 CONTEXT_LINES = 20  # log lines kept before the failing traceback (a subprocess's own error sits there)
 MAX_MESSAGE_CHARS = 500  # of the primary error's message (the fingerprint normalises at most this much)
 MAX_CAUSES = 5
+MAX_CONTEXT_LINES = 8  # context lines of a log without a traceback
+MAX_CONTEXT_CHARS = 300
 
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
@@ -102,6 +104,8 @@ class Excerpt(BaseModel):
             (a wrapper's subprocess or remote-job output), `log_line` (an error line of a log without
             any traceback: a lost worker, a pasted snippet), `context` (a line logged before a generic
             re-raise without a chained cause: the least sure) or `none`.
+        context: for a log without a traceback (`source` log_line), the other lines around the error
+            line (at most 8, redacted): a lost worker or a throttled call often says why on the next line.
         forged_names: the primary error or a cause names an exception with invisible or look-alike
             (non-ASCII) characters, which no library prints: the log is trying to pass for another.
         log_lines: how many lines the whole log had.
@@ -113,6 +117,7 @@ class Excerpt(BaseModel):
     operator: str | None = None
     causes: list[str] = []
     source: Source = "none"
+    context: list[str] = []
     forged_names: bool = False
     log_lines: int = 0
 
@@ -514,6 +519,7 @@ def extract_excerpt(log: Any, max_bytes: int = MAX_EXCERPT_BYTES) -> Excerpt:
         return Excerpt(message="empty log", log_lines=0)
 
     causes: list[str] = []
+    context: list[str] = []
     if chain and block_start is not None:
         k, still_wrapper = _choose(chain)
         primary = chain[k]
@@ -544,6 +550,11 @@ def extract_excerpt(log: Any, max_bytes: int = MAX_EXCERPT_BYTES) -> Excerpt:
         last_hit = hits[-1] if hits else len(lines) - 1
         chosen = lines[max(0, last_hit - CONTEXT_LINES) : last_hit + 3]
         exc_type, message, causes = primary_error(error_candidates(chosen))
+        context = [
+            _strip_prefix(ln).strip()[:MAX_CONTEXT_CHARS]
+            for ln in chosen
+            if ln.strip() and ln.strip() not in _ELLIPSIS and not _BOOKKEEPING.search(ln)
+        ][-MAX_CONTEXT_LINES:]
         source = "log_line"
         if not message:
             hits_text = [ln for ln in chosen if _FAILURE_HINTS.search(ln)]
@@ -559,6 +570,7 @@ def extract_excerpt(log: Any, max_bytes: int = MAX_EXCERPT_BYTES) -> Excerpt:
         operator=", ".join(operators[:3]) or None,
         causes=[redact(c) for c in causes[:MAX_CAUSES]],
         source=source,
+        context=[redact(c) for c in context if c != message],
         forged_names=forged,
         log_lines=len(lines),
     )

@@ -8,7 +8,10 @@ worker). When the primary error matches nothing specific, its chained causes are
 transient class a rule names is retry-safe only if it is in the catalogue (catalogue.py).
 
 Confidences are the authors' estimates of how often the pattern alone names the right class
-and transience, from general Airflow operations experience (never fitted to a corpus line).
+and transience, from general Airflow operations experience (never fitted to a corpus line). A
+class whose permanent look-alike rarely wears its words ("no capacity" is seldom an unknown
+instance type) is estimated higher than one whose look-alike often does (a bare 429 is also what
+an exhausted plan quota returns; a firewall also times out).
 """
 
 from __future__ import annotations
@@ -102,7 +105,8 @@ _TABLE: list[tuple[str, str, bool, Action, float, str, str]] = [
      r"failed),? (?:although|but) the task|state attribute is queued|Failed to fetch log file from worker|"
      r"worker .{0,40}(?:evicted|lost|finished abnormally)|WorkerLostError|Worker exited prematurely|"
      r"preempted|spot (?:instance|node) .{0,40}(?:interrupt|reclaim)|node .{0,30}(?:shutdown|was deleted)|"
-     r"\bEvicted\b|was evicted", "worker_lost", True, R, 0.8,
+     r"\bEvicted\b|was evicted|Log file (?:is not found|does not exist)|Failed to fetch log file",
+     "worker_lost", True, R, 0.8,
      "The task's worker or pod was lost, not its code.", "Retry; check worker health if it recurs."),
     # -- transient ---------------------------------------------------------------------------
     (r"deadlock detected|Deadlock found|DeadlockDetected", "db_deadlock", True, B, 0.85,
@@ -155,7 +159,7 @@ _TABLE: list[tuple[str, str, bool, Action, float, str, str]] = [
      "The message brokers were unreachable.", "Retry after the brokers are back; check bootstrap servers."),
     (r"INSUFFICIENT_INSTANCE_CAPACITY|InsufficientInstanceCapacity|InsufficientCapacity|"
      r"ZONE_RESOURCE_POOL_EXHAUSTED|capacity is (?:currently )?unavailable|no capacity|"
-     r"no free .* slot|SpotMaxPriceTooLow|insufficient capacity", "remote_capacity_unavailable", True, B, 0.75,
+     r"no free .* slot|SpotMaxPriceTooLow|insufficient capacity", "remote_capacity_unavailable", True, B, 0.8,
      "The remote compute had no capacity.", "Retry later; raise the remote pool's capacity."),
     (r"timed? ?out|TimeoutError|ReadTimeout|ConnectTimeout|deadline exceeded|DeadlineExceeded",
      "network_timeout", True, B, 0.75,
@@ -283,13 +287,33 @@ def match_rule(
 
 
 def classify(excerpt: dict, *, local_services: bool = False) -> Rule | None:
-    """`match_rule` on an excerpt (as dict): its primary error and chained causes."""
-    return match_rule(
+    """`match_rule` on an excerpt (as dict): its primary error and chained causes; for a log without
+    a traceback (source `log_line`) also the lines around its error line (`context`).
+
+    Context lines speak only where the error line says little: a permanent rule at least 0.8 sure on
+    any of them wins (the safe direction); otherwise, when the error line matches nothing specific,
+    the newest context line a rule recognises does.
+    """
+    rule = match_rule(
         excerpt.get("exception_type"),
         excerpt.get("message") or "",
         excerpt.get("causes"),
         local_services=local_services,
     )
+    if excerpt.get("source") != "log_line" or not excerpt.get("context"):
+        return rule
+    around = [match_rule(None, line, local_services=local_services) for line in excerpt["context"]]
+    around = [r for r in around if r is not None and r.error_class != GENERIC_CODE_ERROR]
+    permanent = [r for r in around if not r.transient and r.confidence >= 0.8]
+    if permanent and (rule is None or rule.transient):
+        return permanent[-1]
+    if rule is None or rule.error_class in _UNSPECIFIC:
+        return around[-1] if around else rule
+    return rule
+
+
+# Classes that say only that something is missing or broken in the code: a context line may say more.
+_UNSPECIFIC = frozenset({GENERIC_CODE_ERROR, "missing_object"})
 
 
 def permanent_causes(excerpt: dict, min_confidence: float = 0.8) -> list[Rule]:
