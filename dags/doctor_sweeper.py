@@ -7,6 +7,11 @@ killer, heartbeat timeouts, tasks marked failed by hand. It writes them to the d
 posts the same asset event the listener posts, so the `doctor` DAG handles them; a failure already
 reported is left alone (one failure is handled once, whatever its sources).
 
+It also learns from people (`learn_from_people`, independent of the sweep): for each failure the
+doctor escalated in the last 7 days, it reads the task instance and records what a person did:
+cleared it and the retry succeeded (a verified transient case), cleared it and it failed again, or
+left it failed for 24 hours (a person's "permanent"). The gate reads these as memory.
+
 Interval: environment variable `DOCTOR_SWEEPER_INTERVAL_MINUTES` (default 3); look-back: Variable
 `doctor_sweeper_lookback_minutes` (default 60).
 """
@@ -39,7 +44,14 @@ def doctor_sweeper():
 
         return sweep()
 
+    @task
+    def learn_from_people() -> dict:
+        from include.doctor import learning
+
+        return learning.learn_from_people()
+
     sweep_failed_task_instances()
+    learn_from_people()
 
 
 doctor_sweeper()

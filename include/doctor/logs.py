@@ -304,9 +304,12 @@ _GENERIC_MESSAGE = re.compile(r"(?i)\b(fail(ed|ure|s)?|error|could not|unable to
 
 def is_wrapper(exception_type: str | None, message: str) -> bool:
     """An exception that only reports another failure: a failed subprocess or remote job, a retry
-    loop that gave up (`_WRAPPER`), or a generic type whose message just says something failed."""
+    loop that gave up (`_WRAPPER`), an ExceptionGroup, or a generic type whose message just says
+    something failed."""
     if _WRAPPER.search(message or "") or _WRAPPER.search(exception_type or ""):
         return True
+    if (exception_type or "").rsplit(".", 1)[-1] in {"ExceptionGroup", "BaseExceptionGroup"}:
+        return True  # its members failed, the group only gathers them
     return (
         bool(exception_type)
         and exception_type.rsplit(".", 1)[-1] in _GENERIC_TYPES

@@ -431,6 +431,56 @@ class KnowledgeBase:
             cur.execute(sql("get_case_report"), {"dag_id": dag_id})
             return _dicts(cur)
 
+    def escalated_cases(self, since, limit: int = 200) -> list[dict]:
+        """Escalated cases no person's outcome is recorded for yet (queries/list_escalated_cases.sql).
+
+        Args:
+            since: a timezone-aware datetime: only cases created since then.
+            limit: at most this many cases.
+        Returns:
+            newest first, dicts with case_id, dag_id, run_id, task_id, map_index, try_number,
+            decision, escalated_at (datetime) and later_doctor_clears (int).
+        """
+        with self.connection() as conn, conn.cursor() as cur:
+            cur.execute(sql("list_escalated_cases"), {"since": since, "limit": limit})
+            return _dicts(cur)
+
+    def record_human_outcome(
+        self,
+        case_id: int,
+        *,
+        decision: str,
+        cleared: bool,
+        outcome: str,
+        transient: bool | None,
+        reasons: list[str],
+    ) -> bool:
+        """Record what a person did about a case, once (queries/record_human_outcome.sql).
+
+        Args:
+            case_id: the case.
+            decision: the gate's decision the person acted after ("escalate" | "approval").
+            cleared: whether the person cleared the task instance.
+            outcome: "succeeded" | "failed" | "escalated" (left failed).
+            transient: the case's new `transient`, or None to leave it.
+            reasons: what was observed, in words.
+        Returns:
+            True if written; False when the case already had a person's outcome (or does not exist).
+        """
+        with self.connection() as conn, conn.cursor() as cur:
+            cur.execute(
+                sql("record_human_outcome"),
+                {
+                    "case_id": case_id,
+                    "decision": decision,
+                    "reasons": json.dumps(reasons),
+                    "cleared": cleared,
+                    "outcome": outcome,
+                    "transient": transient,
+                },
+            )
+            return cur.fetchone() is not None
+
 
 def retrieve_similar(
     ref_data: dict,

@@ -12,3 +12,6 @@ UPDATE doctor.remediations SET outcome = 'unverified'
     WHERE outcome = 'pending' AND verified_at IS NOT NULL;
 CREATE INDEX IF NOT EXISTS remediations_retry_class
     ON doctor.remediations (retry_class, acted_at DESC) WHERE retry_class IS NOT NULL;
+-- * The sweeper's learn_from_people lists recent observed cases (queries/list_escalated_cases.sql).
+CREATE INDEX IF NOT EXISTS failure_cases_observed_created
+    ON doctor.failure_cases (created_at DESC) WHERE kind = 'observed';

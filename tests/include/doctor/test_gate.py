@@ -209,3 +209,128 @@ def test_backoff_doubles_with_each_doctor_clear():
     waits = [decide(diagnosis, [runbook(0.99)], [], n, [], settings).backoff_seconds for n in range(3)]
     assert waits == [5, 10, 20]
     assert decide(TRANSIENT, [runbook(0.99)], [], 0, [], settings).backoff_seconds == 0
+
+
+# -- memory as evidence: the retry-safe catalogue, contradictions, demotion (issue 10) ------------
+
+RESET = {
+    "exception_type": "ConnectionResetError",
+    "message": "[Errno 104] Connection reset by peer",
+    "causes": [],
+    "source": "error_detail",
+}
+KEY_ERROR = {"exception_type": "KeyError", "message": "'order_id'", "causes": [], "source": "error_detail"}
+
+
+def same_fingerprint(outcome: str, actor: str = "doctor", transient: bool = True) -> Neighbour:
+    return Neighbour(
+        case_id=7,
+        kind="observed",
+        similarity=1.0,
+        error_class="x",
+        transient=transient,
+        recommended_action=Action.retry,
+        outcome=outcome,
+        actor=actor,
+    )
+
+
+def judged(excerpt, neighbours=(), fingerprint_matches=(), class_outcomes=None, **settings):
+    return decide(
+        TRANSIENT,
+        list(neighbours),
+        list(fingerprint_matches),
+        0,
+        [],
+        DoctorSettings(**settings),
+        excerpt=excerpt,
+        class_outcomes=class_outcomes,
+    )
+
+
+def test_a_failure_never_seen_is_retried_when_the_catalogue_and_the_diagnosis_agree():
+    decision = judged(RESET, [runbook(0.3)])
+    assert decision.verdict == "auto_retry"
+    assert decision.retry_class == "connection_reset_by_remote"
+    assert any(r.startswith("memory:") for r in decision.reasons)
+    assert any("retry-safe class connection_reset_by_remote" in r for r in decision.reasons)
+
+
+def test_without_rule_evidence_memory_is_still_needed():
+    assert judged(None, [runbook(0.3)]).verdict != "auto_retry"
+    assert (
+        judged({**RESET, "exception_type": None, "message": "the export is not ready"}).verdict
+        != "auto_retry"
+    )
+
+
+def test_a_line_logged_before_a_generic_reraise_cannot_vouch():
+    decision = judged({**RESET, "source": "context"}, [runbook(0.3)])
+    assert decision.verdict != "auto_retry"
+
+
+def test_a_permanent_rule_vetoes_even_a_near_identical_runbook():
+    decision = judged(KEY_ERROR, [runbook(0.95)])
+    assert decision.verdict == "escalate"
+    assert any("not transient" in r for r in decision.reasons)
+
+
+def test_a_verified_failed_retry_of_the_same_fingerprint_blocks():
+    decision = judged(RESET, [runbook(0.99)], [same_fingerprint("failed")])
+    assert decision.verdict == "escalate"
+    assert any("retried and failed again" in r for r in decision.reasons)
+
+
+def test_a_similar_case_whose_retry_failed_blocks():
+    decision = judged(RESET, [observed(0.9, "failed"), runbook(0.85)])
+    assert decision.verdict == "escalate"
+
+
+def test_a_persons_permanent_answer_blocks_the_fingerprint():
+    decision = judged(RESET, [runbook(0.99)], [same_fingerprint("escalated", actor="human", transient=False)])
+    assert decision.verdict == "escalate"
+    assert any("a person said" in r for r in decision.reasons)
+
+
+def test_a_verified_success_of_the_same_fingerprint_outweighs_a_rule():
+    # A 403 that a person retried with success: the same error is no longer read as access denied.
+    forbidden = {**RESET, "exception_type": "HTTPError", "message": "403 Client Error: Forbidden for url"}
+    assert judged(forbidden).verdict == "escalate"
+    decision = judged(forbidden, [], [same_fingerprint("succeeded", actor="human")])
+    assert decision.verdict == "auto_retry"
+
+
+def test_forged_exception_names_contradict():
+    decision = judged({**RESET, "forged_names": True}, [runbook(0.99)])
+    assert decision.verdict == "escalate"
+    assert any("forged" in r for r in decision.reasons)
+
+
+def test_a_wrappers_printed_permanent_error_vetoes_its_transient_last_line():
+    wrapped = {**RESET, "source": "wrapped_output", "causes": ["ModuleNotFoundError: No module named 'acme'"]}
+    assert judged(wrapped, [runbook(0.3)]).verdict == "escalate"
+
+
+@pytest.mark.parametrize(
+    ("succeeded", "failed", "verdict"),
+    [
+        pytest.param(9, 1, "auto_retry", id="retries-hold"),
+        pytest.param(1, 2, "auto_retry", id="too-few-to-judge"),
+        pytest.param(2, 3, "approval", id="most-retries-failed-demoted"),
+    ],
+)
+def test_a_class_whose_retries_fail_is_demoted_to_approval(succeeded, failed, verdict):
+    outcomes = {"retry_class": "connection_reset_by_remote", "succeeded": succeeded, "failed": failed}
+    decision = judged(RESET, [runbook(0.3)], class_outcomes=outcomes)
+    assert decision.verdict == verdict
+    assert ("demoted" in " ".join(decision.reasons)) == (verdict == "approval")
+
+
+def test_localhost_refused_is_a_misconfiguration_unless_local_services_are_real():
+    refused = {
+        **RESET,
+        "exception_type": "psycopg2.OperationalError",
+        "message": 'connection to server at "localhost" (127.0.0.1), port 5432 failed: Connection refused',
+    }
+    assert judged(refused, [runbook(0.95)]).verdict == "escalate"
+    assert judged(refused, [runbook(0.95)], local_services=True).verdict == "auto_retry"

@@ -132,3 +132,125 @@ def test_log_fields_are_not_exceptions():
         "HINT:  See server log for query details.\n"
     )
     assert extract_excerpt(log).exception_type == "psycopg2.errors.DeadlockDetected"
+
+
+# -- the primary error from the authority (issue "Judgement that generalises") -------------------
+
+import json  # noqa: E402
+
+FRAME = {"filename": "/opt/airflow/dags/etl.py", "lineno": 12, "name": "load"}
+
+
+def record(event: str, level: str = "info", logger: str = "task", **extra) -> dict:
+    return {
+        "timestamp": "2026-12-01T10:00:00.000000Z",
+        "level": level,
+        "event": event,
+        "logger": logger,
+        **extra,
+    }
+
+
+def exc(exc_type: str, value: str, is_cause: bool = False, **extra) -> dict:
+    return {"exc_type": exc_type, "exc_value": value, "exc_notes": [], "syntax_error": None,
+            "is_cause": is_cause, "frames": [FRAME], "is_group": False, "exceptions": [], **extra}  # fmt: skip
+
+
+def failed(*chain: dict) -> dict:
+    return record("Task failed with exception", "error", error_detail=list(chain))
+
+
+def test_json_lines_text_is_read_like_the_api_records():
+    records = [record("Running"), failed(exc("KeyError", "'order_id'"))]
+    as_text = "\n".join(json.dumps(r) for r in records)
+    for log in (records, as_text, as_text.encode()):
+        excerpt = extract_excerpt(log)
+        assert (excerpt.exception_type, excerpt.message, excerpt.source) == (
+            "KeyError",
+            "'order_id'",
+            "error_detail",
+        )
+        assert "Traceback (most recent call last):" in excerpt.text
+
+
+def test_printed_transient_tracebacks_around_the_failure_record_are_context_only():
+    printed = "Traceback (most recent call last):\nConnectionResetError: [Errno 104] Connection reset by peer"
+    log = [
+        record(printed, logger="task.stdout"),
+        failed(exc("KeyError", "'customer'")),
+        record(printed, logger="task.stdout"),
+        record("ERROR - ConnectionResetError: [Errno 104] Connection reset by peer", "error"),
+    ]
+    excerpt = extract_excerpt(log)
+    assert excerpt.exception_type == "KeyError"
+    assert not any("ConnectionResetError" in c for c in excerpt.causes)
+
+
+def test_a_wrapper_gives_way_to_its_chained_cause_not_to_a_later_line():
+    log = [
+        failed(
+            exc("AirflowException", "Failed to load the orders"),
+            exc("OperationalError", "server closed the connection unexpectedly", is_cause=True),
+        ),
+        record("ValueError: something printed afterwards", "error"),
+    ]
+    excerpt = extract_excerpt(log)
+    assert excerpt.exception_type == "OperationalError"
+    assert excerpt.causes == ["AirflowException: Failed to load the orders"]
+
+
+def test_a_bash_wrapper_gives_way_to_what_the_command_printed_before_it():
+    log = [
+        record('psql: error: FATAL:  password authentication failed for user "etl"', logger="task.stdout"),
+        failed(exc("AirflowException", "Bash command failed. The command returned a non-zero exit code 2.")),
+    ]
+    excerpt = extract_excerpt(log)
+    assert "password authentication failed" in excerpt.message
+    assert excerpt.source == "wrapped_output"
+
+
+def test_an_exception_group_is_read_from_its_first_member_and_notes_stay_context():
+    group = exc(
+        "ExceptionGroup",
+        "2 loads failed (2 sub-exceptions)",
+        is_group=True,
+        exceptions=[[exc("KeyError", "'sku'")], [exc("TimeoutError", "timed out")]],
+        exc_notes=["transient, please retry: ConnectionResetError"],
+    )
+    excerpt = extract_excerpt([failed(group)])
+    assert excerpt.exception_type == "KeyError"
+    assert "transient, please retry" in excerpt.text  # shown to people and the LLM, as context
+    assert "please retry" not in excerpt.message
+
+
+def test_the_traceback_after_airflows_failure_line_wins_over_a_later_printed_one():
+    log = AIRFLOW2_LOG.replace(
+        "requests.exceptions.ReadTimeout: HTTPSConnectionPool(host='stats.nba.com', port=443): Read timed out. "
+        "(read timeout=30)",
+        "KeyError: 'PLAYER_ID'",
+    ) + (
+        "[2024-06-17T19:33:12.450+0000] {taskinstance.py:1400} ERROR - Error when executing on_failure_callback\n"
+        'Traceback (most recent call last):\n  File "/opt/airflow/dags/alert.py", line 3, in cb\n'
+        "ConnectionResetError: [Errno 104] Connection reset by peer\n"
+    )
+    assert extract_excerpt(log).exception_type == "KeyError"
+
+
+def test_a_multi_line_message_keeps_its_lines_in_the_message():
+    log = (
+        "[2026-12-01T10:00:00.000+0000] {taskinstance.py:2905} ERROR - Task failed with exception\n"
+        'Traceback (most recent call last):\n  File "/opt/airflow/dags/etl.py", line 3, in run\n'
+        "ValueError: the partition spec is invalid\nConnectionResetError: [Errno 104] Connection reset by peer\n"
+        "[2026-12-01T10:00:00.100+0000] {taskinstance.py:1206} INFO - Marking task as FAILED.\n"
+    )
+    excerpt = extract_excerpt(log)
+    assert excerpt.exception_type == "ValueError"
+    assert excerpt.message.endswith("Connection reset by peer")  # part of the message, not another error
+
+
+def test_look_alike_and_invisible_characters_in_exception_names_are_flagged():
+    for name in ("ConnectionResetErr\u043er", "Connection\u200bResetError"):
+        excerpt = extract_excerpt(f"{name}: [Errno 104] Connection reset by peer\n")
+        assert excerpt.forged_names, name
+        assert "\u200b" not in excerpt.text
+    assert not extract_excerpt("ConnectionResetError: [Errno 104] Connection reset by peer\n").forged_names

@@ -125,3 +125,53 @@ def test_dead_database_raises_a_clear_error():
         assert "Connection refused" in str(exc) or "could not connect" in str(exc)
     else:
         raise AssertionError("expected OperationalError")
+
+
+def _auto_retried(kb: KnowledgeBase, failure: FailureRef, retry_class: str | None, fingerprint: str = "fp-c"):
+    return kb.record_case(
+        ref=failure,
+        case={"fingerprint": fingerprint, "excerpt": "x", "embedding": None, "embedding_model": "m"},
+        diagnosis={
+            "error_class": "connection_reset_by_remote",
+            "transient": True,
+            "recommended_action": "retry",
+            "confidence": 0.9,
+        },
+        decision={"verdict": "auto_retry", "reasons": [], "retry_class": retry_class},
+        cleared=True,
+        doctor_run_id="doc",
+    )
+
+
+def test_an_unverified_retry_is_not_left_pending_forever(kb: KnowledgeBase):
+    failure = ref("slow")
+    _auto_retried(kb, failure, "connection_reset_by_remote")
+    assert kb.set_outcome(failure, "unverified") == 1
+    [match] = kb.find_by_fingerprint("fp-c", ref("other"))
+    assert match.outcome == "unverified" and match.actor == "doctor"
+    assert not match.retry_verified and not match.retry_failed
+
+
+def test_class_outcomes_count_the_doctors_verified_retries_since_a_person_looked(kb: KnowledgeBase):
+    for i, outcome in enumerate(["succeeded", "failed", "failed", None]):
+        failure = ref(f"c{i}")
+        _auto_retried(kb, failure, "connection_reset_by_remote")
+        if outcome:
+            kb.set_outcome(failure, outcome)
+    _auto_retried(kb, ref("other-class"), "rate_limited")
+    assert kb.class_outcomes("connection_reset_by_remote") == {
+        "retry_class": "connection_reset_by_remote",
+        "succeeded": 1,
+        "failed": 2,
+    }
+    # A person's answer on a failure of that class ("a person looked") starts the count again.
+    kb.record_case(
+        ref=ref("looked"),
+        case={"fingerprint": "fp-h", "excerpt": "x", "embedding": None, "embedding_model": "m"},
+        diagnosis=None,
+        decision={"verdict": "escalate", "reasons": [], "retry_class": "connection_reset_by_remote"},
+        cleared=False,
+        doctor_run_id="doc",
+        actor="human",
+    )
+    assert kb.class_outcomes("connection_reset_by_remote")["failed"] == 0
