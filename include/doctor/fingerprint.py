@@ -20,6 +20,8 @@ _RULES: list[tuple[re.Pattern[str], str]] = [
     (re.compile(r"\b[0-9a-f:]*:[0-9a-f:]+:[0-9a-f]+\b", re.I), "<ip>"),  # IPv6
     (re.compile(r"\b0x[0-9a-f]+\b", re.I), "<hex>"),
     (re.compile(r"\b[0-9a-f]{12,}\b", re.I), "<hex>"),
+    # Short hex ids (a short git sha, a job or pod suffix): 7-11 hex digits with a digit and a letter.
+    (re.compile(r"\b(?=[0-9a-f]*\d)(?=[0-9a-f]*[a-f])[0-9a-f]{7,11}\b", re.I), "<hex>"),
     (re.compile(r"(?i)\b[a-z][a-z0-9+.-]*://[^\s'\"]+"), "<url>"),
     (re.compile(r"(?:[A-Za-z]:)?(?:[/\\][\w.@%+~-]+){2,}[/\\]?"), "<path>"),
     (

@@ -136,8 +136,14 @@ class Neighbour(BaseModel):
 
     @property
     def judged_permanent(self) -> bool:
-        """A person said this observed case is not transient (their label or answer)."""
-        return self.kind == "observed" and self.actor == "human" and self.transient is False
+        """A person said this observed case is not transient: they left it failed (their label or
+        answer), as opposed to retrying it themselves."""
+        return (
+            self.kind == "observed"
+            and self.actor == "human"
+            and self.transient is False
+            and self.outcome == "escalated"
+        )
 
 
 class Decision(BaseModel):

@@ -92,3 +92,10 @@ def test_driver_class_in_parentheses_is_reduced_to_its_name():
     assert fingerprint(
         "sqlalchemy.exc.OperationalError", "(psycopg2.OperationalError) server closed"
     ) == fingerprint("OperationalError", "(OperationalError) server closed")
+
+
+def test_short_hex_ids_are_volatile_but_words_are_not():
+    a = fingerprint("JobFailed", "job 3f9a2c1 on runner a1b2c3d4e failed")
+    b = fingerprint("JobFailed", "job 77e0b9d on runner 0f9e8d7c6 failed")
+    assert a == b
+    assert fingerprint("KeyError", "'deadbeef'") != fingerprint("KeyError", "'facade'")
