@@ -57,8 +57,10 @@ def decide(
            counts) or the rules put the primary error (from an authoritative source) in a
            retry-safe catalogue class; and nothing contradicts it: no rule reading the primary error
            as permanent (an observed case of the same fingerprint whose retry succeeded outweighs
-           the rule), no same-fingerprint or similar (>= similarity_threshold) case whose retry
-           verifiably failed, no person's "permanent" for this fingerprint;
+           the rule), no person's "permanent" for this fingerprint, and (for an auto-retry; a person
+           may still approve one) no same-fingerprint case whose newest verified retry failed and no
+           similar (>= similarity_threshold) case whose retry failed unless this fingerprint is known
+           to heal;
         3. policy: doctor_clears < max_auto_retries, no doctor:off / doctor:notify-only tag,
            switch on, the catalogue class not demoted (more than demote_failed_share of at least
            demote_min_retries verified doctor retries failed).
@@ -86,7 +88,13 @@ def decide(
     verified_neighbours = [n for n in neighbours if n.retry_verified]
     best_verified = max((n.similarity for n in verified_neighbours), default=None)
     memory_ok = bool(verified_fp) or bool(best and best in close and best.retry_verified)
-    failed_retries = {n.case_id: n for n in [*fingerprint_matches, *close] if n.retry_failed}
+    # Against: a retry that verifiably failed. For the same fingerprint the newest verified outcome
+    # speaks (fingerprint matches come newest first: an outage that has since healed does not block
+    # forever); a similar case's failed retry blocks unless this very error is known to heal.
+    latest_fp = next((n for n in fingerprint_matches if n.retry_failed or n.retry_verified), None)
+    failed_retries = {n.case_id: n for n in [latest_fp] if n is not None and n.retry_failed} | {
+        n.case_id: n for n in close if n.retry_failed and not verified_fp
+    }
     said_permanent = [n for n in fingerprint_matches if n.judged_permanent]
     if verified_fp:
         reasons.append(f"memory: same fingerprint as case {verified_fp[0].case_id}, whose retry is verified")
@@ -174,8 +182,13 @@ def decide(
         reasons.append(
             "judgement: an exception name in the log has invisible or look-alike characters (forged)"
         )
-    contradicted = rule_veto or bool(cause_veto) or forged or bool(failed_retries) or bool(said_permanent)
-    agreement_ok = (memory_ok or catalogue_ok) and not contradicted
+    # A reading of the error as permanent, or a person's "permanent", rules out a retry; a failed
+    # retry of this error rules out an automatic one, but a person may still choose to try again.
+    # This task instance was cleared by the doctor before and a retry of this error failed since:
+    # most likely its own retry, so a person gains nothing from being asked to try it again.
+    own_retry_failed = bool(failed_retries) and bool(doctor_clears)
+    contradicted = rule_veto or bool(cause_veto) or forged or bool(said_permanent) or own_retry_failed
+    agreement_ok = (memory_ok or catalogue_ok) and not contradicted and not failed_retries
 
     # -- policy ------------------------------------------------------------------------------
     policy_ok = True

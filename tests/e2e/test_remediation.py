@@ -20,23 +20,42 @@ def _rows(stack, query: str, params: tuple) -> list[tuple]:
         return cur.fetchall()
 
 
-def test_a_task_that_keeps_failing_is_cleared_at_most_max_auto_retries_times(stack):
+@pytest.fixture
+def forget_run(stack):
+    """Delete the cases of the runs a test names from the shared knowledge base afterwards: a retry
+    that verifiably failed is memory, and would turn the next test's flaky warehouse into an approval."""
+    runs: list[str] = []
+    yield runs
+    for run in runs:
+        with psycopg2.connect(stack.database_uri("doctor")) as conn, conn.cursor() as cur:
+            cur.execute("DELETE FROM doctor.failure_cases WHERE run_id = %s", (run,))
+
+
+def test_a_task_that_keeps_failing_is_cleared_at_most_max_auto_retries_times(stack, forget_run):
     api, kb = api_for(stack), kb_for(stack)
     run = trigger(api, "example_flaky_warehouse", {"outage_tries": 99})
+    forget_run.append(run)
 
     def escalated():
         rows = [r for r in kb.case_report("example_flaky_warehouse") if r["run_id"] == run]
         return rows if any(r["decision"] == "escalate" for r in rows) else None
 
     rows = wait_until(escalated, 300, "the doctor to give up on a task that keeps failing")
-    assert [r["try_number"] for r in rows] == [1, 2, 3]
-    assert [r["decision"] for r in rows] == ["auto_retry", "auto_retry", "escalate"]
-    assert any("retry did not help" in reason for reason in rows[-1]["reasons"])
+    # The doctor stops as soon as a retry of this error verifiably failed again (memory), and at the
+    # latest after doctor_max_auto_retries (2) clears (policy), whichever it learns first: verify_retry
+    # may record the first retry's failure before or after the second failure is judged.
+    tries = [r["try_number"] for r in rows]
+    assert tries in ([1, 2], [1, 2, 3])
+    assert [r["decision"] for r in rows] == ["auto_retry"] * (len(rows) - 1) + ["escalate"]
+    assert any(
+        "retry did not help" in reason or "retried and failed again" in reason
+        for reason in rows[-1]["reasons"]
+    )
     [(clears,)] = _rows(stack, "SELECT count(*) FROM doctor.clears WHERE run_id = %s", (run,))
-    assert clears == 2  # doctor_max_auto_retries (default 2)
+    assert clears == len(rows) - 1 <= 2  # never more than doctor_max_auto_retries
     time.sleep(5)
     ti = api.get_task_instance("example_flaky_warehouse", run, "load_orders")
-    assert ti["state"] == "failed" and ti["try_number"] == 3
+    assert ti["state"] == "failed" and ti["try_number"] == tries[-1]
 
     # The verified outcomes of the two retries are recorded as failed (verify_retry polls every 5 s,
     # so the second one may land after the escalation).
@@ -48,7 +67,7 @@ def test_a_task_that_keeps_failing_is_cleared_at_most_max_auto_retries_times(sta
             (run,),
         )
         found = [o for (o,) in rows]
-        return found if found == ["failed", "failed", "escalated"] else None
+        return found if found == ["failed"] * (len(tries) - 1) + ["escalated"] else None
 
     wait_until(outcomes, 90, "both retries verified as failed")
 
@@ -58,8 +77,11 @@ def test_a_task_that_keeps_failing_is_cleared_at_most_max_auto_retries_times(sta
         )
 
     mail = wait_until(escalation_mail, 60, "the escalation mail")
-    assert "retry did not help" in mail["text"] and "History" in mail["text"]
-    assert "already cleared this task instance 2 time(s)" in mail["html"]
+    if len(tries) == 3:
+        assert "retry did not help" in mail["text"] and "History" in mail["text"]
+        assert "already cleared this task instance 2 time(s)" in mail["html"]
+    else:
+        assert "retried and failed again" in mail["text"]
 
 
 @pytest.fixture

@@ -275,15 +275,28 @@ def test_a_permanent_rule_vetoes_even_a_near_identical_runbook():
     assert any("not transient" in r for r in decision.reasons)
 
 
-def test_a_verified_failed_retry_of_the_same_fingerprint_blocks():
+def test_a_verified_failed_retry_of_the_same_fingerprint_leaves_it_to_a_person():
     decision = judged(RESET, [runbook(0.99)], [same_fingerprint("failed")])
-    assert decision.verdict == "escalate"
+    assert decision.verdict == "approval"
     assert any("retried and failed again" in r for r in decision.reasons)
 
 
-def test_a_similar_case_whose_retry_failed_blocks():
-    decision = judged(RESET, [observed(0.9, "failed"), runbook(0.85)])
+def test_a_failed_retry_after_the_doctor_cleared_this_task_instance_is_escalated():
+    decision = decide(
+        TRANSIENT, [runbook(0.99)], [same_fingerprint("failed")], 1, [], DoctorSettings(), excerpt=RESET
+    )
     assert decision.verdict == "escalate"
+
+
+def test_the_newest_verified_outcome_of_the_fingerprint_speaks():
+    healed_since = [same_fingerprint("succeeded"), same_fingerprint("failed")]  # newest first
+    assert judged(RESET, [runbook(0.3)], healed_since).verdict == "auto_retry"
+    assert judged(RESET, [runbook(0.3)], healed_since[::-1]).verdict == "approval"
+
+
+def test_a_similar_case_whose_retry_failed_blocks_an_auto_retry():
+    decision = judged(RESET, [observed(0.9, "failed"), runbook(0.85)])
+    assert decision.verdict == "approval"
 
 
 def test_a_persons_permanent_answer_blocks_the_fingerprint():
