@@ -57,18 +57,31 @@ def _label(group: dict) -> dict:
     default_args={"owner": "airflow-doctor", "retries": 0, "priority_weight": 100, "weight_rule": "absolute"},
     tags=["doctor", "doctor:off"],
     params={
-        "dag_id": Param("", type="string", title="DAG id", description="DAG of the failed task instance."),
-        "run_id": Param(
-            "", type="string", title="Run id", description="DAG run of the failed task instance."
+        # The form's limits mirror FailureRef's (include/doctor/models.py), which checks them again.
+        "dag_id": Param(
+            "", type="string", maxLength=250, title="DAG id", description="DAG of the failed task instance."
         ),
-        "task_id": Param("", type="string", title="Task id", description="The failed task."),
+        "run_id": Param(
+            "",
+            type="string",
+            maxLength=250,
+            title="Run id",
+            description="DAG run of the failed task instance.",
+        ),
+        "task_id": Param("", type="string", maxLength=250, title="Task id", description="The failed task."),
         "map_index": Param(
-            -1, type="integer", minimum=-1, title="Map index", description="-1 if not mapped."
+            -1,
+            type="integer",
+            minimum=-1,
+            maximum=2**31 - 1,
+            title="Map index",
+            description="-1 if not mapped.",
         ),
         "try_number": Param(
             0,
             type="integer",
             minimum=0,
+            maximum=2**31 - 1,
             title="Try number",
             description="The failed try; 0 means the task instance's latest try.",
         ),
@@ -88,7 +101,7 @@ def doctor():
 
         ctx = get_current_context()
         events = [e for evs in (ctx.get("triggering_asset_events") or {}).values() for e in evs]
-        return group_failures(collect_failures(events, dict(ctx["params"]), ctx["run_id"]))
+        return group_failures(collect_failures(events, dict(ctx.get("params") or {}), ctx["run_id"]))
 
     @task_group
     def handle_failures(group: dict):

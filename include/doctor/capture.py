@@ -5,6 +5,10 @@ The listener (plugins/doctor_listener) calls `report_failure` inside the failing
 table and posts an asset event for `doctor://task-failures` with the ref in `extra`. The doctor
 DAG's first task calls `collect_failures`, which claims every unhandled failure: the triggering
 events' refs, a manual trigger's Params, and whatever waits in the inbox.
+
+Input from outside (Params, asset-event extras, the sweeper's API listing) is validated into a
+FailureRef before any REST API call or database write; a malformed one is reported with the field
+and the rule it breaks (`models.describe_errors`) and never stops the others.
 """
 
 from __future__ import annotations
@@ -14,10 +18,10 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from include.doctor.config import DOCTOR_DAG_IDS
-from include.doctor.models import FailureRef
+from include.doctor.models import FailureRef, Identifier, MapIndex, TryNumberOrLatest, describe_errors
 
 log = logging.getLogger(__name__)
 
@@ -95,56 +99,78 @@ def refs_from_events(events: list[Any]) -> tuple[list[FailureRef], list[str]]:
     Args:
         events: asset events (objects with `.extra`, or dicts with "extra").
     Returns:
-        (valid refs, one error string per malformed event); a malformed event is reported, not fatal.
+        (valid refs, one error string per malformed event); a malformed event is reported, not
+        fatal. An error names the fields and rules broken, never the (possibly huge) values.
     """
     refs, errors = [], []
-    for event in events:
+    for n, event in enumerate(events):
         extra = event.get("extra") if isinstance(event, dict) else getattr(event, "extra", None)
-        payload = (extra or {}).get("failure") if isinstance(extra, dict) else None
+        payload = extra.get("failure") if isinstance(extra, dict) else None
         if payload is None:
-            errors.append(f"asset event without extra.failure: {extra!r}"[:300])
+            errors.append(f"asset event {n} has no extra.failure (extra is {type(extra).__name__})")
             continue
         try:
             refs.append(FailureRef.model_validate(payload))
         except ValidationError as exc:
-            errors.append(f"malformed FailureRef {payload!r}: {exc.error_count()} errors"[:300])
+            errors.append(f"asset event {n} carries a malformed FailureRef: {describe_errors(exc)}"[:1000])
     return refs, errors
 
 
-def ref_from_params(params: dict[str, Any], api=None) -> FailureRef | None:
+class ManualTrigger(BaseModel):
+    """The doctor DAG's Params that name one failure (the manual trigger form).
+
+    The same rules as FailureRef, except that try_number 0 means the task instance's latest try.
+    """
+
+    model_config = ConfigDict(extra="ignore")
+
+    dag_id: Identifier
+    run_id: Identifier
+    task_id: Identifier
+    map_index: MapIndex = -1
+    try_number: TryNumberOrLatest = 0
+
+
+def ref_from_params(params: dict[str, Any] | None, api=None) -> FailureRef | None:
     """The FailureRef a manual trigger names, or None when the Params name no failure.
 
-    `try_number` 0 or missing means the task instance's latest try, read through the API.
+    The Params are validated before anything is asked of the API. `try_number` 0 or missing means
+    the task instance's latest try, read through the API; `map_index` missing means -1.
 
+    Args:
+        params: the run's Params (None or {} when there are none).
     Raises:
-        ValueError: the Params are incomplete or malformed (the message says which).
+        ValueError: the Params are incomplete or malformed (the message names each field and rule).
     """
+    params = params or {}
     if not params.get("dag_id"):
         return None
     missing = [k for k in ("run_id", "task_id") if not params.get(k)]
     if missing:
-        raise ValueError(f"manual trigger names dag_id {params['dag_id']!r} but not {', '.join(missing)}")
-    try_number = int(params.get("try_number") or 0)
-    map_index = int(params.get("map_index", -1) if params.get("map_index") is not None else -1)
-    if try_number < 1:
-        from include.doctor.airflow_api import AirflowAPI
-
-        ti = (api or AirflowAPI()).get_task_instance(
-            params["dag_id"], params["run_id"], params["task_id"], map_index
-        )
-        try_number = int(ti.get("try_number") or 1)
+        raise ValueError(f"manual trigger names a dag_id but not {', '.join(missing)}")
+    given = {k: params.get(k) for k in ("dag_id", "run_id", "task_id", "map_index", "try_number")}
+    if given["map_index"] in (None, ""):
+        given["map_index"] = -1
+    if given["try_number"] in (None, ""):
+        given["try_number"] = 0
     try:
+        wanted = ManualTrigger.model_validate(given)
+        try_number = wanted.try_number
+        if try_number == 0:
+            from include.doctor.airflow_api import AirflowAPI
+
+            ti = (api or AirflowAPI()).get_task_instance(
+                wanted.dag_id, wanted.run_id, wanted.task_id, wanted.map_index
+            )
+            try_number = ti.get("try_number") or 1
         return FailureRef(
-            dag_id=params["dag_id"],
-            run_id=params["run_id"],
-            task_id=params["task_id"],
-            map_index=map_index,
+            **wanted.model_dump(exclude={"try_number"}),
             try_number=try_number,
             source="manual",
             failed_at=datetime.now(UTC),
         )
     except ValidationError as exc:
-        raise ValueError(f"malformed manual trigger params: {exc}") from exc
+        raise ValueError(f"malformed manual trigger params: {describe_errors(exc)}") from exc
 
 
 def _without_opted_out(refs: list[FailureRef], api=None) -> list[FailureRef]:
@@ -196,7 +222,7 @@ def collect_failures(
 
     Args:
         events: the run's triggering asset events (all assets flattened).
-        params: the run's Params (manual trigger form).
+        params: the run's Params (manual trigger form), or None.
         doctor_run_id: this doctor DAG run's run_id (the claim's owner).
     Returns (with `dry_run` in params: the events' and Params' refs, unclaimed):
         the claimed FailureRefs as JSON-safe dicts; with a dead knowledge base, the refs from
@@ -206,13 +232,14 @@ def collect_failures(
     """
     from include.doctor.store import KnowledgeBase
 
+    params = params or {}
+    refs, errors = refs_from_events(events)
+    for error in errors:
+        log.warning("Ignoring asset event: %s", error)
     if api is None:
         from include.doctor.airflow_api import default_api
 
         api = default_api()  # one client (and one token) for the whole task
-    refs, errors = refs_from_events(events)
-    for error in errors:
-        log.warning("Ignoring asset event: %s", error)
     manual = ref_from_params(params, api=api)
     if manual:
         refs.append(manual)
@@ -321,17 +348,20 @@ def sweep(lookback_minutes: float | None = None, *, kb=None, api=None) -> dict:
             tags[ti["dag_id"]] = api.get_dag_tags(ti["dag_id"])
         if TAG_OFF in tags[ti["dag_id"]]:
             continue
-        refs.append(
-            FailureRef(
-                dag_id=ti["dag_id"],
-                run_id=ti["dag_run_id"],
-                task_id=ti["task_id"],
-                map_index=ti.get("map_index", -1),
-                try_number=max(1, int(ti.get("try_number") or 1)),
-                source="sweeper",
-                failed_at=ti.get("end_date"),
+        try:
+            refs.append(
+                FailureRef(
+                    dag_id=ti["dag_id"],
+                    run_id=ti["dag_run_id"],
+                    task_id=ti["task_id"],
+                    map_index=ti.get("map_index", -1),
+                    try_number=ti.get("try_number") or 1,
+                    source="sweeper",
+                    failed_at=ti.get("end_date"),
+                )
             )
-        )
+        except ValidationError as exc:  # one odd task instance must not hide the others
+            log.warning("Sweeper skipped a task instance of %.250s: %s", ti["dag_id"], describe_errors(exc))
     kb.migrate()
     new = kb.record_failures(refs)
     event_id = None

@@ -6,11 +6,20 @@ offline) concludes; Neighbour is a similar past case; Decision is the gate's ver
 
 from __future__ import annotations
 
+import unicodedata
 from datetime import datetime
 from enum import StrEnum
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+)
 
 Source = Literal["listener", "sweeper", "manual"]
 
@@ -37,19 +46,68 @@ ACTION_MEANINGS = {
 }
 
 
+#: Postgres `integer` holds values below 2**31 (the inbox's map_index and try_number columns).
+PG_INT_LIMIT = 2**31
+#: Airflow's limit on dag_id and task_id (ID_LEN in airflow.models.base); run_id is held to the same.
+ID_MAX_LENGTH = 250
+
+
+def _printable_id(value: str) -> str:
+    """An id without control characters (NUL included) or lone surrogates (neither fits Postgres text)."""
+    bad = next((c for c in value if unicodedata.category(c) in {"Cc", "Cs"}), None)
+    if bad is not None:
+        raise ValueError(f"must not contain control characters (found U+{ord(bad):04X})")
+    return value
+
+
+def _whole_number(value: Any) -> Any:
+    """Refuse what pydantic's int would quietly accept but is no count: a bool (True == 1)."""
+    if isinstance(value, bool):
+        raise ValueError("must be an integer, not a boolean")
+    return value
+
+
+#: dag_id, run_id, task_id: a non-empty string of at most 250 characters, no control characters.
+Identifier = Annotated[str, Field(min_length=1, max_length=ID_MAX_LENGTH), AfterValidator(_printable_id)]
+#: try_number: an integer >= 1 (Airflow counts tries from 1), within Postgres integer range.
+TryNumber = Annotated[int, BeforeValidator(_whole_number), Field(ge=1, lt=PG_INT_LIMIT)]
+#: The manual trigger's try_number: like TryNumber, but 0 means "the task instance's latest try".
+TryNumberOrLatest = Annotated[int, BeforeValidator(_whole_number), Field(ge=0, lt=PG_INT_LIMIT)]
+#: map_index: -1 for an unmapped task, else the instance's index, within Postgres integer range.
+MapIndex = Annotated[int, BeforeValidator(_whole_number), Field(ge=-1, lt=PG_INT_LIMIT)]
+
+
+def describe_errors(exc: ValidationError) -> str:
+    """A ValidationError as one line naming each field and its rule, without echoing the input.
+
+    Returns:
+        e.g. "map_index: Input should be greater than or equal to -1; run_id: Value error, must not
+        contain control characters (found U+0000)". The offending value is left out: it may be
+        megabytes long or carry control characters into the log.
+    """
+    return "; ".join(
+        f"{'.'.join(map(str, e['loc'])) or 'input'}: {e['msg']}" for e in exc.errors(include_input=False)
+    )
+
+
 class FailureRef(BaseModel):
     """One failed try of one task instance: the key of everything the doctor does.
 
     The key (dag_id, run_id, task_id, map_index, try_number) is what makes handling idempotent.
+    Validation is strict where a bad value would reach the REST API or the inbox: ids are
+    non-empty strings of at most 250 characters without control characters; try_number is an
+    integer >= 1 and map_index an integer >= -1, both below 2**31 (Postgres integer). Numeric
+    strings ("3") and whole floats (3.0) are coerced; bools, fractions (1.7), lists and dicts are
+    refused. `describe_errors` turns the ValidationError into a message naming each field.
     """
 
     model_config = ConfigDict(extra="ignore")
 
-    dag_id: str = Field(min_length=1, max_length=250)
-    run_id: str = Field(min_length=1, max_length=250)
-    task_id: str = Field(min_length=1, max_length=250)
-    map_index: int = Field(default=-1, ge=-1)
-    try_number: int = Field(ge=1)
+    dag_id: Identifier
+    run_id: Identifier
+    task_id: Identifier
+    map_index: MapIndex = -1
+    try_number: TryNumber
     source: Source = "listener"
     failed_at: datetime | None = None
 

@@ -10,12 +10,20 @@ doctor. A missing connection skips its channel with a log line.
 When to send (Variable `doctor_notify_on_retry`): always on escalation and approval requests; an
 auto-retry gets one message when the retried try has ended ("outcome", the default), also one when
 the clear is issued ("both"), or none ("none").
+
+Text from a log or from the LLM is data, never markup. Email HTML escapes it (`html.escape`).
+Slack escapes its control characters `&`, `<`, `>` in every such piece (`slack_escape`), sets
+`verbatim` on every mrkdwn text object (no auto-linked URLs, channel names or mentions), shows log
+text in code blocks that it cannot close (`slack_code`) and turns unfurling off; the approval body
+on the Required Actions page shows it in a fenced code block it cannot close (`markdown_code`).
+The only links are the doctor's own Airflow UI URLs (`links`).
 """
 
 from __future__ import annotations
 
 import html
 import logging
+import re
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -33,6 +41,71 @@ log = logging.getLogger(__name__)
 
 CHANNEL_ATTEMPTS = 3
 CHANNEL_BACKOFF_SECONDS = 1.0  # doubled per attempt: 1 s, 2 s
+
+
+# -- rendering untrusted text -------------------------------------------------------------------
+
+#: Fields whose value is log text: shown as code in Slack (a code block of its own).
+CODE_FIELDS = frozenset({"Error"})
+#: Stands in for a backtick inside a Slack code block (MODIFIER LETTER GRAVE ACCENT): it looks the
+#: same but cannot close the block, and mrkdwn has no escape for "`".
+SLACK_BACKTICK = "\u02cb"
+_PARTIAL_ENTITY = re.compile(r"&[a-z]{0,3}$")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]+")
+
+
+def slack_escape(text: object) -> str:
+    """Text with Slack's control characters as the entities Slack documents (`&amp;`, `&lt;`, `&gt;`).
+
+    With them escaped no `<...>` sequence can form a mention (`<!channel>`, `<@U1>`,
+    `<!subteam^S1>`, `<#C1>`) or a link (`<https://x|label>`); Slack shows the characters as typed.
+    """
+    return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def slack_text(text: object) -> str:
+    """Untrusted text for a mrkdwn object outside code: `slack_escape`d, and a run of three or more
+    backticks made of SLACK_BACKTICK so the text cannot open a code block that swallows what follows.
+    """
+    return re.sub(r"`{3,}", lambda m: SLACK_BACKTICK * len(m.group()), slack_escape(text))
+
+
+def _fit(escaped: str, limit: int) -> str:
+    """Cut escaped text to `limit` characters (Slack's per-field limits) without splitting an entity."""
+    if len(escaped) <= limit:
+        return escaped
+    return _PARTIAL_ENTITY.sub("", escaped[:limit])
+
+
+def slack_code(text: str, limit: int = 2900) -> str:
+    """A Slack code block showing `text` literally, at most `limit` characters long.
+
+    Backticks become SLACK_BACKTICK so the text cannot close the block and go on as markup.
+    """
+    body = _fit(slack_escape(text.replace("`", SLACK_BACKTICK)), limit - 6) or " "
+    return f"```{body}```"
+
+
+def _mrkdwn(text: str) -> dict:
+    """A mrkdwn text object; `verbatim` stops Slack auto-linking URLs, channel names and mentions."""
+    return {"type": "mrkdwn", "text": text, "verbatim": True}
+
+
+def markdown_code(text: str) -> str:
+    """A CommonMark fenced code block showing `text` literally (the Required Actions page's markdown).
+
+    The fence is one backtick longer than the longest run of backticks in `text` (at least three),
+    so no line of `text` can close it (CommonMark 0.31, "Fenced code blocks"); links, images and
+    HTML inside it are shown as text.
+    """
+    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+    fence = "`" * max(3, longest + 1)
+    return f"{fence}text\n{text}\n{fence}"
+
+
+def one_line(text: str) -> str:
+    """Text with control characters (newlines included) as single spaces: safe as a mail header."""
+    return _CONTROL.sub(" ", text)
 
 
 def _ui_base() -> str:
@@ -163,10 +236,16 @@ def _assemble(
     link: dict[str, str],
     tail: list[str],
 ) -> dict[str, Any]:
-    """A message as plain data; its text is the fields, fix steps, similar cases, then `tail`."""
+    """A message as plain data; its text is the fields, fix steps, evidence, similar cases, then `tail`.
+
+    Values are kept as they came (log and LLM text unescaped); each renderer escapes for its channel.
+    """
+    subject = one_line(subject)
     text_lines = [subject, ""] + [f"{k}: {v}" for k, v in fields]
     if diag and diag.get("fix_steps"):
         text_lines += ["", "Fix steps:"] + [f"  {i}. {s}" for i, s in enumerate(diag["fix_steps"], 1)]
+    if diag and diag.get("evidence"):
+        text_lines += ["", "Evidence (lines from the log):"] + [f"  {e}" for e in diag["evidence"]]
     if similar:
         text_lines += ["", "Similar cases:"] + [f"  - {s}" for s in similar]
     return {
@@ -240,6 +319,7 @@ def render_html(msg: dict[str, Any]) -> str:
     esc = html.escape
     rows = "".join(f"<tr><th align='left'>{esc(k)}</th><td>{esc(v)}</td></tr>" for k, v in msg["fields"])
     steps = "".join(f"<li>{esc(s)}</li>" for s in msg["fix_steps"])
+    evidence = esc("\n".join(msg.get("evidence") or []))
     similar = "".join(f"<li>{esc(s)}</li>" for s in msg["similar"])
     listed = msg.get("members", [])
     members = "".join(f"<li><a href='{esc(u)}'>{esc(line)}</a></li>" for line, u in listed[:DIGEST_LINES])
@@ -251,6 +331,7 @@ def render_html(msg: dict[str, Any]) -> str:
     return (
         f"<h2>{esc(msg['subject'])}</h2><table>{rows}</table>"
         + (f"<h3>Fix steps</h3><ol>{steps}</ol>" if steps else "")
+        + (f"<h3>Evidence (lines from the log)</h3><pre>{evidence}</pre>" if evidence else "")
         + (f"<h3>Similar cases</h3><ul>{similar}</ul>" if similar else "")
         + (f"<h3>Task instances</h3><ul>{members}</ul>" if members else "")
         + f"<p>{link_html}</p>"
@@ -258,22 +339,39 @@ def render_html(msg: dict[str, Any]) -> str:
 
 
 def render_blocks(msg: dict[str, Any]) -> list[dict]:
-    """The Slack Block Kit blocks: header, fields, fix steps, similar cases, links."""
-    blocks: list[dict] = [{"type": "header", "text": {"type": "plain_text", "text": msg["subject"][:150]}}]
+    """The Slack Block Kit blocks: header, fields, the error as code, fix steps, evidence as code,
+    similar cases, task instances (a digest), links.
+
+    Every value is escaped (`slack_text`) and every mrkdwn object is `verbatim`; log text is in
+    code blocks (`slack_code`). The only links are msg["links"] and the members' log URLs, which
+    `links` builds from the Airflow UI's base URL with each id percent-encoded.
+
+    Returns:
+        list of Block Kit blocks (dicts), each within Slack's limits (header 150 characters,
+        section field 2000, section text 3000, 10 fields).
+    """
+    esc = slack_text
+    blocks: list[dict] = [
+        {"type": "header", "text": {"type": "plain_text", "text": _fit(slack_escape(msg["subject"]), 150)}}
+    ]
+    plain = [(k, v) for k, v in msg["fields"] if k not in CODE_FIELDS]
     blocks.append(
-        {
-            "type": "section",
-            "fields": [{"type": "mrkdwn", "text": f"*{k}*\n{v}"[:2000]} for k, v in msg["fields"][:10]],
-        }
+        {"type": "section", "fields": [_mrkdwn(_fit(f"*{k}*\n{esc(v)}", 2000)) for k, v in plain[:10]]}
     )
+    for k, v in msg["fields"]:
+        if k in CODE_FIELDS:
+            blocks.append({"type": "section", "text": _mrkdwn(f"*{k}*\n" + slack_code(str(v), 2900))})
     if msg["fix_steps"]:
-        steps = "\n".join(f"{i}. {s}" for i, s in enumerate(msg["fix_steps"], 1))
-        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": f"*Fix steps*\n{steps}"[:3000]}})
+        steps = "\n".join(f"{i}. {esc(s)}" for i, s in enumerate(msg["fix_steps"], 1))
+        blocks.append({"type": "section", "text": _mrkdwn(_fit(f"*Fix steps*\n{steps}", 3000))})
+    if msg.get("evidence"):
+        code = slack_code("\n".join(msg["evidence"]), 2900)
+        blocks.append({"type": "section", "text": _mrkdwn("*Evidence (lines from the log)*\n" + code)})
     if msg["similar"]:
-        text = ("*Similar cases*: " + "; ".join(msg["similar"]))[:3000]
-        blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": text}]})
+        text = _fit("*Similar cases*: " + "; ".join(esc(s) for s in msg["similar"]), 3000)
+        blocks.append({"type": "context", "elements": [_mrkdwn(text)]})
     if msg.get("members"):
-        lines = [f"<{u}|{line}>" for line, u in msg["members"]]
+        lines = [f"<{u}|{esc(line)}>" for line, u in msg["members"]]
         text, shown = "*Task instances*", 0
         for line in lines:  # a section's text holds at most 3000 characters
             if len(text) + len(line) + 40 > 3000:
@@ -281,7 +379,7 @@ def render_blocks(msg: dict[str, Any]) -> list[dict]:
             text, shown = text + "\n" + line, shown + 1
         if shown < len(lines):
             text += f"\n... and {len(lines) - shown} more"
-        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": text}})
+        blocks.append({"type": "section", "text": _mrkdwn(text)})
     blocks.append(
         {
             "type": "actions",
@@ -296,6 +394,44 @@ def render_blocks(msg: dict[str, Any]) -> list[dict]:
         }
     )
     return blocks
+
+
+def slack_payload(msg: dict[str, Any]) -> dict[str, Any]:
+    """What the doctor posts to a Slack incoming webhook for `msg`.
+
+    Returns:
+        {"text": the escaped subject (the notification's fallback), "blocks": render_blocks(msg),
+        "unfurl_links": False, "unfurl_media": False}: no preview is fetched for a URL.
+    """
+    return {
+        "text": _fit(slack_escape(msg["subject"]), 3000),
+        "blocks": render_blocks(msg),
+        "unfurl_links": False,
+        "unfurl_media": False,
+    }
+
+
+def render_approval_body(msg: dict[str, Any]) -> str:
+    """The approval request's body (markdown on the Required Actions page).
+
+    Everything that came from the log or the diagnosis (fields, fix steps, evidence) is in one
+    fenced code block (`markdown_code`), so none of its links, images or HTML is rendered; the only
+    links are the doctor's own (msg["links"]).
+    """
+    facts = "\n".join(f"{k}: {v}" for k, v in msg["fields"])
+    if msg["fix_steps"]:
+        facts += "\n\nFix steps:\n" + "\n".join(f"  {i}. {s}" for i, s in enumerate(msg["fix_steps"], 1))
+    if msg.get("evidence"):
+        facts += "\n\nEvidence (lines from the log):\n" + "\n".join(f"  {e}" for e in msg["evidence"])
+    names = {"log": "Log of the failed try", "doctor_run": "Doctor run"}
+    link_lines = "  \n".join(f"[{names.get(k, k)}]({u})" for k, u in msg["links"].items())
+    return (
+        "**The failure and the doctor's diagnosis** (text from the log and the diagnosis, shown as is)"
+        + "\n\n"
+        + markdown_code(facts)
+        + "\n\n"
+        + link_lines
+    )
 
 
 def _with_retries(name: str, send: Callable[[], None]) -> str:
@@ -384,9 +520,7 @@ def deliver(msg: dict[str, Any], recipients: list[str], slack_conn_id: str) -> d
         def send_slack() -> None:
             from airflow.providers.slack.hooks.slack_webhook import SlackWebhookHook
 
-            SlackWebhookHook(slack_webhook_conn_id=slack_conn_id, timeout=10).send(
-                text=msg["text"][:3000], blocks=render_blocks(msg)
-            )
+            SlackWebhookHook(slack_webhook_conn_id=slack_conn_id, timeout=10).send(**slack_payload(msg))
 
         result["slack"] = _with_retries("slack", send_slack)
     else:
@@ -523,8 +657,4 @@ def notify_approval_request(
         subject = f"Retry {ref.label} and {len(labels)} more task instance(s) with the same failure?"
     recipients, slack = route(ref.dag_id, settings, _dag_details(ref.dag_id, api))
     delivery = deliver(msg, recipients, slack)
-    body = "\n".join(f"**{k}**: {v}  " for k, v in msg["fields"])
-    if msg["fix_steps"]:
-        body += "\n\n**Fix steps**\n" + "\n".join(f"{i}. {s}" for i, s in enumerate(msg["fix_steps"], 1))
-    body += f"\n\n[Log of the failed try]({msg['links']['log']})"
-    return {"subject": subject, "body": body, "delivery": delivery}
+    return {"subject": one_line(subject), "body": render_approval_body(msg), "delivery": delivery}

@@ -137,17 +137,50 @@ class KnowledgeBase:
 
     # -- inbox ------------------------------------------------------------------------------
 
-    def record_failures(self, refs: Iterable[FailureRef]) -> int:
+    def record_failures(self, refs: Iterable[FailureRef | dict]) -> int:
         """Put failures in the inbox; a failure already there (same try) is left as it is.
 
+        Each ref is validated again (a FailureRef may have been built without validation, e.g.
+        `model_construct`, or arrive as a dict) and written in a savepoint of its own, so one bad
+        ref (a NUL in an id, an integer beyond Postgres' range) is logged with its field error and
+        skipped while every good one of the batch is written.
+
+        Args:
+            refs: FailureRefs or their dicts.
         Returns:
             how many were new.
+        Raises:
+            psycopg2.OperationalError: the database cannot be reached (nothing is written).
         """
+        import psycopg2
+        from pydantic import ValidationError
+
+        from include.doctor.models import describe_errors
+
+        valid = []
+        for n, ref in enumerate(refs):
+            data = dict(ref) if isinstance(ref, FailureRef) else ref  # the fields as given, unserialised
+            try:
+                valid.append(FailureRef.model_validate(data))
+            except ValidationError as exc:
+                log.error(
+                    "Not recording failure %d of the batch (%.200r) in the inbox: %s",
+                    n,
+                    data.get("task_id") if isinstance(data, dict) else type(data).__name__,
+                    describe_errors(exc),
+                )
         new = 0
         with self.connection() as conn, conn.cursor() as cur:
-            for ref in refs:
-                cur.execute(sql("record_inbox"), ref.model_dump())
+            for ref in valid:
+                cur.execute("SAVEPOINT record_inbox")
+                try:
+                    cur.execute(sql("record_inbox"), ref.model_dump())
+                except (psycopg2.DataError, psycopg2.IntegrityError) as exc:  # refused: skip this one only
+                    cur.execute("ROLLBACK TO SAVEPOINT record_inbox")
+                    log.error("Not recording %.300r in the inbox: %s", ref.label, str(exc).strip()[:300])
+                    continue
                 new += cur.rowcount
+                cur.execute("RELEASE SAVEPOINT record_inbox")
         return new
 
     def count_unclaimed(self) -> int:

@@ -172,3 +172,67 @@ def test_a_backoff_counts_from_the_failure():
     assert backoff_remaining(ref, 2.0, now) == 0.0  # diagnosing took longer than the backoff
     assert backoff_remaining(ref.model_copy(update={"failed_at": None}), 5.0, now) == 5.0
     assert backoff_remaining(ref, 0.0, now) == 0.0
+
+
+class NoDagDetails:
+    """Stands in for the Airflow API's DAG details (routing falls back to the defaults)."""
+
+    def get_dag_details(self, dag_id):
+        return {}
+
+
+def test_a_digest_shows_hostile_ids_and_log_text_as_text(sinks, monkeypatch):
+    monkeypatch.setattr(notify, "_ui_base", lambda: "http://airflow.example")
+    group, judged = _storm(2)
+    for member in group["members"]:
+        member["run_id"] = "r<!channel>|<https://evil.example|Approve retry>"
+    group["excerpt"] = {"exception_type": "RuntimeError", "message": "<@U1> ```\n[x](https://evil.example)"}
+    judged["diagnosis"]["diagnosis"]["fix_steps"] = ["Ask <!subteam^S1> & <#C1>"]
+    escalations = [{"escalated": True, "why": "policy"}] * 2
+
+    notify_group(group, judged, None, None, escalations, None, "run1", api=NoDagDetails())
+
+    [post] = sinks.posts()
+    blocks = {b.get("text", {}).get("text", "").split("\n")[0]: b for b in post["body"]["blocks"]}
+    assert blocks["*Error*"]["text"] == {
+        "type": "mrkdwn",
+        "text": "*Error*\n```RuntimeError: &lt;@U1&gt; \u02cb\u02cb\u02cb\n[x](https://evil.example)```",
+        "verbatim": True,
+    }
+    assert (
+        blocks["*Fix steps*"]["text"]["text"] == "*Fix steps*\n1. Ask &lt;!subteam^S1&gt; &amp; &lt;#C1&gt;"
+    )
+    url = "http://airflow.example/dags/d/runs/r%3C%21channel%3E%7C%3Chttps%3A//evil.example%7CApprove%20retry%3E"
+    assert blocks["*Task instances*"]["text"] == {
+        "type": "mrkdwn",
+        "text": "*Task instances*\n"
+        f"<{url}/tasks/fail_together/mapped/0?try_number=1|d.fail_together[0], "
+        "run r&lt;!channel&gt;|&lt;https://evil.example|Approve retry&gt;, try 1: escalated>\n"
+        f"<{url}/tasks/fail_together/mapped/1?try_number=1|d.fail_together[1], "
+        "run r&lt;!channel&gt;|&lt;https://evil.example|Approve retry&gt;, try 1: escalated>",
+        "verbatim": True,
+    }
+    [mail] = sinks.mails()
+    assert (
+        "<li><a href='" + url + "/tasks/fail_together/mapped/0?try_number=1'>d.fail_together[0], "
+        "run r&lt;!channel&gt;|&lt;https://evil.example|Approve retry&gt;, try 1: escalated</a></li>"
+    ) in mail["html"]
+
+
+def test_a_log_cannot_add_a_header_line_to_the_subject():
+    group, _ = _storm(2)
+    excerpt = {"exception_type": "Boom\r\nBcc: everyone@example.com", "message": "x"}
+    items = [
+        {
+            "ref": m,
+            "decision": {"verdict": "escalate"},
+            "remediation": None,
+            "escalation": None,
+            "verification": None,
+        }
+        for m in group["members"]
+    ]
+    digest = notify.build_digest(items, excerpt, None, None)
+    assert digest["subject"] == (
+        "[airflow-doctor] storm: 2 failures of Boom Bcc: everyone@example.com in d: 2 escalated"
+    )
