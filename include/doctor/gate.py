@@ -58,9 +58,9 @@ def decide(
            retry-safe catalogue class; and nothing contradicts it: no rule reading the primary error
            as permanent (an observed case of the same fingerprint whose retry succeeded outweighs
            the rule), no person's "permanent" for this fingerprint, and (for an auto-retry; a person
-           may still approve one) no same-fingerprint case whose newest verified retry failed and no
-           similar (>= similarity_threshold) case whose retry failed unless this fingerprint is known
-           to heal;
+           may still approve one) no same-fingerprint case among the newest five whose retry
+           verifiably failed and no similar (>= similarity_threshold) case whose retry failed unless
+           this fingerprint is known to heal;
         3. policy: doctor_clears < max_auto_retries, no doctor:off / doctor:notify-only tag,
            switch on, the catalogue class not demoted (more than demote_failed_share of at least
            demote_min_retries verified doctor retries failed).
@@ -88,11 +88,11 @@ def decide(
     verified_neighbours = [n for n in neighbours if n.retry_verified]
     best_verified = max((n.similarity for n in verified_neighbours), default=None)
     memory_ok = bool(verified_fp) or bool(best and best in close and best.retry_verified)
-    # Against: a retry that verifiably failed. For the same fingerprint the newest verified outcome
-    # speaks (fingerprint matches come newest first: an outage that has since healed does not block
-    # forever); a similar case's failed retry blocks unless this very error is known to heal.
-    latest_fp = next((n for n in fingerprint_matches if n.retry_failed or n.retry_verified), None)
-    failed_retries = {n.case_id: n for n in [latest_fp] if n is not None and n.retry_failed} | {
+    # Against: a retry of this error that verifiably failed (any of the newest same-fingerprint
+    # cases: a fingerprint whose retries sometimes fail, such as a counter-pair that reads the same
+    # but differs in cause, is no longer safe to retry unasked), or a similar case's failed retry
+    # unless this very error is known to heal.
+    failed_retries = {n.case_id: n for n in fingerprint_matches if n.retry_failed} | {
         n.case_id: n for n in close if n.retry_failed and not verified_fp
     }
     said_permanent = [n for n in fingerprint_matches if n.judged_permanent]
