@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
-from include.doctor.redact import redact
+from include.doctor.redact import MAX_LINE_CHARS, MAX_TEXT_BYTES, bound_text, redact, redact_lines
 
 MAX_EXCERPT_BYTES = 8 * 1024  # default bound of an excerpt (issue "Memory and judgement")
 CONTEXT_LINES = 20  # log lines kept before the failing traceback (a subprocess's own error sits there)
@@ -30,6 +30,10 @@ MAX_MESSAGE_CHARS = 500  # of the primary error's message (the fingerprint norma
 MAX_CAUSES = 5
 MAX_CONTEXT_LINES = 8  # context lines of a log without a traceback
 MAX_CONTEXT_CHARS = 300
+MAX_FIELD_CHARS = (
+    MAX_LINE_CHARS  # of any one field of a record (an exception message, an event), head and tail
+)
+MAX_RECORDS = 100_000  # of a list of records; the last ones are kept (they hold the failure)
 
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
@@ -122,15 +126,42 @@ class Excerpt(BaseModel):
     log_lines: int = 0
 
 
-def to_text(value: Any) -> str:
-    """Decode bytes (any encoding, invalid bytes replaced), drop ANSI colours and control characters,
-    and make zero-width and bidi characters visible as U+FFFD."""
+def to_text(value: Any, max_chars: int = MAX_FIELD_CHARS) -> str:
+    """The sanitiser of every field that leaves a log: decode bytes (invalid bytes replaced), make
+    the text valid UTF-8 (a lone surrogate, e.g. from a non-UTF-8 file name, becomes U+FFFD), drop
+    ANSI colours and control characters (NUL, ESC), make zero-width and bidi characters visible as
+    U+FFFD, and bound it.
+
+    Args:
+        value: anything (str, bytes, a number, None, a dict: its str()).
+        max_chars: bound of the result in characters; a longer text keeps its head and tail.
+    Returns:
+        a str that encodes to UTF-8 and Postgres accepts.
+    """
     if isinstance(value, bytes | bytearray):
-        value = bytes(value).decode("utf-8", errors="replace")
-    text = str(value)
+        value = bytes(value[-MAX_TEXT_BYTES:]).decode("utf-8", errors="replace")
+    try:
+        text = value if isinstance(value, str) else str(value)
+    except Exception:  # noqa: BLE001 - a hostile __str__ must not lose the excerpt
+        text = f"<unprintable {type(value).__name__}>"
+    if len(text) > 4 * max_chars:  # bound before the regexes below run over it
+        text = text[: 2 * max_chars] + "\n" + text[-2 * max_chars :]
+    if text.isascii() and text.isprintable():  # nothing to clean: the common log line, fast
+        return text if len(text) <= max_chars else _cut(text, max_chars)
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:  # lone surrogates: pairs are joined, the rest replaced
+            text = text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
     text = _ANSI.sub("", text)
     text = _CONTROL.sub("", text.replace("\r\n", "\n").replace("\r", "\n"))
-    return _INVISIBLE.sub("\ufffd", text)
+    text = _INVISIBLE.sub("\ufffd", text)
+    return text if len(text) <= max_chars else _cut(text, max_chars)
+
+
+def _cut(text: str, max_chars: int) -> str:
+    half = max_chars // 2
+    return text[:half] + " [... cut by airflow-doctor ...] " + text[-half:]
 
 
 # -- structured records ------------------------------------------------------------------------
@@ -148,9 +179,20 @@ def parse_records(log: Any) -> list[dict | str]:
     if isinstance(log, dict):
         return [log]
     if not isinstance(log, str | bytes | bytearray):
-        return list(log or [])
+        try:
+            records = list(log or [])[-MAX_RECORDS:]
+        except TypeError:  # a number, an object: its text
+            return [to_text(log)]
+        size = 0  # the cap on bytes read, for records: the newest records whose events fit in it
+        for kept, record in enumerate(reversed(records)):
+            event = record.get("event") if isinstance(record, dict) else record
+            size += len(event) if isinstance(event, str | bytes) else 100
+            if size > MAX_TEXT_BYTES and kept:
+                return records[len(records) - kept :]
+        return records
     if isinstance(log, bytes | bytearray):
-        log = bytes(log).decode("utf-8", errors="replace")
+        log = bytes(log[-MAX_TEXT_BYTES:]).decode("utf-8", errors="replace")
+    log = bound_text(log)  # bytes read and line length capped before any pattern runs
     out: list[dict | str] = []
     for line in log.replace("\r\n", "\n").split("\n"):
         stripped = line.strip()
@@ -168,16 +210,26 @@ def parse_records(log: Any) -> list[dict | str]:
 
 def _stacks(details: Any) -> list[dict]:
     """`error_detail` as a list of exception dicts, the exception that was raised first, its
-    `__cause__` / `__context__` after it (structlog's order)."""
+    `__cause__` / `__context__` after it (structlog's order). A dict is one exception; anything else
+    (a string, a number) has none."""
     if isinstance(details, dict):
         return [details]
-    if isinstance(details, list):
+    if isinstance(details, list | tuple):
         return [d for d in details if isinstance(d, dict)]
     return []
 
 
+def _detail(record: dict) -> Any:
+    """A record's exception: Airflow 3's `error_detail`, or structlog's `exception` when it holds
+    dicts (`dict_tracebacks`) rather than a formatted traceback."""
+    detail = record.get("error_detail")
+    if not detail and isinstance(record.get("exception"), list | dict):
+        detail = record["exception"]
+    return detail
+
+
 def _exc_type(stack: dict) -> str:
-    return to_text(stack.get("exc_type") or "Exception").strip()[:200]
+    return to_text(stack.get("exc_type") or "Exception", 200).strip()
 
 
 def _exc_value(stack: dict) -> str:
@@ -187,7 +239,9 @@ def _exc_value(stack: dict) -> str:
 def _members(stack: dict) -> list[list[dict]]:
     """An ExceptionGroup's member exceptions, each as its own chain of stacks."""
     members = stack.get("exceptions") or []
-    if not isinstance(members, list):
+    if isinstance(members, dict):
+        members = [members]
+    if not isinstance(members, list | tuple):
         return []
     return [_stacks(m) for m in members if _stacks(m)]
 
@@ -198,19 +252,21 @@ def _render_stacks(stacks: list[dict], indent: str = "") -> list[str]:
     for i in range(len(stacks) - 1, -1, -1):
         exc = stacks[i]
         lines.append(indent + "Traceback (most recent call last):")
-        frames = exc.get("frames") if isinstance(exc.get("frames"), list) else []
+        frames = exc.get("frames") if isinstance(exc.get("frames"), list | tuple) else []
         for frame in frames[-50:]:
             if isinstance(frame, dict):
                 lines.append(
-                    f'{indent}  File "{to_text(frame.get("filename"))[:300]}", '
-                    f"line {to_text(frame.get('lineno'))[:12]}, in {to_text(frame.get('name'))[:200]}"
+                    f'{indent}  File "{to_text(frame.get("filename"), 300)}", '
+                    f"line {to_text(frame.get('lineno'), 12)}, in {to_text(frame.get('name'), 200)}"
                 )
+                if frame.get("line"):  # the source line, when the formatter kept it
+                    lines.append(f"{indent}    {to_text(frame.get('line'), 300).strip()}")
         value = _exc_value(exc)
         head = f"{_exc_type(exc)}: {value}" if value else _exc_type(exc)
         lines.extend(indent + part for part in head.split("\n"))
         notes = exc.get("exc_notes")
-        for note in notes if isinstance(notes, list) else [notes] if notes else []:
-            lines.extend(indent + part for part in to_text(note).split("\n"))
+        for note in (notes if isinstance(notes, list | tuple) else [notes] if notes else [])[:20]:
+            lines.extend(indent + part for part in to_text(note, MAX_CONTEXT_CHARS * 4).split("\n"))
         for n, member in enumerate(_members(exc)[:10], 1):
             lines.append(f"{indent}  +---------------- {n} ----------------")
             lines.extend(_render_stacks(member, indent + "    | "))
@@ -225,12 +281,15 @@ def _render_record(record: dict | str) -> list[str]:
     if not isinstance(record, dict):
         return to_text(record).split("\n")
     event = to_text(record.get("event", ""))
-    level = to_text(record.get("level", "")).upper()[:20]
-    logger = to_text(record.get("logger") or "")[:200]
-    prefix = " ".join(p for p in (to_text(record.get("timestamp", ""))[:23], level, logger) if p)
+    level = to_text(record.get("level", ""), 20).upper()
+    logger = to_text(record.get("logger") or "", 200)
+    prefix = " ".join(p for p in (to_text(record.get("timestamp", ""), 23), level, logger) if p)
     lines = [f"{prefix} - {part}" if j == 0 and prefix else part for j, part in enumerate(event.split("\n"))]
-    if record.get("error_detail"):
-        lines.extend(_render_stacks(_stacks(record["error_detail"])))
+    detail = _detail(record)
+    if _stacks(detail):
+        lines.extend(_render_stacks(_stacks(detail)))
+    elif detail:  # a string (or any other shape) where the exception should be: its text
+        lines.extend(to_text(detail).split("\n"))
     elif isinstance(record.get("exception"), str):  # structlog's formatted traceback, as text
         lines.extend(to_text(record["exception"]).split("\n"))
     return lines
@@ -360,8 +419,9 @@ class _Error(BaseModel):
 
 
 def _chain_from_detail(stacks: list[dict]) -> list[_Error]:
-    """The chain of an `error_detail`, outermost first; an ExceptionGroup contributes its first member."""
-    chain = [_Error(type=_exc_type(exc), message=_exc_value(exc)) for exc in stacks]
+    """The chain of an `error_detail`, outermost first; an ExceptionGroup contributes its first member.
+    Each message is redacted whole (bounded first), before anything cuts it."""
+    chain = [_Error(type=_exc_type(exc), message=redact(_exc_value(exc))) for exc in stacks]
     members = _members(stacks[-1]) if stacks and stacks[-1].get("is_group") else []
     if members:
         chain.extend(_chain_from_detail(members[0]))
@@ -440,7 +500,7 @@ def _choose(chain: list[_Error]) -> tuple[int, bool]:
 def _authority_record(records: list[dict | str]) -> int | None:
     """Index of the record that failed the task: the last `Task failed with exception` record with an
     `error_detail`, else the last error-level record with one."""
-    with_detail = [i for i, r in enumerate(records) if isinstance(r, dict) and _stacks(r.get("error_detail"))]
+    with_detail = [i for i, r in enumerate(records) if isinstance(r, dict) and _stacks(_detail(r))]
     named = [i for i in with_detail if _AUTHORITY_EVENT.match(to_text(records[i].get("event", "")))]
     if named:
         return named[-1]
@@ -485,7 +545,7 @@ def _looks_forged(line: str) -> bool:
     return "\ufffd" in name or any(c.isascii() and c.isalpha() for c in name)
 
 
-_OPERATOR = re.compile(r"\b([A-Z][A-Za-z0-9]*(?:Operator|Sensor|Hook))\b")
+_OPERATOR = re.compile(r"\b([A-Z][A-Za-z0-9]{0,80}(?:Operator|Sensor|Hook))\b")
 
 
 def extract_excerpt(log: Any, max_bytes: int = MAX_EXCERPT_BYTES) -> Excerpt:
@@ -504,12 +564,13 @@ def extract_excerpt(log: Any, max_bytes: int = MAX_EXCERPT_BYTES) -> Excerpt:
         before = [ln for r in records[:authority] for ln in _render_record(r)]
         failing = _render_record(records[authority])
         after = [ln for r in records[authority + 1 :] for ln in _render_record(r)]
-        lines = before + failing + after
-        chain = _chain_from_detail(_stacks(records[authority]["error_detail"]))
+        # Redacted whole, before any window is chosen (a key block may start outside it).
+        lines = redact_lines(before + failing + after)
+        chain = _chain_from_detail(_stacks(_detail(records[authority])))
         block_start, block_end = len(before), len(before) + len(failing)
         source: Source = "error_detail"
     else:
-        lines = [ln for r in records for ln in _render_record(r)]
+        lines = redact_lines([ln for r in records for ln in _render_record(r)])
         block_start = _last_traceback_start(lines)
         block_end = None
         source = "traceback"
@@ -565,12 +626,12 @@ def extract_excerpt(log: Any, max_bytes: int = MAX_EXCERPT_BYTES) -> Excerpt:
             message = _strip_prefix((hits_text or chosen)[-1]).strip()
     operators = sorted(set(_OPERATOR.findall("\n".join(lines[-400:]))))
     forged = any(_looks_forged(line) for line in [f"{exc_type}: {message}" if exc_type else message, *causes])
-    text = redact("\n".join(chosen))
+    text = "\n".join(chosen)  # its lines were redacted with the whole log
     return Excerpt(
         exception_type=exc_type,
         message=redact(message[:MAX_MESSAGE_CHARS]),
         text=_bound(text, max_bytes),
-        operator=", ".join(operators[:3]) or None,
+        operator=", ".join(operators[:3])[:MAX_CONTEXT_CHARS] or None,
         causes=[redact(c) for c in causes[:MAX_CAUSES]],
         source=source,
         context=[redact(c) for c in context if c != message],
