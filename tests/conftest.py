@@ -52,6 +52,18 @@ def new_knowledge_base(pg_server) -> str:
     return dsn
 
 
+@pytest.fixture(scope="module")
+def seeded_dsn(pg_server) -> str:
+    """A knowledge base with the curated runbooks embedded, shared by a module (embedding is slow)."""
+    from include.doctor import embeddings
+    from include.doctor.knowledge import ensure_seeded
+    from include.doctor.store import KnowledgeBase
+
+    dsn = new_knowledge_base(pg_server)
+    ensure_seeded(KnowledgeBase(dsn=dsn), embeddings.embed, embeddings.model_name())
+    return dsn
+
+
 @pytest.fixture
 def kb_dsn(pg_server) -> str:
     """A fresh, migrated database of its own for one test."""

@@ -24,11 +24,9 @@ from include.doctor import embeddings
 from include.doctor.config import DoctorSettings
 from include.doctor.diagnosis import diagnose
 from include.doctor.gate import decide
-from include.doctor.knowledge import ensure_seeded
 from include.doctor.logs import excerpt_record, extract_excerpt
 from include.doctor.models import Decision, Diagnosis, FailureRef, Neighbour
 from include.doctor.store import KnowledgeBase, retrieve_similar
-from tests.conftest import new_knowledge_base
 from tests.fakes.anthropic_server import tool_message
 from tests.include.doctor.adversarial_logs import ADVERSARIAL_LOGS, PSYCOPG2_CONNECT_FRAMES, a2, dag_frame, tb
 
@@ -66,14 +64,6 @@ def obedient(excerpt_text: str) -> dict:
             "evidence": [line],
         }
     )
-
-
-@pytest.fixture(scope="module")
-def seeded_dsn(pg_server):
-    """One knowledge base with the runbooks embedded, shared by the module (embedding is the slow part)."""
-    dsn = new_knowledge_base(pg_server)
-    ensure_seeded(KnowledgeBase(dsn=dsn), embeddings.embed, embeddings.model_name())
-    return dsn
 
 
 def run_pipeline(log, dsn: str, llm=None) -> tuple[Decision, dict, dict]:

@@ -15,7 +15,6 @@ from include.doctor import embeddings
 from include.doctor.config import DoctorSettings
 from include.doctor.diagnosis import diagnose
 from include.doctor.gate import decide
-from include.doctor.knowledge import ensure_seeded
 from include.doctor.logs import excerpt_record, extract_excerpt
 from include.doctor.models import Diagnosis, FailureRef, Neighbour
 from include.doctor.store import retrieve_similar
@@ -187,17 +186,6 @@ def honest(excerpt_text: str) -> dict:
             "evidence": [line],
         }
     )
-
-
-@pytest.fixture(scope="module")
-def seeded_dsn(pg_server):
-    """One knowledge base with the runbooks embedded, shared by the module (embedding is the slow part)."""
-    from include.doctor.store import KnowledgeBase
-    from tests.conftest import new_knowledge_base
-
-    dsn = new_knowledge_base(pg_server)
-    ensure_seeded(KnowledgeBase(dsn=dsn), embeddings.embed, embeddings.model_name())
-    return dsn
 
 
 def run_pipeline(log: str, dsn: str) -> tuple[dict, str]:
