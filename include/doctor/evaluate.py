@@ -491,7 +491,7 @@ def _judge(
     from include.doctor.diagnosis import diagnose
     from include.doctor.gate import decide
     from include.doctor.models import Neighbour
-    from include.doctor.rules import match_rule
+    from include.doctor.rules import classify
     from include.doctor.store import retrieve_similar
 
     ref_data = ref.model_dump(mode="json")
@@ -513,7 +513,7 @@ def _judge(
         excerpt=excerpt,
         class_outcomes=memory.get("class_outcomes"),
     )
-    rule = match_rule(excerpt["exception_type"], excerpt["message"], excerpt["causes"])
+    rule = classify(excerpt, local_services=settings.local_services)
     row = {
         "id": case["id"],
         "corpus_file": case.get("corpus_file"),
