@@ -155,13 +155,13 @@ def doctor():
             )
 
         @task(map_index_template=LABEL, trigger_rule="all_done")
-        def record_case(group: dict, judged: dict | None, approved: list | None) -> list:
+        def record_case(group: dict, judged: dict | None, approved: list | None, escalations: list) -> list:
             from include.doctor.groups import record_group
 
             ctx = _label(group)
             if ctx["params"]["dry_run"]:
                 raise AirflowSkipException("dry_run: nothing is recorded")
-            return record_group(group, judged, _retried(judged), approved, ctx["run_id"])
+            return record_group(group, judged, _retried(judged), approved, ctx["run_id"], escalations)
 
         @task.sensor(
             map_index_template=LABEL,
@@ -206,8 +206,7 @@ def doctor():
         )
         approved = clear_after_approval(group, judged, approval.output)
         escalations = escalate(group, judged, approved)
-        cases = record_case(group, judged, approved)
-        escalations >> cases
+        cases = record_case(group, judged, approved, escalations)
         verifications = verify_retry(group, judged, approved)
         cases >> verifications
         notify_humans(group, judged, approved, escalations, verifications)

@@ -284,10 +284,15 @@ def record_group(
     retried: list | None,
     approved: list | None,
     doctor_run_id: str,
+    escalations: list | None = None,
     *,
     kb=None,
 ) -> list[int | None]:
     """Record every member as a case with the group's diagnosis and its own decision.
+
+    A member whose grey-zone retry an engineer rejected in Required Actions (`escalations[i]
+    ["rejected_by"]`) also gets that person's answer: a remediation with actor human that marks the
+    case not transient, which the gate reads as a person's "permanent" for its fingerprint.
 
     Returns:
         [case id or None (knowledge base unreachable, logged)] per member.
@@ -297,7 +302,7 @@ def record_group(
 
     kb = kb or KnowledgeBase()
     judged = judged_or_escalate(judged, group)
-    return [
+    ids = [
         record_case(
             member,
             group["excerpt"],
@@ -310,6 +315,22 @@ def record_group(
         )
         for i, member in enumerate(group["members"])
     ]
+    for case_id, escalation in zip(ids, escalations or [], strict=False):
+        who = (escalation or {}).get("rejected_by")
+        if case_id is None or not who:
+            continue
+        try:
+            kb.record_human_outcome(
+                case_id,
+                decision="approval",
+                cleared=False,
+                outcome="escalated",
+                transient=False,
+                reasons=[f"{who} rejected the retry in Required Actions"],
+            )
+        except Exception as exc:  # noqa: BLE001 - the case itself is recorded; the sweeper learns later
+            log.warning("Could not record the rejection of case %s: %s", case_id, exc)
+    return ids
 
 
 def check_group(group: dict, retried: list | None, approved: list | None, *, api=None, kb=None) -> dict:

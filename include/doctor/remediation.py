@@ -166,8 +166,9 @@ def escalate(
         approval: what the approval request returned (chosen option, who answered), or None.
         dry_run: write no note.
     Returns:
-        {"escalated": bool, "note": str, "note_written": bool, "why": str}; escalated is False when
-        the task instance was cleared (nothing to escalate). Never raises.
+        {"escalated": bool, "note": str, "note_written": bool, "why": str, "rejected_by": str | None
+        (the engineer who chose Reject in Required Actions: a person's "do not retry")}; escalated
+        is False when the task instance was cleared (nothing to escalate). Never raises.
     """
 
     ref = FailureRef.model_validate(ref_data)
@@ -177,7 +178,13 @@ def escalate(
     why = escalation_reason(decision, remediation, approval)
     note = summary_note(ref, (diagnosis_result or {}).get("diagnosis"), decision, f"Not retried: {why}")
     written = False if dry_run else _write_note(api, ref, note)
-    return {"escalated": True, "note": note, "note_written": written, "why": why}
+    return {
+        "escalated": True,
+        "note": note,
+        "note_written": written,
+        "why": why,
+        "rejected_by": rejecter(approval) if decision.verdict == "approval" else None,
+    }
 
 
 def escalation_reason(decision: Decision, remediation: dict | None, approval: dict | None) -> str:
@@ -309,6 +316,16 @@ def check_retry(ref_data: dict, remediation: dict, *, api=None, kb=None) -> dict
 
 
 TERMINAL_STATES = {"success", "failed", "skipped", "upstream_failed", "removed"}
+
+
+def rejecter(approval: dict | None) -> str | None:
+    """Who rejected a grey-zone retry, from the approval task's result; None unless a person chose
+    "Reject" (a timeout also answers "Reject", with nobody behind it)."""
+    if not approval or (approval.get("chosen_options") or [None])[0] != "Reject":
+        return None
+    user = approval.get("responded_by_user") or approval.get("responded_by") or {}
+    name = user.get("name") if isinstance(user, dict) else user
+    return str(name) if name else None
 
 
 def approver(approval: dict | None) -> str | None:

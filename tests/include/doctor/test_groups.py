@@ -236,3 +236,25 @@ def test_a_log_cannot_add_a_header_line_to_the_subject():
     assert digest["subject"] == (
         "[airflow-doctor] storm: 2 failures of Boom Bcc: everyone@example.com in d: 2 escalated"
     )
+
+
+def test_a_rejection_in_required_actions_is_recorded_as_a_persons_permanent(kb: KnowledgeBase):
+    from include.doctor.groups import record_group
+    from include.doctor.remediation import escalate
+
+    group, judged = _storm(2)
+    group["excerpt"] = {**group["excerpt"], "fingerprint": "fp-rejected", "text": "x"}
+    judged["diagnosis"]["diagnosis"].update(transient=True, recommended_action="retry")
+    judged["decisions"] = [{"verdict": "approval", "reasons": ["grey zone"]}] * 2
+    approval = {"chosen_options": ["Reject"], "responded_by_user": {"id": "7", "name": "ana"}}
+    escalations = [
+        escalate(member, judged["decisions"][i], judged["diagnosis"], None, approval, dry_run=True)
+        for i, member in enumerate(group["members"])
+    ]
+    assert [e["rejected_by"] for e in escalations] == ["ana", "ana"]
+    timed_out = escalate(group["members"][0], judged["decisions"][0], judged["diagnosis"], None, None, True)
+    assert timed_out["rejected_by"] is None  # nobody answered: not a person's answer
+
+    record_group(group, judged, None, None, "doc-run", escalations, kb=kb)
+    [latest, *_] = kb.find_by_fingerprint("fp-rejected", None)
+    assert latest.actor == "human" and latest.judged_permanent
