@@ -23,7 +23,8 @@ def _rows(stack, query: str, params: tuple) -> list[tuple]:
 @pytest.fixture
 def forget_run(stack):
     """Delete the cases of the runs a test names from the shared knowledge base afterwards: a retry
-    that verifiably failed is memory, and would turn the next test's flaky warehouse into an approval."""
+    that verifiably failed, or a person's rejection, is memory, and would change what the next test's
+    flaky warehouse gets (an approval, an escalation) instead of an auto-retry."""
     runs: list[str] = []
     yield runs
     for run in runs:
@@ -156,12 +157,24 @@ def test_an_approved_grey_zone_retry_is_cleared(stack, grey_zone):
     assert actor == "human"
 
 
-def test_a_rejected_grey_zone_retry_is_escalated(stack, grey_zone):
+def test_a_rejected_grey_zone_retry_is_escalated(stack, grey_zone, forget_run):
     api, kb = grey_zone, kb_for(stack)
     run = trigger(api, "example_flaky_warehouse")
+    forget_run.append(run)  # a rejection is a person's "permanent" for this error: later tests heal it
     _answer_approval(api, run, "Reject")
     case = wait_until(lambda: case_for(kb, "example_flaky_warehouse", run, "load_orders"), 240, "the case")
     assert case["decision"] == "approval" and not case["cleared"]
+
+    def answered():
+        rows = _rows(
+            stack,
+            "SELECT r.actor, c.transient FROM doctor.remediations r JOIN doctor.failure_cases c "
+            "ON c.id = r.case_id WHERE c.run_id = %s AND r.actor = 'human'",
+            (run,),
+        )
+        return rows or None
+
+    assert wait_until(answered, 60, "the rejection recorded as a person's answer") == [("human", False)]
 
     def noted():
         ti = api.get_task_instance("example_flaky_warehouse", run, "load_orders")
