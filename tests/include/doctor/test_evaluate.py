@@ -269,18 +269,23 @@ def test_malformed_corpus_line_is_named(tmp_path, line, message):
     assert "c.jsonl:1" in str(err.value)
 
 
-def test_cli_prints_one_json_object(tmp_path, kb_dsn):
-    path = tmp_path / "c.jsonl"
-    path.write_text("\n".join(json.dumps(c) for c in CORPUS))
+def eval_cli(*args: str, dsn: str) -> dict:
+    """`python -m include.doctor eval ARGS --json --dsn DSN` in a process of its own; its JSON report."""
     out = subprocess.run(
-        [sys.executable, "-m", "include.doctor", "eval", "--corpus", str(path), "--json", "--dsn", kb_dsn],
+        [sys.executable, "-m", "include.doctor", "eval", *args, "--json", "--dsn", dsn],
         capture_output=True,
         text=True,
         cwd=ROOT,
         timeout=300,
         check=True,
     )
-    report = json.loads(out.stdout.strip().splitlines()[-1])
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_cli_prints_one_json_object(tmp_path, kb_dsn):
+    path = tmp_path / "c.jsonl"
+    path.write_text("\n".join(json.dumps(c) for c in CORPUS))
+    report = eval_cli("--corpus", str(path), dsn=kb_dsn)
     for key in (
         "n",
         "auto_retry_precision",
@@ -298,32 +303,11 @@ def test_cli_streams_two_corpora_with_the_oracle(tmp_path, kb_dsn):
     first, second = tmp_path / "one.jsonl", tmp_path / "two.jsonl"
     first.write_text("\n".join(json.dumps(c) for c in CORPUS[:2]))
     second.write_text("\n".join(json.dumps(c) for c in CORPUS[2:]))
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "include.doctor",
-            "eval",
-            "--corpus",
-            str(first),
-            "--corpus",
-            str(second),
-            "--diagnoser",
-            "oracle",
-            "--stream",
-            "--recurrences",
-            "2",
-            "--json",
-            "--dsn",
-            kb_dsn,
-        ],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=300,
-        check=True,
+    report = eval_cli(
+        *("--corpus", str(first), "--corpus", str(second)),
+        *("--diagnoser", "oracle", "--stream", "--recurrences", "2"),
+        dsn=kb_dsn,
     )
-    report = json.loads(out.stdout.strip().splitlines()[-1])
     assert report["mode"] == "stream" and report["diagnoser"] == "oracle" and report["n"] == 10
     assert [(c["file"], c["n"]) for c in report["corpora"]] == [(str(first), 2), (str(second), 3)]
     assert [p["pass"] for p in report["stream"]["passes"]] == [1, 2]
