@@ -4,7 +4,7 @@ What is measured: for every failure, the seconds from the failure to each milest
 the doctor DAG run that claimed it was queued and started (negative when that run already existed:
 a run claims every failure waiting when its collect task runs), the failure was claimed
 (`doctor.inbox.claimed_at`), the diagnosis was done (`diagnosed_at` returned by the doctor's
-`handle_failures.diagnose_and_retry` task instance for it: when the gate decided), the clear was
+`handle_failures.gate_on_confidence` task instance for it: when the gate decided), the clear was
 issued (the `doctor.clears` row, written just before the clear call, so it includes any backoff),
 the retried try was running (its start_date) and it succeeded (its end_date). Reported as
 p50/p95/max per phase, with the gaps between milestones, when each doctor task ran, how many
@@ -51,7 +51,7 @@ DEMO_FILE = ROOT / "dags" / "examples" / "example_transient_failures.py"
 BASELINE_RETRY_DELAY_S = 300.0  # [core] default_task_retry_delay in Airflow 3.3 (config.yml default)
 # The doctor's task instance that embeds, retrieves, diagnoses, gates and (on auto_retry) clears;
 # "diagnosis done" is the `diagnosed_at` it returns (when the gate decided), else its end.
-DIAGNOSE_TASKS = ("handle_failures.diagnose_and_retry",)
+DIAGNOSE_TASKS = ("handle_failures.gate_on_confidence",)
 TERMINAL = {"success", "failed", "skipped", "upstream_failed", "removed"}
 DOCTOR_MILESTONES = {
     "queued": "doctor run queued",

@@ -7,10 +7,10 @@ each member (its own retry budget and its DAG's opt-out tags), every member is c
 escalated and recorded on its own, and people get one digest per group instead of one message
 per failure (`include/doctor/notify.py`, `notify_group`).
 
-Each function here is one task of the doctor DAG's mapped `handle_failures` group and works on
-the same shapes: `group` is collect_failures' output for one group, `judged` is `judge_group`'s
-output, and per-member results are lists aligned with `group["members"]` (None where a stage did
-nothing for that member).
+The doctor DAG's stages (`stages.py`) call these functions with the same shapes: `group` is one
+of fetch_logs' groups, `judged` is {"embedding", "memory", "diagnosis", "decisions",
+"doctor_clears"} assembled from the stages' outputs (`stages._judged`), and per-member results are
+lists aligned with `group["members"]` (None where a stage did nothing for that member).
 """
 
 from __future__ import annotations
@@ -71,67 +71,6 @@ def group_failures(refs: list[dict], *, api=None) -> list[dict]:
             ", ".join(f"{g['label']} ({len(g['members'])})" for g in out),
         )
     return out
-
-
-def judge_group(group: dict, *, api=None, kb=None) -> dict:
-    """Embed, retrieve, diagnose once for the group; then gate each member.
-
-    Returns:
-        {"embedding": embed_failure's output, "memory": retrieve_similar's output (for the
-        representative), "diagnosis": diagnose's output, "decisions": [Decision dict per member],
-        "doctor_clears": [int | None per member], "diagnosed_at": ISO time the gate decided}.
-        Never raises: every stage degrades to an escalation (see each stage).
-    """
-    from include.doctor.airflow_api import default_api
-    from include.doctor.diagnosis import diagnose
-    from include.doctor.embeddings import embed_failure
-    from include.doctor.gate import gate_on_confidence
-    from include.doctor.store import KnowledgeBase, retrieve_similar
-
-    kb = kb or KnowledgeBase()
-    api = api or default_api()  # None: the gate fails closed
-    members, excerpt = group["members"], group["excerpt"]
-    seconds: dict[str, float] = {}
-    t0 = time.monotonic()
-    embedding = embed_failure(excerpt, kb=kb)
-    seconds["embed"], t0 = time.monotonic() - t0, time.monotonic()
-    memory = retrieve_similar(members[0], excerpt, embedding, kb=kb)
-    seconds["retrieve"], t0 = time.monotonic() - t0, time.monotonic()
-    diagnosis = diagnose(members[0], excerpt, memory)
-    seconds["diagnose"], t0 = time.monotonic() - t0, time.monotonic()
-    decisions, clears = [], []
-    for i, member in enumerate(members):
-        member_memory = memory if i == 0 else {**memory, "doctor_clears": _doctor_clears(kb, member)}
-        clears.append(member_memory.get("doctor_clears"))
-        decisions.append(gate_on_confidence(member, diagnosis, member_memory, excerpt, api=api))
-    seconds["gate"] = time.monotonic() - t0
-    log.info("Judged %s in %s", group.get("label"), ", ".join(f"{k} {v:.2f}s" for k, v in seconds.items()))
-    return {
-        "embedding": embedding,
-        "memory": memory,
-        "diagnosis": diagnosis,
-        "decisions": decisions,
-        "doctor_clears": clears,
-        "diagnosed_at": datetime.now(UTC).isoformat(),
-    }
-
-
-def judge_and_clear(group: dict, doctor_run_id: str, dry_run: bool = False, *, api=None, kb=None) -> dict:
-    """The diagnose_and_retry task: `judge_group`, then `clear_group` for the members the gate
-    sent to auto_retry, with one API client and one knowledge base for both.
-
-    Returns:
-        judge_group's output plus "retried": clear_group's output, or None when nothing was to clear.
-    """
-    from include.doctor.airflow_api import default_api
-    from include.doctor.store import KnowledgeBase
-
-    api, kb = api or default_api(), kb or KnowledgeBase()
-    judged = judge_group(group, api=api, kb=kb)
-    judged["retried"] = None
-    if with_verdict(judged, "auto_retry"):
-        judged["retried"] = clear_group(group, judged, doctor_run_id, dry_run=dry_run, api=api, kb=kb)
-    return judged
 
 
 def _doctor_clears(kb, member: dict) -> int | None:

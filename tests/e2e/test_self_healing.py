@@ -22,6 +22,7 @@ from scripts.demo import (
     trigger,
     wait_until,
 )
+from tests.e2e.graph import settled_stage_states
 
 pytestmark = pytest.mark.e2e
 
@@ -73,9 +74,23 @@ def test_transient_failure_is_retried_to_success_and_permanent_one_escalated(sta
         (p, "example_orders_report.build_report"),
     ):
         assert (
-            _doctor_labels(api, "handle_failures.diagnose_and_retry", handled["doctor_run_id"]).count(label)
+            _doctor_labels(api, "handle_failures.gate_on_confidence", handled["doctor_run_id"]).count(label)
             == 1
         )
+
+    # The Graph view of each doctor run shows every stage as a task and the branch the gate took.
+    healed_graph = settled_stage_states(api, t["doctor_run_id"], "example_flaky_warehouse.load_orders")
+    escalated_graph = settled_stage_states(api, p["doctor_run_id"], "example_orders_report.build_report")
+    ran = {"embed_failure", "retrieve_similar", "diagnose", "gate_on_confidence", "record_case"}
+    approval_path = {"prepare_approval", "request_approval", "act_on_approval"}
+    assert healed_graph == {
+        **{s: "success" for s in ran | {"clear_and_retry", "verify_retry", "report_retry"}},
+        **{s: "skipped" for s in approval_path | {"escalate", "notify_humans"}},
+    }
+    assert escalated_graph == {
+        **{s: "success" for s in ran | {"escalate", "notify_humans"}},
+        **{s: "skipped" for s in approval_path | {"clear_and_retry", "verify_retry", "report_retry"}},
+    }
 
     # Email through a real SMTP server and Slack through the webhook receiver, for both failures.
     def delivered():
@@ -129,7 +144,7 @@ def test_five_failures_within_100_ms_are_each_diagnosed_exactly_once(stack):
     # the exception is handled, before the listener runs).
     assert spread.total_seconds() < 0.1, spread
     # Five failures at once are a storm: one group, diagnosed once, each member handled on its own.
-    labels = _doctor_labels(api, "handle_failures.diagnose_and_retry", "~")
+    labels = _doctor_labels(api, "handle_failures.gate_on_confidence", "~")
     burst = [x for x in labels if x.startswith("example_burst_failures")]
     assert len(burst) == 1 and re.fullmatch(r"example_burst_failures\.fail_together\[\d\] \+4 more", burst[0])
     # tagged doctor:notify-only: diagnosed and escalated, never cleared
@@ -176,7 +191,7 @@ def test_a_storm_of_fifty_failures_is_diagnosed_once_and_reported_in_one_digest_
     assert per_instance == {i: 1 for i in range(50)} and inbox_rows == 50
     assert doctor_runs == 1  # the storm was claimed whole by one doctor run
     assert len({c["decision"] for c in cases}) == 1 and cases[0]["decision"] == "escalate"
-    labels = _doctor_labels(api, "handle_failures.diagnose_and_retry", "~")
+    labels = _doctor_labels(api, "handle_failures.gate_on_confidence", "~")
     assert len([x for x in labels if x.startswith("example_burst_failures") and "+49 more" in x]) == 1
 
 

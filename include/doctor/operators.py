@@ -1,0 +1,61 @@
+"""Operators of the doctor DAG that wait without holding a worker slot.
+
+`ClearAndRetryOperator` is the clear_and_retry stage: when the gate asked for a backoff it defers to
+the standard provider's `DateTimeTrigger` (the wait runs in the triggerer; the task holds no worker
+or pool slot while it waits), then clears in `execute_complete`. Without a backoff it clears at
+once, in one task process.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from airflow.sdk import BaseOperator
+
+
+class ClearAndRetryOperator(BaseOperator):
+    """Clear the auto-retried members of a group after their backoff (stages.clear_and_retry).
+
+    Args (templated, usually XComArgs): group (Group dict), decided (GroupDecision dict), diagnosis
+    (diagnose's output, may be None), dry_run (bool).
+    Returns (XCom): stages.clear_and_retry's output.
+    """
+
+    template_fields = ("group", "decided", "diagnosis", "dry_run")
+
+    def __init__(
+        self, *, group: Any, decided: Any, diagnosis: Any = None, dry_run: Any = False, **kwargs
+    ) -> None:
+        super().__init__(**kwargs)
+        self.group = group
+        self.decided = decided
+        self.diagnosis = diagnosis
+        self.dry_run = dry_run
+
+    def execute(self, context) -> dict:
+        from include.doctor.stages import retry_at
+
+        at = None if _truthy(self.dry_run) else retry_at(self.group, self.decided)
+        if at is not None and at > datetime.now(UTC):
+            from airflow.providers.standard.triggers.temporal import DateTimeTrigger
+
+            self.log.info("Backing off until %s before clearing (deferred to the triggerer)", at.isoformat())
+            self.defer(trigger=DateTimeTrigger(moment=at), method_name="execute_complete")
+        return self._clear(context)
+
+    def execute_complete(self, context, event: Any = None) -> dict:
+        """Resumed after the backoff: clear now."""
+        return self._clear(context)
+
+    def _clear(self, context) -> dict:
+        from include.doctor.stages import clear_and_retry
+
+        return clear_and_retry(
+            self.group, self.decided, self.diagnosis, context["run_id"], _truthy(self.dry_run)
+        )
+
+
+def _truthy(value: Any) -> bool:
+    """A templated bool arrives as a bool, or as its string when rendered from a template."""
+    return value is True or str(value).strip().lower() in {"true", "1", "yes"}
