@@ -5,7 +5,7 @@ mapped task whose instances all hit the same error) they share a fingerprint: th
 diagnosed once (one embedding, one retrieval, at most one LLM call), the gate then decides for
 each member (its own retry budget and its DAG's opt-out tags), every member is cleared, noted,
 escalated and recorded on its own, and people get one digest per group instead of one message
-per failure (`include/doctor/notify.py`, `notify_group`).
+per failure (`include/doctor/notify.py`, `notify_members`).
 
 The doctor DAG's stages (`stages.py`) call these functions with the same shapes: `group` is one
 of fetch_logs' groups, `judged` is {"embedding", "memory", "diagnosis", "decisions",
@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import logging
 import time
-from datetime import UTC, datetime
-from typing import Any
 
 from include.doctor.models import FailureRef
 
@@ -183,40 +181,6 @@ def cleared(*results: list[dict | None] | None, index: int) -> dict | None:
     return next((a for a in attempts if a.get("cleared")), attempts[0] if attempts else None)
 
 
-def escalate_group(
-    group: dict,
-    judged: dict | None,
-    retried: list | None,
-    approved: list | None,
-    approval: dict | None,
-    dry_run: bool = False,
-    *,
-    api=None,
-) -> list[dict]:
-    """Note every member that was not cleared as left for a person (remediation.escalate).
-
-    Returns:
-        [escalate's output per member]; {"escalated": False, ...} for a cleared member.
-    """
-    from include.doctor.airflow_api import default_api
-    from include.doctor.remediation import escalate
-
-    judged = judged_or_escalate(judged, group)
-    api = api or default_api()  # None: the notes fail, the escalation still stands
-    return [
-        escalate(
-            member,
-            judged["decisions"][i],
-            judged["diagnosis"],
-            cleared(retried, approved, index=i),
-            approval,
-            dry_run=dry_run,
-            api=api,
-        )
-        for i, member in enumerate(group["members"])
-    ]
-
-
 def record_group(
     group: dict,
     judged: dict | None,
@@ -291,38 +255,3 @@ def check_group(group: dict, retried: list | None, approved: list | None, *, api
         done = done and (result is not None or not (clear and clear.get("cleared")))
         out.append(result)
     return {"done": done, "verifications": out}
-
-
-def notify_group(
-    group: dict,
-    judged: dict | None,
-    retried: list | None,
-    approved: list | None,
-    escalations: list | None,
-    verifications: list | None,
-    doctor_run_id: str | None,
-    *,
-    api=None,
-) -> list[dict[str, Any]]:
-    """Tell people about the group: one message for a lone failure, one digest per route (email
-    recipients + Slack connection) for a group, covering the members the policy says to report.
-
-    Returns:
-        [deliver()'s result per message sent], or [{"skipped": reason}]. Never raises.
-    """
-    from include.doctor.notify import notify_members
-
-    judged = judged_or_escalate(judged, group)
-    items = []
-    for i, member in enumerate(group["members"]):
-        items.append(
-            {
-                "ref": member,
-                "decision": judged["decisions"][i],
-                "remediation": cleared(retried, approved, index=i),
-                "escalation": (escalations or [None] * (i + 1))[i],
-                "verification": (verifications or [None] * (i + 1))[i],
-                "doctor_clears": judged["doctor_clears"][i],
-            }
-        )
-    return notify_members(items, group["excerpt"], judged, doctor_run_id, api=api)

@@ -316,8 +316,8 @@ def prepare_approval(
     them all) and return the subject and body of the Required Actions request.
 
     Returns:
-        {"subject": str, "body": str, "delivery": dict}. Raises StageError when no member is in
-        the grey zone (the branch should not have come here).
+        {"subject": str, "body": str, "delivery": dict}. Raises AirflowSkipException when no
+        member is in the grey zone (the gate failed, so the approval path does not apply).
     """
     from include.doctor.groups import approval_request
 
@@ -325,7 +325,9 @@ def prepare_approval(
     judged = _judged(group, None, memory, diagnosis, decided_data)
     ask = approval_request(group.model_dump(mode="json"), judged, doctor_run_id, api=api)
     if ask is None:
-        raise StageError("no member of this group is in the grey zone")
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        raise AirflowSkipException("no member of this group is in the grey zone")
     return ask
 
 
