@@ -36,6 +36,8 @@ class ClearAndRetryOperator(BaseOperator):
     def execute(self, context) -> dict:
         from include.doctor.stages import retry_at
 
+        context["failure_label"] = (self.group or {}).get("label", "")  # map_index_template
+
         at = None if _truthy(self.dry_run) else retry_at(self.group, self.decided)
         if at is not None and at > datetime.now(UTC):
             from airflow.providers.standard.triggers.temporal import DateTimeTrigger
@@ -46,6 +48,7 @@ class ClearAndRetryOperator(BaseOperator):
 
     def execute_complete(self, context, event: Any = None) -> dict:
         """Resumed after the backoff: clear now."""
+        context["failure_label"] = (self.group or {}).get("label", "")
         return self._clear(context)
 
     def _clear(self, context) -> dict:

@@ -77,6 +77,21 @@ def _no_sleep(seconds: float) -> None:
     """The backoff is waited before the task, deferred in the triggerer (operators.py)."""
 
 
+def _skip(reason: str) -> None:
+    """Mark this task skipped: a branch not taken for this group.
+
+    The gate's branch skips the tasks it does not follow, but a mapped task group's downstream task
+    instances may not exist yet when the branch runs (they are expanded later), so each branch task
+    checks the verdicts itself as well (measured on Airflow 3.3.2: an escalate not followed ran).
+
+    Raises:
+        AirflowSkipException: always.
+    """
+    from airflow.sdk.exceptions import AirflowSkipException
+
+    raise AirflowSkipException(reason)
+
+
 def _now() -> str:
     return datetime.now(UTC).isoformat()
 
@@ -271,12 +286,15 @@ def clear_and_retry(
 
     Returns:
         {"clears": [clear_and_retry's output or None per member], "escalations": [escalate's
-        output or None per member], "notified": [deliver() results]}. Raises StageError (after
+        output or None per member], "notified": [deliver() results]}. Skips (AirflowSkipException)
+        when no member is to be auto-retried. Raises StageError (after
         pushing it) when a decided clear failed.
     """
     from include.doctor.groups import clear_group
 
     group = _group(group_data)
+    if not _decided(decided_data, group).members_with("auto_retry"):
+        _skip("the gate sent no member of this group to auto-retry")
     judged = _judged(group, None, None, diagnosis, decided_data)
     clears = clear_group(
         group.model_dump(mode="json"), judged, doctor_run_id, dry_run=dry_run, api=api, kb=kb, sleep=_no_sleep
@@ -325,9 +343,7 @@ def prepare_approval(
     judged = _judged(group, None, memory, diagnosis, decided_data)
     ask = approval_request(group.model_dump(mode="json"), judged, doctor_run_id, api=api)
     if ask is None:
-        from airflow.sdk.exceptions import AirflowSkipException
-
-        raise AirflowSkipException("no member of this group is in the grey zone")
+        _skip("no member of this group is in the grey zone")
     return ask
 
 
@@ -349,6 +365,7 @@ def act_on_approval(
         answer: request_approval's result ({"chosen_options", "responded_by_user", ...}) or None.
     Returns:
         {"clears": [...], "escalations": [...]} aligned with the members (None where not asked).
+        Skips (AirflowSkipException) when no member was in the grey zone.
     """
     from include.doctor.groups import clear_group
     from include.doctor.remediation import approver
@@ -356,6 +373,8 @@ def act_on_approval(
     group = _group(group_data)
     judged = _judged(group, None, None, diagnosis, decided_data)
     asked = _decided(decided_data, group).members_with("approval")
+    if not asked:
+        _skip("no member of this group was in the grey zone")
     who = approver(answer)
     clears: list = [None] * len(group.members)
     if who:
@@ -379,11 +398,14 @@ def escalate(
     doctor found and why it did not retry (remediation.escalate).
 
     Returns:
-        [escalate's output, or None for a member the gate did not escalate].
+        [escalate's output, or None for a member the gate did not escalate]. Skips
+        (AirflowSkipException) when the gate escalated no member.
     """
     group = _group(group_data)
     judged = _judged(group, None, None, diagnosis, decided_data)
     chosen = _decided(decided_data, group).members_with("escalate")
+    if not chosen:
+        _skip("the gate escalated no member of this group")
     return _escalate_members(group, judged, chosen, None, None, dry_run=dry_run, api=api)
 
 
@@ -404,7 +426,8 @@ def notify_humans(
     lone failure, one digest per route for a group.
 
     Returns:
-        [deliver()'s result per message] or [{"skipped": reason}]. Never raises.
+        [deliver()'s result per message] or [{"skipped": reason}] (the policy sends nothing).
+        Skips (AirflowSkipException) when no member is to be reported here.
     """
     from include.doctor.notify import notify_members
 
@@ -428,7 +451,7 @@ def notify_humans(
             }
         )
     if not items:
-        return [{"skipped": "no member to report"}]
+        _skip("no member of this group to report on")
     return notify_members(items, group.excerpt, judged, doctor_run_id, api=api)
 
 
