@@ -23,16 +23,15 @@ from datetime import timedelta
 
 import pendulum
 from airflow.providers.standard.operators.hitl import HITLOperator
-from airflow.sdk import Asset, Param, PokeReturnValue, dag, get_current_context, task, task_group
+from airflow.sdk import Asset, Param, dag, get_current_context, task, task_group
 from airflow.sdk.exceptions import AirflowSkipException
 
 from include.doctor.config import FAILURE_ASSET_NAME, FAILURE_ASSET_URI, LLM_POOL
-from include.doctor.operators import ClearAndRetryOperator
+from include.doctor.operators import ClearAndRetryOperator, VerifyRetryOperator
 
 LABEL = "{{ failure_label }}"
 # Parse-time settings come from the environment (Variables are read at run time, not at parse time).
 APPROVAL_TIMEOUT = timedelta(minutes=float(os.environ.get("DOCTOR_APPROVAL_TIMEOUT_MINUTES", "60")))
-VERIFY_POKE_SECONDS = float(os.environ.get("DOCTOR_VERIFY_POKE_SECONDS", "5"))
 
 
 def _label(group: dict) -> dict:
@@ -184,24 +183,6 @@ def doctor():
                 group, embedding, diagnosis, decided, retried, approved, escalated, ctx["run_id"]
             )
 
-        @task.sensor(
-            map_index_template=LABEL,
-            trigger_rule="all_done",
-            mode="reschedule",
-            poke_interval=VERIFY_POKE_SECONDS,
-            timeout=6 * 3600,
-        )
-        def verify_retry(group: dict, retried: dict | None, approved: dict | None) -> PokeReturnValue:
-            from include.doctor.groups import check_group
-            from include.doctor.stages import cleared_members
-
-            _label(group)
-            clears = cleared_members(retried, approved, len(group["members"]))
-            if not any(c and c.get("cleared") for c in clears):
-                raise AirflowSkipException("nothing was cleared")
-            result = check_group(group, clears, None)
-            return PokeReturnValue(is_done=result["done"], xcom_value=result["verifications"])
-
         @task(map_index_template=LABEL, trigger_rule="all_done")
         def report_retry(
             group: dict,
@@ -252,15 +233,23 @@ def doctor():
             options=["Approve", "Reject"],
             defaults=["Reject"],  # no answer in time is a "Reject" by nobody: the failure stays failed
             response_timeout=APPROVAL_TIMEOUT,
-            map_index_template=LABEL,
+            map_index_template="{{ task.subject }}",  # "Retry dag.task (try N)?": a classic operator
         )
         approved = act_on_approval(group, decided, diagnosis, answer.output)
         escalated = escalate(group, decided, diagnosis)
         gate >> [retried, ask, escalated]
         notify_humans(group, memory, diagnosis, decided, escalated)
         cases = record_case(group, embedding, diagnosis, decided, retried.output, approved, escalated)
-        verifications = verify_retry(group, retried.output, approved)
-        cases >> verifications
+        verify = VerifyRetryOperator(
+            task_id="verify_retry",
+            group=group,
+            retried=retried.output,
+            approved=approved,
+            map_index_template=LABEL,
+            trigger_rule="all_done",
+        )
+        verifications = verify.output
+        cases >> verify
         report_retry(group, memory, diagnosis, decided, retried.output, approved, verifications)
 
     @task(trigger_rule="all_done")
