@@ -363,8 +363,11 @@ def act_on_approval(
 
     Args:
         answer: request_approval's result ({"chosen_options", "responded_by_user", ...}) or None.
+    Members left failed are noted and reported (notify_humans) at once.
+
     Returns:
-        {"clears": [...], "escalations": [...]} aligned with the members (None where not asked).
+        {"clears": [...], "escalations": [...]} aligned with the members (None where not asked),
+        "notified": [deliver() results].
         Skips (AirflowSkipException) when no member was in the grey zone.
     """
     from include.doctor.groups import clear_group
@@ -388,7 +391,23 @@ def act_on_approval(
             sleep=_no_sleep,
         )
     left = [i for i in asked if not (clears[i] or {}).get("cleared")]
-    return {"clears": clears, "escalations": _escalate_members(group, judged, left, clears, answer, api=api)}
+    out: dict[str, Any] = {
+        "clears": clears,
+        "escalations": _escalate_members(group, judged, left, clears, answer, api=api),
+        "notified": [],
+    }
+    if left:  # rejected, unanswered or a failed clear: whoever else watches the DAG learns it stays failed
+        out["notified"] = notify_humans(
+            group_data,
+            None,
+            diagnosis,
+            decided_data,
+            out["escalations"],
+            doctor_run_id,
+            clears=clears,
+            api=api,
+        )
+    return out
 
 
 def escalate(
