@@ -195,10 +195,10 @@ def _timeline(case, box, diagnosis, remediations, answers) -> list[dict]:
     elif case:
         add(case.get("failed_at"), f"try {case['try_number']} failed")
     if diagnosis:
-        who = diagnosis["diagnoser"] + (f" ({diagnosis['model']})" if diagnosis.get("model") else "")
+        who = diagnosis["diagnoser"] + (f", {diagnosis['model']}" if diagnosis.get("model") else "")
         add(
             diagnosis["created_at"],
-            f"diagnosed by {who}: {diagnosis['error_class']}, "
+            f"diagnosis recorded ({who}): {diagnosis['error_class']}, "
             f"confidence {float(diagnosis['confidence']):.2f}",
         )
     for r in remediations:
@@ -206,7 +206,7 @@ def _timeline(case, box, diagnosis, remediations, answers) -> list[dict]:
         if r["actor"] == "doctor":
             add(
                 r["acted_at"],
-                f"the doctor decided {r['decision']}" + (" and cleared the try" if r["cleared"] else ""),
+                f"decision recorded: {r['decision']}" + (", the try was cleared" if r["cleared"] else ""),
             )
         else:
             add(r["acted_at"], f"{actor}: " + "; ".join(r["reasons"][:1] or [r["outcome"]]))

@@ -29,17 +29,26 @@ CONNECTIONS = {
 _cache: dict = {"at": 0.0, "result": None}
 
 
+#: Where a connection type sends its requests when the connection names no host (providers' defaults).
+DEFAULT_HOSTS = {"anthropic": "api.anthropic.com", "slackwebhook": "hooks.slack.com", "slack": "slack.com"}
+
+
 def _endpoint(conn) -> tuple[str | None, int | None]:
-    host, port = conn.host, conn.port
-    if host and "://" in host:
-        parts = urlsplit(host)
-        host, port = parts.hostname, port or parts.port or (443 if parts.scheme == "https" else 80)
+    """The host and port a connection's requests go to. Only reachability is reported, never a value
+    read here: a Slack webhook connection keeps its URL (with its token) in the password."""
+    candidates = [conn.host or ""]
     extra = conn.extra_dejson or {}
-    for key in ("base_url", "webhook_url", "url"):
-        if not host and extra.get(key):
-            parts = urlsplit(str(extra[key]))
-            host, port = parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)
-    return host, port
+    candidates += [str(extra.get(k) or "") for k in ("base_url", "webhook_url", "url")]
+    if conn.conn_type == "slackwebhook":
+        candidates.append(conn.password or "")
+    for value in candidates:
+        if "://" in value:
+            parts = urlsplit(value)
+            if parts.hostname:
+                return parts.hostname, conn.port or parts.port or (443 if parts.scheme == "https" else 80)
+        elif value:
+            return value, conn.port
+    return DEFAULT_HOSTS.get(conn.conn_type or ""), conn.port
 
 
 def _tcp(host: str, port: int) -> str:
