@@ -439,3 +439,15 @@ def test_static_chart_library_is_served_to_a_signed_in_user(ui_client, tokens):
     resp = ui_client.get("/doctor/static/chart.umd.min.js", headers=_auth(tokens["viewer"]))
     assert resp.status_code == 200 and "Chart.js v4.5.1" in resp.text[:200]
     assert ui_client.get("/doctor/static/..%2Fapp.py", headers=_auth(tokens["viewer"])).status_code == 404
+
+
+def test_tab_of_a_failure_being_handled_links_the_doctor_run_and_required_actions(ui_client, tokens, kb_dsn):
+    kb = UIStore(dsn=kb_dsn)
+    ref = FailureRef(dag_id="example_dag", run_id=TI["run_id"], task_id="load", try_number=1)
+    kb.record_failures([ref])
+    queued = ui_client.get(_tab_url(), headers=_auth(tokens["viewer"])).text
+    assert "Reported, waiting for the doctor" in queued
+    kb.claim_failures("asset_triggered__now")
+    handling = ui_client.get(_tab_url(), headers=_auth(tokens["viewer"])).text
+    assert "The doctor is handling this failure" in handling
+    assert "/dags/doctor/runs/asset_triggered__now/required_actions" in handling
