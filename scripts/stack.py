@@ -466,30 +466,44 @@ def up(cfg: StackConfig) -> dict:
 
 
 def down(cfg: StackConfig) -> None:
-    """Stop every process `up` started for this state folder, then Postgres."""
+    """Stop every process `up` started for this state folder, then Postgres.
+
+    The Celery broker (Redis) goes last: Celery workers hand their unacknowledged messages back to
+    it on a warm shutdown, and would wait for a broker that is gone until they are killed.
+    """
     state_file = cfg.state_dir / "stack.json"
     if state_file.exists():
         pids = json.loads(state_file.read_text()).get("pids", {})
-        for pid in pids.values():
-            try:
-                os.killpg(pid, signal.SIGTERM)
-            except (ProcessLookupError, PermissionError):
-                pass
-        deadline = time.monotonic() + 20
-        for pid in pids.values():
-            while time.monotonic() < deadline:
-                try:
-                    os.killpg(pid, 0)
-                except (ProcessLookupError, PermissionError):
-                    break
-                time.sleep(0.2)
-            else:
-                try:
-                    os.killpg(pid, signal.SIGKILL)
-                except (ProcessLookupError, PermissionError):
-                    pass
+        _stop_process_groups([pid for name, pid in pids.items() if name != "redis"])
+        _stop_process_groups([pid for name, pid in pids.items() if name == "redis"])
         state_file.unlink()
     stop_postgres(cfg)
+
+
+def _stop_process_groups(pids: list[int], grace: float = 20.0) -> None:
+    """SIGTERM each process group, wait up to `grace` seconds in all, then SIGKILL what is left."""
+    for pid in pids:
+        try:
+            os.killpg(pid, signal.SIGTERM)
+        except (ProcessLookupError, PermissionError):
+            pass
+    deadline = time.monotonic() + grace
+    for pid in pids:
+        while time.monotonic() < deadline:
+            try:
+                os.waitpid(pid, os.WNOHANG)  # reap it if `up` ran in this process: a zombie still counts
+            except ChildProcessError:
+                pass
+            try:
+                os.killpg(pid, 0)
+            except (ProcessLookupError, PermissionError):
+                break
+            time.sleep(0.2)
+        else:
+            try:
+                os.killpg(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
 
 
 def main(argv: list[str] | None = None) -> int:
