@@ -468,14 +468,19 @@ def up(cfg: StackConfig) -> dict:
 def down(cfg: StackConfig) -> None:
     """Stop every process `up` started for this state folder, then Postgres.
 
-    The Celery broker (Redis) goes last: Celery workers hand their unacknowledged messages back to
-    it on a warm shutdown, and would wait for a broker that is gone until they are killed.
+    Celery workers go first, while the API server their running tasks report to is still up (a
+    task told to stop reports its end through it), and the broker (Redis) last: on a warm shutdown
+    the workers hand their unacknowledged messages back to it. Otherwise each waits for a service
+    that is gone until it is killed.
     """
     state_file = cfg.state_dir / "stack.json"
     if state_file.exists():
         pids = json.loads(state_file.read_text()).get("pids", {})
-        _stop_process_groups([pid for name, pid in pids.items() if name != "redis"])
-        _stop_process_groups([pid for name, pid in pids.items() if name == "redis"])
+        workers = [pid for name, pid in pids.items() if name.startswith("celery-worker")]
+        broker = [pid for name, pid in pids.items() if name == "redis"]
+        _stop_process_groups(workers)
+        _stop_process_groups([pid for pid in pids.values() if pid not in workers + broker])
+        _stop_process_groups(broker)
         state_file.unlink()
     stop_postgres(cfg)
 
