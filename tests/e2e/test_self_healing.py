@@ -5,7 +5,6 @@ loopback. Reproduces both demo outcomes and the no-failure-lost-or-handled-twice
 
 from __future__ import annotations
 
-import json
 import re
 import time
 from datetime import datetime
@@ -23,6 +22,7 @@ from scripts.demo import (
     wait_until,
 )
 from tests.e2e.graph import settled_stage_states
+from tests.e2e.storm import run_storm
 
 pytestmark = pytest.mark.e2e
 
@@ -152,46 +152,9 @@ def test_five_failures_within_100_ms_are_each_diagnosed_exactly_once(stack):
 
 
 def test_a_storm_of_fifty_failures_is_diagnosed_once_and_reported_in_one_digest_per_channel(stack):
-    api, kb = api_for(stack), kb_for(stack)
-    # 50 mapped instances fail with one upstream error, a few executor slots at a time.
-    run_id = trigger(api, "example_burst_failures", {"count": 50, "fail_at": 0})
-
-    def digest():
-        mails, posts = sink_messages(stack)
-        mine = (
-            [m for m in mails if run_id in m["text"]],
-            [p for p in posts if run_id in json.dumps(p["body"])],
-        )
-        return mine if mine[0] and mine[1] else None
-
-    wait_until(digest, 600, "the storm's digest on both channels")
-
-    def recorded():
-        cases = [c for c in kb.case_report("example_burst_failures") if c["run_id"] == run_id]
-        return cases if len(cases) >= 50 else None
-
-    cases = wait_until(recorded, 120, "50 recorded cases")
-    time.sleep(10)  # any second message or second handling (there must be none) would show up now
-    mails, posts = digest()
-    assert len(mails) == 1 and len(posts) == 1, [m["subject"] for m in mails]
-    [mail], [post] = mails, posts
-    assert mail["subject"].startswith("[airflow-doctor] storm: 50 failures of ")
-    assert mail["subject"].endswith("in example_burst_failures: 50 escalated")
-    for i in range(50):
-        assert f"example_burst_failures.fail_together[{i}], run {run_id}, try 1: escalated" in mail["text"]
-    assert "Fix steps" in mail["html"] and "Confidence" in mail["html"]
-    assert post["body"]["blocks"][0]["text"]["text"] == mail["subject"][:150]
-
-    with psycopg2.connect(stack.database_uri("doctor")) as conn, conn.cursor() as cur:
-        per_instance = _cases_per_instance(cur, run_id)
-        cur.execute(
-            "SELECT count(DISTINCT claimed_by), count(*) FROM doctor.inbox WHERE run_id = %s", (run_id,)
-        )
-        doctor_runs, inbox_rows = cur.fetchone()
-    assert per_instance == {i: 1 for i in range(50)} and inbox_rows == 50
-    assert doctor_runs == 1  # the storm was claimed whole by one doctor run
-    assert len({c["decision"] for c in cases}) == 1 and cases[0]["decision"] == "escalate"
-    labels = _doctor_labels(api, "handle_failures.gate_on_confidence", "~")
+    # 50 mapped instances fail with one upstream error, a few executor slots at a time (tests/e2e/storm.py).
+    run_storm(stack)
+    labels = _doctor_labels(api_for(stack), "handle_failures.gate_on_confidence", "~")
     assert len([x for x in labels if x.startswith("example_burst_failures") and "+49 more" in x]) == 1
 
 
