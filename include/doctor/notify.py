@@ -576,7 +576,13 @@ def notify_humans(
 
 
 def notify_members(
-    items: list[dict], excerpt: dict | None, judged: dict | None, doctor_run_id: str | None, *, api=None
+    items: list[dict],
+    excerpt: dict | None,
+    judged: dict | None,
+    doctor_run_id: str | None,
+    *,
+    api=None,
+    kb=None,
 ) -> list[dict[str, str]]:
     """Tell people about the failures of one group that the policy says to report: one message per
     route (recipients + Slack connection), a digest (`build_digest`) when a route has several.
@@ -584,6 +590,7 @@ def notify_members(
     Args:
         items: per member {"ref", "decision", "remediation", "escalation", "verification",
             "doctor_clears"}. excerpt: the group's excerpt. judged: {"diagnosis", "memory"} or None.
+        kb: where each message sent is recorded (record_sent); None: the `doctor_db` connection.
     Returns:
         [deliver()'s result per message], or [{"skipped": reason}] when nothing is to be sent.
         Never raises.
@@ -625,8 +632,22 @@ def notify_members(
         log.info(
             "Notified about %d failure(s): email %s, slack %s", len(group), result["email"], result["slack"]
         )
+        record_sent(
+            [it["ref"] for it in group], "message" if len(group) == 1 else "digest", msg, result, kb=kb
+        )
         results.append(result)
     return results
+
+
+def record_sent(refs: list[dict], kind: str, msg: dict[str, Any], result: dict, *, kb=None) -> None:
+    """Record in the knowledge base that a message about `refs` was sent (the Doctor tab's timeline:
+    KnowledgeBase.record_notifications). Best effort: a dead database is logged, never raised."""
+    try:
+        from include.doctor.store import KnowledgeBase
+
+        (kb or KnowledgeBase()).record_notifications(refs, kind, msg.get("subject") or "", result)
+    except Exception as exc:  # noqa: BLE001 - the message went out; only its record is missing
+        log.warning("Could not record the message sent about %d failure(s): %s", len(refs), exc)
 
 
 def notify_approval_request(
@@ -658,4 +679,5 @@ def notify_approval_request(
         subject = f"Retry {ref.label} and {len(labels)} more task instance(s) with the same failure?"
     recipients, slack = route(ref.dag_id, settings, _dag_details(ref.dag_id, api))
     delivery = deliver(msg, recipients, slack)
+    record_sent([ref_data, *(others or [])], "approval_request", {"subject": one_line(subject)}, delivery)
     return {"subject": one_line(subject), "body": render_approval_body(msg), "delivery": delivery}

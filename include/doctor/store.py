@@ -183,6 +183,35 @@ class KnowledgeBase:
                 cur.execute("RELEASE SAVEPOINT record_inbox")
         return new
 
+    def record_notifications(
+        self, refs: Iterable[FailureRef | dict], kind: str, subject: str, result: dict
+    ) -> int:
+        """Record one message sent about each of `refs` (006_notifications.sql).
+
+        Args:
+            kind: "message" (one failure), "digest" (a group) or "approval_request".
+            subject: the message's subject (cut to 300 characters).
+            result: deliver()'s {"email": str, "slack": str}.
+        Returns:
+            rows written.
+        Raises:
+            psycopg2.OperationalError: the database cannot be reached.
+        """
+        rows = [FailureRef.model_validate(r).model_dump() for r in refs]
+        with self.connection() as conn, conn.cursor() as cur:
+            for row in rows:
+                cur.execute(
+                    sql("insert_notification"),
+                    {
+                        **row,
+                        "kind": kind,
+                        "subject": str(subject)[:300],
+                        "email": str(result.get("email", ""))[:300],
+                        "slack": str(result.get("slack", ""))[:300],
+                    },
+                )
+        return len(rows)
+
     def count_unclaimed(self) -> int:
         """How many failures wait in the inbox, claimed by no doctor run."""
         with self.connection() as conn, conn.cursor() as cur:
@@ -635,7 +664,8 @@ class UIStore(KnowledgeBase):
 
         Returns:
             {"cases": [case row with inbox and clear times, oldest try first]
-            (queries/get_task_instance_cases.sql), "inbox": [inbox row, oldest try first]}.
+            (queries/get_task_instance_cases.sql), "inbox": [inbox row, oldest try first],
+            "notifications": [message sent, oldest first] (get_task_instance_notifications.sql)}.
         """
         params = {"dag_id": dag_id, "run_id": run_id, "task_id": task_id, "map_index": map_index}
         with self.connection() as conn, conn.cursor() as cur:
@@ -643,7 +673,9 @@ class UIStore(KnowledgeBase):
             cases = _dicts(cur)
             cur.execute(sql("get_task_instance_inbox"), params)
             inbox = _dicts(cur)
-        return {"cases": cases, "inbox": inbox}
+            cur.execute(sql("get_task_instance_notifications"), params)
+            notifications = _dicts(cur)
+        return {"cases": cases, "inbox": inbox, "notifications": notifications}
 
     def case_details(self, case_id: int, k: int = 5) -> dict:
         """A case's diagnoses (newest first), remediations (oldest first), answers (newest first) and

@@ -121,7 +121,7 @@ def tab_view(held: dict, details: dict | None, try_number: int | None = None) ->
         view["state"] = (
             "never_seen" if box is None else ("queued" if not box.get("claimed_by") else "in_progress")
         )
-        view["timeline"] = _timeline(case, box, None, [], [])
+        view["timeline"] = _timeline(case, box, None, [], [], _sent(held, selected))
         return view
     details = details or {"diagnoses": [], "remediations": [], "answers": [], "similar": []}
     view["state"] = "handled"
@@ -158,8 +158,15 @@ def tab_view(held: dict, details: dict | None, try_number: int | None = None) ->
         }
         for n in details["similar"]
     ]
-    view["timeline"] = _timeline(case, box, diagnosis, remediations, details["answers"])
+    view["timeline"] = _timeline(
+        case, box, diagnosis, remediations, details["answers"], _sent(held, selected)
+    )
     return view
+
+
+def _sent(held: dict, try_number: int | None) -> list[dict]:
+    """The messages sent about the selected try (held["notifications"], if the store gave them)."""
+    return [n for n in held.get("notifications") or [] if n["try_number"] == try_number]
 
 
 def _verified_label(n: dict) -> str:
@@ -180,12 +187,16 @@ def _verified_label(n: dict) -> str:
     }.get(n.get("outcome") or "", "no outcome yet")
 
 
-def _timeline(case, box, diagnosis, remediations, answers) -> list[dict]:
+def _timeline(case, box, diagnosis, remediations, answers, sent=()) -> list[dict]:
     """The events of one failed try, oldest first; events without a time come last."""
     events: list[dict] = []
 
     def add(at, what):
         events.append({"at": at, "what": what})
+
+    for n in sent:
+        kind = {"digest": "digest", "approval_request": "approval request"}.get(n["kind"], "message")
+        add(n["sent_at"], f"{kind} sent: \u201c{n['subject']}\u201d (email {n['email']}, Slack {n['slack']})")
 
     if box:
         add(box.get("failed_at"), f"try {box['try_number']} failed")

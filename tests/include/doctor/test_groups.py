@@ -270,3 +270,24 @@ def test_a_rejection_in_required_actions_is_recorded_as_a_persons_permanent(kb: 
     record_group(group, judged, None, None, "doc-run", escalations, kb=kb)
     [latest, *_] = kb.find_by_fingerprint("fp-rejected", None)
     assert latest.actor == "human" and latest.judged_permanent
+
+
+def test_every_message_sent_is_recorded_per_failure_for_the_doctor_tab(sinks, kb, doctor_db_conn):
+    from include.doctor.store import UIStore
+
+    kb.migrate()
+    group, judged = _storm(3)
+    notify_group(group, judged, [{"escalated": True, "why": "policy"}] * 3, "run1")
+
+    [mail] = sinks.mails()
+    held = UIStore(dsn=kb.dsn).task_instance_cases("d", "r", "fail_together", 1)
+    [sent] = held["notifications"]
+    assert sent["kind"] == "digest" and sent["subject"] == mail["subject"]
+    assert (sent["email"], sent["slack"], sent["try_number"]) == ("sent", "sent", 1)
+
+
+def test_a_dead_knowledge_base_does_not_stop_the_message(sinks, monkeypatch):
+    monkeypatch.setenv("AIRFLOW_CONN_DOCTOR_DB", '{"conn_type": "postgres", "host": "127.0.0.1", "port": 9}')
+    group, judged = _storm(1)
+    [result] = notify_group(group, judged, [{"escalated": True, "why": "policy"}], None)
+    assert (result["email"], result["slack"]) == ("sent", "sent") and len(sinks.mails()) == 1
