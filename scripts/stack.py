@@ -51,6 +51,8 @@ class StackConfig:
         username, password: the Airflow login (SimpleAuthManager).
         parallelism: `[core] parallelism`, the LocalExecutor's worker slots.
         extra_env: more environment for every Airflow process (Variables, settings).
+        embed_port: the embedding service (include/doctor/embed_service.py) that keeps the model
+            warm for the tasks (DOCTOR_EMBED_URL); None: `up` picks a free port.
     """
 
     state_dir: Path = DEFAULT_STATE_DIR
@@ -63,10 +65,15 @@ class StackConfig:
     password: str = "admin"  # noqa: S105 - the local stack's documented login, loopback only
     parallelism: int = 8
     extra_env: dict[str, str] = field(default_factory=dict)
+    embed_port: int | None = None
 
     @property
     def api_url(self) -> str:
         return f"http://127.0.0.1:{self.api_port}"
+
+    @property
+    def embed_url(self) -> str | None:
+        return f"http://127.0.0.1:{self.embed_port}" if self.embed_port else None
 
     @property
     def sink_dir(self) -> Path:
@@ -169,6 +176,7 @@ def airflow_env(cfg: StackConfig) -> dict[str, str]:
         "NO_PROXY": "127.0.0.1,localhost",
         "no_proxy": "127.0.0.1,localhost",
         **_connection_env(cfg),
+        **({"DOCTOR_EMBED_URL": cfg.embed_url} if cfg.embed_url else {}),
         **cfg.extra_env,
     }
     return env
@@ -272,6 +280,14 @@ def wait_for_http(url: str, timeout: float = 120.0, what: str = "service") -> No
     raise TimeoutError(f"{what} at {url} not healthy after {timeout:.0f}s: {last}")
 
 
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 def _port_in_use(port: int) -> bool:
     import socket
 
@@ -295,8 +311,9 @@ def up(cfg: StackConfig) -> dict:
             ("API", cfg.api_port),
             ("SMTP sink", cfg.smtp_port),
             ("Slack sink", cfg.slack_port),
+            ("embedding service", cfg.embed_port),
         )
-        if _port_in_use(port)
+        if port and _port_in_use(port)
     ]
     if busy:
         raise RuntimeError(
@@ -307,8 +324,16 @@ def up(cfg: StackConfig) -> dict:
     cfg.sink_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.monotonic()
     start_postgres(cfg)
+    cfg.embed_port = cfg.embed_port or _free_port()
     env = airflow_env(cfg)
     pids: dict[str, int] = {}
+    # The embedding service loads the model while Airflow migrates (stopped by `down` with the rest).
+    pids["embed"] = _spawn(
+        cfg,
+        "embed",
+        [sys.executable, "-m", "include.doctor.embed_service", "--port", str(cfg.embed_port)],
+        env,
+    )
     pids["sinks"] = _spawn(
         cfg,
         "sinks",
@@ -335,6 +360,7 @@ def up(cfg: StackConfig) -> dict:
             stderr=subprocess.STDOUT,
         )
     # Migrate and seed the runbooks now, so the first failure does not pay for embedding them.
+    wait_for_http(f"{cfg.embed_url}/health", timeout=180, what="embedding service (logs/embed.log)")
     subprocess.run([sys.executable, "-m", "include.doctor", "seed"], env=env, check=True, cwd=PROJECT_ROOT)
     for component in AIRFLOW_COMPONENTS:
         pids[component] = _spawn(cfg, component, [_bin("airflow"), component], env)
