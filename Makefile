@@ -10,7 +10,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
 .PHONY: install demo test test-unit test-e2e lint up down clean bench bench-llm-cost bench-decisions \
-	bench-mttr bench-retrieval bench-retrieval-1m bench-embed bench-listener bench-redact astro-check
+	bench-mttr bench-retrieval bench-retrieval-1m bench-embed bench-listener bench-redact bench-startup astro-check
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -40,7 +40,7 @@ lint: $(STAMP)
 	$(PY) -m ruff check .
 
 # `make bench` runs every benchmark but the 1M-case retrieval run (`make bench-retrieval-1m`).
-bench: bench-decisions bench-llm-cost bench-embed bench-retrieval bench-listener bench-mttr bench-redact
+bench: bench-decisions bench-llm-cost bench-embed bench-retrieval bench-listener bench-mttr bench-redact bench-startup
 
 bench-mttr: $(STAMP)
 	$(PY) -m bench.mttr
@@ -65,6 +65,10 @@ bench-llm-cost: $(STAMP)
 
 bench-redact: $(STAMP)
 	$(PY) -m bench.redact
+
+# Per-task start-up before/after issue 13 (REST client, embedding warm vs cold, LLM imports).
+bench-startup: $(STAMP)
+	$(PY) -m bench.startup
 
 up: $(STAMP)
 	$(PY) -m scripts.stack up
