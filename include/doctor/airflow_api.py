@@ -13,11 +13,14 @@ methods return plain JSON data (dicts without null fields, datetimes as ISO stri
 the official client's `to_json()` gave.
 
 One token logic: a JWT from `POST /auth/token`, fetched on first use and fetched again once when
-the API answers 401. Timeouts and retries (see `AirflowAPI`): every request has a timeout; a
-request that never reached the server (connection refused or reset, connect timeout) is retried
-up to `retries` times with exponential backoff (0.5 s, 1 s, ...); an HTTP 502/503/504 or a read
-timeout is retried the same way only for idempotent methods (GET, PUT, PATCH, DELETE), never for
-a POST, so that an asset event or a clear is not sent twice.
+the API refuses it: 401 (expired) or 403 "Invalid JWT token" (e.g. signed with a secret the API
+server no longer uses; airflow/api_fastapi/core_api/security.py).
+
+Timeouts and retries (see `AirflowAPI`): every request has a timeout; a request that never reached
+the server (connection refused, connect timeout) is retried up to `retries` times with exponential
+backoff (0.5 s, 1 s, ...); an HTTP 502/503/504, a read timeout or a dropped connection is retried
+the same way only for idempotent methods (GET, PUT, PATCH, DELETE), never for a POST, so that
+an asset event or a clear is not sent twice.
 """
 
 from __future__ import annotations
@@ -386,13 +389,13 @@ class AirflowAPI:
         time.sleep(delay)
 
     def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        """`_send` with a token, fetching a new one once when the API answers 401."""
+        """`_send` with a token, fetching a new one once when the API refuses the token."""
         if self._token is None:
             self._token = self.fetch_token()
         try:
             return self._send(method, path, **kwargs)
         except AirflowAPIError as exc:
-            if exc.status != 401:
+            if not (exc.status == 401 or (exc.status == 403 and "Invalid JWT token" in str(exc))):
                 raise
         self._token = self.fetch_token()  # expired or revoked: one new token, one more try
         return self._send(method, path, **kwargs)

@@ -68,7 +68,7 @@ def test_variables_pools_and_an_expired_token(stack):
     assert api.ensure_pool("doctor_client_e2e", 5, "client test") is False
     assert api.request_json("GET", "/api/v2/pools/doctor_client_e2e")["slots"] == 3
 
-    api._token = "not-a-jwt"  # as if it had expired: one 401, one new token, the call succeeds
+    api._token = "not-a-jwt"  # one 403 "Invalid JWT token", one new token, the call succeeds
     assert api.get_dag(DAG)["dag_id"] == DAG
     assert api._token != "not-a-jwt"
 

@@ -39,6 +39,7 @@ class FakeAirflow:
         self.requests: list[tuple[str, str, dict, object, str | None]] = []
         self.tokens = iter(f"token-{n}" for n in range(1, 100))
         self.valid_tokens: set[str] = set()
+        self.foreign_tokens: set[str] = set()  # signed with another secret (API server restarted)
         self.token_status = 201
         fake = self
 
@@ -58,8 +59,10 @@ class FakeAirflow:
                     token = next(fake.tokens)
                     fake.valid_tokens.add(token)
                     status, payload, delay = fake.token_status, {"access_token": token}, 0.0
+                elif (auth or "").removeprefix("Bearer ") in fake.foreign_tokens:
+                    status, payload, delay = 403, {"detail": "Invalid JWT token"}, 0.0
                 elif (auth or "").removeprefix("Bearer ") not in fake.valid_tokens:
-                    status, payload, delay = 401, {"detail": "Not authenticated"}, 0.0
+                    status, payload, delay = 401, {"detail": "Token Expired"}, 0.0
                 elif (self.command, path) in fake.routes:
                     status, payload, delay = fake.routes[(self.command, path)]()
                 else:
@@ -140,6 +143,22 @@ def test_the_token_is_fetched_once_and_again_after_a_401(fake):
     assert fake.requests[-1][4] == "Bearer token-2"
     body = [b for m, p, _, b, _ in fake.requests if p == "/auth/token"][0]
     assert body == {"username": "admin", "password": "secret"}
+
+
+def test_a_token_the_server_cannot_verify_is_replaced_once(fake):
+    fake.answer("GET", "/api/v2/dags/etl", (200, {"dag_id": "etl"}, 0))
+    api = client(fake)
+    api.get_dag("etl")
+    fake.foreign_tokens = set(fake.valid_tokens)
+    assert api.get_dag("etl")["dag_id"] == "etl"
+    assert fake.hits("POST", "/auth/token") == 2
+
+
+def test_a_403_that_is_not_about_the_token_is_not_retried(fake):
+    fake.answer("GET", "/api/v2/dags/etl", (403, {"detail": "Forbidden"}, 0))
+    with pytest.raises(AirflowAPIError, match="HTTP 403") as err:
+        client(fake).get_dag("etl")
+    assert err.value.status == 403 and fake.hits("POST", "/auth/token") == 1
 
 
 def test_a_401_after_a_fresh_token_is_an_error_not_a_loop(fake):
