@@ -90,6 +90,15 @@ def encode(model, texts: list[str], batch_size: int = 32) -> list[list[float]]:
     return [[float(x) for x in v] for v in vectors]
 
 
+@cache
+def _service_client(url: str):
+    """One pooled httpx client per service URL and process (keep-alive between calls). Plain http
+    (the loopback default) skips loading the CA bundle, ~20 ms per client; https verifies."""
+    import httpx
+
+    return httpx.Client(verify=not url.startswith("http://"), follow_redirects=False)
+
+
 class EmbedServiceError(RuntimeError):
     """The embedding service did not answer in time, or answered something unusable."""
 
@@ -112,12 +121,13 @@ def embed_via_service(
     """
     import httpx
 
+    client = _service_client(url)
     if timeout is None:
         base = float(os.environ.get(EMBED_TIMEOUT_ENV) or DEFAULT_READ_TIMEOUT_SECONDS)
         timeout = base + READ_SECONDS_PER_TEXT * len(texts)
     body = {"texts": texts, "model": configured, "batch_size": batch_size}
     try:
-        resp = httpx.post(
+        resp = client.post(
             f"{url.rstrip('/')}/embed",
             json=body,
             timeout=httpx.Timeout(timeout, connect=CONNECT_TIMEOUT_SECONDS),
