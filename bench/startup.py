@@ -131,7 +131,8 @@ def top_imports(stderr: str, n: int = 5) -> list[dict]:
         _, cumulative, name = line.split("|", 2)
         if name.startswith("   ") or not cumulative.strip().isdigit():  # nested: counted in its parent
             continue
-        rows.append({"module": name.strip(), "ms": round(int(cumulative) / 1000)})
+        if int(cumulative) >= 1000:  # at least 1 ms
+            rows.append({"module": name.strip(), "ms": round(int(cumulative) / 1000)})
     return sorted(rows, key=lambda r: -r["ms"])[:n]
 
 
