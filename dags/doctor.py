@@ -5,39 +5,33 @@ Self-healing for failed task instances. Scheduled by asset events on `doctor://t
 (posted by the doctor's listener and sweeper when a task instance fails for good) and triggerable
 by hand: fill in the form to diagnose one failed task instance.
 
-`collect_failures` claims every unhandled failure, reads each failed try's log and groups the
-failures by fingerprint (a storm of one cause is one group). Each group becomes one mapped
-instance of `handle_failures`, labelled `dag_id.task_id[map_index]` (plus "+N more" for a group):
-diagnose_and_retry (embed, retrieve similar cases, diagnose once, gate each member, clear the
-members the gate sent to auto-retry) **or** prepare_approval → request_approval →
-clear_after_approval (grey zone) **or** escalate → record_case → verify_retry → notify_humans
-(one message, or one digest for a group).
-`summarize_run` writes this run's note. The logic lives in `include/doctor/`.
+Every stage is a task. `collect_failures` claims every unhandled failure; `fetch_logs` reads each
+failed try's log and groups the failures by fingerprint (a storm of one cause is one group). Each
+group becomes one mapped instance of `handle_failures`, labelled `dag_id.task_id[map_index]` (plus
+"+N more" for a group): embed_failure → retrieve_similar → diagnose (the only task in the
+`doctor_llm` pool) → gate_on_confidence, a branch to **clear_and_retry** (a backoff waits in the
+triggerer) **or** prepare_approval → request_approval (Required Actions) → act_on_approval **or**
+escalate → notify_humans; then record_case → verify_retry → report_retry. A branch not taken is
+skipped; a stage that could not do its job is red and the stages after it escalate.
+`summarize_run` writes this run's note. The logic lives in `include/doctor/stages.py`.
 """
 
 from __future__ import annotations
 
 import os
-import time
 from datetime import timedelta
 
 import pendulum
-from airflow.providers.standard.operators.hitl import ApprovalOperator
-from airflow.sdk import Asset, Param, PokeReturnValue, dag, get_current_context, task, task_group
+from airflow.providers.standard.operators.hitl import HITLOperator
+from airflow.sdk import Asset, Param, dag, get_current_context, task, task_group
 from airflow.sdk.exceptions import AirflowSkipException
 
 from include.doctor.config import FAILURE_ASSET_NAME, FAILURE_ASSET_URI, LLM_POOL
+from include.doctor.operators import ClearAndRetryOperator, VerifyRetryOperator
 
 LABEL = "{{ failure_label }}"
 # Parse-time settings come from the environment (Variables are read at run time, not at parse time).
 APPROVAL_TIMEOUT = timedelta(minutes=float(os.environ.get("DOCTOR_APPROVAL_TIMEOUT_MINUTES", "60")))
-VERIFY_POKE_SECONDS = float(os.environ.get("DOCTOR_VERIFY_POKE_SECONDS", "5"))
-APPROVAL_RESULT_WAIT_SECONDS = 60
-
-
-def _retried(judged: dict | None) -> list | None:
-    """The auto-retry clears diagnose_and_retry made, per member (None when it made none or failed)."""
-    return (judged or {}).get("retried")
 
 
 def _label(group: dict) -> dict:
@@ -97,119 +91,166 @@ def doctor():
     @task(max_active_tis_per_dag=1)  # one claim at a time: a storm is claimed whole (capture.settle_storm)
     def collect_failures() -> list[dict]:
         from include.doctor.capture import collect_failures
-        from include.doctor.groups import group_failures
 
         ctx = get_current_context()
         events = [e for evs in (ctx.get("triggering_asset_events") or {}).values() for e in evs]
-        return group_failures(collect_failures(events, dict(ctx.get("params") or {}), ctx["run_id"]))
+        return collect_failures(events, dict(ctx.get("params") or {}), ctx["run_id"])
+
+    @task
+    def fetch_logs(refs: list[dict]) -> list[dict]:
+        from include.doctor.stages import fetch_logs
+
+        return fetch_logs(refs)
 
     @task_group
     def handle_failures(group: dict):
-        @task(map_index_template=LABEL, pool=LLM_POOL)
-        def diagnose_and_retry(group: dict) -> dict:
-            """Embed, retrieve, diagnose once, gate each member, and clear the members the gate sent
-            to auto_retry: the fast path in one task process (a task costs ~1 s of start-up)."""
-            from include.doctor.groups import judge_and_clear
-
-            ctx = _label(group)
-            return judge_and_clear(group, ctx["run_id"], dry_run=ctx["params"]["dry_run"])
-
-        @task(map_index_template=LABEL, multiple_outputs=True)
-        def prepare_approval(group: dict, judged: dict) -> dict:
-            from include.doctor.groups import approval_request
-
-            ctx = _label(group)
-            ask = None if ctx["params"]["dry_run"] else approval_request(group, judged, ctx["run_id"])
-            if ask is None:
-                raise AirflowSkipException("no failure of this group is in the grey zone (or dry_run)")
-            return ask
-
         @task(map_index_template=LABEL)
-        def clear_after_approval(group: dict, judged: dict, approval: dict) -> list:
-            from include.doctor.groups import clear_group
-            from include.doctor.remediation import approver
+        def embed_failure(group: dict) -> dict:
+            from include.doctor.stages import embed_failure
 
-            ctx = _label(group)
-            if not approver(approval):
-                raise AirflowSkipException(f"not approved: {(approval or {}).get('chosen_options')}")
-            return clear_group(group, judged, ctx["run_id"], approved_by=approver(approval))
-
-        @task(map_index_template=LABEL, trigger_rule="all_done")  # also when the approval request failed
-        def escalate(group: dict, judged: dict | None, approved: list | None) -> list:
-            from include.doctor.groups import escalate_group, judged_or_escalate, with_verdict
-
-            ctx = _label(group)
-            approval = None
-            if with_verdict(judged_or_escalate(judged, group), "approval") and not ctx["params"]["dry_run"]:
-                # Pulled, not passed: an argument would make this task a direct downstream of the
-                # approval, which skips it on "Reject". On "Reject" this task can start before the
-                # approval task has stored its answer (Airflow 3.3), so wait for it a little.
-                deadline = time.monotonic() + APPROVAL_RESULT_WAIT_SECONDS
-                while approval is None and time.monotonic() < deadline:
-                    approval = ctx["ti"].xcom_pull(
-                        task_ids="handle_failures.request_approval", map_indexes=ctx["ti"].map_index
-                    )
-                    time.sleep(0 if approval else 1)
-            return escalate_group(
-                group, judged, _retried(judged), approved, approval, dry_run=ctx["params"]["dry_run"]
-            )
+            _label(group)
+            return embed_failure(group)
 
         @task(map_index_template=LABEL, trigger_rule="all_done")
-        def record_case(group: dict, judged: dict | None, approved: list | None, escalations: list) -> list:
-            from include.doctor.groups import record_group
+        def retrieve_similar(group: dict, embedding: dict | None) -> dict:
+            from include.doctor.stages import retrieve_similar
+
+            _label(group)
+            return retrieve_similar(group, embedding)
+
+        @task(map_index_template=LABEL, trigger_rule="all_done", pool=LLM_POOL)
+        def diagnose(group: dict, memory: dict | None) -> dict:
+            from include.doctor.stages import diagnose
+
+            _label(group)
+            return diagnose(group, memory)
+
+        @task.branch(map_index_template=LABEL, trigger_rule="all_done")
+        def gate_on_confidence(group: dict, memory: dict | None, diagnosis: dict | None) -> list[str]:
+            from include.doctor.stages import gate_on_confidence
+
+            ctx = _label(group)
+            decided, follow = gate_on_confidence(group, memory, diagnosis)
+            ctx["ti"].xcom_push(key="decided", value=decided)
+            return follow
+
+        @task(map_index_template=LABEL, trigger_rule="none_skipped")
+        def prepare_approval(group: dict, memory: dict | None, diagnosis: dict | None, decided: dict) -> dict:
+            from include.doctor.stages import prepare_approval
+
+            ctx = _label(group)
+            return prepare_approval(group, memory, diagnosis, decided, ctx["run_id"])
+
+        @task(map_index_template=LABEL, trigger_rule="none_skipped")
+        def act_on_approval(group: dict, decided: dict, diagnosis: dict | None, answer: dict | None) -> dict:
+            from include.doctor.stages import act_on_approval
+
+            ctx = _label(group)
+            return act_on_approval(group, decided, diagnosis, answer, ctx["run_id"])
+
+        @task(map_index_template=LABEL, trigger_rule="none_skipped")
+        def escalate(group: dict, decided: dict, diagnosis: dict | None) -> list:
+            from include.doctor.stages import escalate
+
+            ctx = _label(group)
+            return escalate(group, decided, diagnosis, dry_run=ctx["params"]["dry_run"])
+
+        @task(map_index_template=LABEL, trigger_rule="none_skipped")
+        def notify_humans(
+            group: dict, memory: dict | None, diagnosis: dict | None, decided: dict, escalations: list | None
+        ) -> list:
+            from include.doctor.stages import notify_humans
+
+            ctx = _label(group)
+            return notify_humans(group, memory, diagnosis, decided, escalations, ctx["run_id"])
+
+        @task(map_index_template=LABEL, trigger_rule="all_done")
+        def record_case(
+            group: dict,
+            embedding: dict | None,
+            diagnosis: dict | None,
+            decided: dict | None,
+            retried: dict | None,
+            approved: dict | None,
+            escalated: list | None,
+        ) -> list:
+            from include.doctor.stages import record_case
 
             ctx = _label(group)
             if ctx["params"]["dry_run"]:
                 raise AirflowSkipException("dry_run: nothing is recorded")
-            return record_group(group, judged, _retried(judged), approved, ctx["run_id"], escalations)
-
-        @task.sensor(
-            map_index_template=LABEL,
-            trigger_rule="none_failed",
-            mode="reschedule",
-            poke_interval=VERIFY_POKE_SECONDS,
-            timeout=6 * 3600,
-        )
-        def verify_retry(group: dict, judged: dict | None, approved: list | None) -> PokeReturnValue:
-            from include.doctor.groups import check_group
-
-            _label(group)
-            retried = _retried(judged)
-            if not any(r and r.get("cleared") for r in (retried or []) + (approved or [])):
-                raise AirflowSkipException("nothing was cleared")
-            result = check_group(group, retried, approved)
-            return PokeReturnValue(is_done=result["done"], xcom_value=result["verifications"])
-
-        @task(map_index_template=LABEL, trigger_rule="all_done")
-        def notify_humans(
-            group: dict,
-            judged: dict | None,
-            approved: list | None,
-            escalations: list | None,
-            verifications: list | None,
-        ) -> list:
-            from include.doctor.groups import notify_group
-
-            ctx = _label(group)
-            return notify_group(
-                group, judged, _retried(judged), approved, escalations, verifications, ctx["run_id"]
+            return record_case(
+                group, embedding, diagnosis, decided, retried, approved, escalated, ctx["run_id"]
             )
 
-        judged = diagnose_and_retry(group)
-        ask = prepare_approval(group, judged)
-        approval = ApprovalOperator(
+        @task(map_index_template=LABEL, trigger_rule="all_done")
+        def report_retry(
+            group: dict,
+            memory: dict | None,
+            diagnosis: dict | None,
+            decided: dict,
+            retried: dict | None,
+            approved: dict | None,
+            verifications: list | None,
+        ) -> list:
+            from include.doctor.stages import cleared_members, notify_humans
+
+            ctx = _label(group)
+            if verifications is None:
+                raise AirflowSkipException("no retried try to report")
+            clears = cleared_members(retried, approved, len(group["members"]))
+            return notify_humans(
+                group,
+                memory,
+                diagnosis,
+                decided,
+                None,
+                ctx["run_id"],
+                clears=clears,
+                verifications=verifications,
+            )
+
+        embedding = embed_failure(group)
+        memory = retrieve_similar(group, embedding)
+        diagnosis = diagnose(group, memory)
+        gate = gate_on_confidence(group, memory, diagnosis)
+        decided = gate["decided"]
+
+        retried = ClearAndRetryOperator(
+            task_id="clear_and_retry",
+            group=group,
+            decided=decided,
+            diagnosis=diagnosis,
+            dry_run="{{ params.dry_run }}",
+            map_index_template=LABEL,
+            trigger_rule="none_skipped",
+        )
+        ask = prepare_approval(group, memory, diagnosis, decided)
+        answer = HITLOperator(
             task_id="request_approval",
             subject=ask["subject"],
             body=ask["body"],
-            defaults="Reject",
+            options=["Approve", "Reject"],
+            defaults=["Reject"],  # no answer in time is a "Reject" by nobody: the failure stays failed
             response_timeout=APPROVAL_TIMEOUT,
+            map_index_template="{{ task.subject }}",  # "Retry dag.task (try N)?": a classic operator
         )
-        approved = clear_after_approval(group, judged, approval.output)
-        escalations = escalate(group, judged, approved)
-        cases = record_case(group, judged, approved, escalations)
-        verifications = verify_retry(group, judged, approved)
-        cases >> verifications
-        notify_humans(group, judged, approved, escalations, verifications)
+        approved = act_on_approval(group, decided, diagnosis, answer.output)
+        escalated = escalate(group, decided, diagnosis)
+        gate >> [retried, ask, escalated]
+        notify_humans(group, memory, diagnosis, decided, escalated)
+        cases = record_case(group, embedding, diagnosis, decided, retried.output, approved, escalated)
+        verify = VerifyRetryOperator(
+            task_id="verify_retry",
+            group=group,
+            retried=retried.output,
+            approved=approved,
+            map_index_template=LABEL,
+            trigger_rule="all_done",
+        )
+        verifications = verify.output
+        cases >> verify
+        report_retry(group, memory, diagnosis, decided, retried.output, approved, verifications)
 
     @task(trigger_rule="all_done")
     def summarize_run() -> str:
@@ -218,7 +259,7 @@ def doctor():
         ctx = get_current_context()
         return summarize_run(ctx["run_id"], dry_run=ctx["params"]["dry_run"])
 
-    handle_failures.expand(group=collect_failures()) >> summarize_run()
+    handle_failures.expand(group=fetch_logs(collect_failures())) >> summarize_run()
 
 
 doctor()

@@ -184,6 +184,16 @@ def sink_messages(cfg: StackConfig) -> tuple[list[dict], list[dict]]:
     return read("mail.jsonl"), read("slack.jsonl")
 
 
+def escalation_delivered(cfg: StackConfig, labels: list[str]) -> bool:
+    """Whether an "escalated" email and a Slack message name every `dag_id.task_id` in labels."""
+    mails, posts = sink_messages(cfg)
+    subjects = [m.get("subject", "") for m in mails if "escalated" in m.get("subject", "")]
+    texts = [p["body"].get("text", "") for p in posts if isinstance(p.get("body"), dict)]
+    return all(any(label in s for s in subjects) for label in labels) and all(
+        any(label in t for t in texts) for label in labels
+    )
+
+
 def run_demo(cfg: StackConfig, timeout: float = 300) -> int:
     api, kb = api_for(cfg), kb_for(cfg)
     wait_for_dags(api, ["doctor", *DEMOS])
@@ -217,7 +227,16 @@ def run_demo(cfg: StackConfig, timeout: float = 300) -> int:
             ok &= t["decision"] == "auto_retry" and t["retry_outcome"] == "success"
         else:
             ok &= t["decision"] == "escalate" and t["retried_at"] is None and t["state"] == "failed"
-    time.sleep(2)  # notify_humans runs just before record_case; give the sinks a moment
+    # The escalation's message is the one thing a permanent failure produces for people: wait for it
+    # on both channels before printing, and fail the demo without it.
+    escalated = [f"{d}.{task_id}" for d, (task_id, expected) in DEMOS.items() if expected == "escalate"]
+    try:
+        wait_until(
+            lambda: escalation_delivered(cfg, escalated), 60, "the escalation's email and Slack message"
+        )
+    except TimeoutError as exc:
+        print(f"!! {exc}")
+        ok = False
     mails, posts = sink_messages(cfg)
     print(f"\n=== Email received by the SMTP sink ({len(mails)})")
     for mail in mails:
@@ -233,7 +252,6 @@ def run_demo(cfg: StackConfig, timeout: float = 300) -> int:
         )
         if isinstance(body, dict):
             print(f"    ({len(body.get('blocks') or [])} Block Kit blocks)")
-    ok &= bool(mails) and bool(posts)
     (cfg.state_dir / "demo_result.json").write_text(json.dumps(timelines, default=str, indent=2))
     print(
         "\nDEMO "

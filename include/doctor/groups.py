@@ -5,20 +5,18 @@ mapped task whose instances all hit the same error) they share a fingerprint: th
 diagnosed once (one embedding, one retrieval, at most one LLM call), the gate then decides for
 each member (its own retry budget and its DAG's opt-out tags), every member is cleared, noted,
 escalated and recorded on its own, and people get one digest per group instead of one message
-per failure (`include/doctor/notify.py`, `notify_group`).
+per failure (`include/doctor/notify.py`, `notify_members`).
 
-Each function here is one task of the doctor DAG's mapped `handle_failures` group and works on
-the same shapes: `group` is collect_failures' output for one group, `judged` is `judge_group`'s
-output, and per-member results are lists aligned with `group["members"]` (None where a stage did
-nothing for that member).
+The doctor DAG's stages (`stages.py`) call these functions with the same shapes: `group` is one
+of fetch_logs' groups, `judged` is {"embedding", "memory", "diagnosis", "decisions",
+"doctor_clears"} assembled from the stages' outputs (`stages._judged`), and per-member results are
+lists aligned with `group["members"]` (None where a stage did nothing for that member).
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from datetime import UTC, datetime
-from typing import Any
 
 from include.doctor.models import FailureRef
 
@@ -71,67 +69,6 @@ def group_failures(refs: list[dict], *, api=None) -> list[dict]:
             ", ".join(f"{g['label']} ({len(g['members'])})" for g in out),
         )
     return out
-
-
-def judge_group(group: dict, *, api=None, kb=None) -> dict:
-    """Embed, retrieve, diagnose once for the group; then gate each member.
-
-    Returns:
-        {"embedding": embed_failure's output, "memory": retrieve_similar's output (for the
-        representative), "diagnosis": diagnose's output, "decisions": [Decision dict per member],
-        "doctor_clears": [int | None per member], "diagnosed_at": ISO time the gate decided}.
-        Never raises: every stage degrades to an escalation (see each stage).
-    """
-    from include.doctor.airflow_api import default_api
-    from include.doctor.diagnosis import diagnose
-    from include.doctor.embeddings import embed_failure
-    from include.doctor.gate import gate_on_confidence
-    from include.doctor.store import KnowledgeBase, retrieve_similar
-
-    kb = kb or KnowledgeBase()
-    api = api or default_api()  # None: the gate fails closed
-    members, excerpt = group["members"], group["excerpt"]
-    seconds: dict[str, float] = {}
-    t0 = time.monotonic()
-    embedding = embed_failure(excerpt, kb=kb)
-    seconds["embed"], t0 = time.monotonic() - t0, time.monotonic()
-    memory = retrieve_similar(members[0], excerpt, embedding, kb=kb)
-    seconds["retrieve"], t0 = time.monotonic() - t0, time.monotonic()
-    diagnosis = diagnose(members[0], excerpt, memory)
-    seconds["diagnose"], t0 = time.monotonic() - t0, time.monotonic()
-    decisions, clears = [], []
-    for i, member in enumerate(members):
-        member_memory = memory if i == 0 else {**memory, "doctor_clears": _doctor_clears(kb, member)}
-        clears.append(member_memory.get("doctor_clears"))
-        decisions.append(gate_on_confidence(member, diagnosis, member_memory, excerpt, api=api))
-    seconds["gate"] = time.monotonic() - t0
-    log.info("Judged %s in %s", group.get("label"), ", ".join(f"{k} {v:.2f}s" for k, v in seconds.items()))
-    return {
-        "embedding": embedding,
-        "memory": memory,
-        "diagnosis": diagnosis,
-        "decisions": decisions,
-        "doctor_clears": clears,
-        "diagnosed_at": datetime.now(UTC).isoformat(),
-    }
-
-
-def judge_and_clear(group: dict, doctor_run_id: str, dry_run: bool = False, *, api=None, kb=None) -> dict:
-    """The diagnose_and_retry task: `judge_group`, then `clear_group` for the members the gate
-    sent to auto_retry, with one API client and one knowledge base for both.
-
-    Returns:
-        judge_group's output plus "retried": clear_group's output, or None when nothing was to clear.
-    """
-    from include.doctor.airflow_api import default_api
-    from include.doctor.store import KnowledgeBase
-
-    api, kb = api or default_api(), kb or KnowledgeBase()
-    judged = judge_group(group, api=api, kb=kb)
-    judged["retried"] = None
-    if with_verdict(judged, "auto_retry"):
-        judged["retried"] = clear_group(group, judged, doctor_run_id, dry_run=dry_run, api=api, kb=kb)
-    return judged
 
 
 def _doctor_clears(kb, member: dict) -> int | None:
@@ -244,40 +181,6 @@ def cleared(*results: list[dict | None] | None, index: int) -> dict | None:
     return next((a for a in attempts if a.get("cleared")), attempts[0] if attempts else None)
 
 
-def escalate_group(
-    group: dict,
-    judged: dict | None,
-    retried: list | None,
-    approved: list | None,
-    approval: dict | None,
-    dry_run: bool = False,
-    *,
-    api=None,
-) -> list[dict]:
-    """Note every member that was not cleared as left for a person (remediation.escalate).
-
-    Returns:
-        [escalate's output per member]; {"escalated": False, ...} for a cleared member.
-    """
-    from include.doctor.airflow_api import default_api
-    from include.doctor.remediation import escalate
-
-    judged = judged_or_escalate(judged, group)
-    api = api or default_api()  # None: the notes fail, the escalation still stands
-    return [
-        escalate(
-            member,
-            judged["decisions"][i],
-            judged["diagnosis"],
-            cleared(retried, approved, index=i),
-            approval,
-            dry_run=dry_run,
-            api=api,
-        )
-        for i, member in enumerate(group["members"])
-    ]
-
-
 def record_group(
     group: dict,
     judged: dict | None,
@@ -352,38 +255,3 @@ def check_group(group: dict, retried: list | None, approved: list | None, *, api
         done = done and (result is not None or not (clear and clear.get("cleared")))
         out.append(result)
     return {"done": done, "verifications": out}
-
-
-def notify_group(
-    group: dict,
-    judged: dict | None,
-    retried: list | None,
-    approved: list | None,
-    escalations: list | None,
-    verifications: list | None,
-    doctor_run_id: str | None,
-    *,
-    api=None,
-) -> list[dict[str, Any]]:
-    """Tell people about the group: one message for a lone failure, one digest per route (email
-    recipients + Slack connection) for a group, covering the members the policy says to report.
-
-    Returns:
-        [deliver()'s result per message sent], or [{"skipped": reason}]. Never raises.
-    """
-    from include.doctor.notify import notify_members
-
-    judged = judged_or_escalate(judged, group)
-    items = []
-    for i, member in enumerate(group["members"]):
-        items.append(
-            {
-                "ref": member,
-                "decision": judged["decisions"][i],
-                "remediation": cleared(retried, approved, index=i),
-                "escalation": (escalations or [None] * (i + 1))[i],
-                "verification": (verifications or [None] * (i + 1))[i],
-                "doctor_clears": judged["doctor_clears"][i],
-            }
-        )
-    return notify_members(items, group["excerpt"], judged, doctor_run_id, api=api)

@@ -215,3 +215,58 @@ class Decision(BaseModel):
     retry_class: str | None = Field(
         default=None, description="The catalogue class the rules read in the primary error, if retry-safe."
     )
+
+
+# -- What the doctor DAG's stages pass each other through XCom (one validation at each task's
+# boundary; dags/doctor.py, include/doctor/stages.py) ------------------------------------------
+
+
+class Group(BaseModel):
+    """The failures one mapped `handle_failures` instance handles: the same fingerprint, or one
+    failure whose log gave nothing to fingerprint (fetch_logs' output, one per group)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    key: str = Field(description="'fingerprint:<hex>' or 'failure:<key>' (an ungroupable failure).")
+    label: str = Field(description="The representative's `dag.task[i]`, plus ' +N more' for a group.")
+    members: list[FailureRef] = Field(min_length=1, description="Oldest first; members[0] represents.")
+    excerpt: dict = Field(description="The representative's excerpt (logs.excerpt_record).")
+
+
+class Embedding(BaseModel):
+    """embed_failure's output: the representative's vector (None when it could not be made)."""
+
+    embedding: list[float] | None = None
+    model: str = ""
+    reused: bool = Field(default=False, description="Taken from a stored case with the same fingerprint.")
+    error: str | None = None
+
+
+class Memory(BaseModel):
+    """retrieve_similar's output for a group: what the knowledge base knows about its failure."""
+
+    neighbours: list[Neighbour] = Field(default_factory=list, description="Most similar first.")
+    fingerprint_matches: list[Neighbour] = Field(default_factory=list)
+    doctor_clears: list[int | None] = Field(
+        default_factory=list, description="Per member: the doctor's clears of it so far; None unknown."
+    )
+    class_outcomes: dict | None = None
+    error: str | None = None
+
+    def for_member(self, i: int) -> dict:
+        """The memory dict the gate and the messages read for member i (doctor_clears its own)."""
+        data = self.model_dump(mode="json")
+        data["doctor_clears"] = self.doctor_clears[i] if i < len(self.doctor_clears) else None
+        return data
+
+
+class GroupDecision(BaseModel):
+    """gate_on_confidence's output: one Decision per member, aligned with Group.members."""
+
+    decisions: list[Decision]
+    doctor_clears: list[int | None]
+    diagnosed_at: str = Field(description="ISO 8601 time the gate decided.")
+
+    def members_with(self, verdict: str) -> list[int]:
+        """Indexes of the members whose verdict is `verdict`."""
+        return [i for i, d in enumerate(self.decisions) if d.verdict == verdict]

@@ -271,7 +271,8 @@ def build_digest(
     Args:
         items: per member {"ref", "decision", "remediation", "escalation", "verification"}
             (see groups.notify_group), at least two.
-        excerpt: the group's representative excerpt. judged: groups.judge_group's output or None.
+        excerpt: the group's representative excerpt. judged: {"diagnosis", "memory", ...}
+            (stages._judged) or None.
     Returns:
         build_message's shape plus "members": [(line, log url)], one per member.
     """

@@ -563,3 +563,120 @@ def retrieve_similar(
         out["error"] = f"knowledge base unavailable: {type(exc).__name__}: {exc}"[:500]
         log.error("%s", out["error"])
     return out
+
+
+# -- the Doctor UI (issue 14, plugins/doctor_ui/): people's answers and what the views read ---------
+
+
+class UIStore(KnowledgeBase):
+    """The knowledge base as the Doctor tab and dashboard read and write it.
+
+    Adds people's answers (table `doctor.answers`, include/sql/005_answers.sql) and the reads of the
+    views. Same constructor as `KnowledgeBase`.
+    """
+
+    def record_answer(
+        self,
+        case_id: int,
+        *,
+        answer: str,
+        user_name: str,
+        error_class: str | None = None,
+        cleared: bool = False,
+    ) -> dict | None:
+        """Store a person's answer on a case (queries/insert_answer.sql), retiring the earlier one of
+        its family.
+
+        Args:
+            case_id: an observed case.
+            answer: "transient" | "permanent" | "wrong_class".
+            user_name: the Airflow user who answered (1-256 characters).
+            error_class: the right class, for "wrong_class" only (None otherwise).
+            cleared: whether the person's clear of the try was accepted by Airflow.
+        Returns:
+            the stored row (id, case_id, answer, error_class, actor, user_name, answered_at, cleared),
+            or None when no observed case has this id.
+        Raises:
+            psycopg2.IntegrityError: a field breaks the table's checks (e.g. wrong_class without class).
+        """
+        with self.connection() as conn, conn.cursor() as cur:
+            cur.execute(
+                sql("insert_answer"),
+                {
+                    "case_id": case_id,
+                    "answer": answer,
+                    "error_class": error_class,
+                    "user_name": user_name,
+                    "cleared": cleared,
+                },
+            )
+            rows = _dicts(cur)
+        return rows[0] if rows else None
+
+    def undo_answer(self, case_id: int, *, user_name: str) -> dict | None:
+        """Undo the newest active answer on a case (queries/undo_answer.sql).
+
+        Returns:
+            the undone row, or None when the case has no active answer.
+        """
+        with self.connection() as conn, conn.cursor() as cur:
+            cur.execute(sql("undo_answer"), {"case_id": case_id, "user_name": user_name})
+            rows = _dicts(cur)
+        return rows[0] if rows else None
+
+    def answers_of(self, case_id: int) -> list[dict]:
+        """Every answer people gave on a case, newest first (queries/list_answers.sql)."""
+        with self.connection() as conn, conn.cursor() as cur:
+            cur.execute(sql("list_answers"), {"case_id": case_id})
+            return _dicts(cur)
+
+    def task_instance_cases(self, dag_id: str, run_id: str, task_id: str, map_index: int) -> dict:
+        """What the doctor holds about one task instance.
+
+        Returns:
+            {"cases": [case row with inbox and clear times, oldest try first]
+            (queries/get_task_instance_cases.sql), "inbox": [inbox row, oldest try first]}.
+        """
+        params = {"dag_id": dag_id, "run_id": run_id, "task_id": task_id, "map_index": map_index}
+        with self.connection() as conn, conn.cursor() as cur:
+            cur.execute(sql("get_task_instance_cases"), params)
+            cases = _dicts(cur)
+            cur.execute(sql("get_task_instance_inbox"), params)
+            inbox = _dicts(cur)
+        return {"cases": cases, "inbox": inbox}
+
+    def case_details(self, case_id: int, k: int = 5) -> dict:
+        """A case's diagnoses (newest first), remediations (oldest first), answers (newest first) and
+        its k most similar cases (queries/search_similar_cases.sql; HNSW at `HNSW_EF_SEARCH`).
+
+        Returns:
+            {"diagnoses": [...], "remediations": [...], "answers": [...], "similar": [...]}.
+        """
+        with self.connection() as conn, conn.cursor() as cur:
+            out = {}
+            for key, name in (
+                ("diagnoses", "list_case_diagnoses"),
+                ("remediations", "list_case_remediations"),
+                ("answers", "list_answers"),
+            ):
+                cur.execute(sql(name), {"case_id": case_id})
+                out[key] = _dicts(cur)
+            cur.execute("SET LOCAL hnsw.ef_search = %s", (HNSW_EF_SEARCH,))
+            cur.execute(sql("search_similar_cases"), {"case_id": case_id, "k": k})
+            out["similar"] = _dicts(cur)
+        return out
+
+    def dashboard_cases(self, *, since, until, dag_ids: list[str], limit: int = 20_000) -> list[dict]:
+        """The observed cases the dashboard aggregates (queries/list_dashboard_cases.sql).
+
+        Args:
+            since, until: timezone-aware datetimes; cases created in [since, until).
+            dag_ids: only cases of these DAGs (the user's readable DAGs, narrowed by the filters).
+            limit: at most this many cases, newest first.
+        """
+        with self.connection() as conn, conn.cursor() as cur:
+            cur.execute(
+                sql("list_dashboard_cases"),
+                {"since": since, "until": until, "dag_ids": list(dag_ids), "limit": limit},
+            )
+            return _dicts(cur)

@@ -10,6 +10,7 @@ import psycopg2
 import pytest
 
 from scripts.demo import api_for, case_for, kb_for, sink_messages, trigger, wait_until
+from tests.e2e.graph import settled_stage_states
 
 pytestmark = pytest.mark.e2e
 
@@ -131,6 +132,25 @@ def test_an_approved_grey_zone_retry_is_cleared(stack, grey_zone):
     assert ti["try_number"] == 2 and "approved by admin" in (ti.get("note") or "")
     case = wait_until(lambda: case_for(kb, "example_flaky_warehouse", run, "load_orders"), 60, "the case")
     assert case["decision"] == "approval" and case["cleared"]
+    graph = settled_stage_states(api, case["doctor_run_id"], "example_flaky_warehouse.load_orders")
+    assert graph == {
+        **{
+            s: "success"
+            for s in (
+                "embed_failure",
+                "retrieve_similar",
+                "diagnose",
+                "gate_on_confidence",
+                "prepare_approval",
+                "request_approval",
+                "act_on_approval",
+                "record_case",
+                "verify_retry",
+                "report_retry",
+            )
+        },
+        **{s: "skipped" for s in ("clear_and_retry", "escalate", "notify_humans")},
+    }
     [(actor,)] = _rows(
         stack,
         "SELECT r.actor FROM doctor.remediations r JOIN doctor.failure_cases c "

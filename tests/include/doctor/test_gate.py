@@ -301,8 +301,10 @@ def test_a_similar_case_whose_retry_failed_blocks_an_auto_retry():
 
 def test_a_persons_permanent_answer_blocks_the_fingerprint():
     decision = judged(RESET, [runbook(0.99)], [same_fingerprint("escalated", actor="human", transient=False)])
-    assert decision.verdict == "escalate"
+    assert decision.verdict == "escalate" and not decision.memory_match
     assert any("a person said" in r for r in decision.reasons)
+    # The runbook's verified retry is not offered as memory's backing for a retry the person ruled out.
+    assert not any("retry is verified" in r for r in decision.reasons)
 
 
 def test_a_verified_success_of_the_same_fingerprint_outweighs_a_rule():

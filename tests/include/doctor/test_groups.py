@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from include.doctor import notify
+from include.doctor import notify, stages
 from include.doctor.capture import settle_storm
-from include.doctor.groups import group_failures, judged_or_escalate, notify_group
+from include.doctor.groups import group_failures
 from include.doctor.models import FailureRef
 from include.doctor.store import KnowledgeBase
 
@@ -90,11 +90,23 @@ def _storm(n: int) -> tuple[dict, dict]:
     return group, judged
 
 
+def notify_group(group, judged, escalations, run_id, api=None):
+    """The notify_humans stage with the outputs of the stages before it."""
+    decided = {
+        "decisions": judged["decisions"],
+        "doctor_clears": judged["doctor_clears"],
+        "diagnosed_at": "x",
+    }
+    return stages.notify_humans(
+        group, judged["memory"], judged["diagnosis"], decided, escalations, run_id, api=api
+    )
+
+
 def test_a_storm_of_fifty_sends_one_digest_per_channel_naming_every_member(sinks):
     group, judged = _storm(50)
     escalations = [{"escalated": True, "why": "policy"}] * 50
 
-    results = notify_group(group, judged, None, None, escalations, None, "asset_triggered__storm")
+    results = notify_group(group, judged, escalations, "asset_triggered__storm")
 
     assert [(r["email"], r["slack"]) for r in results] == [("sent", "sent")]
     [mail] = sinks.mails()
@@ -112,18 +124,18 @@ def test_a_storm_of_fifty_sends_one_digest_per_channel_naming_every_member(sinks
 
 def test_a_group_of_one_gets_the_ordinary_message(sinks):
     group, judged = _storm(1)
-    notify_group(group, judged, None, None, [{"escalated": True, "why": "policy"}], None, None)
+    notify_group(group, judged, [{"escalated": True, "why": "policy"}], None)
     [mail] = sinks.mails()
     assert mail["subject"].startswith("[airflow-doctor] escalated: d.fail_together")
 
 
-def test_when_the_diagnose_task_failed_every_member_is_escalated_and_reported(sinks):
+def test_when_the_gate_failed_every_member_is_escalated_and_reported(sinks):
     group, _ = _storm(3)
-    judged = judged_or_escalate(None, group)
-    assert [d["verdict"] for d in judged["decisions"]] == ["escalate"] * 3
-    notify_group(group, None, None, None, None, None, None)
+    escalations = stages.escalate(group, None, None, dry_run=True)
+    assert [e["escalated"] for e in escalations] == [True] * 3
+    stages.notify_humans(group, None, None, None, escalations, None)
     [mail] = sinks.mails()
-    assert "storm: 3 failures" in mail["subject"] and "diagnose task failed" in mail["html"]
+    assert "storm: 3 failures" in mail["subject"] and "its gate failed" in mail["html"]
 
 
 class FakeClock:
@@ -190,7 +202,7 @@ def test_a_digest_shows_hostile_ids_and_log_text_as_text(sinks, monkeypatch):
     judged["diagnosis"]["diagnosis"]["fix_steps"] = ["Ask <!subteam^S1> & <#C1>"]
     escalations = [{"escalated": True, "why": "policy"}] * 2
 
-    notify_group(group, judged, None, None, escalations, None, "run1", api=NoDagDetails())
+    notify_group(group, judged, escalations, "run1", api=NoDagDetails())
 
     [post] = sinks.posts()
     blocks = {b.get("text", {}).get("text", "").split("\n")[0]: b for b in post["body"]["blocks"]}

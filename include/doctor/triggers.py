@@ -1,0 +1,72 @@
+"""Triggers: the doctor's waits run in the triggerer, holding no worker or pool slot.
+
+`RetryOutcomeTrigger` is verify_retry's wait: every `poke_seconds` it reads the cleared task
+instances through the REST API and records each retried try's outcome (groups.check_group), and
+fires once every cleared member's retried try has ended (or was given up as "unverified" after
+Variable doctor_verify_timeout_seconds). Before this it was a sensor in reschedule mode: a new task
+process (~1 s of CPU) every poke.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+from airflow.triggers.base import BaseTrigger, TriggerEvent
+
+log = logging.getLogger(__name__)
+
+
+class RetryOutcomeTrigger(BaseTrigger):
+    """Fire when every cleared member's retried try has ended.
+
+    Args:
+        group: the Group (dict). clears: per member, its clear (clear_and_retry's output) or None.
+        poke_seconds: seconds between two reads of the task instances.
+    Event payload: {"verifications": [check_retry's result or None per member]} or {"error": str}.
+    """
+
+    def __init__(self, group: dict, clears: list, poke_seconds: float = 2.0) -> None:
+        super().__init__()
+        self.group = group
+        self.clears = clears
+        self.poke_seconds = poke_seconds
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (
+            "include.doctor.triggers.RetryOutcomeTrigger",
+            {"group": self.group, "clears": self.clears, "poke_seconds": self.poke_seconds},
+        )
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        from include.doctor.groups import check_group
+
+        try:
+            api, kb = await _clients()
+        except Exception as exc:  # noqa: BLE001 - the task fails with the reason, never hangs
+            yield TriggerEvent({"error": f"cannot reach the API or the knowledge base: {exc}"[:500]})
+            return
+        while True:
+            result = await asyncio.to_thread(check_group, self.group, self.clears, None, api=api, kb=kb)
+            if result["done"]:
+                yield TriggerEvent({"verifications": result["verifications"]})
+                return
+            await asyncio.sleep(self.poke_seconds)
+
+
+async def _clients():
+    """(AirflowAPI, KnowledgeBase) built from the doctor's connections, read the async way (the
+    triggerer's event loop must not block on a connection lookup)."""
+    from asgiref.sync import sync_to_async
+    from psycopg2.extensions import make_dsn
+
+    from include.doctor.airflow_api import AirflowAPI, _connection_fields
+    from include.doctor.config import API_CONN_ID, DB_CONN_ID
+    from include.doctor.store import KnowledgeBase
+
+    base_url, username, password = await sync_to_async(_connection_fields)(API_CONN_ID)
+    db = KnowledgeBase(conn_id=DB_CONN_ID)
+    kwargs = await sync_to_async(lambda: db.connect_kwargs)()
+    return AirflowAPI(base_url, username, password), KnowledgeBase(dsn=make_dsn(**kwargs))
