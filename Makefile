@@ -12,7 +12,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
 .PHONY: install demo test test-unit test-e2e lint up down clean bench bench-llm-cost bench-decisions \
-	bench-mttr bench-retrieval bench-retrieval-1m bench-embed bench-listener bench-redact astro-check \
+	bench-mttr bench-retrieval bench-retrieval-1m bench-embed bench-listener bench-redact bench-startup astro-check \
 	screenshots system-packages
 
 # System packages from Debian (apt), installed once, as root (CI, the dev machines) or through sudo:
@@ -59,7 +59,7 @@ lint: $(STAMP)
 	$(PY) -m ruff check .
 
 # `make bench` runs every benchmark but the 1M-case retrieval run (`make bench-retrieval-1m`).
-bench: bench-decisions bench-llm-cost bench-embed bench-retrieval bench-listener bench-mttr bench-redact
+bench: bench-decisions bench-llm-cost bench-embed bench-retrieval bench-listener bench-mttr bench-redact bench-startup
 
 bench-mttr: $(STAMP)
 	$(PY) -m bench.mttr
@@ -84,6 +84,10 @@ bench-llm-cost: $(STAMP)
 
 bench-redact: $(STAMP)
 	$(PY) -m bench.redact
+
+# Per-task start-up before/after issue 13 (REST client, embedding warm vs cold, LLM imports).
+bench-startup: $(STAMP)
+	$(PY) -m bench.startup
 
 # The Doctor UI's views as PNG files (README "The doctor in the Airflow UI"): runs the browser test
 # on a fresh local stack with screenshots on.

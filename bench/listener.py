@@ -124,9 +124,9 @@ def run_and_measure(cfg, api, dag_id: str, timeout: float = 300) -> dict:
         return run if run["state"] in ("success", "failed") else None
 
     run = wait_until(finished, timeout, f"{dag_id} to finish", poll=0.5)
-    tis = api.call(
-        "TaskInstanceApi", lambda a: a.get_task_instances(dag_id, run_id, limit=1000)
-    ).task_instances
+    from include.doctor.airflow_api import TaskInstance
+
+    tis = [TaskInstance.model_validate(ti) for ti in api.list_task_instances(dag_id, run_id, limit=1000)]
     ids = {str(ti.id) for ti in tis}
 
     def exited() -> dict | None:
@@ -189,8 +189,6 @@ def phase(name: str, plugins_folder: Path, work: Path, args, in_stack=None) -> d
         RuntimeError: the plugin is not as this phase needs it, or the listener did not (or did)
             report the failures.
     """
-    from airflow_client.client.models.dag_patch_body import DAGPatchBody
-
     from scripts.demo import api_for, wait_for_dags
     from scripts.stack import StackConfig, down, up
     from tests.conftest import free_port
@@ -225,10 +223,10 @@ def phase(name: str, plugins_folder: Path, work: Path, args, in_stack=None) -> d
         up(cfg)
         api = api_for(cfg)
         wait_for_dags(api, ["doctor", WARMUP_DAG, SUCCESS_DAG, FAILURE_DAG])
-        api.call("DAGApi", lambda a: a.patch_dag("doctor", DAGPatchBody(is_paused=True)))
-        if not api.call("DAGApi", lambda a: a.get_dag("doctor")).is_paused:
+        api.set_dag_paused("doctor", True)
+        if not api.get_dag("doctor").get("is_paused"):
             raise RuntimeError("the doctor DAG is not paused")
-        plugins = [p.name for p in api.call("PluginApi", lambda a: a.get_plugins()).plugins]
+        plugins = api.list_plugins()
         if (PLUGIN_NAME in plugins) != (name == "present"):
             raise RuntimeError(f"phase {name}: the API server lists plugins {plugins}")
         print(f"[{name}] stack up in {time.monotonic() - t0:.0f}s, plugins {plugins or 'none'}", flush=True)
@@ -242,7 +240,7 @@ def phase(name: str, plugins_folder: Path, work: Path, args, in_stack=None) -> d
             "states": {k: sorted({ti["state"] for ti in r["tis"]}) for k, r in runs.items()},
             "failures_reported_in_task_log": sum(ti["reported"] for ti in failure["tis"]),
             "failures_in_inbox": inbox_rows(cfg, FAILURE_DAG, failure["run_id"]),
-            "doctor_runs": api.call("DagRunApi", lambda a: a.get_dag_runs("doctor", limit=1)).total_entries,
+            "doctor_runs": api.list_dag_runs("doctor", limit=1)["total_entries"],
         }
         expected = args.n if name == "present" else 0
         if checks["states"] != {"success": ["success"], "failure": ["failed"]} or checks["doctor_runs"]:

@@ -236,15 +236,12 @@ def _current_tries(api, failures: list[dict]) -> dict[tuple[str, str], tuple[int
     out = {}
     for dag_id, task_id in sorted({(f["dag_id"], f["task_id"]) for f in failures}):
         try:
-            resp = api.call(
-                "TaskInstanceApi",
-                lambda a, d=dag_id, t=task_id: a.get_task_instances(d, "~", task_id=t, limit=1000),
-            )
+            tis = api.list_task_instances(dag_id, "~", task_id=task_id, limit=1000)
         except Exception as exc:  # noqa: BLE001 - a busy API server: ask again at the next poll
             print(f"  (could not list {dag_id}: {exc})")
             continue
-        for ti in resp.task_instances:
-            out[(dag_id, ti.dag_run_id)] = (int(ti.try_number or 0), _state(ti.state))
+        for ti in tis:
+            out[(dag_id, ti["dag_run_id"])] = (int(ti.get("try_number") or 0), _state(ti.get("state")))
     return out
 
 
@@ -381,11 +378,8 @@ def _diagnosed_at(api, run_id: str, task_id: str, map_index: int | None) -> date
     if map_index is None:
         return None
     try:
-        entry = api.call(
-            "XComApi",
-            lambda a: a.get_xcom_entry("doctor", task_id, run_id, "return_value", map_index=map_index),
-        )
-        value = (entry.to_dict() or {}).get("value")
+        entry = api.get_xcom_entry("doctor", run_id, task_id, "return_value", map_index=map_index)
+        value = entry.get("value")
         value = json.loads(value) if isinstance(value, str) else value
         return _ts((value or {}).get("diagnosed_at"))
     except Exception:  # noqa: BLE001 - fall back to the task's end
@@ -465,11 +459,13 @@ def _try_end(api, ref, number: int) -> datetime | None:
 
 def _doctor_run(api, run_id: str) -> dict:
     """A doctor DAG run (queued_at, start_date, ...) with its task instances under "tis"."""
+    from include.doctor.airflow_api import TaskInstance
+
     try:
         run = api.get_dag_run("doctor", run_id)
-        run["tis"] = api.call(
-            "TaskInstanceApi", lambda a: a.get_task_instances("doctor", run_id, limit=1000)
-        ).task_instances
+        run["tis"] = [
+            TaskInstance.model_validate(ti) for ti in api.list_task_instances("doctor", run_id, limit=1000)
+        ]
     except Exception as exc:  # noqa: BLE001 - report the failure without the doctor's side
         print(f"  (could not read doctor run {run_id}: {exc})")
         run = {"tis": []}
@@ -511,15 +507,10 @@ def _return_value(api, run_id: str, task_id: str):
     import json
 
     try:
-        entry = api.call(
-            "XComApi",
-            lambda a: a.get_xcom_entry(
-                "doctor", task_id, run_id, "return_value", map_index=-1, deserialize=True
-            ),
-        )
+        entry = api.get_xcom_entry("doctor", run_id, task_id, "return_value", map_index=-1, deserialize=True)
     except Exception:  # noqa: BLE001 - the task returned nothing
         return None
-    value = getattr(getattr(entry, "actual_instance", entry), "value", None)
+    value = entry.get("value")
     if isinstance(value, str):
         try:
             value = json.loads(value)

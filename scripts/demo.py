@@ -52,7 +52,7 @@ def wait_for_dags(api, dag_ids: list[str], timeout: float = 120) -> None:
         missing = []
         for dag_id in dag_ids:
             try:
-                api.call("DAGApi", lambda a, d=dag_id: a.get_dag(d))
+                api.get_dag(dag_id)
             except Exception:  # noqa: BLE001 - not parsed yet
                 missing.append(dag_id)
         if not missing:
@@ -64,12 +64,8 @@ def wait_for_dags(api, dag_ids: list[str], timeout: float = 120) -> None:
 
 def trigger(api, dag_id: str, conf: dict | None = None) -> str:
     """Unpause and trigger a DAG; return the new run_id."""
-    from airflow_client.client.models.dag_patch_body import DAGPatchBody
-    from airflow_client.client.models.trigger_dag_run_post_body import TriggerDAGRunPostBody
-
-    api.call("DAGApi", lambda a: a.patch_dag(dag_id, DAGPatchBody(is_paused=False)))
-    body = TriggerDAGRunPostBody(logical_date=None, conf=conf or {})
-    return api.call("DagRunApi", lambda a: a.trigger_dag_run(dag_id, body)).dag_run_id
+    api.set_dag_paused(dag_id, False)
+    return api.trigger_dag_run(dag_id, conf)["dag_run_id"]
 
 
 def wait_until(predicate, timeout: float, what: str, poll: float = 1.0):

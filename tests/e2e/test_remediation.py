@@ -89,49 +89,32 @@ def test_a_task_that_keeps_failing_is_cleared_at_most_max_auto_retries_times(sta
 @pytest.fixture
 def grey_zone(stack):
     """Raise the confidence threshold so that a recognised transient failure lands in the grey zone."""
-    from airflow_client.client.models.variable_body import VariableBody
-
     api = api_for(stack)
-    api.call(
-        "VariableApi",
-        lambda a: a.post_variable(VariableBody(key="doctor_confidence_threshold", value="0.99")),
-    )
+    api.set_variable("doctor_confidence_threshold", "0.99")
     yield api
-    api.call("VariableApi", lambda a: a.delete_variable("doctor_confidence_threshold"))
+    api.delete_variable("doctor_confidence_threshold")
 
 
 def _answer_approval(api, dag_run_marker: str, option: str, timeout: float = 240) -> dict:
     """Wait for the doctor's approval request about a run, then answer it through the API."""
-    from airflow_client.client.models.update_hitl_detail_payload import UpdateHITLDetailPayload
 
     def pending():
-        resp = api.call(
-            "TaskInstanceApi", lambda a: a.get_hitl_details("doctor", "~", response_received=False)
-        )
-        return next((d for d in resp.hitl_details if dag_run_marker in (d.body or "")), None)
+        details = api.list_hitl_details("doctor", "~", response_received=False)
+        return next((d for d in details if dag_run_marker in (d.get("body") or "")), None)
 
     detail = wait_until(pending, timeout, "an approval request")
-    ti = detail.task_instance
+    ti = detail["task_instance"]
 
     def awaiting_input():
-        state = api.get_task_instance("doctor", ti.dag_run_id, ti.task_id, ti.map_index).get("state")
+        state = api.get_task_instance("doctor", ti["dag_run_id"], ti["task_id"], ti["map_index"]).get("state")
         return state if state in {"awaiting_input", "deferred"} else None
 
     # An answer within a fraction of a second of the request can race the scheduler, which then
     # fails the approval task (Airflow 3.3); a person never answers that fast, so wait like one.
     wait_until(awaiting_input, 60, "the approval task to wait for input", poll=0.5)
     time.sleep(3)
-    api.call(
-        "TaskInstanceApi",
-        lambda a: a.update_hitl_detail(
-            "doctor",
-            ti.dag_run_id,
-            ti.task_id,
-            ti.map_index,
-            UpdateHITLDetailPayload(chosen_options=[option], params_input={}),
-        ),
-    )
-    return {"subject": detail.subject, "body": detail.body}
+    api.update_hitl_detail("doctor", ti["dag_run_id"], ti["task_id"], ti["map_index"], [option])
+    return {"subject": detail["subject"], "body": detail.get("body")}
 
 
 def test_an_approved_grey_zone_retry_is_cleared(stack, grey_zone):

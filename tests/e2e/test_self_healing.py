@@ -120,11 +120,8 @@ def test_five_failures_within_100_ms_are_each_diagnosed_exactly_once(stack):
     wait_until(all_recorded, 300, "five burst failures to be recorded")
     time.sleep(10)  # let any duplicate handling (there must be none) finish and show up
 
-    tis = api.call(
-        "TaskInstanceApi",
-        lambda a: a.get_mapped_task_instances("example_burst_failures", run_id, "fail_together"),
-    ).task_instances
-    assert len(tis) == 5 and all(ti.state.value == "failed" for ti in tis)
+    tis = api.list_task_instances("example_burst_failures", run_id, task_id="fail_together")
+    assert len(tis) == 5 and all(ti["state"] == "failed" for ti in tis)
 
     with psycopg2.connect(stack.database_uri("doctor")) as conn, conn.cursor() as cur:
         per_instance = _cases_per_instance(cur, run_id)
@@ -174,7 +171,5 @@ def _ref(dag_id: str, run_id: str, task_id: str):
 
 def _doctor_labels(api, task_id: str, doctor_run_id: str) -> list[str]:
     """rendered_map_index of every mapped instance of a doctor task in one doctor run ("~": all)."""
-    resp = api.call(
-        "TaskInstanceApi", lambda a: a.get_task_instances("doctor", doctor_run_id, task_id=task_id, limit=500)
-    )
-    return [ti.rendered_map_index for ti in resp.task_instances if ti.map_index >= 0]
+    tis = api.list_task_instances("doctor", doctor_run_id, task_id=task_id, limit=500)
+    return [ti.get("rendered_map_index") for ti in tis if ti["map_index"] >= 0]
