@@ -374,11 +374,12 @@ def doctor_records(cfg, failures: list[dict]) -> list[dict]:
 
 
 def _diagnosed_at(api, run_id: str, task_id: str, map_index: int | None) -> datetime | None:
-    """When the gate decided: `diagnosed_at` in the diagnose task's XCom; None if unreadable."""
+    """When the gate decided: `diagnosed_at` in gate_on_confidence's XCom "decided" (a GroupDecision);
+    None if unreadable."""
     if map_index is None:
         return None
     try:
-        entry = api.get_xcom_entry("doctor", run_id, task_id, "return_value", map_index=map_index)
+        entry = api.get_xcom_entry("doctor", run_id, task_id, "decided", map_index=map_index)
         value = entry.get("value")
         value = json.loads(value) if isinstance(value, str) else value
         return _ts((value or {}).get("diagnosed_at"))
@@ -476,14 +477,14 @@ def _doctor_run(api, run_id: str) -> dict:
 def _map_index(api, run: dict, dag_id: str, task_id: str, failed_run_id: str) -> int | None:
     """The map index of the doctor's mapped task group instance that handled one failure.
 
-    The group is expanded over the list an unmapped task of the run returns (collect_failures):
-    failure refs, or groups of them ({"members": [ref, ...]}); the failure's position in that list
-    is its map index. Without that XCom, the mapped instances' labels (rendered_map_index
-    `dag_id.task_id`, maybe followed by " +N more") decide when they are unambiguous.
+    The group is expanded over the list fetch_logs returns (groups: {"members": [ref, ...]}); the
+    failure's group's position in that list is its map index. Without that XCom, the mapped
+    instances' labels (rendered_map_index `dag_id.task_id`, maybe followed by " +N more") decide
+    when they are unambiguous.
     """
     if "index" not in run:
         run["index"] = {}
-        for unmapped in sorted({ti.task_id for ti in run["tis"] if ti.map_index == -1}):
+        for unmapped in ("fetch_logs",):  # the groups the mapped task group expands over
             value = _return_value(api, run["run_id"], unmapped)
             if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
                 continue
