@@ -659,6 +659,19 @@ class UIStore(KnowledgeBase):
             cur.execute(sql("list_answers"), {"case_id": case_id})
             return _dicts(cur)
 
+    def delivery_failures(self, *, since, dag_ids: list[str]) -> dict:
+        """How many messages about these DAGs' failures were sent since `since`, and how many failed
+        to go out by email or Slack (queries/count_delivery_failures.sql; doctor.notifications).
+
+        Returns:
+            {"messages": int, "email_failed": int, "slack_failed": int, "last_failure": datetime | None}.
+        Raises:
+            psycopg2.OperationalError: the database cannot be reached.
+        """
+        with self.connection() as conn, conn.cursor() as cur:
+            cur.execute(sql("count_delivery_failures"), {"since": since, "dag_ids": list(dag_ids)})
+            return _dicts(cur)[0]
+
     def task_instance_cases(self, dag_id: str, run_id: str, task_id: str, map_index: int) -> dict:
         """What the doctor holds about one task instance.
 

@@ -244,6 +244,25 @@ def _timeline(case, box, diagnosis, remediations, answers, sent=()) -> list[dict
 # -- the dashboard -------------------------------------------------------------------------------
 
 
+def delivery_health(sent: dict) -> dict[str, str]:
+    """The dashboard's "last hour" rows for email and Slack, from UIStore.delivery_failures.
+
+    Returns:
+        {"email, last hour": str, "Slack, last hour": str}; a row starts with "unreachable" (shown
+        as degraded) when at least one delivery on that channel failed.
+    """
+    n = int(sent.get("messages") or 0)
+    out = {}
+    for channel, key in (("email", "email_failed"), ("Slack", "slack_failed")):
+        failed = int(sent.get(key) or 0)
+        out[f"{channel}, last hour"] = (
+            f"unreachable for {failed} of {n} message(s) sent"
+            if failed
+            else f"{n} message(s) sent, none failed"
+        )
+    return out
+
+
 def percentile(values: list[float], q: float) -> float | None:
     """The q-th percentile (0-100) by linear interpolation between closest ranks (numpy's default)."""
     if not values:

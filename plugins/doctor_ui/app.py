@@ -298,6 +298,11 @@ def create_app():
         from doctor_ui.health import probe
 
         health.update(probe())
+        try:  # what actually failed in the last hour, from the messages the doctor recorded
+            sent = store().delivery_failures(since=until - timedelta(hours=1), dag_ids=sorted(chosen))
+            health.update(ui_data.delivery_health(sent))
+        except Exception as exc:  # noqa: BLE001 - the knowledge base row above already says why
+            log.warning("Could not count the last hour's delivery failures: %s", exc)
         return {
             "figures": figures,
             "health": health,

@@ -48,3 +48,30 @@ def test_the_timeline_lists_the_messages_sent_about_the_selected_try():
     assert whats[0] == "try 2 failed"
     assert "message sent: \u201cescalated: d.t\u201d (email sent, Slack failed: 500)" in whats
     assert not any("storm" in w for w in whats)  # try 1's digest is not this try's
+
+
+def test_the_dashboard_shows_a_channel_that_failed_in_the_last_hour(kb):
+    from datetime import timedelta
+
+    from include.doctor.models import FailureRef
+    from include.doctor.store import UIStore
+    from include.doctor.ui_data import delivery_health
+
+    kb.migrate()
+    refs = [FailureRef(dag_id=d, run_id="r", task_id="t", try_number=1) for d in ("a", "a", "other")]
+    kb.record_notifications(
+        refs[:1], "message", "escalated: a.t", {"email": "sent", "slack": "failed: HTTP 500"}
+    )
+    kb.record_notifications(refs[1:2], "message", "escalated: a.t", {"email": "sent", "slack": "sent"})
+    kb.record_notifications(
+        refs[2:], "message", "escalated: other.t", {"email": "failed: refused", "slack": "sent"}
+    )
+    since = datetime.now(UTC) - timedelta(hours=1)
+
+    counted = UIStore(dsn=kb.dsn).delivery_failures(since=since, dag_ids=["a"])
+
+    assert (counted["messages"], counted["email_failed"], counted["slack_failed"]) == (2, 0, 1)
+    assert delivery_health(counted) == {
+        "email, last hour": "2 message(s) sent, none failed",
+        "Slack, last hour": "unreachable for 1 of 2 message(s) sent",
+    }
