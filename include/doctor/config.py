@@ -10,7 +10,7 @@ import json
 import logging
 import os
 import time
-from dataclasses import dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields
 
 log = logging.getLogger(__name__)
 
@@ -172,6 +172,36 @@ def settings() -> DoctorSettings:
     _cache.clear()
     _cache[key] = (time.monotonic(), _read_settings())
     return _cache[key][1]
+
+
+def snapshot() -> dict:
+    """The current settings as JSON data, to carry to the run's later tasks (`prime`)."""
+    return asdict(settings())
+
+
+def prime(data: dict | None) -> None:
+    """Use settings read earlier in this doctor run (fetch_logs' `snapshot`, carried in each Group)
+    instead of reading the ~25 Variables again: each lookup of an unset Variable is one execution-API
+    round trip from a task process. For `_CACHE_SECONDS`, like a read; the environment still wins
+    (a changed AIRFLOW_VAR_DOCTOR_* variable makes `settings` read again). Unknown keys are ignored;
+    a value of the wrong type is logged and replaced by the default, as a malformed Variable is.
+    """
+    if not isinstance(data, dict) or not data:
+        return
+    defaults = DoctorSettings()
+    values = {}
+    for f in fields(DoctorSettings):
+        if f.name not in data:
+            continue
+        value, default = data[f.name], getattr(defaults, f.name)
+        kind = (int, float) if isinstance(default, float) else type(default)
+        if isinstance(value, kind) and (isinstance(default, bool) or not isinstance(value, bool)):
+            values[f.name] = float(value) if isinstance(default, float) else value
+        else:
+            log.warning("Settings snapshot: %s=%.100r is not a %s; using the default", f.name, value, kind)
+    key = tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith("AIRFLOW_VAR_DOCTOR_")))
+    _cache.clear()
+    _cache[key] = (time.monotonic(), DoctorSettings(**{**asdict(defaults), **values}))
 
 
 def _read_settings() -> DoctorSettings:

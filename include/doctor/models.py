@@ -231,6 +231,9 @@ class Group(BaseModel):
     label: str = Field(description="The representative's `dag.task[i]`, plus ' +N more' for a group.")
     members: list[FailureRef] = Field(min_length=1, description="Oldest first; members[0] represents.")
     excerpt: dict = Field(description="The representative's excerpt (logs.excerpt_record).")
+    settings: dict | None = Field(
+        default=None, description="The doctor's settings as fetch_logs read them (config.snapshot)."
+    )
 
 
 class Embedding(BaseModel):

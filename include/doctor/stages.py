@@ -50,7 +50,12 @@ def _push_and_fail(result: dict, message: str) -> None:
 
 
 def _group(data: dict | None) -> Group:
-    return Group.model_validate(data)
+    """The Group; also primes this task process's settings with the run's snapshot (config.prime)."""
+    from include.doctor.config import prime
+
+    group = Group.model_validate(data)
+    prime(group.settings)
+    return group
 
 
 def _memory(data: dict | None, n: int) -> Memory:
@@ -151,13 +156,16 @@ def fetch_logs(refs: list[dict], *, api=None) -> list[dict]:
     fingerprint (groups.group_failures).
 
     Returns:
-        [Group as dict], oldest first; [] when nothing was claimed. Never raises for one bad log:
-        an unreadable log is a group of one whose excerpt carries the error.
+        [Group as dict], oldest first, each with the settings read here (one read of the Variables
+        per doctor run; the later tasks `prime` them); [] when nothing was claimed. Never raises for
+        one bad log: an unreadable log is a group of one whose excerpt carries the error.
     """
+    from include.doctor.config import snapshot
     from include.doctor.groups import group_failures
 
     groups = group_failures(refs, api=api)
-    return [Group.model_validate(g).model_dump(mode="json") for g in groups]
+    settings = snapshot()  # read once here; the group's later tasks use it (config.prime)
+    return [Group.model_validate({**g, "settings": settings}).model_dump(mode="json") for g in groups]
 
 
 # -- per group ---------------------------------------------------------------------------------
