@@ -148,6 +148,40 @@ def _escalate_members(
     return out
 
 
+def _leave_for_people(
+    group_data: dict,
+    judged: dict,
+    decided_data: dict | None,
+    indexes: list[int],
+    clears: list | None,
+    approval: dict | None,
+    doctor_run_id: str,
+    *,
+    api=None,
+) -> dict:
+    """Escalate the members at `indexes` (a note each) and tell people at once.
+
+    Returns:
+        {"escalations": [escalate's output or None per member], "notified": [deliver() results]}
+        (nothing escalated or sent when `indexes` is empty).
+    """
+    group = _group(group_data)
+    escalations = _escalate_members(group, judged, indexes, clears, approval, api=api)
+    if not indexes:
+        return {"escalations": escalations, "notified": []}
+    notified = notify_humans(
+        group_data,
+        None,
+        judged["diagnosis"],
+        decided_data,
+        escalations,
+        doctor_run_id,
+        clears=clears,
+        api=api,
+    )
+    return {"escalations": escalations, "notified": notified}
+
+
 # -- before the groups -------------------------------------------------------------------------
 
 
@@ -314,16 +348,8 @@ def clear_and_retry(
     ]
     out: dict[str, Any] = {"clears": clears, "escalations": [None] * len(clears), "notified": []}
     if failed and not dry_run:
-        out["escalations"] = _escalate_members(group, judged, failed, clears, None, api=api)
-        out["notified"] = notify_humans(
-            group_data,
-            None,
-            diagnosis,
-            decided_data,
-            out["escalations"],
-            doctor_run_id,
-            clears=clears,
-            api=api,
+        out |= _leave_for_people(
+            group_data, judged, decided_data, failed, clears, None, doctor_run_id, api=api
         )
         _push_and_fail(out, f"{len(failed)} decided clear(s) failed: {clears[failed[0]]['reason']}")
     return out
@@ -399,23 +425,11 @@ def act_on_approval(
             sleep=_no_sleep,
         )
     left = [i for i in asked if not (clears[i] or {}).get("cleared")]
-    out: dict[str, Any] = {
+    # Rejected, unanswered or a failed clear: whoever else watches the DAG learns it stays failed.
+    return {
         "clears": clears,
-        "escalations": _escalate_members(group, judged, left, clears, answer, api=api),
-        "notified": [],
+        **_leave_for_people(group_data, judged, decided_data, left, clears, answer, doctor_run_id, api=api),
     }
-    if left:  # rejected, unanswered or a failed clear: whoever else watches the DAG learns it stays failed
-        out["notified"] = notify_humans(
-            group_data,
-            None,
-            diagnosis,
-            decided_data,
-            out["escalations"],
-            doctor_run_id,
-            clears=clears,
-            api=api,
-        )
-    return out
 
 
 def escalate(
