@@ -62,8 +62,10 @@ def diagnose_offline(
         a Diagnosis labelled diagnoser="offline". Confidence: memory alone 0.9 for a fingerprint
         match, else the neighbour's similarity (at most 0.95); a rule alone its own estimate;
         memory and rule agreeing on transience the higher of the two plus 0.05 (at most 0.97);
-        disagreeing: an observed case of the same fingerprint with a known outcome wins at 0.9,
-        else the class of the stronger one at 0.5 (the gate escalates); nothing 0.2.
+        disagreeing: the rule when memory is only a similar runbook case (a runbook describes a
+        class; similar text is not the same cause), an observed case of the same fingerprint with a
+        known outcome at 0.9, else the class of the stronger one at 0.5 (the gate escalates);
+        nothing 0.2.
     """
     memory: tuple[Neighbour, float, str] | None = None
     known = [n for n in fingerprint_matches if n.error_class and n.transient is not None]
@@ -99,6 +101,12 @@ def diagnose_offline(
         from_memory.confidence = min(0.97, max(mem_conf, rule.confidence) + 0.05)
         from_memory.evidence = evidence
         return from_memory
+    if n.kind == "runbook" and n not in known:
+        # A runbook case describes a class; its vector says only that the text reads alike (often
+        # the same API's error format with another code). The rule read this error's own words.
+        from_rule = _from_rule(rule, rule.confidence, evidence)
+        from_rule.root_cause += f" (a runbook case of {n.error_class} reads alike; the error says this)"
+        return from_rule
     if n in known and n.kind == "observed" and n.outcome in {"succeeded", "failed", "escalated"}:
         # This very error (same fingerprint) already ended one way: what happened outweighs a
         # pattern's reading of its words.

@@ -65,6 +65,41 @@ _WRAPPER = re.compile(
     r"job failed|process returned non-zero|no retries remaining|retries exhausted|"
     r"non-zero exit status|command failed with (?:exit|return) code|RetryError\["
 )
+# dbt prints its error after this marker; the output before it is progress ("Found 5 models",
+# "saved manifest not found") that reads like errors. astronomer-cosmos raises an AirflowException
+# whose message is dbt's output as a tuple of lines: ('dbt command failed ...', 'line', ...).
+_DBT_MARKER = re.compile(r"Encountered an error:")
+_TUPLE_SEPARATOR = re.compile(r"""['"],\s*['"]""")
+_DBT_LINE_NOISE = re.compile(r"^(?:\\x1b\[[0-9;]*m|\x1b\[[0-9;]*m)*(?:\d\d:\d\d:\d\d\s+)?")
+
+
+def dbt_error(message: str) -> str | None:
+    """dbt's own error inside a one-line message that carries dbt's output (a cosmos wrapper), or None.
+
+    Args:
+        message: an exception message or log line, possibly a tuple repr of dbt's output lines.
+    Returns:
+        the lines after dbt's last "Encountered an error:" marker, one per line, without the tuple's
+        quotes, ANSI resets and dbt's clock prefix; None when the marker is absent or nothing follows
+        it on the same line (a multi-line log prints the error on its own lines).
+    """
+    found = list(_DBT_MARKER.finditer(message or ""))
+    if not found:
+        return None
+    tail = message[found[-1].end() :]
+    if not tail.split("\n", 1)[0].strip(" '\")"):
+        return None
+    lines = [_DBT_LINE_NOISE.sub("", part).strip(" '\"()") for part in _TUPLE_SEPARATOR.split(tail)]
+    inner = "\n".join(line for line in lines if line)
+    return inner or None
+
+
+def _dbt_wrapper(exception_type: str | None, message: str) -> str:
+    """The wrapper's own words before dbt's output: `Type: dbt command failed ...`."""
+    head = _TUPLE_SEPARATOR.split(message, 1)[0].strip(" ('\"")[:MAX_MESSAGE_CHARS]
+    return f"{exception_type}: {head}" if exception_type else head
+
+
 # A plain error line from a tool's output: "ERROR: ...", "fatal: ...", "Error: ...".
 _ERROR_LINE = re.compile(r"^(?:error|fatal|exception|failure|failed)\b\s*[:!-]\s*\S", re.I)
 # Airflow's own lines around a failure: they say that the task failed, never why.
@@ -346,12 +381,20 @@ def error_candidates(lines: Iterable[str]) -> list[tuple[str | None, str, bool]]
             continue
         m = _EXC_LINE.match(line)
         if m and m.group("msg") is not None and _exception_line(line):
-            message = m.group("msg").strip()[:MAX_MESSAGE_CHARS]
-            found.append((m.group("type"), message, bool(_WRAPPER.search(message))))
+            message = m.group("msg").strip()
+            found.append((m.group("type"), message[:MAX_MESSAGE_CHARS], bool(_WRAPPER.search(message))))
         elif _ERROR_LINE.match(line) or (
             _LOGGED_ERROR.search(raw) and _FAILURE_HINTS.search(line) and not _BOOKKEEPING.search(line)
         ):
             found.append((None, line[:MAX_MESSAGE_CHARS], bool(_WRAPPER.search(line))))
+        elif dbt_error(line) is not None:
+            found.append((None, line[:MAX_MESSAGE_CHARS], True))
+        else:
+            continue
+        inner = dbt_error(line)
+        if inner is not None:  # a cosmos wrapper carrying dbt's output: dbt's error is the one to read
+            found[-1] = (found[-1][0], _dbt_wrapper(None, found[-1][1]), True)
+            found.append((None, inner[:MAX_MESSAGE_CHARS], False))
     return found
 
 
@@ -589,6 +632,10 @@ def extract_excerpt(log: Any, max_bytes: int = MAX_EXCERPT_BYTES) -> Excerpt:
         primary = chain[k]
         exc_type, message = primary.type, primary.message
         causes = [e.line for e in chain[k + 1 :]] + [e.line for e in chain[:k]]
+        dbt = dbt_error(message)
+        if dbt is not None:  # a cosmos wrapper carrying dbt's output: dbt's error is the primary one
+            causes = [_dbt_wrapper(exc_type, message), *causes]
+            exc_type, message, still_wrapper, source = None, dbt, False, "wrapped_output"
         context = [ln for ln in lines[max(0, block_start - CONTEXT_LINES) : block_start] if ln.strip()]
         if still_wrapper:
             # A wrapper without a chained cause: the error it reports was printed before it.

@@ -19,7 +19,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from include.doctor.logs import is_exception_type, is_wrapper
+from include.doctor.logs import dbt_error, is_exception_type, is_wrapper
 from include.doctor.models import Action
 
 
@@ -41,7 +41,11 @@ R, B, M, N = Action.retry, Action.retry_with_backoff, Action.retry_with_more_res
 # fmt: off
 _TABLE: list[tuple[str, str, bool, Action, float, str, str]] = [
     # Airflow 3's execution API (before the 401/403 and credentials rules its messages contain)
-    (r"API_SERVER_ERROR.{0,80}\b409\b|invalid_state|TI was not in (?:a )?running state|"
+    # The task supervisor's own call to start or report the try refused (`HTTP Request: PATCH
+    # .../execution/task-instances/<id>/run "HTTP/1.1 403 Forbidden"`): a task token that expired
+    # while the try sat queued, or a state race; the supervisor then kills the child it forked.
+    (r"/execution/task-instances/\S+\"? \"HTTP/[\d.]+ 40[39]\b|"
+     r"API_SERVER_ERROR.{0,80}\b409\b|invalid_state|TI was not in (?:a )?running state|"
      r"Invalid auth token: .{0,20}(?:Signature has )?expired|API_SERVER_ERROR.{0,80}\b50[0234]\b",
      "execution_api_race", True, R, 0.8,
      "Airflow's execution API refused a state change for a moment (a scheduler race or an expired task "
@@ -151,8 +155,14 @@ _TABLE: list[tuple[str, str, bool, Action, float, str, str]] = [
      r"ServiceUnavailable|\[50[0234]\]|\b50[234]\s*:|too many 50[0234] error|temporarily unavailable|"
      r"currently unavailable|InternalError|Internal error encountered", "http_5xx_server_error", True, B, 0.8,
      "The upstream service answered 5xx: it was unavailable.", "Retry with backoff; check the provider's status."),
-    (r"\b429\b|Too Many Requests|rate limit|Rate exceeded|Throttl|SlowDown|RequestLimitExceeded|"
-     r"TooManyRequests|RESOURCE_EXHAUSTED", "rate_limited", True, B, 0.75,
+    # A service's own back-pressure code (S3 "SlowDown ... reduce your request rate", AWS
+    # "Throttling"/"Rate exceeded"/"RequestLimitExceeded"): a request-rate signal by definition; an
+    # exhausted plan quota has its own codes (the quota rule above).
+    (r"SlowDown|reduce your request rate|Throttl|Rate exceeded|RequestLimitExceeded",
+     "rate_limited", True, B, 0.85, "The service throttled the client's request rate.",
+     "Retry with backoff; lower concurrency."),
+    # A bare 429 or RESOURCE_EXHAUSTED is also what an exhausted quota answers.
+    (r"\b429\b|Too Many Requests|rate limit|TooManyRequests|RESOURCE_EXHAUSTED", "rate_limited", True, B, 0.75,
      "The API throttled the client.", "Retry with backoff; lower concurrency."),
     (r"NoBrokersAvailable|Broker transport failure|broker.*(?:unavailable|not available)|"
      r"All broker connections are down", "kafka_broker_unavailable", True, B, 0.75,
@@ -249,6 +259,12 @@ LOCALHOST_REFUSED = Rule(
 )
 
 
+# The failing call's target is localhost (a URL, a host= argument, a libpq "server at").
+_LOCALHOST_TARGET = re.compile(
+    rf"(?:https?://{_LOCALHOST}[:/]|host=['\"]?{_LOCALHOST}\b|server at \"{_LOCALHOST}\")", re.I
+)
+
+
 def match_rule(
     exception_type: str | None,
     message: str,
@@ -294,6 +310,20 @@ def classify(excerpt: dict, *, local_services: bool = False) -> Rule | None:
     any of them wins (the safe direction); otherwise, when the error line matches nothing specific,
     the newest context line a rule recognises does.
     """
+    rule = _classify(excerpt, local_services=local_services)
+    if (
+        rule is not None
+        and rule.error_class == "connection_refused"
+        and not local_services
+        and _LOCALHOST_TARGET.search(excerpt.get("message") or "")
+    ):
+        # The refusal was read from a cause or a context line (the message was cut before it), but
+        # the call that failed points at localhost: the same misconfiguration LOCALHOST_REFUSED names.
+        return LOCALHOST_REFUSED
+    return rule
+
+
+def _classify(excerpt: dict, *, local_services: bool) -> Rule | None:
     rule = match_rule(
         excerpt.get("exception_type"),
         excerpt.get("message") or "",
@@ -302,7 +332,11 @@ def classify(excerpt: dict, *, local_services: bool = False) -> Rule | None:
     )
     if excerpt.get("source") != "log_line" or not excerpt.get("context"):
         return rule
-    around = [match_rule(None, line, local_services=local_services) for line in excerpt["context"]]
+    # A context line that is a cosmos wrapper of dbt's output speaks with dbt's error, not its progress.
+    # The supervisor's own kill (`Process exited ... signal_sent=SIGKILL`, Task SDK supervisor.kill)
+    # follows a refused start or a timeout: it is not the kernel's out-of-memory kill.
+    lines = [dbt_error(line) or line for line in excerpt["context"] if not _SUPERVISOR_KILL.search(line)]
+    around = [match_rule(None, line, local_services=local_services) for line in lines]
     around = [r for r in around if r is not None and r.error_class != GENERIC_CODE_ERROR]
     permanent = [r for r in around if not r.transient and r.confidence >= 0.8]
     if permanent and (rule is None or rule.transient):
@@ -311,6 +345,8 @@ def classify(excerpt: dict, *, local_services: bool = False) -> Rule | None:
         return around[-1] if around else rule
     return rule
 
+
+_SUPERVISOR_KILL = re.compile(r"\bsignal_sent=SIG(?:KILL|TERM|INT)\b")
 
 # Classes that say only that something is missing or broken in the code: a context line may say more.
 _UNSPECIFIC = frozenset({GENERIC_CODE_ERROR, "missing_object"})

@@ -65,10 +65,10 @@ def test_a_generic_error_defers_to_its_specific_cause():
     assert rule.error_class == "connection_reset_by_remote"
 
 
-def neighbour(similarity: float, transient: bool) -> Neighbour:
+def neighbour(similarity: float, transient: bool, kind: str = "runbook") -> Neighbour:
     return Neighbour(
         case_id=1,
-        kind="runbook",
+        kind=kind,
         similarity=similarity,
         error_class="x",
         transient=transient,
@@ -88,9 +88,24 @@ def test_memory_and_rule_agreeing_raise_confidence():
     assert d.transient and d.confidence == pytest.approx(0.95)
 
 
-def test_memory_and_rule_disagreeing_is_not_confident():
-    d = diagnose_offline(REFUSED, [neighbour(0.9, False)], [], 0.82)
+def test_an_observed_case_and_the_rule_disagreeing_is_not_confident():
+    d = diagnose_offline(REFUSED, [neighbour(0.9, False, kind="observed")], [], 0.82)
     assert d.confidence == 0.5 and "disagree" in d.root_cause
+
+
+def test_a_similar_runbook_case_of_another_class_does_not_override_the_error_s_words():
+    # An S3 503 reads like the 403 runbook entry (same API error format); the rule read the code.
+    unavailable = {
+        "exception_type": "botocore.exceptions.ClientError",
+        "message": "An error occurred (503) when calling the GetObject operation: Service Unavailable",
+        "text": "",
+    }
+    d = diagnose_offline(unavailable, [neighbour(0.9, False)], [], 0.82)
+    assert d.transient and d.error_class == "http_5xx_server_error" and d.confidence == pytest.approx(0.8)
+    assert "reads alike" in d.root_cause
+    denied = {"exception_type": "ClientError", "message": "An error occurred (AccessDenied) ...", "text": ""}
+    d = diagnose_offline(denied, [neighbour(0.9, True)], [], 0.82)
+    assert not d.transient and d.error_class == "access_denied"
 
 
 def test_rule_alone_keeps_its_own_confidence_and_unknown_is_low():

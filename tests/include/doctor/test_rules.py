@@ -1,0 +1,164 @@
+"""The offline rules: each retry-safe class and its permanent look-alike read from a realistic line,
+and the readings that need more than the error line (a cosmos wrapper of dbt's output, the task
+supervisor's own kill, a localhost target whose refusal sits in a cause).
+
+The lines are written for these tests from the libraries' documented messages, not taken from any
+corpus.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from include.doctor.catalogue import is_retry_safe
+from include.doctor.logs import dbt_error, excerpt_record, extract_excerpt
+from include.doctor.rules import classify, match_rule
+
+
+@pytest.mark.parametrize(
+    ("subject", "error_class"),
+    [
+        # -- retry-safe classes ----------------------------------------------------------------
+        ("psycopg2.OperationalError: server closed the connection unexpectedly", "db_connection_lost"),
+        ("psycopg2.OperationalError: FATAL:  the database system is starting up", "db_failover"),
+        (
+            "psycopg2.errors.SerializationFailure: could not serialize access due to concurrent update",
+            "db_serialization_failure",
+        ),
+        (
+            "pymysql.err.OperationalError: (1205, 'Lock wait timeout exceeded; try restarting transaction')",
+            "lock_contention",
+        ),
+        ("psycopg2.OperationalError: FATAL:  sorry, too many clients already", "db_connection_limit"),
+        (
+            "requests.exceptions.ConnectionError: ('Connection aborted.', "
+            "RemoteDisconnected('Remote end closed connection without response'))",
+            "connection_reset_by_remote",
+        ),
+        (
+            "requests.exceptions.ReadTimeout: HTTPSConnectionPool(host='api.example.com', port=443): "
+            "Read timed out. (read timeout=30)",
+            "network_timeout",
+        ),
+        (
+            "requests.exceptions.HTTPError: 503 Server Error: Service Unavailable for url: "
+            "https://api.example.com/v1/items",
+            "http_5xx_server_error",
+        ),
+        (
+            "botocore.exceptions.ClientError: An error occurred (SlowDown) when calling the PutObject "
+            "operation: Please reduce your request rate.",
+            "rate_limited",
+        ),
+        (
+            "botocore.exceptions.ClientError: An error occurred (ThrottlingException) when calling the "
+            "DescribeJobs operation: Rate exceeded",
+            "rate_limited",
+        ),
+        ("kafka.errors.NoBrokersAvailable: NoBrokersAvailable", "kafka_broker_unavailable"),
+        (
+            "botocore.exceptions.ClientError: An error occurred (InsufficientInstanceCapacity) when calling "
+            "the RunInstances operation: We currently do not have sufficient capacity",
+            "remote_capacity_unavailable",
+        ),
+        (
+            "airflow.exceptions.AirflowException: Pod etl-load-7f3a returned a failure. Reason: Evicted",
+            "worker_lost",
+        ),
+        (
+            "HTTP Request: PATCH http://airflow-api:8080/execution/task-instances/0190aa00-0000-7000-8000-"
+            '000000000001/run "HTTP/1.1 409 Conflict"',
+            "execution_api_race",
+        ),
+        # -- their permanent look-alikes -------------------------------------------------------
+        (
+            "botocore.exceptions.ClientError: An error occurred (AccessDenied) when calling the GetObject "
+            "operation: Access Denied",
+            "access_denied",
+        ),
+        (
+            'psycopg2.OperationalError: connection to server at "localhost" (127.0.0.1), port 5432 failed: '
+            "Connection refused",
+            "connection_refused_localhost",
+        ),
+        ("kubernetes.client.exceptions.ApiException: (404) Reason: Not Found", "missing_object"),
+        ("socket.gaierror: [Errno -2] Name or service not known", "connection_misconfigured"),
+        ("OSError: [Errno 28] No space left on device", "disk_full"),
+    ],
+)
+def test_each_class_and_its_look_alike_from_a_real_line(subject, error_class):
+    exc, _, msg = subject.partition(": ") if not subject.startswith("HTTP Request") else ("", "", subject)
+    rule = match_rule(exc or None, msg)
+    assert rule is not None and rule.error_class == error_class
+    assert is_retry_safe(rule.error_class) == rule.transient or rule.error_class == "connection_refused"
+
+
+def test_a_service_s_own_throttle_code_is_surer_than_a_bare_429():
+    slow_down = match_rule("ClientError", "An error occurred (SlowDown) when calling the PutObject operation")
+    bare = match_rule("HTTPError", "429 Client Error: Too Many Requests for url: https://api.example.com")
+    assert slow_down.error_class == bare.error_class == "rate_limited"
+    assert slow_down.confidence >= 0.8 > bare.confidence  # a bare 429 is also an exhausted quota's answer
+
+
+# astronomer-cosmos raises AirflowException with dbt's output lines as a tuple; dbt's progress lines
+# ("saved manifest not found") come before its error, which follows "Encountered an error:".
+_COSMOS = (
+    "[2026-01-02T03:04:05.000+0000] {{taskinstance.py:3311}} ERROR - Task failed with exception\n"
+    "airflow.exceptions.AirflowException: ('dbt command failed. The command returned a non-zero exit "
+    "code 2. Details: ', '\\x1b[0m03:01:00  Running with dbt=1.8.0', '\\x1b[0m03:01:01  Unable to do "
+    "partial parsing because saved manifest not found. Starting full parse.', '\\x1b[0m03:04:04  "
+    "Encountered an error:', {error})\n"
+)
+
+
+def test_a_cosmos_wrapper_is_read_from_dbt_s_error_not_its_progress_lines():
+    transient = _COSMOS.format(error="'Runtime Error', \"  Database Error: 503 Service Unavailable\"")
+    excerpt = excerpt_record(extract_excerpt(transient))
+    assert "503 Service Unavailable" in excerpt["message"] and "manifest" not in excerpt["message"]
+    assert classify(excerpt).error_class == "http_5xx_server_error"
+
+    permanent = _COSMOS.format(
+        error="'Compilation Error', \"  Model 'model.shop.orders' depends on a node named 'customers' "
+        'which was not found"'
+    )
+    rule = classify(excerpt_record(extract_excerpt(permanent)))
+    assert rule.error_class == "missing_object" and not rule.transient
+
+
+def test_dbt_error_is_none_without_the_marker_or_when_dbt_prints_it_on_its_own_lines():
+    assert dbt_error("AirflowException: ('dbt command failed', 'Done. PASS=3')") is None
+    assert dbt_error("00:20:56  Encountered an error:") is None
+
+
+_SUPERVISOR_KILL = (
+    "HTTP Request: PATCH http://airflow-api:8080/execution/task-instances/0190aa00-0000-7000-8000-"
+    '000000000002/run "HTTP/1.1 403 Forbidden"\n'
+    "[warning  ] Server error                   [airflow.sdk.api.client] detail=None\n"
+    "[info     ] Process exited                 [supervisor] exit_code=<Negsignal.SIGKILL: -9> pid=4242 "
+    "signal_sent=SIGKILL\n"
+    "ERROR - task start refused\n"
+)
+
+
+def test_the_supervisor_s_own_kill_after_a_refused_start_is_not_an_out_of_memory_kill():
+    rule = classify(excerpt_record(extract_excerpt(_SUPERVISOR_KILL)))
+    assert rule.error_class == "execution_api_race" and rule.transient
+    # The kernel's kill (no signal_sent: the supervisor did not send it) still reads as memory.
+    oom = "[warning  ] Process exited abnormally       [supervisor] exit_code=<Negsignal.SIGKILL: -9>\n"
+    assert classify(excerpt_record(extract_excerpt(oom + "ERROR - task killed\n"))).error_class == (
+        "oom_killed_sigkill"
+    )
+
+
+def test_a_call_to_localhost_refused_in_its_cause_is_a_misconfiguration_inside_a_container():
+    excerpt = {
+        "exception_type": "mlflow.exceptions.MlflowException",
+        "message": "API request to http://localhost:5000/api/2.0/mlflow/runs/get failed with exception",
+        "causes": ["ConnectionRefusedError: [Errno 111] Connection refused"],
+        "source": "traceback",
+        "context": [],
+    }
+    assert classify(excerpt).error_class == "connection_refused_localhost"
+    assert classify(excerpt, local_services=True).error_class == "connection_refused"
+    remote = {**excerpt, "message": excerpt["message"].replace("localhost", "mlflow.internal")}
+    assert classify(remote).error_class == "connection_refused"
