@@ -50,6 +50,10 @@ _TABLE: list[tuple[str, str, bool, Action, float, str, str]] = [
      "execution_api_race", True, R, 0.8,
      "Airflow's execution API refused a state change for a moment (a scheduler race or an expired task "
      "token).", "Retry; upgrade Airflow if it recurs."),
+    # A throttle that wears a 403: BigQuery answers rateLimitExceeded with 403 Forbidden, and
+    # Google's docs say to retry it with exponential backoff (before the access-denied rule).
+    (r"Exceeded rate limits|\b(?:user)?rateLimitExceeded\b", "rate_limited", True, B, 0.85,
+     "The service throttled the client's request rate.", "Retry with backoff; lower concurrency."),
     # -- resources --------------------------------------------------------------------------
     (r"return code -9\b|Negsignal\.SIGKILL|SIGKILL|exit code 137|exit status 137|OOMKilled|MemoryError|"
      r"Cannot allocate memory|out of memory|OutOfMemory|memory limit|Resources exceeded|resourcesExceeded",
@@ -102,7 +106,8 @@ _TABLE: list[tuple[str, str, bool, Action, float, str, str]] = [
     # -- the platform, not the code (before generic timeouts) --------------------------------
     # A person or a timeout stopped the task: not a platform hiccup, not retry-safe.
     (r"Received SIGTERM|Signals?\.SIGTERM|Task received SIGTERM|marked (?:as )?failed|"
-     r"externally set to failed|execution_timeout|AirflowTaskTimeout|Timeout, PID", "task_terminated",
+     r"externally set to failed|execution_timeout|AirflowTaskTimeout|Timeout, PID|"
+     r"Reason: DeadlineExceeded|activeDeadlineSeconds", "task_terminated",
      False, N, 0.6, "The task was stopped from outside (SIGTERM, a timeout, or a person marking it failed).",
      "Find who or what stopped it: execution_timeout, a person, or the platform."),
     (r"zombie|heartbeat|was the task killed externally|killed externally|finished (?:\(failed\)|with state "
@@ -125,7 +130,8 @@ _TABLE: list[tuple[str, str, bool, Action, float, str, str]] = [
      "The database had no free connection slots.", "Retry; limit concurrency with an Airflow pool."),
     (r"the database system is (?:starting up|shutting down|in recovery mode)|recovery is in progress|"
      r"cannot connect to server|server login has been failing|query_wait_timeout|"
-     r"pgbouncer cannot connect", "db_failover", True, B, 0.8,
+     r"pgbouncer cannot connect|server conn crashed|BusyLoadingError|loading the dataset in memory",
+     "db_failover", True, B, 0.8,
      "The database was restarting or failing over.", "Retry after the failover; check the database's status."),
     (r"server closed the connection unexpectedly|Lost connection to .*server|server has gone away|"
      r"connection already closed|terminating connection due to administrator command|"
@@ -145,7 +151,8 @@ _TABLE: list[tuple[str, str, bool, Action, float, str, str]] = [
     (r"Connection reset|ConnectionResetError|RemoteDisconnected|Remote end closed connection|Broken pipe|"
      r"BrokenPipeError|Connection aborted|IncompleteRead|ChunkedEncodingError|Response ended prematurely|"
      r"InvalidChunkLength|Connection broken|ServerDisconnectedError|ClientConnectionError|"
-     r"ClientConnectorError|Cannot connect to host", "connection_reset_by_remote", True, B, 0.8,
+     r"ClientConnectorError|Cannot connect to host|RemoteProtocolError|Server disconnected|"
+     r"SMTPServerDisconnected|Connection unexpectedly closed", "connection_reset_by_remote", True, B, 0.8,
      "The remote end closed the connection mid-request.", "Retry; check proxies and keep-alive settings."),
     (r"EOF occurred in violation of protocol|SSLEOFError|SSLZeroReturnError|TLS/SSL connection has been closed|"
      r"UNEXPECTED_EOF_WHILE_READING", "ssl_eof_error", True, B, 0.8,
@@ -153,12 +160,15 @@ _TABLE: list[tuple[str, str, bool, Action, float, str, str]] = [
     (r"\b(?:500|502|503|504)\b.{0,40}(?:Server Error|Bad Gateway|Service Unavailable|Gateway Time|"
      r"Internal Server Error)|Service Unavailable|Bad Gateway|Gateway Timeout|backendError|InternalServerError|"
      r"ServiceUnavailable|\[50[0234]\]|\b50[234]\s*:|too many 50[0234] error|temporarily unavailable|"
-     r"currently unavailable|InternalError|Internal error encountered", "http_5xx_server_error", True, B, 0.8,
+     r"currently unavailable|InternalError|Internal error encountered|status code'?,?\s*50[0234]\b|"
+     r"HTTP(?:/[\d.]+)? 50[0234]\b|StatusCode\.UNAVAILABLE(?![^\n]{0,200}failed to connect)",
+     "http_5xx_server_error", True, B, 0.8,
      "The upstream service answered 5xx: it was unavailable.", "Retry with backoff; check the provider's status."),
     # A service's own back-pressure code (S3 "SlowDown ... reduce your request rate", AWS
     # "Throttling"/"Rate exceeded"/"RequestLimitExceeded"): a request-rate signal by definition; an
     # exhausted plan quota has its own codes (the quota rule above).
-    (r"SlowDown|reduce your request rate|Throttl|Rate exceeded|RequestLimitExceeded",
+    (r"SlowDown|reduce your request rate|Throttl|Rate exceeded|RequestLimitExceeded|REQUEST_LIMIT_EXCEEDED|"
+     r"ProvisionedThroughputExceeded|ServerBusy|server is busy",
      "rate_limited", True, B, 0.85, "The service throttled the client's request rate.",
      "Retry with backoff; lower concurrency."),
     # A bare 429 or RESOURCE_EXHAUSTED is also what an exhausted quota answers.

@@ -70,7 +70,48 @@ from include.doctor.rules import classify, match_rule
             '000000000001/run "HTTP/1.1 409 Conflict"',
             "execution_api_race",
         ),
+        (
+            "google.api_core.exceptions.Forbidden: 403 Exceeded rate limits: too many table update "
+            "operations for this table",
+            "rate_limited",
+        ),
+        (
+            "botocore.exceptions.ClientError: An error occurred (ProvisionedThroughputExceededException) "
+            "when calling the PutItem operation",
+            "rate_limited",
+        ),
+        ("azure.core.exceptions.HttpResponseError: (ServerBusy) The server is busy.", "rate_limited"),
+        (
+            "httpx.RemoteProtocolError: Server disconnected without sending a response.",
+            "connection_reset_by_remote",
+        ),
+        ("smtplib.SMTPServerDisconnected: Connection unexpectedly closed", "connection_reset_by_remote"),
+        (
+            "google.resumable_media.common.InvalidResponse: ('Request failed with status code', 503, "
+            "'Expected one of', <HTTPStatus.OK: 200>)",
+            "http_5xx_server_error",
+        ),
+        (
+            "grpc._channel._InactiveRpcError: <_InactiveRpcError of RPC that terminated with: "
+            'status = StatusCode.UNAVAILABLE details = "Socket closed">',
+            "http_5xx_server_error",
+        ),
+        ("redis.exceptions.BusyLoadingError: Redis is loading the dataset in memory", "db_failover"),
         # -- their permanent look-alikes -------------------------------------------------------
+        (
+            "google.api_core.exceptions.Forbidden: 403 Quota exceeded: Your project exceeded quota for "
+            "free query bytes scanned",
+            "access_denied",
+        ),
+        (
+            "grpc._channel._InactiveRpcError: <_InactiveRpcError of RPC that terminated with: "
+            'status = StatusCode.UNAVAILABLE details = "failed to connect to all addresses">',
+            "connection_refused",
+        ),
+        (
+            "airflow.exceptions.AirflowException: Pod etl-1 returned a failure. Reason: DeadlineExceeded",
+            "task_terminated",
+        ),
         (
             "botocore.exceptions.ClientError: An error occurred (AccessDenied) when calling the GetObject "
             "operation: Access Denied",
