@@ -126,7 +126,9 @@ CATALOGUE: dict[str, RetryClass] = {
             "executor reporting failure for a task that never ran, a preempted or evicted node.",
             "Another worker runs the same code fine; Airflow itself retries zombies.",
             "An out-of-memory kill (SIGKILL, exit 137) or a person marking the task failed (SIGTERM): "
-            "neither is in this class.",
+            "neither is in this class. A worker that cannot load the DAG (a package missing only on the "
+            "workers) makes the executor report the same 'never ran' failure on every try: the rules "
+            "cannot tell it from a lost worker, so its first retry's verified failure blocks the next.",
         ),
         RetryClass(
             "execution_api_race",
