@@ -100,7 +100,8 @@ _TABLE: list[tuple[str, str, bool, Action, float, str, str]] = [
     (r"AirflowSensorTimeout|Sensor has timed out", "sensor_timeout", False, N, 0.7,
      "The sensor's condition did not become true in time.", "Check what the sensor waits for and its timeout."),
     # -- quota before throttling -------------------------------------------------------------
-    (r"quota (?:has been )?(?:exceeded|exhausted)|exceeded your (?:daily|monthly)|plan limit|\b402\b|"
+    (r"quota (?:has been )?(?:exceeded|exhausted)|exceeded your (?:daily|monthly|current)|plan limit|\b402\b|"
+     r"insufficient_quota|check your plan and billing|"
      r"Payment Required|usage limit|storage quota", "api_quota_exhausted", False, N, 0.75,
      "The API quota or plan limit is exhausted.", "Raise the quota or wait for the window to reset."),
     # -- the platform, not the code (before generic timeouts) --------------------------------
@@ -118,25 +119,28 @@ _TABLE: list[tuple[str, str, bool, Action, float, str, str]] = [
      "worker_lost", True, R, 0.8,
      "The task's worker or pod was lost, not its code.", "Retry; check worker health if it recurs."),
     # -- transient ---------------------------------------------------------------------------
-    (r"deadlock detected|Deadlock found|DeadlockDetected", "db_deadlock", True, B, 0.85,
+    (r"deadlock detected|Deadlock found|DeadlockDetected|chosen as the deadlock victim", "db_deadlock", True, B, 0.85,
      "Two transactions deadlocked; the database aborted this one.", "Retry; order writes consistently."),
     (r"Lock wait timeout|LockNotAvailable|could not obtain lock|Unable to acquire lock|lock timeout|"
      r"database is locked|lock is (?:already )?held", "lock_contention", True, B, 0.8,
      "Another process held a lock the task needed.", "Retry later; find the long-running lock holder."),
-    (r"SerializationFailure|could not serialize access", "db_serialization_failure", True, R, 0.85,
+    (r"SerializationFailure|could not serialize access|conflict with recovery", "db_serialization_failure", True, R, 0.85,
      "A serializable transaction conflicted with a concurrent one.", "Retry."),
     (r"too many clients|too many connections|remaining connection slots|no more connections allowed",
      "db_connection_limit", True, B, 0.8,
      "The database had no free connection slots.", "Retry; limit concurrency with an Airflow pool."),
     (r"the database system is (?:starting up|shutting down|in recovery mode)|recovery is in progress|"
      r"cannot connect to server|server login has been failing|query_wait_timeout|"
-     r"pgbouncer cannot connect|server conn crashed|BusyLoadingError|loading the dataset in memory",
+     r"pgbouncer cannot connect|server conn crashed|BusyLoadingError|loading the dataset in memory|"
+     r"NotPrimaryError|NotMasterError|PrimarySteppedDown|InterruptedAtShutdown",
      "db_failover", True, B, 0.8,
      "The database was restarting or failing over.", "Retry after the failover; check the database's status."),
     (r"server closed the connection unexpectedly|Lost connection to .*server|server has gone away|"
      r"connection already closed|terminating connection due to administrator command|"
      r"SSL SYSCALL error: EOF|SSL connection has been closed unexpectedly|"
-     r"Can't reconnect until invalid transaction is rolled back|connection was closed in the middle",
+     r"Can't reconnect until invalid transaction is rolled back|connection was closed in the middle|"
+     r"ORA-0311[34]|ORA-03135|end-of-file on communication channel|\b08S01\b|Communication link failure|"
+     r"AutoReconnect",
      "db_connection_lost", True, B, 0.8,
      "The database dropped the connection.", "Retry; enable pool_pre_ping or keepalives."),
     # EAI_AGAIN: the resolver itself says the failure is temporary.
@@ -152,15 +156,16 @@ _TABLE: list[tuple[str, str, bool, Action, float, str, str]] = [
      r"BrokenPipeError|Connection aborted|IncompleteRead|ChunkedEncodingError|Response ended prematurely|"
      r"InvalidChunkLength|Connection broken|ServerDisconnectedError|ClientConnectionError|"
      r"ClientConnectorError|Cannot connect to host|RemoteProtocolError|Server disconnected|"
-     r"SMTPServerDisconnected|Connection unexpectedly closed", "connection_reset_by_remote", True, B, 0.8,
+     r"SMTPServerDisconnected|Connection unexpectedly closed|Error reading SSH protocol banner|"
+     r"TCP Provider: Error code 0x68\b", "connection_reset_by_remote", True, B, 0.8,
      "The remote end closed the connection mid-request.", "Retry; check proxies and keep-alive settings."),
     (r"EOF occurred in violation of protocol|SSLEOFError|SSLZeroReturnError|TLS/SSL connection has been closed|"
-     r"UNEXPECTED_EOF_WHILE_READING", "ssl_eof_error", True, B, 0.8,
+     r"UNEXPECTED_EOF_WHILE_READING|DECRYPTION_FAILED_OR_BAD_RECORD_MAC|bad record mac", "ssl_eof_error", True, B, 0.8,
      "The TLS connection dropped.", "Retry; check the endpoint's TLS health if it persists."),
     (r"\b(?:500|502|503|504)\b.{0,40}(?:Server Error|Bad Gateway|Service Unavailable|Gateway Time|"
      r"Internal Server Error)|Service Unavailable|Bad Gateway|Gateway Timeout|backendError|InternalServerError|"
      r"ServiceUnavailable|\[50[0234]\]|\b50[234]\s*:|too many 50[0234] error|temporarily unavailable|"
-     r"currently unavailable|InternalError|Internal error encountered|status code'?,?\s*50[0234]\b|"
+     r"currently unavailable|InternalError|InternalFailure|Internal error encountered|status code'?,?\s*50[0234]\b|"
      r"HTTP(?:/[\d.]+)? 50[0234]\b|StatusCode\.UNAVAILABLE(?![^\n]{0,200}failed to connect)",
      "http_5xx_server_error", True, B, 0.8,
      "The upstream service answered 5xx: it was unavailable.", "Retry with backoff; check the provider's status."),
@@ -171,16 +176,17 @@ _TABLE: list[tuple[str, str, bool, Action, float, str, str]] = [
      r"ProvisionedThroughputExceeded|ServerBusy|server is busy",
      "rate_limited", True, B, 0.85, "The service throttled the client's request rate.",
      "Retry with backoff; lower concurrency."),
-    # A bare 429 or RESOURCE_EXHAUSTED is also what an exhausted quota answers.
-    (r"\b429\b|Too Many Requests|rate limit|TooManyRequests|RESOURCE_EXHAUSTED", "rate_limited", True, B, 0.75,
-     "The API throttled the client.", "Retry with backoff; lower concurrency."),
     (r"NoBrokersAvailable|Broker transport failure|broker.*(?:unavailable|not available)|"
      r"All broker connections are down", "kafka_broker_unavailable", True, B, 0.75,
      "The message brokers were unreachable.", "Retry after the brokers are back; check bootstrap servers."),
     (r"INSUFFICIENT_INSTANCE_CAPACITY|InsufficientInstanceCapacity|InsufficientCapacity|"
      r"ZONE_RESOURCE_POOL_EXHAUSTED|capacity is (?:currently )?unavailable|no capacity|"
-     r"no free .* slot|SpotMaxPriceTooLow|insufficient capacity", "remote_capacity_unavailable", True, B, 0.8,
+     r"no free .* slot|SpotMaxPriceTooLow|insufficient capacity|does not have enough resources available",
+     "remote_capacity_unavailable", True, B, 0.8,
      "The remote compute had no capacity.", "Retry later; raise the remote pool's capacity."),
+    # A bare 429 or RESOURCE_EXHAUSTED is also what an exhausted quota answers.
+    (r"\b429\b|Too Many Requests|rate limit|TooManyRequests|RESOURCE_EXHAUSTED", "rate_limited", True, B, 0.75,
+     "The API throttled the client.", "Retry with backoff; lower concurrency."),
     (r"timed? ?out|TimeoutError|ReadTimeout|ConnectTimeout|deadline exceeded|DeadlineExceeded",
      "network_timeout", True, B, 0.75,
      "A call timed out waiting for a remote service.", "Retry; check the remote service's latency."),

@@ -97,7 +97,46 @@ from include.doctor.rules import classify, match_rule
             "http_5xx_server_error",
         ),
         ("redis.exceptions.BusyLoadingError: Redis is loading the dataset in memory", "db_failover"),
+        (
+            "psycopg2.errors.QueryCanceled: canceling statement due to conflict with recovery",
+            "db_serialization_failure",
+        ),
+        (
+            "pyodbc.Error: ('40001', '[40001] [SQL Server]Transaction (Process ID 57) was deadlocked on lock "
+            "resources with another process and has been chosen as the deadlock victim. Rerun the transaction.')",
+            "db_deadlock",
+        ),
+        ("cx_Oracle.DatabaseError: ORA-03113: end-of-file on communication channel", "db_connection_lost"),
+        (
+            "pyodbc.OperationalError: ('08S01', '[08S01] [ODBC Driver 18 for SQL Server]Communication link failure')",
+            "db_connection_lost",
+        ),
+        ("pymongo.errors.AutoReconnect: connection closed", "db_connection_lost"),
+        ("pymongo.errors.NotPrimaryError: not primary", "db_failover"),
+        (
+            "paramiko.ssh_exception.SSHException: Error reading SSH protocol banner",
+            "connection_reset_by_remote",
+        ),
+        (
+            "ssl.SSLError: [SSL: DECRYPTION_FAILED_OR_BAD_RECORD_MAC] decryption failed or bad record mac",
+            "ssl_eof_error",
+        ),
+        (
+            "botocore.exceptions.ClientError: An error occurred (InternalFailure) when calling the "
+            "StartQueryExecution operation",
+            "http_5xx_server_error",
+        ),
+        (
+            "google.api_core.exceptions.ResourceExhausted: 429 The zone 'projects/p/zones/europe-west1-b' does "
+            "not have enough resources available to fulfill the request.",
+            "remote_capacity_unavailable",
+        ),
         # -- their permanent look-alikes -------------------------------------------------------
+        (
+            "openai.RateLimitError: Error code: 429 - {'error': {'message': 'You exceeded your current quota, "
+            "please check your plan and billing details.', 'type': 'insufficient_quota'}}",
+            "api_quota_exhausted",
+        ),
         (
             "google.api_core.exceptions.Forbidden: 403 Quota exceeded: Your project exceeded quota for "
             "free query bytes scanned",
