@@ -20,7 +20,8 @@ real thing (no image registry):
    applied as the CLI does (`/auth/token`, then POST and PATCH-on-409 per pool, Variable,
    connection: astro-cli `settings/settings.go`).
 8. Nothing unpaused by hand: the flaky demo DAG and the permanent-failure demo DAG are triggered;
-   the check passes only when the doctor, inside the containers, healed the flaky one and the
+   the check passes only when the doctor, inside the containers, healed the flaky one (its
+   embed_failure task embedding through the override's warm `doctor-embed` service) and the
    permanent failure's email reached the mail catcher.
 
 Every step prints its duration. State (rendered compose file, index, logs) goes to
@@ -529,6 +530,33 @@ def doctor_runs(api: Api) -> list[str]:
     return [f"{r['dag_run_id']}={r['state']}" for r in body.get("dag_runs", [])] if status == 200 else []
 
 
+def embedded_warm(api: Api) -> str:
+    """The log line of a doctor run's embed_failure that says it embedded through `doctor-embed`.
+
+    Raises RuntimeError when no embed_failure log says so (the tasks fell back to loading the model
+    themselves: the override's embedding service is not reachable from the workers)."""
+    status, body = api.request("GET", "/api/v2/dags/doctor/dagRuns?limit=20")
+    seen = []
+    for run in body.get("dag_runs", []) if status == 200 else []:
+        quoted = urllib.request.quote(run["dag_run_id"], safe="")
+        _, tis = api.request("GET", f"/api/v2/dags/doctor/dagRuns/{quoted}/taskInstances?limit=100")
+        for ti in tis.get("task_instances", []):
+            if not ti["task_id"].endswith("embed_failure") or not ti.get("try_number"):
+                continue
+            path = (
+                f"/api/v2/dags/doctor/dagRuns/{quoted}/taskInstances/{ti['task_id']}/logs/"
+                f"{ti['try_number']}?map_index={ti.get('map_index', -1)}&full_content=true"
+            )
+            _, log = api.request("GET", path)
+            records = log.get("content", [])
+            lines = [str(r.get("event", r)) if isinstance(r, dict) else str(r) for r in records]
+            seen.extend(lines)
+            warm = [line for line in lines if "embedding service" in line and "warm" in line]
+            if warm:
+                return warm[0]
+    raise RuntimeError(f"no embed_failure log says it used the warm embedding service: {seen[-5:]}")
+
+
 # --- Main -------------------------------------------------------------------------------------------
 
 
@@ -611,6 +639,8 @@ def main() -> int:
         with step(f"the doctor heals {FLAKY_DAG}.{FLAKY_TASK} inside the containers"):
             ti = wait_healed(api, flaky_run, timeout=600)
             say(f"healed: try {ti['try_number']} {ti['state']}; doctor runs: {doctor_runs(api)}")
+        with step("the doctor's tasks embedded through the warm doctor-embed service"):
+            say(embedded_warm(api))
         with step(f"the email about {PERMANENT_DAG}.{PERMANENT_TASK} reaches the mail catcher"):
             msg = wait_mail(f"http://127.0.0.1:{env['MAILPIT_UI_PORT']}/api/v1/messages", timeout=300)
             say(f"mail to {[t['Address'] for t in msg['To']]}: {msg['Subject']}")
