@@ -21,6 +21,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from include.doctor.config import LLM_CONN_ID, connection_exists
+from include.doctor.memory import Recall
 from include.doctor.models import ACTION_MEANINGS, Action, Diagnosis, FailureRef, Neighbour
 from include.doctor.rules import Rule, classify
 
@@ -49,8 +50,9 @@ def diagnose_offline(
 ) -> Diagnosis:
     """Diagnose without an LLM: memory first, then rules, and let them check each other.
 
-    Memory is a case with the same fingerprint, else the most similar case at or above
-    `similarity_threshold` (cosine). Rules are include/doctor/rules.py.
+    Memory is `Recall.recognised` (include/doctor/memory.py): a case with the same fingerprint,
+    else the most similar case at or above `similarity_threshold` (cosine). Rules are
+    include/doctor/rules.py.
 
     Args:
         excerpt: an Excerpt as dict (exception_type, message, causes, text, ...).
@@ -67,18 +69,8 @@ def diagnose_offline(
         known outcome at 0.9, else the class of the stronger one at 0.5 (the gate escalates);
         nothing 0.2.
     """
-    memory: tuple[Neighbour, float, str] | None = None
-    known = [n for n in fingerprint_matches if n.error_class and n.transient is not None]
-    close = [
-        n
-        for n in neighbours
-        if n.similarity >= similarity_threshold and n.error_class and n.transient is not None
-    ]
-    if known:
-        memory = (known[0], 0.9, "the same error fingerprint was seen before")
-    elif close:
-        n = close[0]
-        memory = (n, min(0.95, n.similarity), f"a {n.kind} case is {n.similarity:.2f} similar")
+    memory = Recall.of(neighbours, fingerprint_matches, similarity_threshold).recognised()
+    known = [memory[0]] if memory and memory[0] in fingerprint_matches else []
     rule = classify(excerpt, local_services=local_services)
     evidence = _evidence(excerpt)
     if memory is None and rule is None:
@@ -379,13 +371,7 @@ def diagnose(ref_data: dict, excerpt: dict, memory: dict, *, use_llm: bool | Non
         "cached_tokens": None,
         "latency_ms": None,
     }
-    verified_memory = any(
-        n.retry_verified or n.outcome in {"succeeded", "failed"} for n in fp_matches
-    ) or any(
-        n.similarity >= max(settings.similarity_threshold, 0.95)
-        and (n.kind == "runbook" or n.outcome != "none")
-        for n in neighbours[:1]
-    )
+    verified_memory = Recall.of(neighbours, fp_matches, settings.similarity_threshold).decides_without_llm()
     if use_llm is None:
         use_llm = llm_configured()
     if use_llm and not (verified_memory and settings.memory_first):

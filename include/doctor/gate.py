@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from include.doctor.catalogue import is_retry_safe
 from include.doctor.config import TAG_NOTIFY_ONLY, TAG_OFF, DoctorSettings
+from include.doctor.memory import Recall
 from include.doctor.models import RETRY_ACTIONS, Action, Decision, Diagnosis, Neighbour
 from include.doctor.rules import classify, permanent_causes
 
@@ -72,34 +73,21 @@ def decide(
         catalogue class, if any.
     """
     reasons: list[str] = []
-    # A case whose doctor retry is still in flight (outcome pending) says nothing yet, either way:
-    # skipping it keeps a second failure of the same kind, minutes after the first, from being
-    # judged on the first one's unknown outcome instead of on the cases behind it.
-    in_flight = [n for n in neighbours if n.kind == "observed" and n.outcome == "pending"]
-    neighbours = [n for n in neighbours if n not in in_flight]
-    best = neighbours[0] if neighbours else None
+    memory = Recall.of(neighbours, fingerprint_matches, settings.similarity_threshold)
+    best = memory.best
     similarity = best.similarity if best else None
-    if in_flight:
-        reasons.append(f"memory: {len(in_flight)} similar case(s) still being retried, not counted")
+    if memory.in_flight:
+        # A case whose doctor retry is still in flight says nothing yet, either way.
+        reasons.append(f"memory: {len(memory.in_flight)} similar case(s) still being retried, not counted")
 
-    # -- memory: evidence for, and against --------------------------------------------------
-    verified_fp = [n for n in fingerprint_matches if n.retry_verified]
-    close = [n for n in neighbours if n.similarity >= settings.similarity_threshold]
-    verified_neighbours = [n for n in neighbours if n.retry_verified]
-    best_verified = max((n.similarity for n in verified_neighbours), default=None)
-    memory_ok = bool(verified_fp) or bool(best and best in close and best.retry_verified)
-    # Against: a retry of this error that verifiably failed (any of the newest same-fingerprint
-    # cases: a fingerprint whose retries sometimes fail, such as a counter-pair that reads the same
-    # but differs in cause, is no longer safe to retry unasked), or a similar case's failed retry
-    # unless this very error is known to heal.
-    failed_retries = {n.case_id: n for n in fingerprint_matches if n.retry_failed} | {
-        n.case_id: n for n in close if n.retry_failed and not verified_fp
-    }
-    said_permanent = [n for n in fingerprint_matches if n.judged_permanent]
+    # -- memory: evidence for, and against (include/doctor/memory.py) ------------------------
+    verified_fp = memory.verified_fingerprint
+    memory_ok = memory.vouches
+    best_verified = memory.best_verified_similarity
+    failed_retries = memory.failed_retries
+    said_permanent = memory.said_permanent
     if said_permanent:
-        # A person's "permanent" for this very error outweighs any similar case's verified retry:
-        # memory does not vouch for a retry the person ruled out (the reason below says why).
-        memory_ok = False
+        pass  # the reason below says why memory does not vouch
     elif verified_fp:
         reasons.append(f"memory: same fingerprint as case {verified_fp[0].case_id}, whose retry is verified")
     elif memory_ok and best:
@@ -115,7 +103,7 @@ def decide(
         reasons.append(
             f"memory: most similar case {best.case_id} ({best.error_class}) has no verified successful retry"
         )
-    for n in list(failed_retries.values())[:2]:
+    for n in failed_retries[:2]:
         reasons.append(f"memory: case {n.case_id} ({n.similarity:.2f} similar) was retried and failed again")
     if said_permanent:
         reasons.append(
