@@ -1,6 +1,6 @@
 """The doctor DAG's stages: one function per task of `dags/doctor.py`, in the order of the card.
 
-    collect_failures -> fetch_logs -> handle_failures (mapped, one instance per group):
+    fetch_logs (claims the failures, reads their logs) -> handle_failures (mapped, one per group):
         embed_failure -> retrieve_similar -> diagnose (pool doctor_llm) -> gate_on_confidence
         -> clear_and_retry | prepare_approval -> request_approval -> act_on_approval | escalate
         -> record_case -> verify_retry -> report_retry;  escalate -> notify_humans
@@ -185,18 +185,38 @@ def _leave_for_people(
 # -- before the groups -------------------------------------------------------------------------
 
 
-def fetch_logs(refs: list[dict], *, api=None) -> list[dict]:
-    """Read each claimed failure's log (bounded, redacted excerpt) and group the failures by
-    fingerprint (groups.group_failures).
+def fetch_logs(
+    events: list[Any], params: dict[str, Any] | None, doctor_run_id: str, *, kb=None, api=None
+) -> list[dict]:
+    """Claim the reported failures (capture.collect_failures: the triggering asset events, a manual
+    trigger's Params and whatever waits in the inbox, each exactly once; a storm is waited out
+    first), read each claimed failure's log (bounded, redacted excerpt) and group the failures by
+    fingerprint (groups.group_failures). One task, so one scheduling hop less stands before every
+    clear and escalation; the DAG runs one fetch_logs at a time (max_active_tis_per_dag=1) so that a
+    storm is claimed whole.
 
+    Args:
+        events: the run's triggering asset events (all assets flattened).
+        params: the run's Params (manual trigger form), or None.
+        doctor_run_id: this doctor DAG run's run_id (the claim's owner).
     Returns:
         [Group as dict], oldest first, each with the settings read here (one read of the Variables
         per doctor run; the later tasks `prime` them); [] when nothing was claimed. Never raises for
         one bad log: an unreadable log is a group of one whose excerpt carries the error.
+    Raises:
+        ValueError: manual Params are malformed (capture.ref_from_params; nothing is claimed).
     """
+    from include.doctor.capture import collect_failures
     from include.doctor.config import snapshot
     from include.doctor.groups import group_failures
 
+    if api is None:
+        from include.doctor.airflow_api import default_api
+
+        api = default_api()  # one client (and one token) for the claim and the logs
+    refs = collect_failures(events, dict(params or {}), doctor_run_id, kb=kb, api=api)
+    if not refs:
+        return []
     groups = group_failures(refs, api=api)
     settings = snapshot()  # read once here; the group's later tasks use it (config.prime)
     return [Group.model_validate({**g, "settings": settings}).model_dump(mode="json") for g in groups]

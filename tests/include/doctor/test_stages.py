@@ -103,3 +103,34 @@ def test_a_backoff_counts_from_the_latest_failure_of_the_auto_retried_members():
     assert stages.retry_at(group, decided) == t0 + timedelta(seconds=13)
     no_backoff = {**decided, "decisions": [{"verdict": "auto_retry", "reasons": ["r"]}] * 2}
     assert stages.retry_at(group, no_backoff) is None
+
+
+class LogsUnreadableAPI:
+    """The Airflow API of a doctor run whose failures' logs cannot be read (no log endpoint here):
+    DAG tags are readable (no opt-out), the LLM pool exists."""
+
+    def get_dag_tags(self, dag_id):
+        return []
+
+    def ensure_pool(self, *args):
+        return False
+
+
+def test_fetch_logs_claims_each_failure_once_and_groups_what_it_claimed(kb):
+    event = {"extra": {"failure": {"dag_id": "d", "run_id": "r", "task_id": "t", "try_number": 1}}}
+    waiting = FailureRef(dag_id="d", run_id="r", task_id="left_behind", try_number=1)
+    kb.record_failures([waiting])  # its event was coalesced into another run: only the inbox knows
+
+    groups = stages.fetch_logs([event, event], {}, "doctor-run-1", kb=kb, api=LogsUnreadableAPI())
+
+    members = sorted(m["task_id"] for g in groups for m in g["members"])
+    assert members == ["left_behind", "t"]
+    assert all(g["settings"] for g in groups)  # the run's settings, read once here
+    # Claimed: another doctor run triggered by the same event gets nothing.
+    assert stages.fetch_logs([event], {}, "doctor-run-2", kb=kb, api=LogsUnreadableAPI()) == []
+    assert kb.claim_failures("doctor-run-3") == []
+
+
+def test_malformed_manual_params_fail_fetch_logs_with_the_field_named(kb):
+    with pytest.raises(ValueError, match="run_id"):
+        stages.fetch_logs([], {"dag_id": "d", "task_id": "t"}, "doctor-run", kb=kb, api=LogsUnreadableAPI())
