@@ -134,3 +134,15 @@ def test_fetch_logs_claims_each_failure_once_and_groups_what_it_claimed(kb):
 def test_malformed_manual_params_fail_fetch_logs_with_the_field_named(kb):
     with pytest.raises(ValueError, match="run_id"):
         stages.fetch_logs([], {"dag_id": "d", "task_id": "t"}, "doctor-run", kb=kb, api=LogsUnreadableAPI())
+
+
+def test_the_gate_uses_the_tags_fetch_logs_read_and_reads_them_itself_when_none_were_carried():
+    memory = {"neighbours": [], "fingerprint_matches": [], "doctor_clears": [0, 0]}
+    tagged = {**_group(), "dag_tags": {"d": ["doctor:notify-only"]}}
+    decided, _ = stages.gate_on_confidence(tagged, memory, None)
+    assert all("policy: the DAG is tagged doctor:notify-only" in d["reasons"] for d in decided["decisions"])
+
+    # Nothing carried and no API connection here: the tags are unknown and the gate fails closed.
+    decided, follow = stages.gate_on_confidence(_group(), memory, None)
+    assert follow == [stages.ESCALATE]
+    assert all("policy: the DAG's tags could not be read" in d["reasons"] for d in decided["decisions"])
