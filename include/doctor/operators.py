@@ -74,7 +74,8 @@ class GateOperator(BaseBranchOperator):
 
     Airflow 3.3.2's SkipMixin sets the branches not taken to skipped only for an unmapped branch
     task ("future mapped tasks have not been expanded yet"), and NotPreviouslySkippedDep looks up
-    the branch's XCom at map_index -1 for a task of a mapped task group, so without this the
+    the branch's XCom at map_index -1 for a task of a mapped task group (apache/airflow#67265, open;
+    fixes proposed in #70926 and #72594), so without this the
     branches not taken each started a task process that then skipped itself, beside
     clear_and_retry (bench/mttr, 2026-12-05: prepare_approval and escalate ran 1.5 s each, started
     with clear_and_retry). Here the skip is sent to the execution API with this instance's map
