@@ -34,7 +34,9 @@ as not healed, with the doctor task it was still in.
 
 Usage: python -m bench.mttr [--n 20] [--spacing 7] [--phases offline,baseline,llm,escalation]
        [--escalations 10] [--llm-delay 2]
-       [--timeout 240] [--keep-logs DIR] ; prints the tables, writes bench/results/mttr.json
+       [--timeout 240] [--keep-logs DIR] [--name mttr] ; prints the tables, writes
+       bench/results/<name>.json. The doctor's backoff is Variable doctor_retry_backoff_seconds
+       (default 5 s); set AIRFLOW_VAR_DOCTOR_RETRY_BACKOFF_SECONDS for a variant run (and --name).
 """
 
 from __future__ import annotations
@@ -767,7 +769,7 @@ def doctor_code_digest() -> str:
 
 def main() -> int:
     from dags.examples.example_transient_failures import TRANSIENT_KINDS
-    from include.doctor.config import DoctorSettings
+    from include.doctor.config import settings as load_settings
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=20, help="failures per phase")
@@ -783,10 +785,17 @@ def main() -> int:
     parser.add_argument("--llm-delay", type=float, default=2.0, help="the loopback LLM's answer time, s")
     parser.add_argument("--timeout", type=float, default=240.0, help="s a failure may take to settle")
     parser.add_argument("--keep-logs", type=Path, help="copy each stack's logs (Airflow's, tasks') here")
+    parser.add_argument(
+        "--name",
+        default="mttr",
+        help="results file bench/results/<name>.json (another name keeps a variant run apart)",
+    )
     args = parser.parse_args()
     phases = [p.strip() for p in args.phases.split(",") if p.strip()]
     kinds = list(TRANSIENT_KINDS)
-    backoff = DoctorSettings().retry_backoff_seconds
+    # The stacks inherit this environment: AIRFLOW_VAR_DOCTOR_RETRY_BACKOFF_SECONDS set here is the
+    # doctor's backoff in them too (config.settings reads the environment first).
+    backoff = load_settings().retry_backoff_seconds
     t_start = time.monotonic()
     result: dict = {
         **header(
@@ -876,7 +885,7 @@ def main() -> int:
         )
     for name, phase in result["phases"].items():
         phase.setdefault("records", records.get(name))
-    write_result("mttr", result)
+    write_result(args.name, result)
     print_report(result)
     return 0
 

@@ -5,15 +5,16 @@ Self-healing for failed task instances. Scheduled by asset events on `doctor://t
 (posted by the doctor's listener and sweeper when a task instance fails for good) and triggerable
 by hand: fill in the form to diagnose one failed task instance.
 
-Every stage is a task. `collect_failures` claims every unhandled failure; `fetch_logs` reads each
-failed try's log and groups the failures by fingerprint (a storm of one cause is one group). Each
-group becomes one mapped instance of `handle_failures`, labelled `dag_id.task_id[map_index]` (plus
-"+N more" for a group): embed_failure → retrieve_similar → diagnose (the only task in the
-`doctor_llm` pool) → gate_on_confidence, a branch to **clear_and_retry** (a backoff waits in the
-triggerer) **or** prepare_approval → request_approval (Required Actions) → act_on_approval **or**
-escalate → notify_humans; then record_case → verify_retry → report_retry. A branch not taken is
-skipped; a stage that could not do its job is red and the stages after it escalate.
-`summarize_run` writes this run's note. The logic lives in `include/doctor/stages.py`.
+Every stage is a task. `fetch_logs` claims every unhandled failure (each exactly once; a storm is
+waited out and claimed whole), reads each failed try's log and groups the failures by fingerprint
+(a storm of one cause is one group). Each group becomes one mapped instance of `handle_failures`,
+labelled `dag_id.task_id[map_index]` (plus "+N more" for a group): embed_failure → retrieve_similar
+→ diagnose (the only task in the `doctor_llm` pool) → gate_on_confidence, a branch to
+**clear_and_retry** (a backoff waits in the triggerer; a remainder of up to 3 s in the task)
+**or** prepare_approval → request_approval (Required Actions) → act_on_approval **or** escalate →
+notify_humans; then record_case → verify_retry → report_retry. A branch not taken is skipped; a
+stage that could not do its job is red and the stages after it escalate. `summarize_run` writes
+this run's note. The logic lives in `include/doctor/stages.py`.
 """
 
 from __future__ import annotations
@@ -27,7 +28,12 @@ from airflow.sdk import Asset, Param, dag, get_current_context, task, task_group
 from airflow.sdk.exceptions import AirflowSkipException
 
 from include.doctor.config import FAILURE_ASSET_NAME, FAILURE_ASSET_URI, LLM_POOL
-from include.doctor.operators import ClearAndRetryOperator, VerifyRetryOperator
+from include.doctor.operators import (
+    ClearAndRetryOperator,
+    DiagnoseOperator,
+    GateOperator,
+    VerifyRetryOperator,
+)
 
 LABEL = "{{ failure_label }}"
 # Parse-time settings come from the environment (Variables are read at run time, not at parse time).
@@ -88,19 +94,15 @@ def _label(group: dict) -> dict:
     },
 )
 def doctor():
-    @task(max_active_tis_per_dag=1)  # one claim at a time: a storm is claimed whole (capture.settle_storm)
-    def collect_failures() -> list[dict]:
-        from include.doctor.capture import collect_failures
+    # One claim at a time: a storm is claimed whole (capture.settle_storm), and doctor runs created
+    # meanwhile claim the stragglers.
+    @task(max_active_tis_per_dag=1)
+    def fetch_logs() -> list[dict]:
+        from include.doctor.stages import fetch_logs
 
         ctx = get_current_context()
         events = [e for evs in (ctx.get("triggering_asset_events") or {}).values() for e in evs]
-        return collect_failures(events, dict(ctx.get("params") or {}), ctx["run_id"])
-
-    @task
-    def fetch_logs(refs: list[dict]) -> list[dict]:
-        from include.doctor.stages import fetch_logs
-
-        return fetch_logs(refs)
+        return fetch_logs(events, ctx.get("params"), ctx["run_id"])
 
     @task_group
     def handle_failures(group: dict):
@@ -117,22 +119,6 @@ def doctor():
 
             _label(group)
             return retrieve_similar(group, embedding)
-
-        @task(map_index_template=LABEL, trigger_rule="all_done", pool=LLM_POOL)
-        def diagnose(group: dict, memory: dict | None) -> dict:
-            from include.doctor.stages import diagnose
-
-            _label(group)
-            return diagnose(group, memory)
-
-        @task.branch(map_index_template=LABEL, trigger_rule="all_done")
-        def gate_on_confidence(group: dict, memory: dict | None, diagnosis: dict | None) -> list[str]:
-            from include.doctor.stages import gate_on_confidence
-
-            ctx = _label(group)
-            decided, follow = gate_on_confidence(group, memory, diagnosis)
-            ctx["ti"].xcom_push(key="decided", value=decided)
-            return follow
 
         @task(map_index_template=LABEL, trigger_rule="none_skipped")
         def prepare_approval(group: dict, memory: dict | None, diagnosis: dict | None, decided: dict) -> dict:
@@ -212,9 +198,23 @@ def doctor():
 
         embedding = embed_failure(group)
         memory = retrieve_similar(group, embedding)
-        diagnosis = diagnose(group, memory)
-        gate = gate_on_confidence(group, memory, diagnosis)
-        decided = gate["decided"]
+        diagnosis = DiagnoseOperator(
+            task_id="diagnose",
+            group=group,
+            memory=memory,
+            pool=LLM_POOL,
+            map_index_template=LABEL,
+            trigger_rule="all_done",
+        ).output
+        gate = GateOperator(
+            task_id="gate_on_confidence",
+            group=group,
+            memory=memory,
+            diagnosis=diagnosis,
+            map_index_template=LABEL,
+            trigger_rule="all_done",
+        )
+        decided = gate.output["decided"]
 
         retried = ClearAndRetryOperator(
             task_id="clear_and_retry",
@@ -259,7 +259,7 @@ def doctor():
         ctx = get_current_context()
         return summarize_run(ctx["run_id"], dry_run=ctx["params"]["dry_run"])
 
-    handle_failures.expand(group=fetch_logs(collect_failures())) >> summarize_run()
+    handle_failures.expand(group=fetch_logs()) >> summarize_run()
 
 
 doctor()

@@ -204,6 +204,41 @@ def llm_configured(conn_id: str = LLM_CONN_ID) -> bool:
     return connection_exists(conn_id)
 
 
+# The module whose import makes the LLM call possible: the Anthropic provider's hook, which imports
+# the `anthropic` SDK (~1.1-1.2 s of CPU on the 2-core bench machine, almost all of it the SDK's own
+# package __init__: anthropic.types 0.74 s, anthropic.lib.vertex 0.31 s, anthropic._client 0.11 s;
+# `python -X importtime -c "import airflow.providers.anthropic.hooks.anthropic"`, 2026-12-05).
+# Importing a submodule runs the package __init__, so no narrower import exists.
+LLM_CLIENT_MODULE = "airflow.providers.anthropic.hooks.anthropic"
+
+
+def preload_llm_client(conn_id: str = LLM_CONN_ID):
+    """Import the LLM client (LLM_CLIENT_MODULE) in a daemon thread when `conn_id` exists.
+
+    The diagnose task starts this before Airflow reads its inputs from XCom, so the import runs
+    while the task waits on the execution API (XCom, the connection) instead of after; the later
+    import in `diagnose_with_llm` waits for this one (Python's per-module import lock) and is then
+    free. Without the connection nothing is imported (the offline path never pays for the SDK).
+
+    Returns:
+        the started threading.Thread (it never raises: an import error shows again, logged, in the
+        call).
+    """
+    import importlib
+    import threading
+
+    def load() -> None:
+        try:
+            if llm_configured(conn_id):
+                importlib.import_module(LLM_CLIENT_MODULE)
+        except Exception as exc:  # noqa: BLE001 - diagnose_with_llm imports again and reports it
+            log.debug("Preloading %s failed: %s", LLM_CLIENT_MODULE, exc)
+
+    thread = threading.Thread(target=load, name="doctor-llm-preload", daemon=True)
+    thread.start()
+    return thread
+
+
 @dataclass
 class LLMResult:
     """What one LLM call gave: a diagnosis (None = no diagnosis) and its cost."""

@@ -234,6 +234,11 @@ class Group(BaseModel):
     settings: dict | None = Field(
         default=None, description="The doctor's settings as fetch_logs read them (config.snapshot)."
     )
+    dag_tags: dict[str, list[str]] | None = Field(
+        default=None,
+        description="{dag_id: tag names} of the members' DAGs as fetch_logs read them for the claim "
+        "(doctor:off); the gate uses them instead of reading the tags again. None: not read.",
+    )
 
 
 class Embedding(BaseModel):

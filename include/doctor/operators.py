@@ -1,9 +1,16 @@
-"""Operators of the doctor DAG that wait without holding a worker slot.
+"""Classic operators of the doctor DAG: the stages that wait, branch or preload.
+
+`DiagnoseOperator` is the diagnose stage (stages.diagnose); it starts importing the LLM client in a
+background thread before its inputs are read from XCom (diagnosis.preload_llm_client).
+
+`GateOperator` is gate_on_confidence, a branch operator that also skips the branches not taken
+inside the mapped task group (Airflow 3.3's SkipMixin skips only unmapped downstream tasks).
 
 `ClearAndRetryOperator` is the clear_and_retry stage: when the gate asked for a backoff it defers to
 the standard provider's `DateTimeTrigger` (the wait runs in the triggerer; the task holds no worker
-or pool slot while it waits), then clears in `execute_complete`. Without a backoff it clears at
-once, in one task process.
+or pool slot while it waits), then clears in `execute_complete`; a remainder of at most
+`BACKOFF_SLEEP_MAX_SECONDS` is slept in the task instead. Without a backoff it clears at once, in
+one task process.
 
 `VerifyRetryOperator` is verify_retry: it checks once, and if a retried try is still running it
 defers to `triggers.RetryOutcomeTrigger`, which polls in the triggerer.
@@ -12,14 +19,115 @@ defers to `triggers.RetryOutcomeTrigger`, which polls in the triggerer.
 from __future__ import annotations
 
 import os
+import time
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from airflow.sdk import BaseOperator
+from airflow.sdk.bases.branch import BaseBranchOperator
+
+
+def _label(context, group: Any) -> None:
+    """Name this mapped task instance after its group's failures (map_index_template)."""
+    context["failure_label"] = (group or {}).get("label", "") if isinstance(group, dict) else ""
+
+
+class DiagnoseOperator(BaseOperator):
+    """The diagnose stage (stages.diagnose), run in the `doctor_llm` pool.
+
+    Before Airflow reads the task's inputs from XCom (render_templates), `prepare_for_execution`
+    starts importing the Anthropic provider's hook and SDK in a daemon thread when connection
+    `doctor_llm` exists (diagnosis.preload_llm_client), so the ~1.1 s import overlaps the XCom reads
+    and the stage's memory check instead of following them; offline (no connection) nothing is
+    imported.
+
+    Args (templated, usually XComArgs): group (Group dict), memory (retrieve_similar's Memory dict,
+    None when that task failed).
+    Returns (XCom): stages.diagnose's output. Raises StageError as stages.diagnose does.
+    """
+
+    template_fields = ("group", "memory")
+
+    def __init__(self, *, group: Any, memory: Any = None, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.group = group
+        self.memory = memory
+
+    def prepare_for_execution(self):
+        """Start the LLM client's import (called by the task runner before render_templates)."""
+        from include.doctor.diagnosis import preload_llm_client
+
+        preload_llm_client()
+        return super().prepare_for_execution()
+
+    def execute(self, context) -> dict:
+        from include.doctor.stages import diagnose
+
+        _label(context, self.group)
+        return diagnose(self.group, self.memory)
+
+
+class GateOperator(BaseBranchOperator):
+    """gate_on_confidence: gate each member (stages.gate_on_confidence), push the GroupDecision as
+    XCom key "decided" and follow one branch per verdict present.
+
+    Airflow 3.3.2's SkipMixin sets the branches not taken to skipped only for an unmapped branch
+    task ("future mapped tasks have not been expanded yet"), and NotPreviouslySkippedDep looks up
+    the branch's XCom at map_index -1 for a task of a mapped task group (apache/airflow#67265, open;
+    fixes proposed in #70926 and #72594), so without this the
+    branches not taken each started a task process that then skipped itself, beside
+    clear_and_retry (bench/mttr, 2026-12-05: prepare_approval and escalate ran 1.5 s each, started
+    with clear_and_retry). Here the skip is sent to the execution API with this instance's map
+    index (its `skip-downstream` route takes (task_id, map_index) pairs); a task instance that does
+    not exist yet is not touched, and the branch tasks still skip themselves (stages._skip).
+
+    Args (templated, usually XComArgs): group (Group dict), memory (Memory dict or None),
+    diagnosis (diagnose's output or None).
+    Returns (XCom): the followed task ids; key "decided": the GroupDecision as dict.
+    """
+
+    template_fields = ("group", "memory", "diagnosis")
+
+    def __init__(self, *, group: Any, memory: Any = None, diagnosis: Any = None, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.group = group
+        self.memory = memory
+        self.diagnosis = diagnosis
+
+    def choose_branch(self, context) -> Iterable[str]:
+        from include.doctor.stages import gate_on_confidence
+
+        _label(context, self.group)
+        decided, follow = gate_on_confidence(self.group, self.memory, self.diagnosis)
+        context["ti"].xcom_push(key="decided", value=decided)
+        return follow
+
+    @staticmethod
+    def _set_state_to_skipped(tasks: Sequence[str | tuple[str, int]], map_index: int | None) -> None:
+        """Skip `tasks` ((task_id, map_index) pairs of this run) whatever this instance's map index."""
+        from airflow.sdk.exceptions import DownstreamTasksSkipped
+
+        if tasks:
+            raise DownstreamTasksSkipped(tasks=list(tasks))
+
+
+# A backoff remainder up to this many seconds is slept in clear_and_retry instead of deferred. A
+# deferral costs about 2.6 s after the backoff ends (bench/mttr 2026-12-05, offline: the triggerer
+# fires, the scheduler queues the task again, a new task process starts), so for a remainder
+# shorter than that round trip, sleeping clears sooner and costs less CPU, at the price of one
+# worker slot held for at most this long. Longer waits defer (no worker slot held).
+BACKOFF_SLEEP_MAX_SECONDS = float(os.environ.get("DOCTOR_BACKOFF_SLEEP_MAX_SECONDS", "3"))
 
 
 class ClearAndRetryOperator(BaseOperator):
     """Clear the auto-retried members of a group after their backoff (stages.clear_and_retry).
+
+    The backoff counts from the failure (stages.retry_at). What is left of it when the task starts
+    is slept in the task when it is at most BACKOFF_SLEEP_MAX_SECONDS (env
+    DOCTOR_BACKOFF_SLEEP_MAX_SECONDS, default 3: the measured deferral round trip is ~2.6 s, so a
+    shorter remainder clears sooner slept than deferred, holding the worker slot no longer than
+    that); a longer one is deferred to the triggerer (DateTimeTrigger), holding no worker slot.
 
     Args (templated, usually XComArgs): group (Group dict), decided (GroupDecision dict), diagnosis
     (diagnose's output, may be None), dry_run (bool).
@@ -40,10 +148,14 @@ class ClearAndRetryOperator(BaseOperator):
     def execute(self, context) -> dict:
         from include.doctor.stages import retry_at
 
-        context["failure_label"] = (self.group or {}).get("label", "")  # map_index_template
+        _label(context, self.group)  # map_index_template
 
         at = None if _truthy(self.dry_run) else retry_at(self.group, self.decided)
-        if at is not None and at > datetime.now(UTC):
+        how, left = backoff_plan(at, datetime.now(UTC))
+        if how == "sleep":
+            self.log.info("Backing off %.1f s more before clearing (slept in the task)", left)
+            time.sleep(left)
+        elif how == "defer":
             from airflow.providers.standard.triggers.temporal import DateTimeTrigger
 
             self.log.info("Backing off until %s before clearing (deferred to the triggerer)", at.isoformat())
@@ -52,7 +164,7 @@ class ClearAndRetryOperator(BaseOperator):
 
     def execute_complete(self, context, event: Any = None) -> dict:
         """Resumed after the backoff: clear now."""
-        context["failure_label"] = (self.group or {}).get("label", "")
+        _label(context, self.group)
         return self._clear(context)
 
     def _clear(self, context) -> dict:
@@ -61,6 +173,21 @@ class ClearAndRetryOperator(BaseOperator):
         return clear_and_retry(
             self.group, self.decided, self.diagnosis, context["run_id"], _truthy(self.dry_run)
         )
+
+
+def backoff_plan(at: datetime | None, now: datetime, sleep_max: float | None = None) -> tuple[str, float]:
+    """How clear_and_retry waits for a backoff that ends at `at` (None: no backoff), seen at `now`.
+
+    Returns:
+        ("clear", 0.0) when nothing is left to wait; ("sleep", seconds left) when at most
+        `sleep_max` seconds (default BACKOFF_SLEEP_MAX_SECONDS) are left; else ("defer", seconds
+        left), to wait in the triggerer.
+    """
+    limit = BACKOFF_SLEEP_MAX_SECONDS if sleep_max is None else sleep_max
+    left = (at - now).total_seconds() if at is not None else 0.0
+    if left <= 0:
+        return "clear", 0.0
+    return ("sleep" if left <= limit else "defer"), left
 
 
 def _truthy(value: Any) -> bool:
@@ -96,7 +223,7 @@ class VerifyRetryOperator(BaseOperator):
         from include.doctor.stages import cleared_members
         from include.doctor.triggers import RetryOutcomeTrigger
 
-        context["failure_label"] = (self.group or {}).get("label", "")
+        _label(context, self.group)
         clears = cleared_members(self.retried, self.approved, len((self.group or {}).get("members") or []))
         if not any(c and c.get("cleared") for c in clears):
             raise AirflowSkipException("nothing was cleared")
@@ -112,7 +239,7 @@ class VerifyRetryOperator(BaseOperator):
 
     def execute_complete(self, context, event: dict | None = None) -> list:
         """Resumed by the trigger: the verifications, or the trigger's error."""
-        context["failure_label"] = (self.group or {}).get("label", "")
+        _label(context, self.group)
         if not event or "error" in event:
             raise RuntimeError((event or {}).get("error") or "the trigger fired without an event")
         return event["verifications"]

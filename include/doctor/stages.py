@@ -1,6 +1,6 @@
 """The doctor DAG's stages: one function per task of `dags/doctor.py`, in the order of the card.
 
-    collect_failures -> fetch_logs -> handle_failures (mapped, one instance per group):
+    fetch_logs (claims the failures, reads their logs) -> handle_failures (mapped, one per group):
         embed_failure -> retrieve_similar -> diagnose (pool doctor_llm) -> gate_on_confidence
         -> clear_and_retry | prepare_approval -> request_approval -> act_on_approval | escalate
         -> record_case -> verify_retry -> report_retry;  escalate -> notify_humans
@@ -185,21 +185,86 @@ def _leave_for_people(
 # -- before the groups -------------------------------------------------------------------------
 
 
-def fetch_logs(refs: list[dict], *, api=None) -> list[dict]:
-    """Read each claimed failure's log (bounded, redacted excerpt) and group the failures by
-    fingerprint (groups.group_failures).
+def fetch_logs(
+    events: list[Any], params: dict[str, Any] | None, doctor_run_id: str, *, kb=None, api=None
+) -> list[dict]:
+    """Claim the reported failures (capture.collect_failures: the triggering asset events, a manual
+    trigger's Params and whatever waits in the inbox, each exactly once; a storm is waited out
+    first), read each claimed failure's log (bounded, redacted excerpt) and group the failures by
+    fingerprint (groups.group_failures). One task, so one scheduling hop less stands before every
+    clear and escalation; the DAG runs one fetch_logs at a time (max_active_tis_per_dag=1) so that a
+    storm is claimed whole.
 
+    Args:
+        events: the run's triggering asset events (all assets flattened).
+        params: the run's Params (manual trigger form), or None.
+        doctor_run_id: this doctor DAG run's run_id (the claim's owner).
     Returns:
         [Group as dict], oldest first, each with the settings read here (one read of the Variables
         per doctor run; the later tasks `prime` them); [] when nothing was claimed. Never raises for
         one bad log: an unreadable log is a group of one whose excerpt carries the error.
+    Raises:
+        ValueError: manual Params are malformed (capture.ref_from_params; nothing is claimed).
     """
+    import time
+
+    from include.doctor.capture import collect_failures
     from include.doctor.config import snapshot
     from include.doctor.groups import group_failures
 
+    t0 = time.monotonic()
+    # Read once here, first (the claim's storm check uses them); the group's later tasks use this
+    # snapshot (config.prime).
+    settings = snapshot()
+    t1 = time.monotonic()
+    if api is None:
+        from include.doctor.airflow_api import default_api
+
+        api = default_api()  # one client (and one token) for the claim, the logs and the tags
+    refs = collect_failures(events, dict(params or {}), doctor_run_id, kb=kb, api=api)
+    t2 = time.monotonic()
+    if not refs:
+        log.info("fetch_logs: settings %.2f s, claim %.2f s, nothing claimed", t1 - t0, t2 - t1)
+        return []
     groups = group_failures(refs, api=api)
-    settings = snapshot()  # read once here; the group's later tasks use it (config.prime)
-    return [Group.model_validate({**g, "settings": settings}).model_dump(mode="json") for g in groups]
+    t3 = time.monotonic()
+    out = [
+        Group.model_validate(
+            {**g, "settings": settings, "dag_tags": _known_tags(api, [m["dag_id"] for m in g["members"]])}
+        ).model_dump(mode="json")
+        for g in groups
+    ]
+    log.info(
+        "fetch_logs: settings %.2f s, claim %.2f s, %d log(s) %.2f s", t1 - t0, t2 - t1, len(refs), t3 - t2
+    )
+    return out
+
+
+def _known_tags(api, dag_ids: list[str]) -> dict[str, list[str]] | None:
+    """{dag_id: tags} for `dag_ids` as `api` read them for the claim (capture._without_opted_out;
+    the client keeps what it read), or None when it could not read them all."""
+    if api is None:
+        return None
+    try:
+        return {d: api.get_dag_tags(d) for d in dict.fromkeys(dag_ids)}
+    except Exception as exc:  # noqa: BLE001 - the gate reads them itself (and fails closed)
+        log.warning("Tags not carried to the gate: %s", exc)
+        return None
+
+
+class _CarriedTags:
+    """The one REST call the gate makes (AirflowAPI.get_dag_tags), answered from the tags
+    fetch_logs read for the claim: the gate task then needs no connection lookup, token or request.
+
+    Raises:
+        KeyError: a DAG whose tags were not carried (the gate fails closed on it).
+    """
+
+    def __init__(self, tags: dict[str, list[str]]) -> None:
+        self._tags = tags
+
+    def get_dag_tags(self, dag_id: str) -> list[str]:
+        return list(self._tags[dag_id])
 
 
 # -- per group ---------------------------------------------------------------------------------
@@ -278,6 +343,9 @@ def gate_on_confidence(
 
     group = _group(group_data)
     mem = _memory(memory, len(group.members))
+    carried = group.dag_tags or {}
+    if api is None and all(m.dag_id in carried for m in group.members):
+        api = _CarriedTags(carried)  # read by fetch_logs for the claim, seconds ago
     api = api or default_api()  # None: the gate fails closed (unknown tags)
     decisions = [
         gate(member.model_dump(mode="json"), diagnosis, mem.for_member(i), group.excerpt, api=api)

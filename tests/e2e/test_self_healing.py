@@ -21,7 +21,7 @@ from scripts.demo import (
     trigger,
     wait_until,
 )
-from tests.e2e.graph import settled_stage_states
+from tests.e2e.graph import RUN_TASKS, run_task_states, settled_stage_states, stages_run_on_a_worker
 from tests.e2e.storm import run_storm
 
 pytestmark = pytest.mark.e2e
@@ -91,6 +91,17 @@ def test_transient_failure_is_retried_to_success_and_permanent_one_escalated(sta
         **{s: "success" for s in ran | {"escalate", "notify_humans"}},
         **{s: "skipped" for s in approval_path | {"clear_and_retry", "verify_retry", "report_retry"}},
     }
+    # The gate skipped the branches it did not take before they started a task process, and the
+    # claim is part of fetch_logs (no separate collect task).
+    healed_ran = stages_run_on_a_worker(api, t["doctor_run_id"], "example_flaky_warehouse.load_orders")
+    escalated_ran = stages_run_on_a_worker(api, p["doctor_run_id"], "example_orders_report.build_report")
+    assert "clear_and_retry" in healed_ran and not healed_ran & {"prepare_approval", "escalate"}, healed_ran
+    assert "escalate" in escalated_ran and not escalated_ran & {"prepare_approval", "clear_and_retry"}, (
+        escalated_ran
+    )
+    for handled in (t, p):
+        states = run_task_states(api, handled["doctor_run_id"])
+        assert set(states) == set(RUN_TASKS) and states["fetch_logs"] == "success", states
 
     # Email through a real SMTP server and Slack through the webhook receiver, for both failures.
     def delivered():

@@ -103,3 +103,46 @@ def test_a_backoff_counts_from_the_latest_failure_of_the_auto_retried_members():
     assert stages.retry_at(group, decided) == t0 + timedelta(seconds=13)
     no_backoff = {**decided, "decisions": [{"verdict": "auto_retry", "reasons": ["r"]}] * 2}
     assert stages.retry_at(group, no_backoff) is None
+
+
+class LogsUnreadableAPI:
+    """The Airflow API of a doctor run whose failures' logs cannot be read (no log endpoint here):
+    DAG tags are readable (no opt-out), the LLM pool exists."""
+
+    def get_dag_tags(self, dag_id):
+        return []
+
+    def ensure_pool(self, *args):
+        return False
+
+
+def test_fetch_logs_claims_each_failure_once_and_groups_what_it_claimed(kb):
+    event = {"extra": {"failure": {"dag_id": "d", "run_id": "r", "task_id": "t", "try_number": 1}}}
+    waiting = FailureRef(dag_id="d", run_id="r", task_id="left_behind", try_number=1)
+    kb.record_failures([waiting])  # its event was coalesced into another run: only the inbox knows
+
+    groups = stages.fetch_logs([event, event], {}, "doctor-run-1", kb=kb, api=LogsUnreadableAPI())
+
+    members = sorted(m["task_id"] for g in groups for m in g["members"])
+    assert members == ["left_behind", "t"]
+    assert all(g["settings"] for g in groups)  # the run's settings, read once here
+    # Claimed: another doctor run triggered by the same event gets nothing.
+    assert stages.fetch_logs([event], {}, "doctor-run-2", kb=kb, api=LogsUnreadableAPI()) == []
+    assert kb.claim_failures("doctor-run-3") == []
+
+
+def test_malformed_manual_params_fail_fetch_logs_with_the_field_named(kb):
+    with pytest.raises(ValueError, match="run_id"):
+        stages.fetch_logs([], {"dag_id": "d", "task_id": "t"}, "doctor-run", kb=kb, api=LogsUnreadableAPI())
+
+
+def test_the_gate_uses_the_tags_fetch_logs_read_and_reads_them_itself_when_none_were_carried():
+    memory = {"neighbours": [], "fingerprint_matches": [], "doctor_clears": [0, 0]}
+    tagged = {**_group(), "dag_tags": {"d": ["doctor:notify-only"]}}
+    decided, _ = stages.gate_on_confidence(tagged, memory, None)
+    assert all("policy: the DAG is tagged doctor:notify-only" in d["reasons"] for d in decided["decisions"])
+
+    # Nothing carried and no API connection here: the tags are unknown and the gate fails closed.
+    decided, follow = stages.gate_on_confidence(_group(), memory, None)
+    assert follow == [stages.ESCALATE]
+    assert all("policy: the DAG's tags could not be read" in d["reasons"] for d in decided["decisions"])

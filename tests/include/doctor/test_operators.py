@@ -1,0 +1,134 @@
+"""The doctor DAG's classic operators: the gate skips the branches not taken of its own mapped
+instance, clear_and_retry sleeps a short backoff remainder and defers a long one, and diagnose
+preloads the LLM client only when the LLM connection exists."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from airflow.sdk.exceptions import DownstreamTasksSkipped, TaskDeferred
+
+from include.doctor import stages
+from include.doctor.models import FailureRef
+from include.doctor.operators import ClearAndRetryOperator, backoff_plan
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+@pytest.fixture(scope="module")
+def doctor_dag():
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(str(ROOT / "dags" / "doctor.py"))
+    assert bag.import_errors == {}
+    return bag.dags["doctor"]
+
+
+class BranchTI:
+    """What SkipMixin reads of the running task instance: its task, map index and XCom pushes."""
+
+    def __init__(self, task, map_index: int) -> None:
+        self.task, self.map_index, self.pushed = task, map_index, []
+
+    def xcom_push(self, key, value):
+        self.pushed.append((key, value))
+
+
+@pytest.mark.parametrize(
+    ("follow", "skipped"),
+    [
+        pytest.param(
+            [stages.CLEAR],
+            {"prepare_approval", "escalate", "act_on_approval", "notify_humans"},
+            id="auto-retry",
+        ),
+        pytest.param(
+            [stages.ESCALATE], {"clear_and_retry", "prepare_approval", "act_on_approval"}, id="escalate"
+        ),
+        pytest.param([stages.ASK], {"clear_and_retry", "escalate", "notify_humans"}, id="approval"),
+        pytest.param([stages.CLEAR, stages.ESCALATE], {"prepare_approval", "act_on_approval"}, id="both"),
+    ],
+)
+def test_the_gate_skips_the_branches_not_taken_of_its_own_mapped_instance(doctor_dag, follow, skipped):
+    gate = doctor_dag.get_task(f"{stages.GROUP_ID}.gate_on_confidence")
+    ti = BranchTI(gate, map_index=3)
+
+    with pytest.raises(DownstreamTasksSkipped) as raised:
+        gate.skip_all_except(ti, follow)
+
+    assert set(raised.value.tasks) == {(f"{stages.GROUP_ID}.{t}", 3) for t in skipped}
+    # record_case and report_retry read the gate's decision too, but every branch leads to them.
+    assert not {t for t, _ in raised.value.tasks} & {
+        f"{stages.GROUP_ID}.record_case",
+        f"{stages.GROUP_ID}.report_retry",
+    }
+
+
+def _group_failed(seconds_ago: float, backoff: float) -> tuple[dict, dict]:
+    failed_at = datetime.now(UTC) - timedelta(seconds=seconds_ago)
+    ref = FailureRef(dag_id="d", run_id="r", task_id="t", try_number=1, failed_at=failed_at)
+    group = {
+        "key": "k",
+        "label": "d.t",
+        "members": [ref.model_dump(mode="json")],
+        "excerpt": {"exception_type": "TimeoutError", "message": "timed out", "text": "TimeoutError"},
+    }
+    decided = {
+        "decisions": [{"verdict": "auto_retry", "reasons": ["r"], "backoff_seconds": backoff}],
+        "doctor_clears": [0],
+        "diagnosed_at": datetime.now(UTC).isoformat(),
+    }
+    return group, decided
+
+
+def test_a_long_backoff_remainder_is_deferred_to_the_triggerer():
+    group, decided = _group_failed(seconds_ago=1, backoff=60)
+    op = ClearAndRetryOperator(task_id="clear_and_retry", group=group, decided=decided)
+
+    with pytest.raises(TaskDeferred) as deferred:
+        op.execute({"run_id": "doctor-run"})
+
+    assert type(deferred.value.trigger).__name__ == "DateTimeTrigger"
+    assert deferred.value.method_name == "execute_complete"
+    assert abs((deferred.value.trigger.moment - stages.retry_at(group, decided)).total_seconds()) < 0.01
+
+
+def test_a_short_backoff_remainder_is_slept_and_none_left_clears_at_once():
+    now = datetime(2026, 12, 5, tzinfo=UTC)
+    assert backoff_plan(None, now) == ("clear", 0.0)
+    assert backoff_plan(now - timedelta(seconds=1), now) == ("clear", 0.0)
+    assert backoff_plan(now + timedelta(seconds=2), now, sleep_max=3) == ("sleep", 2.0)
+    assert backoff_plan(now + timedelta(seconds=3), now, sleep_max=3) == ("sleep", 3.0)
+    assert backoff_plan(now + timedelta(seconds=3.5), now, sleep_max=3) == ("defer", 3.5)
+
+
+def _modules_after_preload(env: dict[str, str]) -> bool:
+    """Whether the `anthropic` SDK is loaded after preload_llm_client() in a fresh interpreter."""
+    code = (
+        "import sys\n"
+        "from include.doctor.diagnosis import preload_llm_client\n"
+        "preload_llm_client().join(60)\n"
+        "print('anthropic' in sys.modules)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        env={"PYTHONPATH": str(ROOT), "PATH": os.environ.get("PATH", "/usr/bin:/bin"), **env},
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
+    return out.stdout.strip().splitlines()[-1] == "True"
+
+
+def test_diagnose_preloads_the_llm_client_only_when_the_llm_connection_exists():
+    conn = json.dumps({"conn_type": "anthropic", "host": "http://127.0.0.1:9", "password": "sk-ant-x"})
+    assert _modules_after_preload({"AIRFLOW_CONN_DOCTOR_LLM": conn}) is True
+    assert _modules_after_preload({}) is False
