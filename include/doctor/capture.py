@@ -3,8 +3,8 @@
 The listener (plugins/doctor_listener) calls `report_failure` inside the failing task's process
 (or the API server's, when a person marks a task failed): it writes the FailureRef to the inbox
 table and posts an asset event for `doctor://task-failures` with the ref in `extra`. The doctor
-DAG's first task calls `collect_failures`, which claims every unhandled failure: the triggering
-events' refs, a manual trigger's Params, and whatever waits in the inbox.
+DAG's first task, fetch_logs, calls `collect_failures`, which claims every unhandled failure: the
+triggering events' refs, a manual trigger's Params, and whatever waits in the inbox.
 
 Input from outside (Params, asset-event extras, the sweeper's API listing) is validated into a
 FailureRef before any REST API call or database write; a malformed one is reported with the field
@@ -285,7 +285,7 @@ def settle_storm(kb, *, sleep=time.sleep, clock=time.monotonic) -> dict:
     `storm_max_wait_seconds` (default 60), so the burst is grouped, diagnosed once per group and
     reported in one digest rather than split over several doctor runs. Fewer waiting failures
     are claimed at once: a lone failure pays nothing. Only one collect_failures runs at a time
-    (the DAG sets max_active_tis_per_dag=1), so doctor runs created during the wait claim the
+    (its task, fetch_logs, has max_active_tis_per_dag=1), so doctor runs created during the wait claim the
     stragglers, not a share of the storm.
 
     Returns:
