@@ -66,7 +66,7 @@ _WRAPPER = re.compile(
     r"non-zero exit status|command failed with (?:exit|return) code|RetryError\["
 )
 # dbt prints its error after this marker; the output before it is progress ("Found 5 models",
-# "saved manifest not found") that reads like errors. astronomer-cosmos raises an AirflowException
+# a warning that a macro was "not found") that reads like errors. astronomer-cosmos raises an AirflowException
 # whose message is dbt's output as a tuple of lines: ('dbt command failed ...', 'line', ...).
 _DBT_MARKER = re.compile(r"Encountered an error:")
 _TUPLE_SEPARATOR = re.compile(r"""['"],\s*['"]""")

@@ -181,12 +181,12 @@ def test_a_service_s_own_throttle_code_is_surer_than_a_bare_429():
 
 
 # astronomer-cosmos raises AirflowException with dbt's output lines as a tuple; dbt's progress lines
-# ("saved manifest not found") come before its error, which follows "Encountered an error:".
+# (a warning that something was "not found") come before its error, which follows "Encountered an error:".
 _COSMOS = (
     "[2026-01-02T03:04:05.000+0000] {{taskinstance.py:3311}} ERROR - Task failed with exception\n"
     "airflow.exceptions.AirflowException: ('dbt command failed. The command returned a non-zero exit "
-    "code 2. Details: ', '\\x1b[0m03:01:00  Running with dbt=1.8.0', '\\x1b[0m03:01:01  Unable to do "
-    "partial parsing because saved manifest not found. Starting full parse.', '\\x1b[0m03:04:04  "
+    "code 2. Details: ', '\\x1b[0m03:01:00  Running with dbt=1.8.0', '\\x1b[0m03:01:01  Warning: the "
+    "macro audit_columns was not found in package utils, using the default', '\\x1b[0m03:04:04  "
     "Encountered an error:', {error})\n"
 )
 
@@ -194,7 +194,7 @@ _COSMOS = (
 def test_a_cosmos_wrapper_is_read_from_dbt_s_error_not_its_progress_lines():
     transient = _COSMOS.format(error="'Runtime Error', \"  Database Error: 503 Service Unavailable\"")
     excerpt = excerpt_record(extract_excerpt(transient))
-    assert "503 Service Unavailable" in excerpt["message"] and "manifest" not in excerpt["message"]
+    assert "503 Service Unavailable" in excerpt["message"] and "audit_columns" not in excerpt["message"]
     assert classify(excerpt).error_class == "http_5xx_server_error"
 
     permanent = _COSMOS.format(
@@ -213,9 +213,7 @@ def test_dbt_error_is_none_without_the_marker_or_when_dbt_prints_it_on_its_own_l
 _SUPERVISOR_KILL = (
     "HTTP Request: PATCH http://airflow-api:8080/execution/task-instances/0190aa00-0000-7000-8000-"
     '000000000002/run "HTTP/1.1 403 Forbidden"\n'
-    "[warning  ] Server error                   [airflow.sdk.api.client] detail=None\n"
-    "[info     ] Process exited                 [supervisor] exit_code=<Negsignal.SIGKILL: -9> pid=4242 "
-    "signal_sent=SIGKILL\n"
+    "[info] Process exited [supervisor] pid=4242 exit_code=<Negsignal.SIGKILL: -9> signal_sent=SIGKILL\n"
     "ERROR - task start refused\n"
 )
 
@@ -224,7 +222,7 @@ def test_the_supervisor_s_own_kill_after_a_refused_start_is_not_an_out_of_memory
     rule = classify(excerpt_record(extract_excerpt(_SUPERVISOR_KILL)))
     assert rule.error_class == "execution_api_race" and rule.transient
     # The kernel's kill (no signal_sent: the supervisor did not send it) still reads as memory.
-    oom = "[warning  ] Process exited abnormally       [supervisor] exit_code=<Negsignal.SIGKILL: -9>\n"
+    oom = "[warning] Process exited abnormally [supervisor] exit_code=<Negsignal.SIGKILL: -9>\n"
     assert classify(excerpt_record(extract_excerpt(oom + "ERROR - task killed\n"))).error_class == (
         "oom_killed_sigkill"
     )
@@ -232,13 +230,13 @@ def test_the_supervisor_s_own_kill_after_a_refused_start_is_not_an_out_of_memory
 
 def test_a_call_to_localhost_refused_in_its_cause_is_a_misconfiguration_inside_a_container():
     excerpt = {
-        "exception_type": "mlflow.exceptions.MlflowException",
-        "message": "API request to http://localhost:5000/api/2.0/mlflow/runs/get failed with exception",
+        "exception_type": "warehouse_client.errors.ApiError",
+        "message": "GET http://localhost:8080/v1/orders?page=2 gave no answer after 3 attempts",
         "causes": ["ConnectionRefusedError: [Errno 111] Connection refused"],
         "source": "traceback",
         "context": [],
     }
     assert classify(excerpt).error_class == "connection_refused_localhost"
     assert classify(excerpt, local_services=True).error_class == "connection_refused"
-    remote = {**excerpt, "message": excerpt["message"].replace("localhost", "mlflow.internal")}
+    remote = {**excerpt, "message": excerpt["message"].replace("localhost", "orders-api.internal")}
     assert classify(remote).error_class == "connection_refused"
