@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import psycopg2
 import pytest
 
 from scripts.demo import api_for, wait_for_dags
@@ -34,3 +35,16 @@ def stack(tmp_path_factory):
         yield cfg
     finally:
         down(cfg)
+
+
+@pytest.fixture
+def forget_run(stack):
+    """Delete the cases of the runs a test names from the shared knowledge base afterwards: a retry
+    that verifiably failed, a person's rejection, or an escalation without a diagnosis is memory, and
+    would change what the next test's flaky warehouse gets (an approval, an escalation) instead of
+    an auto-retry."""
+    runs: list[str] = []
+    yield runs
+    for run in runs:
+        with psycopg2.connect(stack.database_uri("doctor")) as conn, conn.cursor() as cur:
+            cur.execute("DELETE FROM doctor.failure_cases WHERE run_id = %s", (run,))

@@ -21,18 +21,6 @@ def _rows(stack, query: str, params: tuple) -> list[tuple]:
         return cur.fetchall()
 
 
-@pytest.fixture
-def forget_run(stack):
-    """Delete the cases of the runs a test names from the shared knowledge base afterwards: a retry
-    that verifiably failed, or a person's rejection, is memory, and would change what the next test's
-    flaky warehouse gets (an approval, an escalation) instead of an auto-retry."""
-    runs: list[str] = []
-    yield runs
-    for run in runs:
-        with psycopg2.connect(stack.database_uri("doctor")) as conn, conn.cursor() as cur:
-            cur.execute("DELETE FROM doctor.failure_cases WHERE run_id = %s", (run,))
-
-
 def test_a_task_that_keeps_failing_is_cleared_at_most_max_auto_retries_times(stack, forget_run):
     api, kb = api_for(stack), kb_for(stack)
     run = trigger(api, "example_flaky_warehouse", {"outage_tries": 99})
