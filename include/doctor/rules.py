@@ -162,10 +162,13 @@ _TABLE: list[tuple[str, str, bool, Action, float, str, str]] = [
     (r"EOF occurred in violation of protocol|SSLEOFError|SSLZeroReturnError|TLS/SSL connection has been closed|"
      r"UNEXPECTED_EOF_WHILE_READING|DECRYPTION_FAILED_OR_BAD_RECORD_MAC|bad record mac", "ssl_eof_error", True, B, 0.8,
      "The TLS connection dropped.", "Retry; check the endpoint's TLS health if it persists."),
+    # AWS's InternalError/InternalFailure *codes* ("An error occurred (InternalError)"), not the DB-API
+    # exception class InternalError (PEP 249), which drivers raise for unknown columns, unknown
+    # databases and aborted transactions.
     (r"\b(?:500|502|503|504)\b.{0,40}(?:Server Error|Bad Gateway|Service Unavailable|Gateway Time|"
      r"Internal Server Error)|Service Unavailable|Bad Gateway|Gateway Timeout|backendError|InternalServerError|"
      r"ServiceUnavailable|\[50[0234]\]|\b50[234]\s*:|too many 50[0234] error|temporarily unavailable|"
-     r"currently unavailable|InternalError|InternalFailure|Internal error encountered|status code'?,?\s*50[0234]\b|"
+     r"currently unavailable|\((?:InternalError|InternalFailure)\)|Internal error encountered|status code'?,?\s*50[0234]\b|"
      r"HTTP(?:/[\d.]+)? 50[0234]\b|StatusCode\.UNAVAILABLE(?![^\n]{0,200}failed to connect)",
      "http_5xx_server_error", True, B, 0.8,
      "The upstream service answered 5xx: it was unavailable.", "Retry with backoff; check the provider's status."),
@@ -207,7 +210,8 @@ _TABLE: list[tuple[str, str, bool, Action, float, str, str]] = [
     (r"duplicate key|UniqueViolation|IntegrityError|NotNullViolation|ForeignKeyViolation|already exists",
      "duplicate_key_violation", False, N, 0.8, "A write violated a constraint.", "Make the load idempotent."),
     (r"invalid input syntax|out of range|Numeric value .* is not recognized|could not convert|"
-     r"invalid literal|Cannot convert|InvalidTextRepresentation|DataError|value too long",
+     r"invalid literal|Cannot convert|InvalidTextRepresentation|DataError|value too long|"
+     r"Incorrect \w+ value|Data truncated for column",
      "data_type_conversion_error", False, N, 0.8, "Data did not fit the expected type.", "Clean or cast the data."),
     (r"JSONDecodeError|ParserError|Error tokenizing|Expecting (?:value|property name)|BadGzipFile|BadZipFile|"
      r"Compressed file ended|corrupt", "data_parse_error", False, N, 0.8,

@@ -132,6 +132,13 @@ from include.doctor.rules import classify, match_rule
             "remote_capacity_unavailable",
         ),
         # -- their permanent look-alikes -------------------------------------------------------
+        # PEP 249's InternalError class is not AWS's InternalError code: drivers raise it for a
+        # missing column or database and for bad data.
+        ("pymysql.err.InternalError: (1054, \"Unknown column 'total' in 'field list'\")", "missing_object"),
+        (
+            "pymysql.err.InternalError: (1366, \"Incorrect string value: '\\xF0\\x9F' for column 'note' at row 3\")",
+            "data_type_conversion_error",
+        ),
         (
             "openai.RateLimitError: Error code: 429 - {'error': {'message': 'You exceeded your current quota, "
             "please check your plan and billing details.', 'type': 'insufficient_quota'}}",
