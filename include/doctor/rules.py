@@ -111,7 +111,9 @@ _TABLE: list[tuple[str, str, bool, Action, float, str, str]] = [
      r"Reason: DeadlineExceeded|activeDeadlineSeconds", "task_terminated",
      False, N, 0.6, "The task was stopped from outside (SIGTERM, a timeout, or a person marking it failed).",
      "Find who or what stopped it: execution_timeout, a person, or the platform."),
-    (r"zombie|heartbeat|was the task killed externally|killed externally|finished (?:\(failed\)|with state "
+    (r"zombie|heartbeat (?:got an exception|timed? ?out|timeout|expired|missed|failed)|"
+     r"(?:no|missed|stale|without an?) heartbeats?\b|has not heartbeat|heartbeat.{0,30}(?:exceeded|older than)|"
+     r"was the task killed externally|killed externally|finished (?:\(failed\)|with state "
      r"failed),? (?:although|but) the task|state attribute is queued|Failed to fetch log file from worker|"
      r"worker .{0,40}(?:evicted|lost|finished abnormally)|WorkerLostError|Worker exited prematurely|"
      r"preempted|spot (?:instance|node) .{0,40}(?:interrupt|reclaim)|node .{0,30}(?:shutdown|was deleted)|"
@@ -167,7 +169,7 @@ _TABLE: list[tuple[str, str, bool, Action, float, str, str]] = [
     # databases and aborted transactions.
     (r"\b(?:500|502|503|504)\b.{0,40}(?:Server Error|Bad Gateway|Service Unavailable|Gateway Time|"
      r"Internal Server Error)|Service Unavailable|Bad Gateway|Gateway Timeout|backendError|InternalServerError|"
-     r"ServiceUnavailable|\[50[0234]\]|\b50[234]\s*:|too many 50[0234] error|temporarily unavailable|"
+     r"ServiceUnavailable|\[50[0234]\]|\b50[234]\s*:|too many 50[0234] error|(?<!Resource )temporarily unavailable|"
      r"currently unavailable|\((?:InternalError|InternalFailure)\)|Internal error encountered|status code'?,?\s*50[0234]\b|"
      r"HTTP(?:/[\d.]+)? 50[0234]\b|StatusCode\.UNAVAILABLE(?![^\n]{0,200}failed to connect)",
      "http_5xx_server_error", True, B, 0.8,

@@ -131,6 +131,7 @@ from include.doctor.rules import classify, match_rule
             "not have enough resources available to fulfill the request.",
             "remote_capacity_unavailable",
         ),
+        ("Task instance heartbeat timed out; marking it as failed", "worker_lost"),
         # -- their permanent look-alikes -------------------------------------------------------
         # PEP 249's InternalError class is not AWS's InternalError code: drivers raise it for a
         # missing column or database and for bad data.
@@ -247,3 +248,15 @@ def test_a_call_to_localhost_refused_in_its_cause_is_a_misconfiguration_inside_a
     assert classify(excerpt, local_services=True).error_class == "connection_refused"
     remote = {**excerpt, "message": excerpt["message"].replace("localhost", "orders-api.internal")}
     assert classify(remote).error_class == "connection_refused"
+
+
+def test_a_word_of_the_platform_s_vocabulary_in_a_message_is_not_the_platform_failing():
+    # "heartbeat" in a setting's name, EAGAIN from a local non-blocking call: neither is a lost
+    # worker or a 5xx, so neither may vouch for a retry.
+    for subject in (
+        "ValueError: heartbeat_interval must be a positive number",
+        "BlockingIOError: [Errno 11] Resource temporarily unavailable",
+    ):
+        exc, _, msg = subject.partition(": ")
+        rule = match_rule(exc, msg)
+        assert rule is None or not is_retry_safe(rule.error_class), (subject, rule)
