@@ -60,8 +60,14 @@ _TABLE: list[tuple[str, str, bool, Action, float, str, str]] = [
      "oom_killed_sigkill", False, M, 0.8,
      "The task ran out of memory (or its compute's resources) and was killed.",
      "Give the task more memory or process its data in chunks."),
-    (r"No space left on device|Disk quota exceeded", "disk_full", False, M, 0.85,
+    (r"No space left on device|Disk quota exceeded|ephemeral local storage usage exceeds|"
+     r"ephemeral-storage.{0,60}exceed", "disk_full", False, M, 0.85,
      "The worker's disk is full.", "Free or enlarge the worker's disk; clean temporary files."),
+    # A crash in native code (a segfault): the same input and binaries crash the same way again;
+    # before the lost-worker rule, whose "worker exited prematurely" it also wears.
+    (r"SIGSEGV|Segmentation fault|signal 11\b|exit code 139\b|return code -11\b|Negsignal\.SIGSEGV",
+     "native_crash", False, N, 0.8, "The task's process crashed in native code (a segmentation fault).",
+     "Check the native libraries' versions (a wheel built for another platform, a driver mismatch)."),
     # -- credentials and permissions (before network look-alikes) ----------------------------
     (r"password authentication failed|Incorrect username or password|invalid (?:credentials|api key|token)|"
      r"\b401\b|Unauthorized|AuthenticationFailed|ClientAuthenticationError|InvalidClientTokenId|"
@@ -164,6 +170,12 @@ _TABLE: list[tuple[str, str, bool, Action, float, str, str]] = [
     (r"EOF occurred in violation of protocol|SSLEOFError|SSLZeroReturnError|TLS/SSL connection has been closed|"
      r"UNEXPECTED_EOF_WHILE_READING|DECRYPTION_FAILED_OR_BAD_RECORD_MAC|bad record mac", "ssl_eof_error", True, B, 0.8,
      "The TLS connection dropped.", "Retry; check the endpoint's TLS health if it persists."),
+    # The Docker daemon answers 500 for a container it cannot create as asked (a missing bind
+    # source, an invalid option): its quoted reason is the error, and it recurs.
+    (r"(?:docker\.errors\.APIError|http\+docker://).{0,300}(?:does not exist|invalid|no such|not found|"
+     r"conflict|is not a valid)", "container_config_error", False, N, 0.8,
+     "Docker refused to create or start the container as configured.",
+     "Fix the operator's image, mounts or options."),
     # AWS's InternalError/InternalFailure *codes* ("An error occurred (InternalError)"), not the DB-API
     # exception class InternalError (PEP 249), which drivers raise for unknown columns, unknown
     # databases and aborted transactions.

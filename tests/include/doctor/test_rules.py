@@ -133,6 +133,20 @@ from include.doctor.rules import classify, match_rule
         ),
         ("Task instance heartbeat timed out; marking it as failed", "worker_lost"),
         # -- their permanent look-alikes -------------------------------------------------------
+        (
+            "celery.exceptions.WorkerLostError: Worker exited prematurely: signal 11 (SIGSEGV) Job: 4.",
+            "native_crash",
+        ),
+        (
+            "docker.errors.APIError: 500 Server Error for http+docker://localhost/v1.45/containers/create: "
+            'Internal Server Error ("invalid mount config for type "bind": bind source path does not exist: /srv/in")',
+            "container_config_error",
+        ),
+        (
+            "airflow.exceptions.AirflowException: Pod load-3 returned a failure: Evicted: Pod ephemeral local "
+            "storage usage exceeds the total limit of containers 2Gi.",
+            "disk_full",
+        ),
         # PEP 249's InternalError class is not AWS's InternalError code: drivers raise it for a
         # missing column or database and for bad data.
         ("pymysql.err.InternalError: (1054, \"Unknown column 'total' in 'field list'\")", "missing_object"),
