@@ -257,6 +257,9 @@ _CODE_ERROR_TYPES = frozenset(
         "KeyError", "IndexError", "AttributeError", "TypeError", "NameError", "ZeroDivisionError",
         "AssertionError", "UnboundLocalError", "RecursionError", "NotImplementedError", "StopIteration",
         "SyntaxError", "ImportError", "ModuleNotFoundError", "UndefinedError", "TemplateSyntaxError",
+        # data that could not be read or did not validate: the input, not the network, is at fault
+        "ParserError", "EmptyDataError", "JSONDecodeError", "UnicodeDecodeError", "UnicodeEncodeError",
+        "ValidationError",
     }
 )  # fmt: skip
 

@@ -267,9 +267,14 @@ def test_a_call_to_localhost_refused_in_its_cause_is_a_misconfiguration_inside_a
 def test_a_word_of_the_platform_s_vocabulary_in_a_message_is_not_the_platform_failing():
     # "heartbeat" in a setting's name, EAGAIN from a local non-blocking call: neither is a lost
     # worker or a 5xx, so neither may vouch for a retry.
+    # A parser's or validator's message quotes data: "connection reset" or "rate exceeded" in it is
+    # the input's text, not a network event.
     for subject in (
         "ValueError: heartbeat_interval must be a positive number",
         "BlockingIOError: [Errno 11] Resource temporarily unavailable",
+        "pandas.errors.ParserError: Error tokenizing data. C error: Expected 3 fields in line 7, saw 4: "
+        "'connection reset'",
+        "great_expectations.exceptions.ValidationError: expect_column_mean: rate exceeded the bound 0.05",
     ):
         exc, _, msg = subject.partition(": ")
         rule = match_rule(exc, msg)
