@@ -379,6 +379,7 @@ def error_candidates(lines: Iterable[str]) -> list[tuple[str | None, str, bool]]
         line = _strip_prefix(raw).strip()
         if not line or line.startswith(("File ", "Traceback", "During handling", "The above exception")):
             continue
+        inner = dbt_error(line)
         m = _EXC_LINE.match(line)
         if m and m.group("msg") is not None and _exception_line(line):
             message = m.group("msg").strip()
@@ -387,11 +388,10 @@ def error_candidates(lines: Iterable[str]) -> list[tuple[str | None, str, bool]]
             _LOGGED_ERROR.search(raw) and _FAILURE_HINTS.search(line) and not _BOOKKEEPING.search(line)
         ):
             found.append((None, line[:MAX_MESSAGE_CHARS], bool(_WRAPPER.search(line))))
-        elif dbt_error(line) is not None:
+        elif inner is not None:
             found.append((None, line[:MAX_MESSAGE_CHARS], True))
         else:
             continue
-        inner = dbt_error(line)
         if inner is not None:  # a cosmos wrapper carrying dbt's output: dbt's error is the one to read
             found[-1] = (found[-1][0], _dbt_wrapper(None, found[-1][1]), True)
             found.append((None, inner[:MAX_MESSAGE_CHARS], False))

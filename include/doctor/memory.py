@@ -97,6 +97,12 @@ class Recall:
         return list(found.values())
 
     @property
+    def every_case(self) -> list[Neighbour]:
+        """Counted and in-flight cases together, most similar first (what a case *is* does not
+        depend on whether its retry has ended)."""
+        return sorted(self.neighbours + self.in_flight, key=lambda n: n.similarity, reverse=True)
+
+    @property
     def best_verified_similarity(self) -> float | None:
         """Similarity of the most similar counted case whose retry is verified, or None."""
         return max((n.similarity for n in self.neighbours if n.retry_verified), default=None)
@@ -112,9 +118,10 @@ class Recall:
         known = [n for n in self.fingerprint_matches if n.error_class and n.transient is not None]
         if known:
             return known[0], 0.9, "the same error fingerprint was seen before"
-        every = sorted(self.neighbours + self.in_flight, key=lambda n: n.similarity, reverse=True)
         close = [
-            n for n in every if n.similarity >= self.threshold and n.error_class and n.transient is not None
+            n
+            for n in self.every_case
+            if n.similarity >= self.threshold and n.error_class and n.transient is not None
         ]
         if close:
             n = close[0]
@@ -128,9 +135,8 @@ class Recall:
         an outcome."""
         if any(n.retry_verified or n.outcome in {"succeeded", "failed"} for n in self.fingerprint_matches):
             return True
-        every = sorted(self.neighbours + self.in_flight, key=lambda n: n.similarity, reverse=True)
         return any(
             n.similarity >= max(self.threshold, RECOGNISE_WITHOUT_LLM_SIMILARITY)
             and (n.kind == "runbook" or n.outcome != "none")
-            for n in every[:1]
+            for n in self.every_case[:1]
         )
