@@ -121,6 +121,18 @@ CATALOGUE: dict[str, RetryClass] = {
             "An instance type or size that does not exist in the region, or an account quota.",
         ),
         RetryClass(
+            "service_unreachable",
+            "A remote service refused or failed the connection at an address that is right by "
+            "construction: a non-local host on the protocol's standard port (5432, 443, 6379, ...), or "
+            "a managed service's client (Snowflake's connector) giving up after its own retries of "
+            "network errors.",
+            "With the host and port right, a refusal means the service was not listening for a moment: "
+            "restarting, failing over, a pod being replaced.",
+            "A refusal on a non-standard port (often the host-side published port used inside the "
+            "container network) stays `connection_refused`; localhost inside a container is a "
+            "misconfiguration; a decommissioned service refuses every try, so failed retries block it.",
+        ),
+        RetryClass(
             "worker_lost",
             "The task's worker or pod was lost, not its code: a zombie or heartbeat timeout, an "
             "executor reporting failure for a task that never ran, a preempted or evicted node.",

@@ -498,7 +498,7 @@ def _traceback_chain(lines: list[str], start: int) -> tuple[list[_Error], int]:
     printed: list[_Error] = []  # as Python prints them: innermost first
     current: _Error | None = None
     continued = 0
-    in_frames = False
+    in_frames = after_frame = False
     i = start
     while i < len(lines):
         raw = lines[i]
@@ -509,11 +509,15 @@ def _traceback_chain(lines: list[str], start: int) -> tuple[list[_Error], int]:
         if stripped in _ELLIPSIS:
             pass
         elif stripped.startswith("Traceback (most recent call last)"):
-            in_frames, current = True, None
+            in_frames, current, after_frame = True, None, False
         elif stripped in (_CHAIN_CAUSE, _CHAIN_CONTEXT):
             in_frames, current = False, None
         elif in_frames:
-            if stripped and not body[:1].isspace() and not stripped.startswith("File "):
+            # The line after a frame's `File ...` line is its source line, even where a log lost the
+            # indentation, unless it reads as an exception (a frame without source).
+            source_line = after_frame and not _exception_line(stripped)
+            after_frame = stripped.startswith("File ")
+            if stripped and not body[:1].isspace() and not after_frame and not source_line:
                 current, continued, in_frames = _parse_exception_head(stripped), 0, False
                 printed.append(current)
         elif current is not None and stripped:

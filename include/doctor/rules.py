@@ -196,7 +196,11 @@ _TABLE: list[tuple[str, str, bool, Action, float, str, str]] = [
     (r"NoBrokersAvailable|Broker transport failure|broker.*(?:unavailable|not available)|"
      r"All broker connections are down", "kafka_broker_unavailable", True, B, 0.75,
      "The message brokers were unreachable.", "Retry after the brokers are back; check bootstrap servers."),
-    (r"INSUFFICIENT_INSTANCE_CAPACITY|InsufficientInstanceCapacity|InsufficientCapacity|"
+    # Selenium Grid 4's session queue (LocalNewSessionQueue) answers "New session request timed out"
+    # when no node slot freed up within its session-request-timeout; Grid 3 said "timed out waiting
+    # for a node to become available": busy browsers, not a slow network.
+    (r"New session request timed out|timed out waiting for a node to become available|"
+     r"INSUFFICIENT_INSTANCE_CAPACITY|InsufficientInstanceCapacity|InsufficientCapacity|"
      r"ZONE_RESOURCE_POOL_EXHAUSTED|capacity is (?:currently )?unavailable|no capacity|"
      r"no free .* slot|SpotMaxPriceTooLow|insufficient capacity|does not have enough resources available",
      "remote_capacity_unavailable", True, B, 0.8,
@@ -207,6 +211,11 @@ _TABLE: list[tuple[str, str, bool, Action, float, str, str]] = [
     (r"timed? ?out|TimeoutError|ReadTimeout|ConnectTimeout|deadline exceeded|DeadlineExceeded",
      "network_timeout", True, B, 0.75,
      "A call timed out waiting for a remote service.", "Retry; check the remote service's latency."),
+    # snowflake-connector-python (network.py) raises this only when its own retry loop, which
+    # retries connection errors, timeouts and 5xx, ran out: the connector already judged it retryable.
+    (r"Could not connect to Snowflake backend after \d+ attempt", "service_unreachable", True, B, 0.8,
+     "A managed service's client gave up after its own retries of a network error.",
+     "Retry with backoff; check the provider's status and the worker's network if it persists."),
     (r"Could not connect to .{0,60}(?:backend|server)|Failed to connect to|Unable to connect to|"
      r"could not connect to server", "connection_refused", True, B, 0.7,
      "The service could not be reached.", "Retry; check the service and the connection if it persists."),
@@ -339,6 +348,51 @@ def match_rule(
     return primary
 
 
+# Standard ports of the services Airflow tasks connect to (IANA registrations, or the product's
+# documented default where IANA has none: Kafka 9092, Elasticsearch 9200, Redshift 5439, the
+# Kubernetes API server 6443, Spark's standalone master 7077, HiveServer2 10000, ClickHouse 8123/9000).
+DEFAULT_SERVICE_PORTS = frozenset(
+    {21, 22, 25, 80, 389, 443, 465, 587, 636, 1433, 1521, 2181, 3306, 5432, 5439, 5671, 5672, 6379,
+     6443, 7077, 8123, 9000, 9042, 9092, 9200, 10000, 11211, 27017}
+)
+# The address a refused or failed connection was aimed at, as clients print it: urllib3's
+# `host='h', port=p`, libpq's `server at "h" (ip), port p`, aiohttp's `Cannot connect to host h:p`,
+# asyncio's `Connect call failed ('ip', p)`, redis-py's `connecting to h:p`, a URL's `//h:p`.
+_TARGET = re.compile(
+    r"host='(?P<h1>[^']+)', port=(?P<p1>\d+)"
+    r"|server at \"(?P<h2>[^\"]+)\"(?: \([^)]*\))?, port (?P<p2>\d+)"
+    r"|(?:Cannot connect to host|connecting to) (?P<h3>[\w.<>-]+):(?P<p3>\d+)"
+    r"|Connect call failed \('(?P<h4>[^']+)', (?P<p4>\d+)"
+    r"|\w+://(?P<h5>[\w.<>-]+):(?P<p5>\d+)"
+)
+# A refusal there is the service not listening for a moment (restarting, failing over, a pod being
+# replaced); the wrong-port look-alike (a host-side published port used inside the container
+# network, a typo) uses a port that is not the standard one.
+SERVICE_REFUSED_DEFAULT_PORT = Rule(
+    _TARGET,
+    "service_unreachable",
+    True,
+    Action.retry_with_backoff,
+    0.8,
+    "A service refused or failed the connection at its standard port on a remote host: the address is "
+    "right, the service was not listening for a moment (restarting, failing over, being replaced).",
+    "Retry with backoff; check that the service is up if it persists.",
+)
+
+
+def refused_target(excerpt: dict) -> tuple[str, int] | None:
+    """The (host, port) a refused connection was aimed at, from the excerpt's message, then its
+    causes, then its context lines (newest first); None when no client printed one."""
+    texts = [excerpt.get("message") or "", *(excerpt.get("causes") or []), *reversed(excerpt.get("context") or [])]
+    for text in texts:
+        m = _TARGET.search(text)
+        if m:
+            host = next(h for h in m.group("h1", "h2", "h3", "h4", "h5") if h)
+            port = next(p for p in m.group("p1", "p2", "p3", "p4", "p5") if p)
+            return host, int(port)
+    return None
+
+
 def classify(excerpt: dict, *, local_services: bool = False) -> Rule | None:
     """`match_rule` on an excerpt (as dict): its primary error and chained causes; for a log without
     a traceback (source `log_line`) also the lines around its error line (`context`).
@@ -346,6 +400,11 @@ def classify(excerpt: dict, *, local_services: bool = False) -> Rule | None:
     Context lines speak only where the error line says little: a permanent rule at least 0.8 sure on
     any of them wins (the safe direction); otherwise, when the error line matches nothing specific,
     the newest context line a rule recognises does.
+
+    A refused connection is then read by where it was aimed (`refused_target`): localhost is
+    LOCALHOST_REFUSED (unless `local_services`), a remote host on its protocol's standard port
+    (DEFAULT_SERVICE_PORTS) is SERVICE_REFUSED_DEFAULT_PORT (retry-safe), anything else stays
+    `connection_refused`, which only memory or a person can vouch for.
     """
     rule = _classify(excerpt, local_services=local_services)
     if (
@@ -357,6 +416,12 @@ def classify(excerpt: dict, *, local_services: bool = False) -> Rule | None:
         # The refusal was read from a cause or a context line (the message was cut before it), but
         # the call that failed points at localhost: the same misconfiguration LOCALHOST_REFUSED names.
         return LOCALHOST_REFUSED
+    target = refused_target(excerpt) if rule is not None and rule.error_class == "connection_refused" else None
+    if target is not None:
+        if re.fullmatch(_LOCALHOST, target[0], re.I):
+            return rule if local_services else LOCALHOST_REFUSED
+        if target[1] in DEFAULT_SERVICE_PORTS:
+            return SERVICE_REFUSED_DEFAULT_PORT
     return rule
 
 

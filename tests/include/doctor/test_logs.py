@@ -254,3 +254,24 @@ def test_look_alike_and_invisible_characters_in_exception_names_are_flagged():
         assert excerpt.forged_names, name
         assert "\u200b" not in excerpt.text
     assert not extract_excerpt("ConnectionResetError: [Errno 104] Connection reset by peer\n").forged_names
+
+
+def test_a_traceback_that_lost_its_indentation_keeps_source_lines_out_of_the_message():
+    # Some log shippers strip leading spaces: a frame's source line then starts at column 0.
+    cut = "\n".join(
+        [
+            "[2024-05-01 10:00:00,000] {jobs.py:80} ERROR - Worker heartbeat got an exception",
+            "Traceback (most recent call last):",
+            'File "/usr/lib/python3.8/site-packages/sqlalchemy/pool/base.py", line 600, in connect',
+            "conn = self._invoke_creator(self)",
+            'File "/usr/lib/python3.8/site-packages/psycopg2/__init__.py", line 122, in connect[...]',
+        ]
+    )
+    excerpt = extract_excerpt(cut)
+    # Without its exception line the traceback names no error: the error line it belongs to does.
+    assert "conn = self" not in excerpt.message
+    assert excerpt.message.endswith("Worker heartbeat got an exception")
+    whole = cut.replace("[...]", "") + "\npsycopg2.OperationalError: SSL SYSCALL error: EOF detected"
+    excerpt = extract_excerpt(whole)
+    assert excerpt.exception_type == "psycopg2.OperationalError"
+    assert excerpt.message == "SSL SYSCALL error: EOF detected"

@@ -279,3 +279,58 @@ def test_a_word_of_the_platform_s_vocabulary_in_a_message_is_not_the_platform_fa
         exc, _, msg = subject.partition(": ")
         rule = match_rule(exc, msg)
         assert rule is None or not is_retry_safe(rule.error_class), (subject, rule)
+
+
+@pytest.mark.parametrize(
+    ("cause", "error_class"),
+    [
+        # the protocol's standard port on a remote host: the address is right, the service was down
+        ('psycopg2.OperationalError: connection to server at "warehouse-db" (10.1.2.3), port 5432 failed: '
+         "Connection refused", "service_unreachable"),
+        ("urllib3.exceptions.MaxRetryError: HTTPSConnectionPool(host='10.9.0.1', port=443): Max retries "
+         "exceeded with url: /api/v1/pods (Caused by NewConnectionError('Failed to establish a new "
+         "connection: [Errno 111] Connection refused'))", "service_unreachable"),
+        ("aiohttp.client_exceptions.ClientConnectorError: Cannot connect to host api.vendor.io:443 "
+         "ssl:default [Connect call failed ('203.0.113.9', 443)]", "service_unreachable"),
+        ("redis.exceptions.ConnectionError: Error 111 connecting to cache:6379. Connection refused.",
+         "service_unreachable"),
+        # another port: as often a wrong one (the host-side published port inside the network)
+        ('psycopg2.OperationalError: connection to server at "warehouse-db" (10.1.2.3), port 15432 '
+         "failed: Connection refused", "connection_refused"),
+        ("redis.exceptions.ConnectionError: Error 111 connecting to cache:16379. Connection refused.",
+         "connection_refused"),
+        # localhost inside a container stays a misconfiguration, whatever the port
+        ('psycopg2.OperationalError: connection to server at "127.0.0.1", port 5432 failed: Connection '
+         "refused", "connection_refused_localhost"),
+    ],
+)
+def test_a_refusal_at_a_remote_service_s_standard_port_is_retry_safe_and_another_port_is_not(cause, error_class):
+    exc, _, msg = cause.partition(": ")
+    excerpt = {"exception_type": exc, "message": msg, "causes": [], "source": "traceback", "context": []}
+    rule = classify(excerpt)
+    assert rule.error_class == error_class
+    assert is_retry_safe(rule.error_class) == (error_class == "service_unreachable")
+    # The target may sit in a chained cause under a wrapper that names no address.
+    wrapped = {**excerpt, "exception_type": "RuntimeError", "message": "could not connect to server",
+               "causes": [cause]}
+    assert classify(wrapped).error_class == error_class
+
+
+def test_a_client_that_gave_up_after_its_own_retries_and_a_full_browser_grid_are_retry_safe():
+    snowflake = match_rule(
+        "snowflake.connector.errors.OperationalError",
+        "250001: Could not connect to Snowflake backend after 3 attempt(s).Aborting",
+    )
+    assert snowflake.error_class == "service_unreachable" and is_retry_safe(snowflake.error_class)
+    # The same connector's login failure is credentials, not the network.
+    login = match_rule(
+        "snowflake.connector.errors.DatabaseError",
+        "250001 (08001): Failed to connect to DB: acme.snowflakecomputing.com:443. Incorrect username or "
+        "password was specified.",
+    )
+    assert login.error_class == "invalid_credentials"
+    grid = match_rule(
+        "selenium.common.exceptions.SessionNotCreatedException",
+        "Message: Could not start a new session. New session request timed out",
+    )
+    assert grid.error_class == "remote_capacity_unavailable" and is_retry_safe(grid.error_class)
