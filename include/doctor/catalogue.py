@@ -163,10 +163,12 @@ NOT_RETRY_SAFE: dict[str, RetryClass] = {
     for c in (
         RetryClass(
             "connection_refused",
-            "A service (database, broker, API) refused the TCP connection, or could not be reached.",
+            "A service (database, broker, API) refused the TCP connection on a port that is not its "
+            "protocol's standard one, or could not be reached at an address no client printed.",
             "When the service was restarting or failing over, it listens again within minutes.",
-            "A wrong host or port in the connection refuses on every try, and in real logs it is about as "
-            "common as a restart; localhost inside a container is read as a misconfiguration outright.",
+            "A wrong port in the connection (the host-side published port used inside the container "
+            "network, a typo) refuses on every try, and in real logs it is about as common as a "
+            "restart; localhost inside a container is read as a misconfiguration outright.",
         ),
         RetryClass(
             "task_terminated",
