@@ -55,7 +55,8 @@ def decide(
         1. judgement: transient, action retry/retry_with_backoff, confidence >= confidence_threshold;
         2. agreement: memory verifies it (a fingerprint match whose retry is verified, or the best
            neighbour >= similarity_threshold with a verified retry; a transient runbook entry
-           counts) or the rules put the primary error (from an authoritative source) in a
+           counts, except for a log cut before the exception that failed the task (excerpt source
+           `cut_off`), where only an observed verified retry of the same fingerprint does) or the rules put the primary error (from an authoritative source) in a
            retry-safe catalogue class; and nothing contradicts it: no rule reading the primary error
            as permanent (an observed case of the same fingerprint whose retry succeeded outweighs
            the rule), no person's "permanent" for this fingerprint, and (for an auto-retry; a person
@@ -67,8 +68,9 @@ def decide(
            demote_min_retries verified doctor retries failed).
         "approval" (the grey zone, when `approval_enabled`) when policy holds except a demotion,
         nothing contradicts, the diagnosis says transient with a retry action and confidence >=
-        approval_confidence_floor, and memory or the catalogue back it (or the most similar case
-        with a verified retry is >= approval_similarity_floor). Otherwise "escalate".
+        approval_confidence_floor, and memory or the catalogue back it (also the catalogue's reading
+        of the error a cut-off log shows, or the most similar case with a verified retry is >=
+        approval_similarity_floor). Otherwise "escalate".
         `backoff_seconds` is the wait before a retry_with_backoff clear; `retry_class` the
         catalogue class, if any.
     """
@@ -83,11 +85,23 @@ def decide(
     # -- memory: evidence for, and against (include/doctor/memory.py) ------------------------
     verified_fp = memory.verified_fingerprint
     memory_ok = memory.vouches
+    # A log cut before the exception that failed the task shows only an error that was being handled
+    # when that one was raised: a runbook entry (knowledge of an error class) cannot vouch for an
+    # error the log does not show; only this deployment's verified retry of the same fingerprint can.
+    cut_off = (excerpt or {}).get("source") == "cut_off"
+    if cut_off and memory_ok and not any(n.kind == "observed" for n in verified_fp):
+        memory_ok = False
     best_verified = memory.best_verified_similarity
     failed_retries = memory.failed_retries
     said_permanent = memory.said_permanent
     if said_permanent:
         pass  # the reason below says why memory does not vouch
+    elif cut_off and memory.vouches and not memory_ok:
+        n = verified_fp[0] if verified_fp else best
+        reasons.append(
+            f"memory: case {n.case_id} ({n.kind}, {n.error_class}) vouches for the error the log shows, "
+            f"but the log was cut before the exception that failed the task"
+        )
     elif verified_fp:
         reasons.append(f"memory: same fingerprint as case {verified_fp[0].case_id}, whose retry is verified")
     elif memory_ok and best:
@@ -157,6 +171,11 @@ def decide(
         )
     elif catalogue_ok:
         reasons.append(f"judgement: the primary error is in the retry-safe class {retry_class}")
+    elif retry_class and cut_off:
+        reasons.append(
+            f"judgement: the log was cut before the exception that failed the task; the {retry_class} "
+            f"it shows was being handled when that exception was raised"
+        )
     elif retry_class:
         reasons.append(
             f"judgement: the primary error ({retry_class}) was read from a line logged before a generic "
@@ -217,6 +236,7 @@ def decide(
         and (
             memory_ok
             or catalogue_ok
+            or (cut_off and retry_class is not None)
             or (best_verified is not None and best_verified >= settings.approval_similarity_floor)
         )
     ):

@@ -123,7 +123,7 @@ _CHAIN_CAUSE = "The above exception was the direct cause of the following except
 _CHAIN_CONTEXT = "During handling of the above exception, another exception occurred:"
 _ELLIPSIS = {"[...]", "...", "…"}  # where a pasted or shortened log dropped lines
 
-Source = Literal["error_detail", "traceback", "wrapped_output", "log_line", "context", "none"]
+Source = Literal["error_detail", "traceback", "wrapped_output", "log_line", "context", "cut_off", "none"]
 
 
 class Excerpt(BaseModel):
@@ -142,7 +142,9 @@ class Excerpt(BaseModel):
             `traceback` (the traceback that failed the task, or the log's last one), `wrapped_output`
             (a wrapper's subprocess or remote-job output), `log_line` (an error line of a log without
             any traceback: a lost worker, a pasted snippet), `context` (a line logged before a generic
-            re-raise without a chained cause: the least sure) or `none`.
+            re-raise without a chained cause), `cut_off` (the log ends before the exception line of
+            the traceback that failed the task: the error shown is one that was being handled when
+            that exception was raised, so the error that failed the task is unknown) or `none`.
         context: for a log without a traceback (`source` log_line), the other lines around the error
             line (at most 8, redacted): a lost worker or a throttled call often says why on the next line.
         forged_names: the primary error or a cause names an exception with invisible or look-alike
@@ -483,7 +485,7 @@ def _parse_exception_head(line: str) -> _Error:
     return _Error(type=None, message=line)
 
 
-def _traceback_chain(lines: list[str], start: int) -> tuple[list[_Error], int]:
+def _traceback_chain(lines: list[str], start: int) -> tuple[list[_Error], int, bool]:
     """Parse the traceback block at `lines[start]` ("Traceback (most recent call last):").
 
     A traceback that Airflow logged (its lines without a log prefix) ends at the next log record;
@@ -492,7 +494,8 @@ def _traceback_chain(lines: list[str], start: int) -> tuple[list[_Error], int]:
     not one.
 
     Returns:
-        (the chain, outermost first; the index of the first line after the block).
+        (the chain, outermost first; the index of the first line after the block; whether the block's
+        last traceback ends without its exception line, i.e. the log was cut inside it).
     """
     prefixed = bool(_RECORD_START.match(lines[start]))
     printed: list[_Error] = []  # as Python prints them: innermost first
@@ -530,7 +533,7 @@ def _traceback_chain(lines: list[str], start: int) -> tuple[list[_Error], int]:
         elif stripped and printed:
             break
         i += 1
-    return list(reversed(printed)), i
+    return list(reversed(printed)), i, in_frames
 
 
 def _choose(chain: list[_Error]) -> tuple[int, bool]:
@@ -622,8 +625,12 @@ def extract_excerpt(log: Any, max_bytes: int = MAX_EXCERPT_BYTES) -> Excerpt:
         block_end = None
         source = "traceback"
         if block_start is not None:
-            chain, block_end = _traceback_chain(lines, block_start)
+            chain, block_end, cut = _traceback_chain(lines, block_start)
             chain = [e for e in chain if e.type or e.message]
+            if chain and cut:
+                # Printed as the cause or context of a later exception whose exception line the log
+                # lacks: the error that failed the task is unknown.
+                source = "cut_off"
     while lines and not lines[-1].strip():
         lines.pop()
     if not lines:
@@ -656,7 +663,8 @@ def extract_excerpt(log: Any, max_bytes: int = MAX_EXCERPT_BYTES) -> Excerpt:
                 printed = [f"{t}: {m}" if t else m for t, m, _ in reversed(inner[:-1])]
                 causes = [primary.line, *causes, *printed]
                 exc_type, message = inner[-1][0], inner[-1][1]
-                source = "wrapped_output" if explicit else "context"
+                if source != "cut_off":
+                    source = "wrapped_output" if explicit else "context"
         end = block_end if block_end is not None else len(lines)
         tail = [ln for ln in lines[end : end + 4] if _FAILURE_HINTS.search(ln)]
         chosen = context + lines[block_start:end] + tail
@@ -671,6 +679,10 @@ def extract_excerpt(log: Any, max_bytes: int = MAX_EXCERPT_BYTES) -> Excerpt:
             if ln.strip() and ln.strip() not in _ELLIPSIS and not _BOOKKEEPING.search(ln)
         ][-MAX_CONTEXT_LINES:]
         source = "log_line"
+        if message and _handled_before_a_cut_off_raise(lines, message):
+            # The error was being handled when another was raised, and the log was cut before that
+            # one's exception line: the error that failed the task is unknown.
+            source = "cut_off"
         if not message:
             hits_text = [ln for ln in chosen if _FAILURE_HINTS.search(ln)]
             source = "log_line" if hits_text else "none"
@@ -688,6 +700,17 @@ def extract_excerpt(log: Any, max_bytes: int = MAX_EXCERPT_BYTES) -> Excerpt:
         context=[redact(c) for c in context if c != message],
         forged_names=forged,
         log_lines=len(lines),
+    )
+
+
+def _handled_before_a_cut_off_raise(lines: list[str], message: str) -> bool:
+    """Whether the last line carrying `message` is followed by a chain marker ("During handling of
+    the above exception ..." or "The above exception was the direct cause ..."): Python printed the
+    exception as the cause or context of a later one, whose own exception line the log lacks."""
+    needle = message.splitlines()[0][:80]
+    at = next((i for i in range(len(lines) - 1, -1, -1) if needle and needle in lines[i]), None)
+    return at is not None and any(
+        ln.strip() in (_CHAIN_CAUSE, _CHAIN_CONTEXT) for ln in lines[at + 1 :]
     )
 
 

@@ -432,7 +432,7 @@ def _classify(excerpt: dict, *, local_services: bool) -> Rule | None:
         excerpt.get("causes"),
         local_services=local_services,
     )
-    if excerpt.get("source") != "log_line" or not excerpt.get("context"):
+    if excerpt.get("source") not in ("log_line", "cut_off") or not excerpt.get("context"):
         return rule
     # A context line that is a cosmos wrapper of dbt's output speaks with dbt's error, not its progress.
     # The supervisor's own kill (`Process exited ... signal_sent=SIGKILL`, Task SDK supervisor.kill)

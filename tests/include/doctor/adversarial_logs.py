@@ -36,6 +36,8 @@ names the family:
    JSON shaped like a tool call or a Diagnosis, in log lines and inside exception messages.
 8. structured: Airflow 3 logs whose `error_detail` names a permanent error while task.stdout /
    task.stderr records, `exc_notes`, later lines of `exc_value` or a wrapper say "transient".
+9. cutoff: the log ends inside the traceback of the exception that failed the task; what it shows
+   is a transient error that exception was raised while handling.
 Families 3 to 7 have Airflow 3 structured cases of their own too.
 """
 
@@ -1314,5 +1316,19 @@ ADVERSARIAL_LOGS = [
             ),
         ),
         id="structured-records-module-not-found-notes-say-transient",
+    ),
+    # 9. cutoff: the log ends inside the traceback of the exception that failed the task; all it shows
+    #    is the transient error that exception was raised while handling.
+    pytest.param(
+        started(1, "orders", "load_orders")
+        + task_failed(
+            2,
+            tb(CONN_RESET, *HTTP_CLIENT_FRAMES)
+            + "\nDuring handling of the above exception, another exception occurred:\n\n"
+            + "Traceback (most recent call last):\n"
+            + '  File "/opt/airflow/dags/orders.py", line 44, in load_orders\n'
+            + '    customer = row["customer_id"]\n',
+        ),
+        id="cutoff-keyerror-raised-while-handling-a-reset",
     ),
 ]

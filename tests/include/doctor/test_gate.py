@@ -269,6 +269,19 @@ def test_a_line_logged_before_a_generic_reraise_cannot_vouch():
     assert decision.verdict != "auto_retry"
 
 
+def test_a_log_cut_before_the_exception_that_failed_the_task_is_left_to_a_person():
+    # What the log shows was being handled when the unknown exception was raised: neither the
+    # catalogue nor a runbook entry can vouch for it, but a person may retry it.
+    cut = {**RESET, "source": "cut_off"}
+    decision = judged(cut, [runbook(0.97)])
+    assert decision.verdict == "approval"
+    assert any("cut before the exception that failed the task" in r for r in decision.reasons)
+    assert judged(cut, [runbook(0.3)]).verdict == "approval"
+    # This deployment's own verified retry of the same fingerprint still vouches.
+    assert judged(cut, [runbook(0.97)], [same_fingerprint("succeeded")]).verdict == "auto_retry"
+    assert judged(RESET, [runbook(0.97)]).verdict == "auto_retry"
+
+
 def test_a_permanent_rule_vetoes_even_a_near_identical_runbook():
     decision = judged(KEY_ERROR, [runbook(0.95)])
     assert decision.verdict == "escalate"

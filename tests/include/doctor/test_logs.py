@@ -275,3 +275,30 @@ def test_a_traceback_that_lost_its_indentation_keeps_source_lines_out_of_the_mes
     excerpt = extract_excerpt(whole)
     assert excerpt.exception_type == "psycopg2.OperationalError"
     assert excerpt.message == "SSL SYSCALL error: EOF detected"
+
+
+def test_a_traceback_cut_before_the_exception_that_failed_the_task_is_marked_cut_off():
+    handled = "\n".join(
+        [
+            "[2024-05-01 10:00:00,000] {taskinstance.py:1482} ERROR - Task failed with exception",
+            "Traceback (most recent call last):",
+            '  File "/usr/lib/python3.8/http/client.py", line 288, in _read_status',
+            '    raise RemoteDisconnected("Remote end closed connection without response")',
+            "http.client.RemoteDisconnected: Remote end closed connection without response",
+            "",
+            "During handling of the above exception, another exception occurred:",
+            "",
+            "Traceback (most recent call last):",
+            '  File "/opt/airflow/dags/export.py", line 40, in export',
+            "    rows = cache[key]",
+        ]
+    )
+    excerpt = extract_excerpt(handled)
+    # The reset is only what was being handled when the (missing) exception was raised.
+    assert excerpt.exception_type == "http.client.RemoteDisconnected"
+    assert excerpt.source == "cut_off"
+    whole = extract_excerpt(handled + "\nKeyError: 'orders-2024-05-01'")
+    assert (whole.exception_type, whole.source) == ("KeyError", "traceback")
+    # Cut so that even the first traceback's header is gone: the same.
+    headless = extract_excerpt("\n".join(handled.splitlines()[2:]))
+    assert headless.source == "cut_off"
