@@ -116,9 +116,13 @@ CATALOGUE: dict[str, RetryClass] = {
         ),
         RetryClass(
             "remote_capacity_unavailable",
-            "The cloud had no capacity for the requested compute (spot, zone pool, warehouse).",
+            "The platform had no capacity for the requested compute: a spot or zone pool, a warehouse, "
+            "a full browser grid, a namespace ResourceQuota that other pods hold, a cluster the cloud "
+            "failed to launch (Databricks CLOUD_FAILURE / SERVICE_FAULT).",
             "Capacity returns as other workloads finish.",
-            "An instance type or size that does not exist in the region, or an account quota.",
+            "An instance type or size that does not exist in the region, an account quota, or a pod "
+            "that requests more than its namespace's quota allows at all (read as "
+            "resource_quota_too_small).",
         ),
         RetryClass(
             "service_unreachable",
@@ -131,6 +135,14 @@ CATALOGUE: dict[str, RetryClass] = {
             "A refusal on a non-standard port (often the host-side published port used inside the "
             "container network) stays `connection_refused`; localhost inside a container is a "
             "misconfiguration; a decommissioned service refuses every try, so failed retries block it.",
+        ),
+        RetryClass(
+            "concurrent_update_conflict",
+            "Another writer updated the same object first: the Kubernetes API's 409 Conflict on a "
+            "stale resourceVersion (`the object has been modified`).",
+            "Optimistic concurrency is designed to be retried: the next try reads the latest version.",
+            "Two tasks that always update the same object at once (recurs on every run): failed "
+            "retries block it.",
         ),
         RetryClass(
             "worker_lost",

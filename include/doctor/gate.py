@@ -56,8 +56,9 @@ def decide(
         2. agreement: memory verifies it (a fingerprint match whose retry is verified, or the best
            neighbour >= similarity_threshold with a verified retry; a transient runbook entry
            counts, except for a log cut before the exception that failed the task (excerpt source
-           `cut_off`), where only an observed verified retry of the same fingerprint does) or the rules put the primary error (from an authoritative source) in a
-           retry-safe catalogue class; and nothing contradicts it: no rule reading the primary error
+           `cut_off`), where only an observed verified retry of the same fingerprint does) or the
+           rules put the primary error (from an authoritative source) in a retry-safe catalogue
+           class; and nothing contradicts it: no rule reading the primary error
            as permanent (an observed case of the same fingerprint whose retry succeeded outweighs
            the rule), no person's "permanent" for this fingerprint, and (for an auto-retry; a person
            may still approve one) no same-fingerprint case among the newest five whose retry

@@ -709,9 +709,7 @@ def _handled_before_a_cut_off_raise(lines: list[str], message: str) -> bool:
     exception as the cause or context of a later one, whose own exception line the log lacks."""
     needle = message.splitlines()[0][:80]
     at = next((i for i in range(len(lines) - 1, -1, -1) if needle and needle in lines[i]), None)
-    return at is not None and any(
-        ln.strip() in (_CHAIN_CAUSE, _CHAIN_CONTEXT) for ln in lines[at + 1 :]
-    )
+    return at is not None and any(ln.strip() in (_CHAIN_CAUSE, _CHAIN_CONTEXT) for ln in lines[at + 1 :])
 
 
 def _bound(text: str, max_bytes: int) -> str:

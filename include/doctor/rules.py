@@ -50,6 +50,18 @@ _TABLE: list[tuple[str, str, bool, Action, float, str, str]] = [
      "execution_api_race", True, R, 0.8,
      "Airflow's execution API refused a state change for a moment (a scheduler race or an expired task "
      "token).", "Retry; upgrade Airflow if it recurs."),
+    # The Kubernetes API's optimistic-concurrency answer (409 Conflict on a stale resourceVersion): its
+    # own message says to re-read and try again (API conventions, "Concurrency Control and Consistency").
+    (r"the object has been modified; please apply your changes to the latest version and try again",
+     "concurrent_update_conflict", True, R, 0.85,
+     "Another writer updated the same Kubernetes object first (a stale resourceVersion).",
+     "Retry; the next try reads the latest version."),
+    # Databricks' termination reason types (Clusters API, TerminationReason.type): SERVICE_FAULT and
+    # CLOUD_FAILURE are documented as retryable, CLIENT_ERROR as "fix the parameters" (not matched).
+    (r"\((?:CLOUD_FAILURE|SERVICE_FAULT)\)|\btype\W{1,4}(?:CLOUD_FAILURE|SERVICE_FAULT)\b",
+     "remote_capacity_unavailable", True, B, 0.8,
+     "The remote compute platform failed to provide the cluster (a cloud or service fault, by its own "
+     "termination type).", "Retry later; check the platform's status page if it persists."),
     # A throttle that wears a 403: BigQuery answers rateLimitExceeded with 403 Forbidden, and
     # Google's docs say to retry it with exponential backoff (before the access-denied rule).
     (r"Exceeded rate limits|\b(?:user)?rateLimitExceeded\b", "rate_limited", True, B, 0.85,
@@ -208,12 +220,19 @@ _TABLE: list[tuple[str, str, bool, Action, float, str, str]] = [
     # A bare 429 or RESOURCE_EXHAUSTED is also what an exhausted quota answers.
     (r"\b429\b|Too Many Requests|rate limit|TooManyRequests|RESOURCE_EXHAUSTED", "rate_limited", True, B, 0.75,
      "The API throttled the client.", "Retry with backoff; lower concurrency."),
+    # A read timeout: the service accepted the connection and the request, then answered too slowly,
+    # so the address is right (the wrong-address and firewall look-alikes time out connecting).
+    (r"Read timed out|ReadTimeout|Timeout reading from socket|read timeout|timed out while reading",
+     "network_timeout", True, B, 0.8,
+     "The service accepted the call but did not answer in time.", "Retry; check the service's latency."),
     (r"timed? ?out|TimeoutError|ReadTimeout|ConnectTimeout|deadline exceeded|DeadlineExceeded",
      "network_timeout", True, B, 0.75,
      "A call timed out waiting for a remote service.", "Retry; check the remote service's latency."),
     # snowflake-connector-python (network.py) raises this only when its own retry loop, which
     # retries connection errors, timeouts and 5xx, ran out: the connector already judged it retryable.
-    (r"Could not connect to Snowflake backend after \d+ attempt", "service_unreachable", True, B, 0.8,
+    # 250003 "Failed to get the response. Hanging?": no answer after the same retry loop.
+    (r"Could not connect to Snowflake backend after \d+ attempt|Failed to get the response\. Hanging\?",
+     "service_unreachable", True, B, 0.8,
      "A managed service's client gave up after its own retries of a network error.",
      "Retry with backoff; check the provider's status and the worker's network if it persists."),
     (r"Could not connect to .{0,60}(?:backend|server)|Failed to connect to|Unable to connect to|"
@@ -311,6 +330,88 @@ _LOCALHOST_TARGET = re.compile(
 )
 
 
+# A Kubernetes ResourceQuota refusal (the API server's admission message): `exceeded quota: <name>,
+# requested: cpu=2,memory=4Gi, used: cpu=10,memory=8Gi, limited: cpu=10,memory=16Gi`.
+_K8S_QUOTA = re.compile(
+    r"exceeded quota: [\w.-]+, requested: (?P<requested>[^\s,]+(?:,[^\s,]+)*), "
+    r"used: (?P<used>[^\s,]+(?:,[^\s,]+)*), limited: (?P<limited>[^\s,'\"]+(?:,[^\s,'\"]+)*)"
+)
+# Kubernetes quantity suffixes (apimachinery resource.Quantity): decimal SI and binary.
+_QUANTITY_SUFFIX = {
+    "n": 1e-9,
+    "u": 1e-6,
+    "m": 1e-3,
+    "": 1.0,
+    "k": 1e3,
+    "M": 1e6,
+    "G": 1e9,
+    "T": 1e12,
+    "P": 1e15,
+    "E": 1e18,
+    "Ki": 2**10,
+    "Mi": 2**20,
+    "Gi": 2**30,
+    "Ti": 2**40,
+    "Pi": 2**50,
+    "Ei": 2**60,
+}
+K8S_QUOTA_IN_USE = Rule(
+    _K8S_QUOTA,
+    "remote_capacity_unavailable",
+    True,
+    Action.retry_with_backoff,
+    0.8,
+    "The namespace's ResourceQuota was used up by other pods: the pod fits the quota once they finish.",
+    "Retry later; raise the quota or lower the DAG's concurrency if it recurs.",
+)
+K8S_QUOTA_TOO_SMALL = Rule(
+    _K8S_QUOTA,
+    "resource_quota_too_small",
+    False,
+    Action.notify,
+    0.9,
+    "The pod requests more than the namespace's ResourceQuota allows at all: no retry can fit it.",
+    "Lower the pod's requests or raise the namespace's ResourceQuota.",
+)
+
+
+def _quantity(text: str) -> float | None:
+    m = re.fullmatch(r"([0-9.]+(?:[eE][+-]?\d+)?)([a-zA-Z]{0,2})", text.strip())
+    if not m or m.group(2) not in _QUANTITY_SUFFIX:
+        return None
+    try:
+        return float(m.group(1)) * _QUANTITY_SUFFIX[m.group(2)]
+    except ValueError:
+        return None
+
+
+def _quantities(text: str) -> dict[str, float]:
+    out = {}
+    for item in text.split(","):
+        name, _, value = item.partition("=")
+        q = _quantity(value)
+        if name and q is not None:
+            out[name.strip()] = q
+    return out
+
+
+def k8s_quota_rule(subject: str) -> Rule | None:
+    """Read a Kubernetes ResourceQuota refusal: whether the pod could fit the quota at all.
+
+    Returns:
+        K8S_QUOTA_IN_USE when every requested resource is within its limit (other pods hold the
+        rest: it frees up as they finish), K8S_QUOTA_TOO_SMALL when one exceeds its limit by
+        itself, None when the message is not a quota refusal or its quantities cannot be read.
+    """
+    m = _K8S_QUOTA.search(subject)
+    if not m:
+        return None
+    requested, limited = _quantities(m.group("requested")), _quantities(m.group("limited"))
+    if not requested or any(name not in limited for name in requested):
+        return None
+    return K8S_QUOTA_TOO_SMALL if any(q > limited[n] for n, q in requested.items()) else K8S_QUOTA_IN_USE
+
+
 def match_rule(
     exception_type: str | None,
     message: str,
@@ -336,6 +437,9 @@ def match_rule(
     subject = f"{exception_type}: {message}" if exception_type else message
     if not local_services and LOCALHOST_REFUSED.pattern.search(subject):
         return LOCALHOST_REFUSED
+    quota = k8s_quota_rule(_trusted(subject))
+    if quota is not None:
+        return quota
     primary = _first(subject)
     if primary is not None and primary.error_class != GENERIC_CODE_ERROR:
         return primary
@@ -352,8 +456,36 @@ def match_rule(
 # documented default where IANA has none: Kafka 9092, Elasticsearch 9200, Redshift 5439, the
 # Kubernetes API server 6443, Spark's standalone master 7077, HiveServer2 10000, ClickHouse 8123/9000).
 DEFAULT_SERVICE_PORTS = frozenset(
-    {21, 22, 25, 80, 389, 443, 465, 587, 636, 1433, 1521, 2181, 3306, 5432, 5439, 5671, 5672, 6379,
-     6443, 7077, 8123, 9000, 9042, 9092, 9200, 10000, 11211, 27017}
+    {
+        21,
+        22,
+        25,
+        80,
+        389,
+        443,
+        465,
+        587,
+        636,
+        1433,
+        1521,
+        2181,
+        3306,
+        5432,
+        5439,
+        5671,
+        5672,
+        6379,
+        6443,
+        7077,
+        8123,
+        9000,
+        9042,
+        9092,
+        9200,
+        10000,
+        11211,
+        27017,
+    }
 )
 # The address a refused or failed connection was aimed at, as clients print it: urllib3's
 # `host='h', port=p`, libpq's `server at "h" (ip), port p`, aiohttp's `Cannot connect to host h:p`,
@@ -361,6 +493,7 @@ DEFAULT_SERVICE_PORTS = frozenset(
 _TARGET = re.compile(
     r"host='(?P<h1>[^']+)', port=(?P<p1>\d+)"
     r"|server at \"(?P<h2>[^\"]+)\"(?: \([^)]*\))?, port (?P<p2>\d+)"
+    r"|on host \"(?P<h6>[^\"]+)\"[^\n]{0,80}?\s+TCP/IP connections on port (?P<p6>\d+)"
     r"|(?:Cannot connect to host|connecting to) (?P<h3>[\w.<>-]+):(?P<p3>\d+)"
     r"|Connect call failed \('(?P<h4>[^']+)', (?P<p4>\d+)"
     r"|\w+://(?P<h5>[\w.<>-]+):(?P<p5>\d+)"
@@ -380,15 +513,102 @@ SERVICE_REFUSED_DEFAULT_PORT = Rule(
 )
 
 
+# AWS regions (docs.aws.amazon.com "Regions and Zones", GovCloud, China, ISO and the European
+# Sovereign Cloud), 2026-12. A region-shaped label of an amazonaws.com host that is not one of them
+# is a typo or a placeholder (eu-wst-1, us-east-7): DNS or the connection fails on every try. A region
+# opened after this list only loses the retry (escalated), never gains a wrong one.
+AWS_REGIONS = frozenset(
+    {
+        "us-east-1",
+        "us-east-2",
+        "us-west-1",
+        "us-west-2",
+        "af-south-1",
+        "ap-east-1",
+        "ap-east-2",
+        "ap-south-1",
+        "ap-south-2",
+        "ap-southeast-1",
+        "ap-southeast-2",
+        "ap-southeast-3",
+        "ap-southeast-4",
+        "ap-southeast-5",
+        "ap-southeast-6",
+        "ap-southeast-7",
+        "ap-northeast-1",
+        "ap-northeast-2",
+        "ap-northeast-3",
+        "ca-central-1",
+        "ca-west-1",
+        "eu-central-1",
+        "eu-central-2",
+        "eu-west-1",
+        "eu-west-2",
+        "eu-west-3",
+        "eu-south-1",
+        "eu-south-2",
+        "eu-north-1",
+        "il-central-1",
+        "me-south-1",
+        "me-central-1",
+        "mx-central-1",
+        "sa-east-1",
+        "us-gov-east-1",
+        "us-gov-west-1",
+        "cn-north-1",
+        "cn-northwest-1",
+        "us-iso-east-1",
+        "us-iso-west-1",
+        "us-isob-east-1",
+        "eusc-de-east-1",
+    }
+)
+_REGION_SHAPED = re.compile(r"[a-z]{2,4}(?:-gov|-iso[a-z]?)?-[a-z]{3,12}-\d{1,2}")
+_AWS_HOST = re.compile(r"\b((?:[a-z0-9-]+\.)+)amazonaws\.com(?:\.cn)?\b", re.I)
+WRONG_AWS_REGION = Rule(
+    _AWS_HOST,
+    "connection_misconfigured",
+    False,
+    Action.notify,
+    0.85,
+    "The AWS endpoint names a region that does not exist (a typo or a placeholder): it fails on every try.",
+    "Fix the region in the Airflow connection (region_name) or the endpoint URL.",
+)
+# Network readings a wrong endpoint also produces: DNS, refused, unreachable, timed out.
+_NETWORK_CLASSES = frozenset(
+    {"dns_resolution_failure", "service_unreachable", "connection_refused", "network_timeout"}
+)
+
+
+def unknown_aws_region(text: str) -> str | None:
+    """The first region-shaped label of an amazonaws.com host in `text` that is no AWS region, or
+    None. The first label of a host is a bucket or resource name and is not read (`my-data-1.s3...`);
+    a legacy `s3-<region>` label is."""
+    for m in _AWS_HOST.finditer(text):
+        labels = m.group(1).lower().rstrip(".").split(".")
+        for i, label in enumerate(labels):
+            if label.startswith("s3-"):
+                label = label[3:]
+            elif i == 0:
+                continue
+            if _REGION_SHAPED.fullmatch(label) and label not in AWS_REGIONS:
+                return label
+    return None
+
+
 def refused_target(excerpt: dict) -> tuple[str, int] | None:
     """The (host, port) a refused connection was aimed at, from the excerpt's message, then its
     causes, then its context lines (newest first); None when no client printed one."""
-    texts = [excerpt.get("message") or "", *(excerpt.get("causes") or []), *reversed(excerpt.get("context") or [])]
+    texts = [
+        excerpt.get("message") or "",
+        *(excerpt.get("causes") or []),
+        *reversed(excerpt.get("context") or []),
+    ]
     for text in texts:
         m = _TARGET.search(text)
         if m:
-            host = next(h for h in m.group("h1", "h2", "h3", "h4", "h5") if h)
-            port = next(p for p in m.group("p1", "p2", "p3", "p4", "p5") if p)
+            host = next(h for h in m.group("h1", "h2", "h3", "h4", "h5", "h6") if h)
+            port = next(p for p in m.group("p1", "p2", "p3", "p4", "p5", "p6") if p)
             return host, int(port)
     return None
 
@@ -404,7 +624,8 @@ def classify(excerpt: dict, *, local_services: bool = False) -> Rule | None:
     A refused connection is then read by where it was aimed (`refused_target`): localhost is
     LOCALHOST_REFUSED (unless `local_services`), a remote host on its protocol's standard port
     (DEFAULT_SERVICE_PORTS) is SERVICE_REFUSED_DEFAULT_PORT (retry-safe), anything else stays
-    `connection_refused`, which only memory or a person can vouch for.
+    `connection_refused`, which only memory or a person can vouch for. A network reading (DNS,
+    refused, timed out) of a call to an AWS endpoint whose region does not exist is WRONG_AWS_REGION.
     """
     rule = _classify(excerpt, local_services=local_services)
     if (
@@ -416,7 +637,13 @@ def classify(excerpt: dict, *, local_services: bool = False) -> Rule | None:
         # The refusal was read from a cause or a context line (the message was cut before it), but
         # the call that failed points at localhost: the same misconfiguration LOCALHOST_REFUSED names.
         return LOCALHOST_REFUSED
-    target = refused_target(excerpt) if rule is not None and rule.error_class == "connection_refused" else None
+    if rule is not None and rule.error_class in _NETWORK_CLASSES:
+        said = [excerpt.get("message") or "", *(excerpt.get("causes") or [])]
+        if any(unknown_aws_region(text) for text in said):
+            return WRONG_AWS_REGION
+    target = (
+        refused_target(excerpt) if rule is not None and rule.error_class == "connection_refused" else None
+    )
     if target is not None:
         if re.fullmatch(_LOCALHOST, target[0], re.I):
             return rule if local_services else LOCALHOST_REFUSED

@@ -285,34 +285,59 @@ def test_a_word_of_the_platform_s_vocabulary_in_a_message_is_not_the_platform_fa
     ("cause", "error_class"),
     [
         # the protocol's standard port on a remote host: the address is right, the service was down
-        ('psycopg2.OperationalError: connection to server at "warehouse-db" (10.1.2.3), port 5432 failed: '
-         "Connection refused", "service_unreachable"),
-        ("urllib3.exceptions.MaxRetryError: HTTPSConnectionPool(host='10.9.0.1', port=443): Max retries "
-         "exceeded with url: /api/v1/pods (Caused by NewConnectionError('Failed to establish a new "
-         "connection: [Errno 111] Connection refused'))", "service_unreachable"),
-        ("aiohttp.client_exceptions.ClientConnectorError: Cannot connect to host api.vendor.io:443 "
-         "ssl:default [Connect call failed ('203.0.113.9', 443)]", "service_unreachable"),
-        ("redis.exceptions.ConnectionError: Error 111 connecting to cache:6379. Connection refused.",
-         "service_unreachable"),
+        (
+            'psycopg2.OperationalError: connection to server at "warehouse-db" (10.1.2.3), port 5432 failed: '
+            "Connection refused",
+            "service_unreachable",
+        ),
+        (
+            "urllib3.exceptions.MaxRetryError: HTTPSConnectionPool(host='10.9.0.1', port=443): Max retries "
+            "exceeded with url: /api/v1/pods (Caused by NewConnectionError('Failed to establish a new "
+            "connection: [Errno 111] Connection refused'))",
+            "service_unreachable",
+        ),
+        (
+            "aiohttp.client_exceptions.ClientConnectorError: Cannot connect to host api.vendor.io:443 "
+            "ssl:default [Connect call failed ('203.0.113.9', 443)]",
+            "service_unreachable",
+        ),
+        (
+            "redis.exceptions.ConnectionError: Error 111 connecting to cache:6379. Connection refused.",
+            "service_unreachable",
+        ),
         # another port: as often a wrong one (the host-side published port inside the network)
-        ('psycopg2.OperationalError: connection to server at "warehouse-db" (10.1.2.3), port 15432 '
-         "failed: Connection refused", "connection_refused"),
-        ("redis.exceptions.ConnectionError: Error 111 connecting to cache:16379. Connection refused.",
-         "connection_refused"),
+        (
+            'psycopg2.OperationalError: connection to server at "warehouse-db" (10.1.2.3), port 15432 '
+            "failed: Connection refused",
+            "connection_refused",
+        ),
+        (
+            "redis.exceptions.ConnectionError: Error 111 connecting to cache:16379. Connection refused.",
+            "connection_refused",
+        ),
         # localhost inside a container stays a misconfiguration, whatever the port
-        ('psycopg2.OperationalError: connection to server at "127.0.0.1", port 5432 failed: Connection '
-         "refused", "connection_refused_localhost"),
+        (
+            'psycopg2.OperationalError: connection to server at "127.0.0.1", port 5432 failed: Connection '
+            "refused",
+            "connection_refused_localhost",
+        ),
     ],
 )
-def test_a_refusal_at_a_remote_service_s_standard_port_is_retry_safe_and_another_port_is_not(cause, error_class):
+def test_a_refusal_at_a_remote_service_s_standard_port_is_retry_safe_and_another_port_is_not(
+    cause, error_class
+):
     exc, _, msg = cause.partition(": ")
     excerpt = {"exception_type": exc, "message": msg, "causes": [], "source": "traceback", "context": []}
     rule = classify(excerpt)
     assert rule.error_class == error_class
     assert is_retry_safe(rule.error_class) == (error_class == "service_unreachable")
     # The target may sit in a chained cause under a wrapper that names no address.
-    wrapped = {**excerpt, "exception_type": "RuntimeError", "message": "could not connect to server",
-               "causes": [cause]}
+    wrapped = {
+        **excerpt,
+        "exception_type": "RuntimeError",
+        "message": "could not connect to server",
+        "causes": [cause],
+    }
     assert classify(wrapped).error_class == error_class
 
 
@@ -346,3 +371,126 @@ def test_the_readme_documents_every_class_of_the_catalogue_as_the_code_does():
         assert f"| `{c.name}` | {c.what} | {c.why_retry_helps} | {c.permanent_look_alike} |" in readme
     for c in NOT_RETRY_SAFE.values():
         assert f"| `{c.name}` | {c.what} | {c.permanent_look_alike} |" in readme
+
+
+def _quota(requested: str, used: str, limited: str) -> str:
+    return (
+        'pods "etl-7f3k" is forbidden: exceeded quota: team-compute, '
+        f"requested: {requested}, used: {used}, limited: {limited}"
+    )
+
+
+def test_a_kubernetes_quota_held_by_other_pods_is_capacity_and_one_the_pod_can_never_fit_is_not():
+    api = "kubernetes.client.exceptions.ApiException"
+    held = match_rule(
+        api, "(403) Reason: Forbidden: " + _quota("requests.cpu=500m", "requests.cpu=3800m", "requests.cpu=4")
+    )
+    assert held.error_class == "remote_capacity_unavailable" and is_retry_safe(held.error_class)
+    # Binary and decimal suffixes: 3Gi (3221225472) fits 4G (4000000000).
+    assert match_rule(api, _quota("limits.memory=3Gi", "limits.memory=2G", "limits.memory=4G")).transient
+    too_big = match_rule(
+        api,
+        _quota(
+            "requests.cpu=6,requests.memory=1Gi",
+            "requests.cpu=0,requests.memory=0",
+            "requests.cpu=4,requests.memory=8Gi",
+        ),
+    )
+    assert too_big.error_class == "resource_quota_too_small" and not too_big.transient
+    # Not a quota message: a plain 403 stays a permission problem.
+    assert match_rule(
+        api, '(403) Reason: Forbidden: pods is forbidden: User "etl" cannot create'
+    ).error_class == ("access_denied")
+
+
+@pytest.mark.parametrize(
+    ("subject", "error_class", "retry_safe"),
+    [
+        (
+            "kubernetes.client.exceptions.ApiException: (409) Reason: Conflict: Operation cannot be fulfilled on "
+            'configmaps "etl-state": the object has been modified; please apply your changes to the latest '
+            "version and try again",
+            "concurrent_update_conflict",
+            True,
+        ),
+        (
+            "airflow.exceptions.AirflowException: Job run 88 failed with terminal state: INTERNAL_ERROR: Cluster "
+            "0412-abc was terminated. Reason: AWS_INSUFFICIENT_INSTANCE_CAPACITY_FAILURE (CLOUD_FAILURE).",
+            "remote_capacity_unavailable",
+            True,
+        ),
+        (
+            "airflow.exceptions.AirflowException: Job run 89 failed: Cluster 0412-abd was terminated. Reason: "
+            "INIT_SCRIPT_FAILURE (CLIENT_ERROR).",
+            None,
+            False,
+        ),
+        (
+            "snowflake.connector.errors.OperationalError: 250003: Failed to get the response. Hanging? method: "
+            "post, url: https://acme.snowflakecomputing.com:443/queries/v1/query-request",
+            "service_unreachable",
+            True,
+        ),
+    ],
+)
+def test_a_platform_s_own_word_for_retryable_is_read(subject, error_class, retry_safe):
+    exc, _, msg = subject.partition(": ")
+    rule = match_rule(exc, msg)
+    if error_class is not None:
+        assert rule.error_class == error_class
+    assert bool(rule and rule.transient and is_retry_safe(rule.error_class)) == retry_safe
+
+
+def test_a_read_timeout_is_surer_than_a_connect_timeout():
+    # Read: the service took the call and was slow. Connect: a wrong address or a firewall looks the same.
+    read = match_rule(
+        "requests.exceptions.ReadTimeout",
+        "HTTPSConnectionPool(host='api.vendor.io', port=443): Read timed out. (read timeout=30)",
+    )
+    connect = match_rule(
+        "requests.exceptions.ConnectTimeout",
+        "HTTPSConnectionPool(host='10.8.0.3', port=443): "
+        "Max retries exceeded (Caused by ConnectTimeoutError(..., 'Connection to 10.8.0.3 timed out. "
+        "(connect timeout=10)'))",
+    )
+    assert read.error_class == connect.error_class == "network_timeout"
+    assert read.confidence >= 0.8 > connect.confidence
+
+
+def test_an_aws_endpoint_in_a_region_that_does_not_exist_is_a_misconfiguration():
+    def excerpt(url: str) -> dict:
+        return {
+            "exception_type": "botocore.exceptions.EndpointConnectionError",
+            "message": f'Could not connect to the endpoint URL: "{url}"',
+            "causes": [],
+            "source": "traceback",
+            "context": [],
+        }
+
+    assert (
+        classify(excerpt("https://athena.eu-centrl-1.amazonaws.com/")).error_class
+        == "connection_misconfigured"
+    )
+    assert (
+        classify(excerpt("https://s3-us-weast-2.amazonaws.com/exports")).error_class
+        == "connection_misconfigured"
+    )
+    real = classify(excerpt("https://athena.eu-central-1.amazonaws.com/"))
+    assert real.transient and is_retry_safe(real.error_class)
+    # A bucket's own name is not a region, however it is spelled.
+    assert classify(excerpt("https://raw-data-2.s3.eu-west-1.amazonaws.com/x")).transient
+
+
+def test_libpq_s_older_refusal_names_its_host_and_port_on_separate_lines():
+    excerpt = {
+        "exception_type": "psycopg2.OperationalError",
+        "message": 'could not connect to server: Connection refused\n\tIs the server running on host "warehouse" '
+        "(10.4.0.9) and accepting\n\tTCP/IP connections on port 5432?",
+        "causes": [],
+        "source": "traceback",
+        "context": [],
+    }
+    assert classify(excerpt).error_class == "service_unreachable"
+    assert classify({**excerpt, "message": excerpt["message"].replace("5432", "6543")}).error_class == (
+        "connection_refused"
+    )
