@@ -6,7 +6,7 @@ Self-healing for failed task instances. Scheduled by asset events on `doctor://t
 by hand: fill in the form to diagnose one failed task instance.
 
 Every stage is a task. `fetch_logs` claims every unhandled failure (each exactly once; a storm is
-waited out and claimed whole), reads each failed try's log and groups the failures by fingerprint
+waited out in the triggerer and claimed whole), reads each failed try's log and groups the failures by fingerprint
 (a storm of one cause is one group). Each group becomes one mapped instance of `handle_failures`,
 labelled `dag_id.task_id[map_index]` (plus "+N more" for a group): embed_failure → retrieve_similar
 → diagnose (the only task in the `doctor_llm` pool) → gate_on_confidence, a branch to
@@ -31,6 +31,7 @@ from include.doctor.config import FAILURE_ASSET_NAME, FAILURE_ASSET_URI, LLM_POO
 from include.doctor.operators import (
     ClearAndRetryOperator,
     DiagnoseOperator,
+    FetchLogsOperator,
     GateOperator,
     VerifyRetryOperator,
 )
@@ -94,15 +95,9 @@ def _label(group: dict) -> dict:
     },
 )
 def doctor():
-    # One claim at a time: a storm is claimed whole (capture.settle_storm), and doctor runs created
-    # meanwhile claim the stragglers.
-    @task(max_active_tis_per_dag=1)
-    def fetch_logs() -> list[dict]:
-        from include.doctor.stages import fetch_logs
-
-        ctx = get_current_context()
-        events = [e for evs in (ctx.get("triggering_asset_events") or {}).values() for e in evs]
-        return fetch_logs(events, ctx.get("params"), ctx["run_id"])
+    # One claim at a time: a storm is claimed whole (its wait deferred to the triggerer), and doctor
+    # runs created meanwhile claim the stragglers.
+    fetched = FetchLogsOperator(task_id="fetch_logs", max_active_tis_per_dag=1)
 
     @task_group
     def handle_failures(group: dict):
@@ -259,7 +254,7 @@ def doctor():
         ctx = get_current_context()
         return summarize_run(ctx["run_id"], dry_run=ctx["params"]["dry_run"])
 
-    handle_failures.expand(group=fetch_logs()) >> summarize_run()
+    handle_failures.expand(group=fetched.output) >> summarize_run()
 
 
 doctor()

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -214,22 +215,52 @@ def _ensure_llm_pool(api=None) -> None:
 def collect_failures(
     events: list[Any], params: dict[str, Any], doctor_run_id: str, *, kb=None, api=None
 ) -> list[dict]:
-    """Claim every unhandled failure for this doctor DAG run.
-
-    Refs from the triggering asset events and from manual Params are put in the inbox first, then
-    the inbox is claimed as a whole, so a failure whose event was coalesced into an earlier run or
-    left waiting is still handled, and a failure reported twice is handled once.
+    """Claim every unhandled failure for this doctor DAG run: `report_failures`, then (in a storm)
+    `settle_storm` sleeping in this process, then `claim_reported`. The doctor DAG defers the storm's
+    wait to the triggerer instead (operators.FetchLogsOperator, triggers.StormSettledTrigger).
 
     Args:
         events: the run's triggering asset events (all assets flattened).
         params: the run's Params (manual trigger form), or None.
         doctor_run_id: this doctor DAG run's run_id (the claim's owner).
-    Returns (with `dry_run` in params: the events' and Params' refs, unclaimed):
-        the claimed FailureRefs as JSON-safe dicts; with a dead knowledge base, the refs from
-        events and Params themselves (handled without the exactly-once guarantee, logged).
+    Returns:
+        as `claim_reported`.
     Raises:
         ValueError: manual Params are malformed (the run fails with that message; nothing is lost).
     """
+    from include.doctor.store import KnowledgeBase
+
+    kb = kb or KnowledgeBase()
+    reported = report_failures(events, params, kb=kb, api=api)
+    if reported["storm"]:
+        try:
+            settle_storm(kb)
+        except Exception as exc:  # noqa: BLE001 - claim_reported degrades if the store is gone
+            log.warning("Could not wait for the storm to settle: %s", exc)
+    return claim_reported(reported, doctor_run_id, kb=kb)
+
+
+def report_failures(events: list[Any], params: dict[str, Any] | None, *, kb=None, api=None) -> dict:
+    """Put the failures this doctor run was triggered for in the inbox, and say whether a storm waits.
+
+    Refs from the triggering asset events and from manual Params are put in the inbox first; the
+    inbox is then claimed as a whole (`claim_reported`), so a failure whose event was coalesced
+    into an earlier run or left waiting is still handled, and a failure reported twice is handled
+    once.
+
+    Args:
+        events: the run's triggering asset events (all assets flattened).
+        params: the run's Params (manual trigger form), or None.
+    Returns:
+        a JSON-safe dict (it is carried across a deferral): "refs" (the FailureRefs reported, as
+        dicts), "manual" (the manual ref as a dict, or None), "dry_run", "inbox" (False when the knowledge
+        base could not be written: the claim then handles "refs" themselves), "unclaimed" (failures
+        waiting in the inbox) and "storm" (at least `storm_threshold` of them wait: the caller waits
+        for the burst to settle before claiming, so one doctor run claims it whole).
+    Raises:
+        ValueError: manual Params are malformed (the run fails with that message; nothing is lost).
+    """
+    from include.doctor.config import settings as load_settings
     from include.doctor.store import KnowledgeBase
 
     params = params or {}
@@ -245,27 +276,63 @@ def collect_failures(
         refs.append(manual)
     refs = [r for r in refs if r.dag_id not in DOCTOR_DAG_IDS]
     refs = _without_opted_out(refs, api)
-    if params.get("dry_run"):
-        # A dry run looks and tells; it claims nothing, so the real handling is not pre-empted.
-        log.info("dry_run: handling %d failure(s) without claiming them", len(refs))
-        return [r.model_dump(mode="json") for r in {r.key: r for r in refs}.values()]
+    reported = {
+        "refs": [r.model_dump(mode="json") for r in refs],
+        "manual": manual.model_dump(mode="json") if manual else None,
+        "dry_run": bool(params.get("dry_run")),
+        "inbox": False,
+        "unclaimed": 0,
+        "storm": False,
+    }
+    if reported["dry_run"]:
+        return reported
     _ensure_llm_pool(api)
     kb = kb or KnowledgeBase()
     try:
         kb.migrate()
         kb.record_failures(refs)
-        settle_storm(kb)
-        claimed = kb.claim_failures(doctor_run_id)
-    except Exception as exc:  # noqa: BLE001 - degrade: handle what the events carry
+        unclaimed = kb.count_unclaimed()
+    except Exception as exc:  # noqa: BLE001 - degrade: claim_reported handles what the events carry
         log.error(
-            "Knowledge base unavailable (%s: %s); handling the %d failure(s) the events carry without "
-            "the inbox",
+            "Knowledge base unavailable (%s: %s): the failures cannot be put in the inbox",
             type(exc).__name__,
             exc,
-            len(refs),
         )
-        unique = {r.key: r for r in refs}
-        claimed = list(unique.values())
+        return reported
+    storm = unclaimed >= load_settings().storm_threshold
+    if storm:
+        log.info("Storm: %d failures waiting; waiting for the burst to settle", unclaimed)
+    return {**reported, "inbox": True, "unclaimed": unclaimed, "storm": storm}
+
+
+def claim_reported(reported: dict, doctor_run_id: str, *, kb=None) -> list[dict]:
+    """Claim every unclaimed failure in the inbox for this doctor run (`report_failures` first).
+
+    Args:
+        reported: report_failures' result.
+        doctor_run_id: this doctor DAG run's run_id (the claim's owner).
+    Returns (with `dry_run`: the reported refs, unclaimed):
+        the claimed FailureRefs as JSON-safe dicts, oldest first; with a dead knowledge base, the
+        reported refs themselves (handled without the exactly-once guarantee, logged).
+    """
+    from include.doctor.store import KnowledgeBase
+
+    refs = [FailureRef.model_validate(r) for r in reported.get("refs") or []]
+    unique = list({r.key: r for r in refs}.values())
+    if reported.get("dry_run"):
+        # A dry run looks and tells; it claims nothing, so the real handling is not pre-empted.
+        log.info("dry_run: handling %d failure(s) without claiming them", len(unique))
+        return [r.model_dump(mode="json") for r in unique]
+    claimed: list[FailureRef] | None = None
+    if reported.get("inbox"):
+        try:
+            claimed = (kb or KnowledgeBase()).claim_failures(doctor_run_id)
+        except Exception as exc:  # noqa: BLE001 - degrade as below
+            log.error("Knowledge base unavailable for the claim (%s: %s)", type(exc).__name__, exc)
+    if claimed is None:
+        log.error("Handling the %d failure(s) the events carry without the inbox", len(unique))
+        claimed = unique
+    manual = FailureRef.model_validate(reported["manual"]) if reported.get("manual") else None
     if manual and all(c.key != manual.key for c in claimed):
         log.warning(
             "%s try %s was already handled by an earlier doctor run; not handling it again",
@@ -276,6 +343,29 @@ def collect_failures(
     return [c.model_dump(mode="json") for c in claimed]
 
 
+@dataclass
+class StormWatch:
+    """Whether a storm has settled: no new failure for `quiet_seconds`, or `max_wait_seconds` since
+    `started` (times in seconds on one clock). Shared by `settle_storm` (a sleeping loop) and
+    triggers.StormSettledTrigger (the same wait in the triggerer)."""
+
+    count: int
+    started: float
+    quiet_seconds: float
+    max_wait_seconds: float
+    changed: float | None = None
+
+    def observe(self, count: int, now: float) -> bool:
+        """Record the unclaimed count seen at `now`; True once the storm has settled."""
+        if self.changed is None:
+            self.changed = self.started
+        if count != self.count:
+            self.count, self.changed = count, now
+        elif now - self.changed >= self.quiet_seconds:
+            return True
+        return now - self.started >= self.max_wait_seconds
+
+
 def settle_storm(kb, *, sleep=time.sleep, clock=time.monotonic) -> dict:
     """Wait while a storm is still arriving, so one doctor run claims it whole.
 
@@ -284,9 +374,12 @@ def settle_storm(kb, *, sleep=time.sleep, clock=time.monotonic) -> dict:
     then waits until no new failure arrived for `storm_quiet_seconds` (default 5), at most
     `storm_max_wait_seconds` (default 60), so the burst is grouped, diagnosed once per group and
     reported in one digest rather than split over several doctor runs. Fewer waiting failures
-    are claimed at once: a lone failure pays nothing. Only one collect_failures runs at a time
-    (its task, fetch_logs, has max_active_tis_per_dag=1), so doctor runs created during the wait claim the
-    stragglers, not a share of the storm.
+    are claimed at once: a lone failure pays nothing. Only one fetch_logs runs at a time
+    (max_active_tis_per_dag=1, which in Airflow 3.3 counts deferred task instances too), so doctor
+    runs created during the wait claim the stragglers, not a share of the storm.
+
+    This sleeps in the calling process; the doctor DAG waits in the triggerer instead
+    (triggers.StormSettledTrigger, the same StormWatch).
 
     Returns:
         {"storm": bool, "unclaimed": int (after the wait), "waited_seconds": float}.
@@ -301,17 +394,14 @@ def settle_storm(kb, *, sleep=time.sleep, clock=time.monotonic) -> dict:
     if count < settings.storm_threshold:
         return {"storm": False, "unclaimed": count, "waited_seconds": 0.0}
     log.info("Storm: %d failures waiting; waiting for the burst to settle", count)
-    changed = start
-    while clock() - start < settings.storm_max_wait_seconds:
+    watch = StormWatch(count, start, settings.storm_quiet_seconds, settings.storm_max_wait_seconds)
+    while True:
         sleep(min(0.5, settings.storm_quiet_seconds))
-        now_count = kb.count_unclaimed()
-        if now_count != count:
-            count, changed = now_count, clock()
-        elif clock() - changed >= settings.storm_quiet_seconds:
+        if watch.observe(kb.count_unclaimed(), clock()):
             break
     waited = round(clock() - start, 1)
-    log.info("Storm settled: %d failures after %.1fs", count, waited)
-    return {"storm": True, "unclaimed": count, "waited_seconds": waited}
+    log.info("Storm settled: %d failures after %.1fs", watch.count, waited)
+    return {"storm": True, "unclaimed": watch.count, "waited_seconds": waited}
 
 
 def sweep(lookback_minutes: float | None = None, *, kb=None, api=None) -> dict:

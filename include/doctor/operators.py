@@ -12,6 +12,10 @@ or pool slot while it waits), then clears in `execute_complete`; a remainder of 
 `BACKOFF_SLEEP_MAX_SECONDS` is slept in the task instead. Without a backoff it clears at once, in
 one task process.
 
+`FetchLogsOperator` is fetch_logs: it puts the reported failures in the inbox and, when a storm is
+arriving, defers to `triggers.StormSettledTrigger` until the burst has settled, then claims it whole
+and reads the logs in `execute_complete`; without a storm it claims at once, in one task process.
+
 `VerifyRetryOperator` is verify_retry: it checks once, and if a retried try is still running it
 defers to `triggers.RetryOutcomeTrigger`, which polls in the triggerer.
 """
@@ -193,6 +197,54 @@ def backoff_plan(at: datetime | None, now: datetime, sleep_max: float | None = N
 def _truthy(value: Any) -> bool:
     """A templated bool arrives as a bool, or as its string when rendered from a template."""
     return value is True or str(value).strip().lower() in {"true", "1", "yes"}
+
+
+class FetchLogsOperator(BaseOperator):
+    """The fetch_logs stage (stages.report_failures, then stages.fetch_reported).
+
+    Run with max_active_tis_per_dag=1: one claim at a time, so a storm is claimed whole; Airflow 3.3
+    counts a deferred task instance against that limit, so doctor runs created during the wait
+    queue (holding no slot) and claim the stragglers.
+
+    Returns (XCom): [Group as dict] (stages.fetch_reported). Raises ValueError for malformed manual
+    Params (nothing is claimed).
+    """
+
+    def execute(self, context) -> list:
+        from include.doctor.config import settings as load_settings
+        from include.doctor.stages import fetch_reported, report_failures
+        from include.doctor.triggers import StormSettledTrigger
+
+        events = [e for evs in (context.get("triggering_asset_events") or {}).values() for e in evs]
+        reported = report_failures(events, context.get("params"))
+        if not reported["storm"]:
+            return fetch_reported(reported, context["run_id"])
+        settings = load_settings()
+        self.log.info("%d failures waiting: deferring until the storm settles", reported["unclaimed"])
+        self.defer(
+            trigger=StormSettledTrigger(
+                reported["unclaimed"],
+                time.time(),
+                settings.storm_quiet_seconds,
+                settings.storm_max_wait_seconds,
+            ),
+            method_name="execute_complete",
+            kwargs={"reported": reported},
+            timeout=timedelta(seconds=settings.storm_max_wait_seconds + 300),
+        )
+        return []  # not reached: defer raises
+
+    def execute_complete(self, context, event: dict | None = None, reported: dict | None = None) -> list:
+        """Resumed by the trigger: claim what waits (also after the trigger's error: the claim degrades)."""
+        from include.doctor.stages import fetch_reported
+
+        if event and "error" in event:
+            self.log.warning("Storm wait ended early: %s", event["error"])
+        elif event:
+            self.log.info(
+                "Storm settled: %s failures after %s s", event.get("unclaimed"), event.get("waited_seconds")
+            )
+        return fetch_reported(reported or {}, context["run_id"])
 
 
 VERIFY_POKE_SECONDS = float(os.environ.get("DOCTOR_VERIFY_POKE_SECONDS", "2"))

@@ -188,40 +188,78 @@ def _leave_for_people(
 def fetch_logs(
     events: list[Any], params: dict[str, Any] | None, doctor_run_id: str, *, kb=None, api=None
 ) -> list[dict]:
-    """Claim the reported failures (capture.collect_failures: the triggering asset events, a manual
-    trigger's Params and whatever waits in the inbox, each exactly once; a storm is waited out
-    first), read each claimed failure's log (bounded, redacted excerpt) and group the failures by
-    fingerprint (groups.group_failures). One task, so one scheduling hop less stands before every
-    clear and escalation; the DAG runs one fetch_logs at a time (max_active_tis_per_dag=1) so that a
-    storm is claimed whole.
+    """The fetch_logs stage in one process: `report_failures`, the storm's wait slept here
+    (capture.settle_storm), then `fetch_reported`. The doctor DAG's FetchLogsOperator runs the same
+    steps but waits for a storm in the triggerer (triggers.StormSettledTrigger).
+
+    Args and Returns: as `report_failures` and `fetch_reported`.
+    Raises:
+        ValueError: manual Params are malformed (capture.ref_from_params; nothing is claimed).
+    """
+    from include.doctor.capture import settle_storm
+    from include.doctor.store import KnowledgeBase
+
+    if api is None:
+        from include.doctor.airflow_api import default_api
+
+        api = default_api()  # one client (and one token) for the claim, the logs and the tags
+    kb = kb or KnowledgeBase()
+    reported = report_failures(events, params, kb=kb, api=api)
+    if reported["storm"]:
+        try:
+            settle_storm(kb)
+        except Exception as exc:  # noqa: BLE001 - the claim degrades if the store is gone
+            log.warning("Could not wait for the storm to settle: %s", exc)
+    return fetch_reported(reported, doctor_run_id, kb=kb, api=api)
+
+
+def report_failures(events: list[Any], params: dict[str, Any] | None, *, kb=None, api=None) -> dict:
+    """First half of fetch_logs: put the reported failures (the triggering asset events, a manual
+    trigger's Params) in the inbox and say whether a storm is arriving (capture.report_failures).
 
     Args:
         events: the run's triggering asset events (all assets flattened).
         params: the run's Params (manual trigger form), or None.
+    Returns:
+        capture.report_failures' JSON-safe dict ("storm": wait before `fetch_reported`).
+    Raises:
+        ValueError: manual Params are malformed (nothing is claimed).
+    """
+    from include.doctor.capture import report_failures as report
+
+    return report(events, dict(params or {}), kb=kb, api=api)
+
+
+def fetch_reported(reported: dict, doctor_run_id: str, *, kb=None, api=None) -> list[dict]:
+    """Second half of fetch_logs: claim every unhandled failure (each exactly once; capture.
+    claim_reported), read each claimed failure's log (bounded, redacted excerpt) and group the
+    failures by fingerprint (groups.group_failures). One task, so one scheduling hop less stands
+    before every clear and escalation; the DAG runs one fetch_logs at a time
+    (max_active_tis_per_dag=1) so that a storm is claimed whole.
+
+    Args:
+        reported: report_failures' result (carried across the storm's deferral).
         doctor_run_id: this doctor DAG run's run_id (the claim's owner).
     Returns:
         [Group as dict], oldest first, each with the settings read here (one read of the Variables
         per doctor run; the later tasks `prime` them); [] when nothing was claimed. Never raises for
         one bad log: an unreadable log is a group of one whose excerpt carries the error.
-    Raises:
-        ValueError: manual Params are malformed (capture.ref_from_params; nothing is claimed).
     """
     import time
 
-    from include.doctor.capture import collect_failures
+    from include.doctor.capture import claim_reported
     from include.doctor.config import snapshot
     from include.doctor.groups import group_failures
 
     t0 = time.monotonic()
-    # Read once here, first (the claim's storm check uses them); the group's later tasks use this
-    # snapshot (config.prime).
+    # Read once per doctor run; the group's later tasks use this snapshot (config.prime).
     settings = snapshot()
     t1 = time.monotonic()
     if api is None:
         from include.doctor.airflow_api import default_api
 
-        api = default_api()  # one client (and one token) for the claim, the logs and the tags
-    refs = collect_failures(events, dict(params or {}), doctor_run_id, kb=kb, api=api)
+        api = default_api()  # one client (and one token) for the logs and the tags
+    refs = claim_reported(reported, doctor_run_id, kb=kb)
     t2 = time.monotonic()
     if not refs:
         log.info("fetch_logs: settings %.2f s, claim %.2f s, nothing claimed", t1 - t0, t2 - t1)

@@ -5,12 +5,17 @@ instances through the REST API and records each retried try's outcome (groups.ch
 fires once every cleared member's retried try has ended (or was given up as "unverified" after
 Variable doctor_verify_timeout_seconds). Before this it was a sensor in reschedule mode: a new task
 process (~1 s of CPU) every poke.
+
+`StormSettledTrigger` is fetch_logs' wait for a storm to settle (capture.StormWatch): it counts the
+unclaimed failures in the inbox every `poll_seconds` and fires once none arrived for the quiet time
+(or the longest wait passed). Before this fetch_logs slept through it, holding a worker slot.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -54,6 +59,78 @@ class RetryOutcomeTrigger(BaseTrigger):
                 yield TriggerEvent({"verifications": result["verifications"]})
                 return
             await asyncio.sleep(self.poke_seconds)
+
+
+class StormSettledTrigger(BaseTrigger):
+    """Fire when a storm of failures has settled (capture.StormWatch on the inbox's unclaimed count).
+
+    Args:
+        unclaimed: the unclaimed count when the wait began.
+        started_at: when the wait began (Unix seconds: the trigger may resume in another process).
+        quiet_seconds: settled when the count did not change for this long (storm_quiet_seconds).
+        max_wait_seconds: settled at the latest this long after `started_at` (storm_max_wait_seconds).
+        poll_seconds: seconds between two counts.
+    Event payload: {"unclaimed": int, "waited_seconds": float}, or {"error": str} when the knowledge
+    base cannot be read (the claim then degrades as it would have without the wait).
+    """
+
+    def __init__(
+        self,
+        unclaimed: int,
+        started_at: float,
+        quiet_seconds: float,
+        max_wait_seconds: float,
+        poll_seconds: float = 0.5,
+    ) -> None:
+        super().__init__()
+        self.unclaimed = unclaimed
+        self.started_at = started_at
+        self.quiet_seconds = quiet_seconds
+        self.max_wait_seconds = max_wait_seconds
+        self.poll_seconds = poll_seconds
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (
+            "include.doctor.triggers.StormSettledTrigger",
+            {
+                "unclaimed": self.unclaimed,
+                "started_at": self.started_at,
+                "quiet_seconds": self.quiet_seconds,
+                "max_wait_seconds": self.max_wait_seconds,
+                "poll_seconds": self.poll_seconds,
+            },
+        )
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        from include.doctor.capture import StormWatch
+
+        watch = StormWatch(self.unclaimed, self.started_at, self.quiet_seconds, self.max_wait_seconds)
+        try:
+            kb = await _knowledge_base()
+            while True:
+                await asyncio.sleep(min(self.poll_seconds, self.quiet_seconds))
+                count = await asyncio.to_thread(kb.count_unclaimed)
+                now = time.time()
+                if watch.observe(count, now):
+                    yield TriggerEvent(
+                        {"unclaimed": count, "waited_seconds": round(now - self.started_at, 1)}
+                    )
+                    return
+        except Exception as exc:  # noqa: BLE001 - the task claims what it can, never hangs
+            yield TriggerEvent({"error": f"cannot count the inbox: {type(exc).__name__}: {exc}"[:500]})
+
+
+async def _knowledge_base():
+    """The KnowledgeBase of connection doctor_db, its fields read the async way."""
+    from asgiref.sync import sync_to_async
+    from psycopg2.extensions import make_dsn
+
+    from include.doctor.config import DB_CONN_ID
+    from include.doctor.store import KnowledgeBase
+
+    db = KnowledgeBase(conn_id=DB_CONN_ID)
+    kwargs = await sync_to_async(lambda: db.connect_kwargs)()
+    return KnowledgeBase(dsn=make_dsn(**kwargs))
 
 
 async def _clients():

@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import json
 from types import SimpleNamespace
 
 import pytest
 
-from include.doctor.capture import collect_failures, failed_for_good, ref_from_params, refs_from_events
+from include.doctor.capture import (
+    claim_reported,
+    collect_failures,
+    failed_for_good,
+    ref_from_params,
+    refs_from_events,
+    report_failures,
+)
 from include.doctor.models import FailureRef
 from include.doctor.store import KnowledgeBase
 
@@ -211,3 +219,27 @@ def test_the_sweeper_skips_a_malformed_task_instance_and_reports_the_rest(kb: Kn
         "Sweeper skipped a task instance of d: run_id: Value error, must not contain control characters "
         "(found U+0000)"
     ]
+
+
+def test_a_storm_is_reported_for_the_caller_to_wait_out_and_then_claimed_whole(kb: KnowledgeBase):
+    burst = [_event(task_id="t", map_index=i) for i in range(4)]
+    reported = report_failures(burst, {}, kb=kb, api=RecordingAPI())
+    assert (reported["storm"], reported["unclaimed"], reported["inbox"]) == (True, 4, True)
+    carried = json.loads(json.dumps(reported))  # what a deferral carries to execute_complete
+    # A straggler reported by another doctor run while this one waits is claimed with the storm.
+    straggler = report_failures([_event(task_id="t", map_index=4)], {}, kb=kb, api=RecordingAPI())
+    assert straggler["storm"] and straggler["unclaimed"] == 5
+    claimed = claim_reported(carried, "doctor-run-1", kb=kb)
+    assert sorted(r["map_index"] for r in claimed) == [0, 1, 2, 3, 4]
+    assert claim_reported(straggler, "doctor-run-2", kb=kb) == []
+    lone = report_failures([_event(task_id="u")], {}, kb=kb, api=RecordingAPI())
+    assert (lone["storm"], lone["unclaimed"]) == (False, 1)
+
+
+def test_without_the_knowledge_base_the_reported_failures_are_handled_as_they_came():
+    dead = KnowledgeBase(dsn="postgresql://doctor@127.0.0.1:9/none?connect_timeout=2")
+    events = [_event(task_id="t", map_index=i) for i in range(4)] * 2
+    reported = report_failures(events, {}, kb=dead, api=RecordingAPI())
+    assert (reported["inbox"], reported["storm"]) == (False, False)
+    claimed = claim_reported(reported, "doctor-run", kb=dead)
+    assert sorted(r["map_index"] for r in claimed) == [0, 1, 2, 3]

@@ -132,3 +132,108 @@ def test_diagnose_preloads_the_llm_client_only_when_the_llm_connection_exists():
     conn = json.dumps({"conn_type": "anthropic", "host": "http://127.0.0.1:9", "password": "sk-ant-x"})
     assert _modules_after_preload({"AIRFLOW_CONN_DOCTOR_LLM": conn}) is True
     assert _modules_after_preload({}) is False
+
+
+def _failure_event(map_index: int) -> dict:
+    return {
+        "extra": {
+            "failure": {"dag_id": "d", "run_id": "r", "task_id": "t", "map_index": map_index, "try_number": 1}
+        }
+    }
+
+
+class _NoAPI:
+    """The REST calls fetch_logs' report makes (tags, the LLM pool), answered without a server."""
+
+    def get_dag_tags(self, dag_id):
+        return []
+
+    def ensure_pool(self, *args):
+        return False
+
+
+def test_fetch_logs_defers_a_storm_to_the_triggerer_and_a_lone_failure_is_claimed_at_once(
+    kb, doctor_db_conn, monkeypatch
+):
+    from include.doctor import airflow_api
+    from include.doctor.operators import FetchLogsOperator
+    from include.doctor.triggers import StormSettledTrigger
+
+    monkeypatch.setattr(airflow_api, "default_api", _NoAPI)
+    op = FetchLogsOperator(task_id="fetch_logs")
+    storm = {
+        "triggering_asset_events": {"doctor://task-failures": [_failure_event(i) for i in range(4)]},
+        "params": {},
+        "run_id": "doctor-run-1",
+    }
+    with pytest.raises(TaskDeferred) as deferred:
+        op.execute(storm)
+    trigger = deferred.value.trigger
+    assert isinstance(trigger, StormSettledTrigger) and trigger.unclaimed == 4
+    assert deferred.value.method_name == "execute_complete"
+    reported = deferred.value.kwargs["reported"]
+    json.dumps(reported)  # serialisable into the task instance's next_kwargs
+    assert kb.count_unclaimed() == 4  # reported, not yet claimed: the wait is the trigger's
+
+    # Nothing else waits: a lone failure is claimed in the same process, no deferral.
+    claimed = kb.claim_failures("elsewhere")
+    assert len(claimed) == 4
+    lone = {
+        **storm,
+        "triggering_asset_events": {"doctor://task-failures": [_failure_event(9)]},
+        "run_id": "doctor-run-2",
+    }
+    monkeypatch.setattr(
+        stages, "fetch_reported", lambda reported, run_id, **kw: ("claimed", reported["unclaimed"])
+    )
+    assert op.execute(lone) == ("claimed", 1)
+
+
+def test_the_storm_trigger_fires_once_no_failure_arrived_for_the_quiet_time(kb, monkeypatch):
+    import asyncio
+    import time
+
+    from include.doctor import triggers
+    from include.doctor.triggers import StormSettledTrigger
+
+    async def the_test_kb():
+        return kb
+
+    monkeypatch.setattr(triggers, "_knowledge_base", the_test_kb)
+    kb.record_failures(
+        [FailureRef(dag_id="d", run_id="r", task_id="t", map_index=i, try_number=1) for i in range(3)]
+    )
+
+    async def run(trigger: StormSettledTrigger, straggler_after: float | None) -> tuple[dict, float]:
+        async def straggle():
+            await asyncio.sleep(straggler_after)
+            await asyncio.to_thread(
+                kb.record_failures,
+                [FailureRef(dag_id="d", run_id="r", task_id="t", map_index=7, try_number=1)],
+            )
+
+        extra = asyncio.create_task(straggle()) if straggler_after is not None else None
+        start = time.monotonic()
+        event = await anext(trigger.run())
+        if extra:
+            await extra
+        return event.payload, time.monotonic() - start
+
+    quiet = StormSettledTrigger(3, time.time(), quiet_seconds=0.6, max_wait_seconds=30, poll_seconds=0.1)
+    payload, took = asyncio.run(run(quiet, None))
+    assert payload["unclaimed"] == 3 and 0.5 <= took < 5
+    # A failure arriving during the wait restarts the quiet time.
+    busy = StormSettledTrigger(3, time.time(), quiet_seconds=0.6, max_wait_seconds=30, poll_seconds=0.1)
+    payload, took = asyncio.run(run(busy, 0.4))
+    assert payload["unclaimed"] == 4 and took >= 0.9
+    # The longest wait ends it even while failures keep changing the count.
+    capped = StormSettledTrigger(
+        99, time.time() - 40, quiet_seconds=0.6, max_wait_seconds=30, poll_seconds=0.1
+    )
+    payload, took = asyncio.run(run(capped, None))
+    assert payload["unclaimed"] == 4 and took < 1
+    # A round trip through serialize() gives the same trigger.
+    name, kwargs = busy.serialize()
+    assert name == "include.doctor.triggers.StormSettledTrigger" and StormSettledTrigger(
+        **kwargs
+    ).serialize() == (name, kwargs)
