@@ -36,7 +36,7 @@ Usage: python -m bench.mttr [--n 20] [--spacing 7] [--phases offline,baseline,ll
        [--escalations 10] [--llm-delay 2]
        [--timeout 240] [--keep-logs DIR] [--name mttr] ; prints the tables, writes
        bench/results/<name>.json. The doctor's backoff is Variable doctor_retry_backoff_seconds
-       (default 5 s); set AIRFLOW_VAR_DOCTOR_RETRY_BACKOFF_SECONDS for a variant run (and --name).
+       (default 1 s); set AIRFLOW_VAR_DOCTOR_RETRY_BACKOFF_SECONDS for a variant run (and --name).
 """
 
 from __future__ import annotations

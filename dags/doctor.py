@@ -6,10 +6,11 @@ Self-healing for failed task instances. Scheduled by asset events on `doctor://t
 by hand: fill in the form to diagnose one failed task instance.
 
 Every stage is a task. `fetch_logs` claims every unhandled failure (each exactly once; a storm is
-waited out in the triggerer and claimed whole), reads each failed try's log and groups the failures by fingerprint
-(a storm of one cause is one group). Each group becomes one mapped instance of `handle_failures`,
-labelled `dag_id.task_id[map_index]` (plus "+N more" for a group): embed_failure → retrieve_similar
-→ diagnose (the only task in the `doctor_llm` pool) → gate_on_confidence, a branch to
+waited out in the triggerer and claimed whole), reads each failed try's log and groups the failures
+by fingerprint (a storm of one cause is one group). Each group becomes one mapped instance of
+`handle_failures`, labelled `dag_id.task_id[map_index]` (plus "+N more" for a group):
+embed_failure → retrieve_similar → diagnose (the only task in the `doctor_llm` pool) →
+gate_on_confidence, a branch to
 **clear_and_retry** (a backoff waits in the triggerer; a remainder of up to 3 s in the task)
 **or** prepare_approval → request_approval (Required Actions) → act_on_approval **or** escalate →
 notify_humans; then record_case → verify_retry → report_retry. A branch not taken is skipped; a

@@ -45,7 +45,10 @@ class DoctorSettings:
         max_auto_retries: doctor-initiated clears allowed per task instance (DESIGN.md Gate 3).
         retry_backoff_seconds: least time from a failure to its clear when the action is
             retry_with_backoff (counted from the failure, like Airflow's retry_delay), doubled per
-            earlier doctor clear of the same task instance, capped at 300 s.
+            earlier doctor clear of the same task instance, capped at 300 s. Default 1 s, the
+            initial delay of google-api-core's retry (botocore's first backoff is at most 1 s):
+            the doctor's own pipeline (about 3-4 s from failure to clear) already spaces its
+            first retry further; raise it for services that recover slowly.
         failed_state_timeout_seconds: how long clear_and_retry waits for the API to show the task
             instance as failed (Airflow records a failed try after its process exits).
         email_to: default recipients of the doctor's mail.
@@ -87,7 +90,7 @@ class DoctorSettings:
     similarity_threshold: float = 0.82
     confidence_threshold: float = 0.80
     max_auto_retries: int = 2
-    retry_backoff_seconds: float = 5.0
+    retry_backoff_seconds: float = 1.0
     failed_state_timeout_seconds: float = 60.0
     email_to: list[str] = field(default_factory=lambda: ["airflow-oncall@example.com"])
     neighbours: int = 5

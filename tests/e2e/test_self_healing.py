@@ -5,6 +5,7 @@ loopback. Reproduces both demo outcomes and the no-failure-lost-or-handled-twice
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from datetime import datetime
@@ -161,9 +162,13 @@ def test_five_failures_within_100_ms_are_each_diagnosed_exactly_once(stack):
 
 def test_a_storm_of_fifty_failures_is_diagnosed_once_and_reported_in_one_digest_per_channel(stack):
     # 50 mapped instances fail with one upstream error, a few executor slots at a time (tests/e2e/storm.py).
-    run_storm(stack)
-    labels = _doctor_labels(api_for(stack), "handle_failures.gate_on_confidence", "~")
+    storm = run_storm(stack)
+    api = api_for(stack)
+    labels = _doctor_labels(api, "handle_failures.gate_on_confidence", "~")
     assert len([x for x in labels if x.startswith("example_burst_failures") and "+49 more" in x]) == 1
+    # The wait for the burst to settle ran in the triggerer: fetch_logs deferred, then resumed.
+    log = json.dumps(api.get_log(_ref("doctor", storm.doctor_run_id, "fetch_logs")))
+    assert "deferring until the storm settles" in log and "Storm settled" in log
 
 
 def _cases_per_instance(cur, run_id: str) -> dict[int, int]:
