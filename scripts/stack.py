@@ -125,6 +125,24 @@ class StackConfig:
         return f"postgresql://postgres@127.0.0.1:{self.pg_port}/{database}"
 
 
+DOCTOR_API_LOGIN = "doctor"
+
+
+def doctor_api_password(cfg: StackConfig) -> str:
+    """The doctor's own API account's password: random, made once per state dir.
+
+    Not the documented admin/admin login: Airflow masks every connection password (5 characters or
+    more, `[logging] min_length_masked_secret`) in each task log and XCom, so a password that is a
+    word ("admin") hides that word everywhere, also inside the error messages the doctor reads
+    ("terminating connection due to ***istrator command").
+    """
+    path = cfg.state_dir / "doctor_api_password"
+    if not path.exists():
+        cfg.state_dir.mkdir(parents=True, exist_ok=True)
+        path.write_text(secrets.token_urlsafe(18))
+    return path.read_text().strip()
+
+
 def _connection_env(cfg: StackConfig) -> dict[str, str]:
     """Connections of the doctor and the demo DAGs, as `AIRFLOW_CONN_*` JSON."""
     pg = {"conn_type": "postgres", "host": "127.0.0.1", "port": cfg.pg_port, "login": "postgres"}
@@ -134,8 +152,8 @@ def _connection_env(cfg: StackConfig) -> dict[str, str]:
         "doctor_airflow_api": {
             "conn_type": "http",
             "host": cfg.api_url,
-            "login": cfg.username,
-            "password": cfg.password,
+            "login": DOCTOR_API_LOGIN,
+            "password": doctor_api_password(cfg),
         },
         "doctor_smtp": {
             "conn_type": "smtp",
@@ -170,7 +188,9 @@ def airflow_env(cfg: StackConfig) -> dict[str, str]:
     if not secret_file.exists():
         secret_file.write_text(secrets.token_urlsafe(64))
     passwords_file = cfg.state_dir / "passwords.json"
-    passwords_file.write_text(json.dumps({cfg.username: cfg.password}))
+    passwords_file.write_text(
+        json.dumps({cfg.username: cfg.password, DOCTOR_API_LOGIN: doctor_api_password(cfg)})
+    )
     env = {
         **os.environ,
         "AIRFLOW_HOME": str(cfg.state_dir / "airflow"),
@@ -180,7 +200,7 @@ def airflow_env(cfg: StackConfig) -> dict[str, str]:
         "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
         "AIRFLOW__CORE__PARALLELISM": str(cfg.parallelism),
         "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
-        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{cfg.username}:admin",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{cfg.username}:admin,{DOCTOR_API_LOGIN}:admin",
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords_file),
         "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{cfg.api_url}/execution/",
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": (

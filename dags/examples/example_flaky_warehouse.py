@@ -1,12 +1,14 @@
 """
 ### example_flaky_warehouse
 
-Demo of a **transient** failure. `load_orders` connects to the warehouse (connection
-`demo_warehouse`); on its first try the warehouse is "restarting", modelled by connecting to a
-port nobody listens on, so the operating system refuses the connection
-(`psycopg2.OperationalError: ... Connection refused`). A retry reaches the real warehouse and
-succeeds. `retries=0` on purpose: the doctor, not Airflow's fixed retry, decides whether to retry.
-Param `outage_tries` (default 1) makes the outage last that many tries, so a retry does not help.
+Demo of a **transient** failure. `load_orders` queries the warehouse (connection
+`demo_warehouse`); on its first try the warehouse restarts under the query, modelled by the server
+ending the task's session (`pg_terminate_backend`, what a fast shutdown or a failover does to every
+open session), so the client sees `psycopg2.OperationalError: server closed the connection
+unexpectedly` (or `terminating connection due to administrator command`). A retry reaches the
+warehouse again and succeeds. `retries=0` on purpose: the doctor, not Airflow's fixed retry,
+decides whether to retry. Param `outage_tries` (default 1) makes the outage last that many tries,
+so a retry does not help.
 """
 
 from __future__ import annotations
@@ -33,11 +35,8 @@ def example_flaky_warehouse():
         hook = PostgresHook(postgres_conn_id="demo_warehouse")
         ctx = get_current_context()
         if ctx["ti"].try_number <= int(ctx["params"]["outage_tries"]):
-            # The warehouse is mid-restart during the first try: its port refuses connections.
-            conn = hook.get_connection("demo_warehouse")
-            import psycopg2
-
-            psycopg2.connect(host=conn.host, port=1, user=conn.login, dbname=conn.schema, connect_timeout=5)
+            # The warehouse restarts under the first try's query: the server ends the session.
+            hook.run("SELECT pg_terminate_backend(pg_backend_pid())")
         rows = hook.get_records("SELECT count(*) FROM pg_catalog.pg_tables")
         return int(rows[0][0])
 

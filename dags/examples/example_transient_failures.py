@@ -93,7 +93,7 @@ def _get_json(outage: bool, path: str, *, status: int = 503, silent: bool = Fals
 
 
 def warehouse_refused(outage: bool) -> int:
-    """The warehouse is mid-restart: its port refuses connections (like example_flaky_warehouse)."""
+    """The warehouse is mid-restart: its port refuses connections."""
     hook = _warehouse()
     if outage:
         import psycopg2

@@ -10,7 +10,8 @@ inside the mapped task group (Airflow 3.3's SkipMixin skips only unmapped downst
 the standard provider's `DateTimeTrigger` (the wait runs in the triggerer; the task holds no worker
 or pool slot while it waits), then clears in `execute_complete`; a remainder of at most
 `BACKOFF_SLEEP_MAX_SECONDS` is slept in the task instead. Without a backoff it clears at once, in
-one task process.
+one task process, unless a member's try is not yet recorded as failed: that wait is deferred to
+`triggers.FailedStateTrigger`.
 
 `FetchLogsOperator` is fetch_logs: it puts the reported failures in the inbox and, when a storm is
 arriving, defers to `triggers.StormSettledTrigger` until the burst has settled, then claims it whole
@@ -132,6 +133,8 @@ class ClearAndRetryOperator(BaseOperator):
     DOCTOR_BACKOFF_SLEEP_MAX_SECONDS, default 3: the measured deferral round trip is ~2.6 s, so a
     shorter remainder clears sooner slept than deferred, holding the worker slot no longer than
     that); a longer one is deferred to the triggerer (DateTimeTrigger), holding no worker slot.
+    Then, if a member's try is not yet recorded as failed (Airflow records it after the try's
+    process exits), the wait for it is deferred too (triggers.FailedStateTrigger).
 
     Args (templated, usually XComArgs): group (Group dict), decided (GroupDecision dict), diagnosis
     (diagnose's output, may be None), dry_run (bool).
@@ -164,11 +167,38 @@ class ClearAndRetryOperator(BaseOperator):
 
             self.log.info("Backing off until %s before clearing (deferred to the triggerer)", at.isoformat())
             self.defer(trigger=DateTimeTrigger(moment=at), method_name="execute_complete")
-        return self._clear(context)
+        return self._clear_when_failed(context)
 
     def execute_complete(self, context, event: Any = None) -> dict:
-        """Resumed after the backoff: clear now."""
+        """Resumed after the backoff: clear once every member's try shows as failed."""
         _label(context, self.group)
+        return self._clear_when_failed(context)
+
+    def execute_failed(self, context, event: Any = None) -> dict:
+        """Resumed when the members' tries show as failed (or the wait's deadline passed): clear."""
+        _label(context, self.group)
+        if event and event.get("waiting"):
+            self.log.warning(
+                "%d task instance(s) still not failed; the clear reports them", len(event["waiting"])
+            )
+        return self._clear(context)
+
+    def _clear_when_failed(self, context) -> dict:
+        """Clear now, or first wait in the triggerer for members whose try is not recorded as failed."""
+        if not _truthy(self.dry_run):
+            from include.doctor.config import settings as load_settings
+            from include.doctor.stages import members_not_failed_yet
+            from include.doctor.triggers import FailedStateTrigger
+
+            waiting = members_not_failed_yet(self.group, self.decided)
+            if waiting:
+                limit = load_settings().failed_state_timeout_seconds
+                self.log.info("%d try(s) not yet recorded as failed: waiting in the triggerer", len(waiting))
+                self.defer(
+                    trigger=FailedStateTrigger(waiting, time.time() + limit),
+                    method_name="execute_failed",
+                    timeout=timedelta(seconds=limit + 300),
+                )
         return self._clear(context)
 
     def _clear(self, context) -> dict:

@@ -418,6 +418,36 @@ def retry_at(group_data: dict, decided_data: dict) -> datetime | None:
     return latest
 
 
+def members_not_failed_yet(group_data: dict, decided_data: dict, *, api=None) -> list[dict]:
+    """The auto-retried members whose task instance does not show their try as failed yet (Airflow
+    records a failed try after its process exits, and the listener reports from inside it): still
+    this try and not in state failed. clear_and_retry waits for them in the triggerer
+    (triggers.FailedStateTrigger) instead of polling in the task.
+
+    Returns:
+        FailureRefs (dicts) to wait for; [] when every member can be cleared now, or when the API
+        cannot be read (remediation.clear_and_retry then waits and reports itself).
+    """
+    group = _group(group_data)
+    members = [group.members[i] for i in _decided(decided_data, group).members_with("auto_retry")]
+    if not members:
+        return []
+    try:
+        if api is None:
+            from include.doctor.airflow_api import default_api
+
+            api = default_api()
+        waiting = []
+        for ref in members:
+            ti = api.get_task_instance(ref.dag_id, ref.run_id, ref.task_id, ref.map_index)
+            if str(ti.get("state")) != "failed" and int(ti.get("try_number") or 0) == ref.try_number:
+                waiting.append(ref.model_dump(mode="json"))
+        return waiting
+    except Exception as exc:  # noqa: BLE001 - the clear's own wait handles it
+        log.warning("Could not read the task instances before clearing: %s", exc)
+        return []
+
+
 def clear_and_retry(
     group_data: dict,
     decided_data: dict,

@@ -9,6 +9,9 @@ process (~1 s of CPU) every poke.
 `StormSettledTrigger` is fetch_logs' wait for a storm to settle (capture.StormWatch): it counts the
 unclaimed failures in the inbox every `poll_seconds` and fires once none arrived for the quiet time
 (or the longest wait passed). Before this fetch_logs slept through it, holding a worker slot.
+
+`FailedStateTrigger` is clear_and_retry's wait for a task instance to show its try as failed
+(Airflow records it after the try's process exits); before this the task polled the REST API.
 """
 
 from __future__ import annotations
@@ -118,6 +121,52 @@ class StormSettledTrigger(BaseTrigger):
                     return
         except Exception as exc:  # noqa: BLE001 - the task claims what it can, never hangs
             yield TriggerEvent({"error": f"cannot count the inbox: {type(exc).__name__}: {exc}"[:500]})
+
+
+class FailedStateTrigger(BaseTrigger):
+    """Fire when each task instance shows its try as failed (or has moved on to a later try).
+
+    Args:
+        refs: FailureRefs (dicts) to wait for.
+        deadline: Unix seconds after which it fires anyway (clear_and_retry then reports the task
+            instance still not failed; Variable doctor_failed_state_timeout_seconds).
+        poll_seconds: seconds between two reads of the task instances.
+    Event payload: {"waiting": [refs still not failed]} ([] when all are).
+    """
+
+    def __init__(self, refs: list, deadline: float, poll_seconds: float = 0.5) -> None:
+        super().__init__()
+        self.refs = refs
+        self.deadline = deadline
+        self.poll_seconds = poll_seconds
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (
+            "include.doctor.triggers.FailedStateTrigger",
+            {"refs": self.refs, "deadline": self.deadline, "poll_seconds": self.poll_seconds},
+        )
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        waiting = list(self.refs)
+        try:
+            api, _ = await _clients()
+            while waiting and time.time() < self.deadline:
+                tis = [
+                    await asyncio.to_thread(
+                        api.get_task_instance, r["dag_id"], r["run_id"], r["task_id"], r.get("map_index", -1)
+                    )
+                    for r in waiting
+                ]
+                waiting = [
+                    r
+                    for r, ti in zip(waiting, tis, strict=True)
+                    if str(ti.get("state")) != "failed" and int(ti.get("try_number") or 0) == r["try_number"]
+                ]
+                if waiting:
+                    await asyncio.sleep(self.poll_seconds)
+        except Exception as exc:  # noqa: BLE001 - the clear then waits and reports itself
+            log.warning("Could not read the task instances: %s", exc)
+        yield TriggerEvent({"waiting": waiting})
 
 
 async def _knowledge_base():

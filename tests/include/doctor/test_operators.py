@@ -237,3 +237,49 @@ def test_the_storm_trigger_fires_once_no_failure_arrived_for_the_quiet_time(kb, 
     assert name == "include.doctor.triggers.StormSettledTrigger" and StormSettledTrigger(
         **kwargs
     ).serialize() == (name, kwargs)
+
+
+class _TaskInstances:
+    """The REST reads of the failed-state wait, answered from a script: each read of a task instance
+    takes the next of its states (the last one repeats)."""
+
+    def __init__(self, states: list[str]) -> None:
+        self.states, self.reads = list(states), 0
+
+    def get_task_instance(self, dag_id, run_id, task_id, map_index=-1):
+        self.reads += 1
+        state = self.states.pop(0) if len(self.states) > 1 else self.states[0]
+        return {"state": state, "try_number": 1}
+
+
+def test_a_try_not_yet_recorded_as_failed_is_waited_for_in_the_triggerer(monkeypatch):
+    import asyncio
+    import time
+
+    from include.doctor import triggers
+    from include.doctor.triggers import FailedStateTrigger
+
+    group, decided = _group_failed(seconds_ago=10, backoff=0)
+    running = _TaskInstances(["running"])
+    assert stages.members_not_failed_yet(group, decided, api=running) == [group["members"][0]]
+    assert stages.members_not_failed_yet(group, decided, api=_TaskInstances(["failed"])) == []
+
+    monkeypatch.setattr(stages, "members_not_failed_yet", lambda g, d, **kw: [group["members"][0]])
+    op = ClearAndRetryOperator(task_id="clear_and_retry", group=group, decided=decided)
+    with pytest.raises(TaskDeferred) as deferred:
+        op.execute({"run_id": "doctor-run"})
+    assert isinstance(deferred.value.trigger, FailedStateTrigger)
+    assert deferred.value.method_name == "execute_failed"
+
+    async def clients(api):
+        return api, None
+
+    def fire(api, deadline: float) -> dict:
+        monkeypatch.setattr(triggers, "_clients", lambda: clients(api))
+        trigger = FailedStateTrigger([group["members"][0]], deadline, poll_seconds=0.05)
+        return asyncio.run(anext(trigger.run())).payload
+
+    api = _TaskInstances(["running", "running", "failed"])
+    assert fire(api, time.time() + 30) == {"waiting": []} and api.reads == 3
+    # Past its deadline it fires with what is still running; the clear then reports it.
+    assert fire(_TaskInstances(["running"]), time.time() + 0.2)["waiting"] == [group["members"][0]]
