@@ -12,6 +12,7 @@ neighbour), then rules on exception types and messages; it is labelled `offline`
 from __future__ import annotations
 
 import logging
+import re
 import time
 from dataclasses import dataclass
 from functools import cache
@@ -124,11 +125,16 @@ def _from_rule(rule: Rule, confidence: float, evidence: list[str]) -> Diagnosis:
     )
 
 
+# An observed case's title is its diagnosis' root cause, which may itself say it was recognised.
+_RECOGNISED = re.compile(r"^(?:Recognised from memory \([^)]*\): )+")
+
+
 def _from_memory(n: Neighbour, confidence: float, why: str) -> Diagnosis:
     action = n.recommended_action or (Action.retry if n.transient else Action.notify)
+    what = _RECOGNISED.sub("", n.title or "") or n.error_class
     return Diagnosis(
         error_class=n.error_class or "unknown_error",
-        root_cause=f"Recognised from memory ({why}): {n.title or n.error_class}",
+        root_cause=f"Recognised from memory ({why}): {what}",
         transient=bool(n.transient),
         recommended_action=action,
         confidence=confidence,

@@ -112,3 +112,17 @@ def test_rule_alone_keeps_its_own_confidence_and_unknown_is_low():
     assert diagnose_offline(REFUSED, [neighbour(0.5, False)], [], 0.82).confidence == pytest.approx(0.8)
     unknown = diagnose_offline({"exception_type": "FooBarError", "message": "zzz", "text": ""}, [], [], 0.82)
     assert unknown.error_class == "unknown_error" and unknown.confidence == 0.2 and not unknown.transient
+
+
+def test_a_recognised_case_s_root_cause_says_recognised_once():
+    # An observed case's title is the root cause of its own diagnosis, which memory may have made.
+    earlier = neighbour(1.0, False, kind="observed").model_copy(
+        update={
+            "error_class": "task_code_error",
+            "title": "Recognised from memory (a runbook case is 0.97 similar): The task's own code raised an error.",
+        }
+    )
+    key_error = {"exception_type": "KeyError", "message": "'customer_id'", "text": ""}
+    d = diagnose_offline(key_error, [earlier], [earlier], 0.82)
+    assert d.root_cause.count("Recognised from memory") == 1
+    assert d.root_cause.endswith(": The task's own code raised an error.")
