@@ -320,7 +320,9 @@ def _render_record(record: dict | str) -> list[str]:
     event = to_text(record.get("event", ""))
     level = to_text(record.get("level", ""), 20).upper()
     logger = to_text(record.get("logger") or "", 200)
-    prefix = " ".join(p for p in (to_text(record.get("timestamp", ""), 23), level, logger) if p)
+    # The timestamp to the millisecond (23 characters), not cut in the middle like a long field.
+    stamp = to_text(record.get("timestamp", ""), 64)[:23]
+    prefix = " ".join(p for p in (stamp, level, logger) if p)
     lines = [f"{prefix} - {part}" if j == 0 and prefix else part for j, part in enumerate(event.split("\n"))]
     detail = _detail(record)
     if _stacks(detail):

@@ -302,3 +302,19 @@ def test_a_traceback_cut_before_the_exception_that_failed_the_task_is_marked_cut
     # Cut so that even the first traceback's header is gone: the same.
     headless = extract_excerpt("\n".join(handled.splitlines()[2:]))
     assert headless.source == "cut_off"
+
+
+def test_a_structured_record_s_timestamp_is_kept_to_the_millisecond_not_cut_in_the_middle():
+    records = [
+        {"timestamp": "2026-12-05T08:18:21.174824Z", "level": "info", "event": "Running statement: SELECT 1"},
+        {
+            "timestamp": "2026-12-05T08:18:21.372096Z",
+            "level": "error",
+            "event": "Task failed with exception",
+            "logger": "task",
+            "error_detail": [{"exc_type": "ValueError", "exc_value": "bad row", "frames": []}],
+        },
+    ]
+    text = extract_excerpt(records).text
+    assert "2026-12-05T08:18:21.372 ERROR task - Task failed with exception" in text
+    assert "cut by airflow-doctor" not in text
