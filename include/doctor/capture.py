@@ -232,12 +232,19 @@ def collect_failures(
 
     kb = kb or KnowledgeBase()
     reported = report_failures(events, params, kb=kb, api=api)
-    if reported["storm"]:
-        try:
-            settle_storm(kb)
-        except Exception as exc:  # noqa: BLE001 - claim_reported degrades if the store is gone
-            log.warning("Could not wait for the storm to settle: %s", exc)
+    wait_out_storm(reported, kb)
     return claim_reported(reported, doctor_run_id, kb=kb)
+
+
+def wait_out_storm(reported: dict, kb) -> None:
+    """Sleep in this process until a reported storm has settled (`settle_storm`); nothing for no
+    storm. Never raises: a knowledge base lost meanwhile is the claim's to degrade on."""
+    if not reported.get("storm"):
+        return
+    try:
+        settle_storm(kb)
+    except Exception as exc:  # noqa: BLE001 - claim_reported degrades if the store is gone
+        log.warning("Could not wait for the storm to settle: %s", exc)
 
 
 def report_failures(events: list[Any], params: dict[str, Any] | None, *, kb=None, api=None) -> dict:

@@ -131,6 +131,12 @@ def backoff_remaining(ref: FailureRef, backoff_seconds: float, now: datetime | N
     return max(0.0, backoff_seconds - elapsed)
 
 
+def try_settled(ti: dict, try_number: int) -> bool:
+    """Whether a task instance (REST dict) shows try `try_number` as failed, or a later try: Airflow
+    records a failed try only after its process exits, and the doctor may clear only then."""
+    return str(ti.get("state")) == "failed" or int(ti.get("try_number") or 0) != try_number
+
+
 def _wait_until_failed(api, ref: FailureRef, timeout: float, poll: float = 0.25) -> dict:
     """Poll the task instance until it shows this try as failed, or a later try (it moved on).
 
@@ -140,7 +146,7 @@ def _wait_until_failed(api, ref: FailureRef, timeout: float, poll: float = 0.25)
     deadline = time.monotonic() + timeout
     while True:
         ti = api.get_task_instance(ref.dag_id, ref.run_id, ref.task_id, ref.map_index)
-        if str(ti.get("state")) == "failed" or int(ti.get("try_number") or 0) != ref.try_number:
+        if try_settled(ti, ref.try_number):
             return ti
         if time.monotonic() > deadline:
             raise TimeoutError(f"{ref.label} is still {ti.get('state')!r} after {timeout:.0f}s")

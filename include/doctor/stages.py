@@ -196,7 +196,7 @@ def fetch_logs(
     Raises:
         ValueError: manual Params are malformed (capture.ref_from_params; nothing is claimed).
     """
-    from include.doctor.capture import settle_storm
+    from include.doctor.capture import wait_out_storm
     from include.doctor.store import KnowledgeBase
 
     if api is None:
@@ -205,11 +205,7 @@ def fetch_logs(
         api = default_api()  # one client (and one token) for the claim, the logs and the tags
     kb = kb or KnowledgeBase()
     reported = report_failures(events, params, kb=kb, api=api)
-    if reported["storm"]:
-        try:
-            settle_storm(kb)
-        except Exception as exc:  # noqa: BLE001 - the claim degrades if the store is gone
-            log.warning("Could not wait for the storm to settle: %s", exc)
+    wait_out_storm(reported, kb)
     return fetch_reported(reported, doctor_run_id, kb=kb, api=api)
 
 
@@ -437,12 +433,15 @@ def members_not_failed_yet(group_data: dict, decided_data: dict, *, api=None) ->
             from include.doctor.airflow_api import default_api
 
             api = default_api()
-        waiting = []
-        for ref in members:
-            ti = api.get_task_instance(ref.dag_id, ref.run_id, ref.task_id, ref.map_index)
-            if str(ti.get("state")) != "failed" and int(ti.get("try_number") or 0) == ref.try_number:
-                waiting.append(ref.model_dump(mode="json"))
-        return waiting
+        from include.doctor.remediation import try_settled
+
+        return [
+            ref.model_dump(mode="json")
+            for ref in members
+            if not try_settled(
+                api.get_task_instance(ref.dag_id, ref.run_id, ref.task_id, ref.map_index), ref.try_number
+            )
+        ]
     except Exception as exc:  # noqa: BLE001 - the clear's own wait handles it
         log.warning("Could not read the task instances before clearing: %s", exc)
         return []

@@ -147,9 +147,11 @@ class FailedStateTrigger(BaseTrigger):
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
+        from include.doctor.remediation import try_settled
+
         waiting = list(self.refs)
         try:
-            api, _ = await _clients()
+            api = await _api()
             while waiting and time.time() < self.deadline:
                 tis = [
                     await asyncio.to_thread(
@@ -158,9 +160,7 @@ class FailedStateTrigger(BaseTrigger):
                     for r in waiting
                 ]
                 waiting = [
-                    r
-                    for r, ti in zip(waiting, tis, strict=True)
-                    if str(ti.get("state")) != "failed" and int(ti.get("try_number") or 0) == r["try_number"]
+                    r for r, ti in zip(waiting, tis, strict=True) if not try_settled(ti, r["try_number"])
                 ]
                 if waiting:
                     await asyncio.sleep(self.poll_seconds)
@@ -185,14 +185,15 @@ async def _knowledge_base():
 async def _clients():
     """(AirflowAPI, KnowledgeBase) built from the doctor's connections, read the async way (the
     triggerer's event loop must not block on a connection lookup)."""
+    return await _api(), await _knowledge_base()
+
+
+async def _api():
+    """The AirflowAPI of connection doctor_airflow_api, its fields read the async way."""
     from asgiref.sync import sync_to_async
-    from psycopg2.extensions import make_dsn
 
     from include.doctor.airflow_api import AirflowAPI, _connection_fields
-    from include.doctor.config import API_CONN_ID, DB_CONN_ID
-    from include.doctor.store import KnowledgeBase
+    from include.doctor.config import API_CONN_ID
 
     base_url, username, password = await sync_to_async(_connection_fields)(API_CONN_ID)
-    db = KnowledgeBase(conn_id=DB_CONN_ID)
-    kwargs = await sync_to_async(lambda: db.connect_kwargs)()
-    return AirflowAPI(base_url, username, password), KnowledgeBase(dsn=make_dsn(**kwargs))
+    return AirflowAPI(base_url, username, password)

@@ -271,11 +271,11 @@ def test_a_try_not_yet_recorded_as_failed_is_waited_for_in_the_triggerer(monkeyp
     assert isinstance(deferred.value.trigger, FailedStateTrigger)
     assert deferred.value.method_name == "execute_failed"
 
-    async def clients(api):
-        return api, None
+    async def the_api(api):
+        return api
 
     def fire(api, deadline: float) -> dict:
-        monkeypatch.setattr(triggers, "_clients", lambda: clients(api))
+        monkeypatch.setattr(triggers, "_api", lambda: the_api(api))
         trigger = FailedStateTrigger([group["members"][0]], deadline, poll_seconds=0.05)
         return asyncio.run(anext(trigger.run())).payload
 
