@@ -54,9 +54,11 @@ def decide(
         Decision with verdict "auto_retry" only if all hold:
         1. judgement: transient, action retry/retry_with_backoff, confidence >= confidence_threshold;
         2. agreement: memory verifies it (a fingerprint match whose retry is verified, or the best
-           neighbour >= similarity_threshold with a verified retry; a transient runbook entry
-           counts, except for a log cut before the exception that failed the task (excerpt source
-           `cut_off`), where only an observed verified retry of the same fingerprint does) or the
+           neighbour >= similarity_threshold with a verified retry; a transient runbook entry of a
+           catalogue class counts, except for a log cut before the exception that failed the task
+           (excerpt source `cut_off`), where only an observed verified retry of the same fingerprint
+           does, and when the rules read the error as a transient class the catalogue leaves out
+           (`connection_refused`), where only an observed verified retry does) or the
            rules put the primary error (from an authoritative source) in a retry-safe catalogue
            class; and nothing contradicts it: no rule reading the primary error
            as permanent (an observed case of the same fingerprint whose retry succeeded outweighs
@@ -70,8 +72,9 @@ def decide(
         "approval" (the grey zone, when `approval_enabled`) when policy holds except a demotion,
         nothing contradicts, the diagnosis says transient with a retry action and confidence >=
         approval_confidence_floor, and memory or the catalogue back it (also the catalogue's reading
-        of the error a cut-off log shows, or the most similar case with a verified retry is >=
-        approval_similarity_floor). Otherwise "escalate".
+        of the error a cut-off log shows, the rules' reading of a transient class the catalogue leaves
+        out, or the most similar case with a verified retry is >= approval_similarity_floor).
+        Otherwise "escalate".
         `backoff_seconds` is the wait before a retry_with_backoff clear; `retry_class` the
         catalogue class, if any.
     """
@@ -92,6 +95,21 @@ def decide(
     cut_off = (excerpt or {}).get("source") == "cut_off"
     if cut_off and memory_ok and not any(n.kind == "observed" for n in verified_fp):
         memory_ok = False
+    # The rules' reading, needed by memory below: a transient class the catalogue leaves out
+    # (`connection_refused` on a port that is not the protocol's standard one) is one only this
+    # deployment's observed retries can vouch for; a runbook entry, which knows classes and not this
+    # deployment's hosts and ports, cannot.
+    rule = classify(excerpt, local_services=settings.local_services) if excerpt else None
+    uncatalogued = rule is not None and rule.transient and not is_retry_safe(rule.error_class)
+    close_observed = (
+        best is not None and best.kind == "observed" and best.similarity >= settings.similarity_threshold
+    )
+    observed_vouch = any(n.kind == "observed" for n in verified_fp) or (
+        close_observed and best.retry_verified
+    )
+    runbook_only = memory_ok and not observed_vouch
+    if uncatalogued and runbook_only:
+        memory_ok = False
     best_verified = memory.best_verified_similarity
     failed_retries = memory.failed_retries
     said_permanent = memory.said_permanent
@@ -102,6 +120,12 @@ def decide(
         reasons.append(
             f"memory: case {n.case_id} ({n.kind}, {n.error_class}) vouches for the error the log shows, "
             f"but the log was cut before the exception that failed the task"
+        )
+    elif uncatalogued and runbook_only:
+        n = verified_fp[0] if verified_fp else best
+        reasons.append(
+            f"memory: runbook entry {n.case_id} ({n.error_class}) describes the error, but only an observed "
+            f"retry can vouch for {rule.error_class}, which the catalogue leaves out"
         )
     elif verified_fp:
         reasons.append(f"memory: same fingerprint as case {verified_fp[0].case_id}, whose retry is verified")
@@ -144,7 +168,6 @@ def decide(
                 f"judgement: {diagnosis.diagnoser} diagnosis {diagnosis.error_class} is transient "
                 f"({diagnosis.recommended_action.value}, confidence {diagnosis.confidence:.2f})"
             )
-    rule = classify(excerpt, local_services=settings.local_services) if excerpt else None
     source = (excerpt or {}).get("source")
     retry_class = rule.error_class if rule and rule.transient and is_retry_safe(rule.error_class) else None
     catalogue_ok = retry_class is not None and source in AUTHORITATIVE_SOURCES
@@ -238,6 +261,7 @@ def decide(
             memory_ok
             or catalogue_ok
             or (cut_off and retry_class is not None)
+            or uncatalogued
             or (best_verified is not None and best_verified >= settings.approval_similarity_floor)
         )
     ):

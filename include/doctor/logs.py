@@ -314,6 +314,36 @@ def _render_stacks(stacks: list[dict], indent: str = "") -> list[str]:
     return lines
 
 
+# Keys every structured record of an Airflow 3 task log carries (the task runner's and supervisor's
+# structlog context, the rendered fields, the exception): not part of what a record says.
+_RECORD_KEYS = frozenset(
+    {
+        "timestamp", "level", "event", "logger", "logger_name", "filename", "lineno", "func_name",
+        "dag_id", "task_id", "run_id", "map_index", "ti_id", "try_number", "error_detail", "exception",
+        "exc_info", "stack_info", "chan", "pid",
+    }
+)  # fmt: skip
+_SAYS_LEVELS = frozenset({"WARNING", "WARN", "ERROR", "CRITICAL", "EXCEPTION", "FATAL"})
+
+
+def _record_fields(record: dict) -> str:
+    """A warning or error record's own fields as structlog's console renderer prints them
+    (` key=value`, dicts as JSON): the supervisor's `detail={"current_state": ...}` or
+    `exit_code=<Negsignal.SIGKILL: -9>` is what the record says, and the text form of the same log
+    shows it. Bounded to MAX_CONTEXT_CHARS per field."""
+    parts = []
+    for key, value in list(record.items())[:20]:
+        if key in _RECORD_KEYS or not isinstance(key, str) or value is None:
+            continue
+        if isinstance(value, dict | list):
+            try:
+                value = json.dumps(value, default=str)
+            except (TypeError, ValueError):
+                value = str(value)
+        parts.append(f" {to_text(key, 40)}={to_text(value, MAX_CONTEXT_CHARS)}")
+    return "".join(parts)
+
+
 def _render_record(record: dict | str) -> list[str]:
     if not isinstance(record, dict):
         return to_text(record).split("\n")
@@ -323,6 +353,10 @@ def _render_record(record: dict | str) -> list[str]:
     # The timestamp to the millisecond (23 characters), not cut in the middle like a long field.
     stamp = to_text(record.get("timestamp", ""), 64)[:23]
     prefix = " ".join(p for p in (stamp, level, logger) if p)
+    if level in _SAYS_LEVELS:
+        fields = _record_fields(record)
+        if fields:
+            event = event.rstrip("\n") + fields if "\n" not in event else event + "\n" + fields.strip()
     lines = [f"{prefix} - {part}" if j == 0 and prefix else part for j, part in enumerate(event.split("\n"))]
     detail = _detail(record)
     if _stacks(detail):

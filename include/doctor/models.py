@@ -21,6 +21,8 @@ from pydantic import (
     field_validator,
 )
 
+from include.doctor.catalogue import is_retry_safe
+
 Source = Literal["listener", "sweeper", "manual"]
 
 
@@ -181,10 +183,16 @@ class Neighbour(BaseModel):
 
     @property
     def retry_verified(self) -> bool:
-        """A retry of this case is known to have worked: a transient runbook entry, or an observed
-        case whose doctor retry was verified to succeed (DESIGN.md Gate 1)."""
+        """A retry of this case is known to have worked: a transient runbook entry of a retry-safe
+        catalogue class (catalogue.py; an entry describing a class the catalogue leaves out, such as
+        `connection_refused`, is knowledge for the diagnosis, not evidence for a retry), or an
+        observed case whose doctor retry was verified to succeed (DESIGN.md Gate 1)."""
         if self.kind == "runbook":
-            return bool(self.transient) and self.recommended_action in RETRY_ACTIONS
+            return (
+                bool(self.transient)
+                and self.recommended_action in RETRY_ACTIONS
+                and is_retry_safe(self.error_class)
+            )
         return self.outcome == "succeeded"
 
     @property

@@ -126,6 +126,7 @@ _TABLE: list[tuple[str, str, bool, Action, float, str, str]] = [
     # A person or a timeout stopped the task: not a platform hiccup, not retry-safe.
     (r"Received SIGTERM|Signals?\.SIGTERM|Task received SIGTERM|marked (?:as )?failed|"
      r"externally set to failed|execution_timeout|AirflowTaskTimeout|Timeout, PID|"
+     r"Server indicated the task shouldn't be running anymore|"
      r"Reason: DeadlineExceeded|activeDeadlineSeconds", "task_terminated",
      False, N, 0.6, "The task was stopped from outside (SIGTERM, a timeout, or a person marking it failed).",
      "Find who or what stopped it: execution_timeout, a person, or the platform."),
@@ -613,6 +614,46 @@ def refused_target(excerpt: dict) -> tuple[str, int] | None:
     return None
 
 
+# Airflow says why it stops a running try before it sends SIGTERM. Airflow 1.10/2.x's local task job:
+# "State of this instance has been externally set to <state>. Terminating instance." (1.10: "Taking
+# the poison pill."); Airflow 3's supervisor, when its heartbeat gets 409 not_running: "Server
+# indicated the task shouldn't be running anymore. Terminating process" with
+# detail={"current_state": <state>}. A state set to none is the scheduler resetting an orphaned try
+# (SchedulerJob.adopt_or_reset_orphaned_tasks, after a scheduler restart or an HA failover; both
+# versions); failed, success and skipped are a person, the REST API or a DAG run timeout; up_for_retry
+# is the scheduler failing the try itself. Only Airflow's own wording counts, and only where the
+# primary error already says the try was stopped (a printed line before a code error changes nothing).
+_STOPPED_BECAUSE = re.compile(
+    r"State of this instance has been externally set to (\w+)\. (?:Terminating instance|Taking the poison pill)|"
+    r"Server indicated the task shouldn't be running anymore\. Terminating process[^\n]{0,40}?"
+    r"detail=\{[^\n]{0,400}?['\"]current_state['\"]: (?:['\"](\w+)['\"]|(null|None))"
+)
+_STOPPED = re.compile(r"SIGTERM|Task killed|shouldn't be running anymore|externally set to|Terminating")
+TRY_RESET_BY_SCHEDULER = Rule(
+    re.compile(r"State of this instance has been externally set to None\b"),
+    "worker_lost",
+    True,
+    Action.retry,
+    0.8,
+    "The scheduler reset the running try's state to none (orphaned-task adoption after a scheduler "
+    "restart or failover) and Airflow stopped it with SIGTERM: the platform lost track of the try, not "
+    "its code.",
+    "Retry; check the scheduler's restarts and HA failovers if it recurs.",
+)
+
+
+def stopped_because(excerpt: dict) -> str | None:
+    """The state Airflow said the try was set to from outside before it stopped it (`None`,
+    `failed`, `up_for_retry`, ...; Airflow 3's JSON null reads `None`), from the newest such line
+    among the excerpt's context lines and message; None when no such line is there."""
+    lines = [*(excerpt.get("context") or []), excerpt.get("message") or ""]
+    for line in reversed(lines):
+        m = _STOPPED_BECAUSE.search(line)
+        if m:
+            return m.group(1) or m.group(2) or "None"  # JSON null, Python None
+    return None
+
+
 def classify(excerpt: dict, *, local_services: bool = False) -> Rule | None:
     """`match_rule` on an excerpt (as dict): its primary error and chained causes; for a log without
     a traceback (source `log_line`) also the lines around its error line (`context`).
@@ -622,12 +663,23 @@ def classify(excerpt: dict, *, local_services: bool = False) -> Rule | None:
     the newest context line a rule recognises does.
 
     A refused connection is then read by where it was aimed (`refused_target`): localhost is
-    LOCALHOST_REFUSED (unless `local_services`), a remote host on its protocol's standard port
-    (DEFAULT_SERVICE_PORTS) is SERVICE_REFUSED_DEFAULT_PORT (retry-safe), anything else stays
-    `connection_refused`, which only memory or a person can vouch for. A network reading (DNS,
+    LOCALHOST_REFUSED (unless `local_services`, where localhost is a host like any other), a host
+    on its protocol's standard port (DEFAULT_SERVICE_PORTS) is SERVICE_REFUSED_DEFAULT_PORT
+    (retry-safe), anything else stays
+    `connection_refused`, which only memory or a person can vouch for. A SIGTERM that Airflow's local
+    task job says follows the scheduler resetting the try's state to none is TRY_RESET_BY_SCHEDULER
+    (`stopped_because`). A network reading (DNS,
     refused, timed out) of a call to an AWS endpoint whose region does not exist is WRONG_AWS_REGION.
     """
     rule = _classify(excerpt, local_services=local_services)
+    if (
+        rule is not None
+        and rule.error_class == "task_terminated"
+        and _STOPPED.search(excerpt.get("message") or "")
+        and stopped_because(excerpt) in ("None", "none")
+    ):
+        # A SIGTERM says only that a signal came; the local task job's line says who sent it.
+        return TRY_RESET_BY_SCHEDULER
     if (
         rule is not None
         and rule.error_class == "connection_refused"
@@ -645,8 +697,8 @@ def classify(excerpt: dict, *, local_services: bool = False) -> Rule | None:
         refused_target(excerpt) if rule is not None and rule.error_class == "connection_refused" else None
     )
     if target is not None:
-        if re.fullmatch(_LOCALHOST, target[0], re.I):
-            return rule if local_services else LOCALHOST_REFUSED
+        if not local_services and re.fullmatch(_LOCALHOST, target[0], re.I):
+            return LOCALHOST_REFUSED
         if target[1] in DEFAULT_SERVICE_PORTS:
             return SERVICE_REFUSED_DEFAULT_PORT
     return rule

@@ -22,7 +22,7 @@ def runbook(similarity: float, transient: bool = True, action: Action = Action.r
         case_id=1,
         kind="runbook",
         similarity=similarity,
-        error_class="x",
+        error_class="db_connection_lost",
         transient=transient,
         recommended_action=action,
     )
@@ -362,3 +362,28 @@ def test_localhost_refused_is_a_misconfiguration_unless_local_services_are_real(
     }
     assert judged(refused, [runbook(0.95)]).verdict == "escalate"
     assert judged(refused, [runbook(0.95)], local_services=True).verdict == "auto_retry"
+
+
+def test_a_runbook_vouches_only_for_a_class_of_the_catalogue():
+    """A runbook entry knows classes, not this deployment's hosts and ports: for a refusal on a
+    port that is not the protocol's standard one (a wrong published port refuses on every try) it is
+    no evidence; this deployment's own verified retry of such a failure is."""
+    refused = {
+        **RESET,
+        "exception_type": "psycopg2.OperationalError",
+        "message": 'connection to server at "warehouse.internal" (10.1.2.3), port 15432 failed: Connection refused',
+    }
+    refused_runbook = runbook(0.97).model_copy(update={"error_class": "connection_refused"})
+    assert not refused_runbook.retry_verified and runbook(0.97).retry_verified
+
+    uncatalogued = judged(refused, [refused_runbook])
+    assert uncatalogued.verdict == "approval", uncatalogued.reasons
+    # a runbook entry of a catalogue class does not vouch for it either
+    decision = judged(refused, [runbook(0.97)])
+    assert decision.verdict == "approval"
+    assert any("only an observed retry can vouch for connection_refused" in r for r in decision.reasons)
+    healed_here = observed(0.97, "succeeded")
+    assert judged(refused, [healed_here, runbook(0.9)]).verdict == "auto_retry"
+    # on the protocol's standard port the rules vouch by themselves (service_unreachable)
+    standard = {**refused, "message": refused["message"].replace("15432", "5432")}
+    assert judged(standard, [runbook(0.3)]).verdict == "auto_retry"

@@ -318,3 +318,30 @@ def test_a_structured_record_s_timestamp_is_kept_to_the_millisecond_not_cut_in_t
     text = extract_excerpt(records).text
     assert "2026-12-05T08:18:21.372 ERROR task - Task failed with exception" in text
     assert "cut by airflow-doctor" not in text
+
+
+def test_a_warning_or_error_record_says_its_own_fields_as_the_console_renderer_does():
+    from include.doctor.logs import render_log
+
+    records = [
+        {
+            "timestamp": "2026-12-05T09:39:26.41Z",
+            "level": "info",
+            "event": "Filling up the DagBag",
+            "bundle": "dags",
+        },
+        {
+            "timestamp": "2026-12-05T09:39:27.42Z",
+            "level": "warning",
+            "event": "Process exited abnormally",
+            "exit_code": -9,
+            "pid": 4242,
+            "ti_id": "0193a1b2-0000-7000-8000-000000000001",
+            "logger": "supervisor",
+        },
+        {"level": "error", "event": "Server indicated", "detail": {"current_state": None}, "logger": "task"},
+    ]
+    lines = render_log(records)
+    assert lines[0].endswith("Filling up the DagBag")  # an info record: the event only
+    assert lines[1].endswith("Process exited abnormally exit_code=-9")  # no pid or ti_id: context, volatile
+    assert lines[2] == 'ERROR task - Server indicated detail={"current_state": null}'

@@ -494,3 +494,114 @@ def test_libpq_s_older_refusal_names_its_host_and_port_on_separate_lines():
     assert classify({**excerpt, "message": excerpt["message"].replace("5432", "6543")}).error_class == (
         "connection_refused"
     )
+
+
+def test_every_retry_safe_class_has_runbook_entries_the_rules_read_as_that_class():
+    """Runbook entries seed memory for each class of the catalogue (issue "Judgement that
+    generalises", item 5), and a runbook example the rules read as another class would vouch for
+    errors the catalogue does not cover: each transient example of a catalogue entry reads as its class."""
+    from include.doctor.catalogue import CATALOGUE
+    from include.doctor.knowledge import load_runbooks, split_example
+
+    rows = load_runbooks()
+    assert set(CATALOGUE) <= {r["error_class"] for r in rows if r["transient"]}
+    misread = []
+    for row in rows:
+        if row["transient"] and is_retry_safe(row["error_class"]):
+            exc_type, message = split_example(row["excerpt"])
+            rule = classify(
+                {"exception_type": exc_type, "message": message, "causes": [], "source": "traceback"}
+            )
+            if rule is None or rule.error_class != row["error_class"]:
+                misread.append((row["runbook_id"], rule and rule.error_class))
+    assert misread == []
+
+
+def _airflow2_stopped(state: str) -> str:
+    return (
+        "[2025-03-02, 04:10:11 UTC] {subprocess.py:93} INFO - exporting partition 17 of 40\n"
+        "[2025-03-02, 04:10:14 UTC] {local_task_job_runner.py:302} WARNING - State of this instance has "
+        f"been externally set to {state}. Terminating instance.\n"
+        "[2025-03-02, 04:10:14 UTC] {process_utils.py:131} INFO - Sending 15 to group 811. PIDs of all "
+        "processes in the group: [812, 811]\n"
+        "[2025-03-02, 04:10:14 UTC] {taskinstance.py:1630} ERROR - Received SIGTERM. Terminating subprocesses.\n"
+    )
+
+
+def _airflow3_stopped(state: str | None) -> list[dict]:
+    """An Airflow 3 task log (records as the logs endpoint returns them) of a try the supervisor stopped
+    after its heartbeat got 409 not_running (supervisor.py, `_send_heartbeat_if_needed`)."""
+    detail = {
+        "reason": "not_running",
+        "message": "TI is no longer in the running state and task should terminate",
+        "current_state": state,
+    }
+    return [
+        {
+            "timestamp": "2026-12-05T09:39:26.41Z",
+            "level": "info",
+            "event": "exporting 9",
+            "logger": "task.stdout",
+        },
+        {
+            "timestamp": "2026-12-05T09:39:27.42Z",
+            "level": "error",
+            "event": "Server indicated the task shouldn't be running anymore. Terminating process",
+            "detail": detail,
+            "logger": "task",
+        },
+        {
+            "timestamp": "2026-12-05T09:39:28.41Z",
+            "level": "info",
+            "event": "exporting 10",
+            "logger": "task.stdout",
+        },
+        {"timestamp": "2026-12-05T09:39:32.43Z", "level": "error", "event": "Task killed!", "logger": "task"},
+    ]
+
+
+@pytest.mark.parametrize(
+    ("log", "error_class"),
+    [
+        (_airflow2_stopped("None"), "worker_lost"),
+        (_airflow2_stopped("failed"), "task_terminated"),
+        (_airflow2_stopped("up_for_retry"), "task_terminated"),
+        (_airflow3_stopped(None), "worker_lost"),
+        (_airflow3_stopped("failed"), "task_terminated"),
+        (_airflow3_stopped("success"), "task_terminated"),
+        (
+            "[error    ] Server indicated the task shouldn't be running anymore. Terminating process [task] "
+            "detail={'reason': 'not_running', 'message': 'TI is no longer in the running state and task "
+            "should terminate', 'current_state': None}\n[error    ] Task killed! [task]\n",
+            "worker_lost",
+        ),
+    ],
+    ids=[
+        "a2-reset-to-none",
+        "a2-marked-failed",
+        "a2-up-for-retry",
+        "a3-reset",
+        "a3-marked-failed",
+        "a3-marked-success",
+        "a3-console-text",
+    ],
+)
+def test_a_stopped_try_is_read_by_who_stopped_it(log, error_class):
+    """A try stopped because the scheduler reset its state to none (an orphaned try after a scheduler
+    restart or failover) is the platform's doing and retry-safe; one a person or the API set to
+    failed or success, or the scheduler failed itself, is not."""
+    rule = classify(excerpt_record(extract_excerpt(log)))
+    assert rule.error_class == error_class
+    assert rule.transient == is_retry_safe(error_class) == (error_class == "worker_lost")
+
+
+def test_a_printed_reset_line_does_not_make_a_code_error_retry_safe():
+    forged = (
+        "[2025-03-02, 04:10:14 UTC] {local_task_job_runner.py:302} WARNING - State of this instance has "
+        "been externally set to None. Terminating instance.\n"
+        "Traceback (most recent call last):\n"
+        '  File "/opt/airflow/dags/export.py", line 12, in export\n'
+        "    row['customer_id']\n"
+        "KeyError: 'customer_id'\n"
+    )
+    assert classify(excerpt_record(extract_excerpt(forged))).error_class == "task_code_error"

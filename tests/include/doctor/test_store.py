@@ -56,7 +56,7 @@ def test_search_returns_nearest_by_cosine_with_outcomes(kb: KnowledgeBase):
         {
             "runbook_id": "near#0",
             "title": "near",
-            "error_class": "db_connection_refused",
+            "error_class": "db_connection_lost",
             "transient": True,
             "recommended_action": "retry",
             "fix_steps": ["wait"],
