@@ -12,7 +12,7 @@ failures each doctor run handled, and why any failure was not healed.
 
 How: the stack of `make demo` (scripts/stack.py) on temporary state folders and free ports, one
 stack per phase. The five `example_transient_*` DAGs (dags/examples/example_transient_failures.py:
-connection refused, HTTP 503, read timeout, serialization failure, DNS EAI_AGAIN; each fails its
+database starting up (57P03), HTTP 503, read timeout, serialization failure, DNS EAI_AGAIN; each fails its
 first try only, retries=0) are triggered round-robin, one every `--spacing` s, N times.
 - offline: no `doctor_llm` connection, so the doctor diagnoses with memory and rules.
 - baseline: in the offline stack, N runs of the `baseline_transient_*` twins (retries=1, Airflow's

@@ -4,8 +4,9 @@
 Five small demo DAGs from one factory, each with one task that fails on its first try with a
 different, real **transient** error and succeeds on the next try:
 
-- `example_transient_warehouse_refused.load_orders`: the warehouse (connection `demo_warehouse`)
-  is restarting and refuses the TCP connection (`psycopg2.OperationalError: ... Connection refused`).
+- `example_transient_warehouse_restarting.load_orders`: the warehouse is restarting and answers the
+  connection's startup message with `FATAL: the database system is starting up` (SQLSTATE 57P03,
+  `psycopg2.OperationalError`), spoken by a loopback server on the Postgres wire protocol.
 - `example_transient_api_503.fetch_exports`: an HTTP API on loopback sheds load with
   `503 Service Unavailable` (`requests.exceptions.HTTPError`).
 - `example_transient_api_timeout.fetch_rates`: an HTTP API on loopback accepts the connection but
@@ -92,14 +93,72 @@ def _get_json(outage: bool, path: str, *, status: int = 503, silent: bool = Fals
         _close(handle)
 
 
-def warehouse_refused(outage: bool) -> int:
-    """The warehouse is mid-restart: its port refuses connections."""
+def _starting_up_server():
+    """A loopback server that speaks the start of PostgreSQL's wire protocol (protocol 3.0, "Message
+    Flow: Start-up") as a server in recovery does: it declines SSL and GSS encryption ('N') and answers
+    the StartupMessage with ErrorResponse FATAL 57P03 "the database system is starting up". Returns
+    the listening socket (close it to stop)."""
+    import socket
+    import threading
+
+    ssl_or_gss_request = {80877103, 80877104}
+    fields = b"SFATAL\0VFATAL\0C57P03\0Mthe database system is starting up\0\0"
+    error = b"E" + (len(fields) + 4).to_bytes(4, "big") + fields
+
+    def read(conn, n: int) -> bytes:
+        data = b""
+        while len(data) < n:
+            chunk = conn.recv(n - len(data))
+            if not chunk:
+                raise ConnectionError("client went away")
+            data += chunk
+        return data
+
+    def answer(conn) -> None:
+        with conn:
+            try:
+                while True:
+                    length = int.from_bytes(read(conn, 4), "big")
+                    body = read(conn, length - 4)
+                    if length == 8 and int.from_bytes(body, "big") in ssl_or_gss_request:
+                        conn.sendall(b"N")
+                        continue
+                    conn.sendall(error)
+                    return
+            except (OSError, ConnectionError):
+                return
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(8)
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = sock.accept()
+            except OSError:
+                return
+            answer(conn)
+
+    threading.Thread(target=serve, daemon=True).start()
+    return sock
+
+
+def warehouse_restarting(outage: bool) -> int:
+    """The warehouse is mid-restart: it accepts the connection and answers "starting up"."""
     hook = _warehouse()
     if outage:
         import psycopg2
 
         conn = hook.get_connection("demo_warehouse")
-        psycopg2.connect(host=conn.host, port=1, user=conn.login, dbname=conn.schema, connect_timeout=5)
+        server = _starting_up_server()
+        try:
+            port = server.getsockname()[1]
+            psycopg2.connect(
+                host="127.0.0.1", port=port, user=conn.login, dbname=conn.schema, connect_timeout=5
+            )
+        finally:
+            server.close()
     return int(hook.get_records("SELECT count(*) FROM pg_catalog.pg_tables")[0][0])
 
 
@@ -161,7 +220,7 @@ def dns_hiccup(outage: bool) -> int:
 
 # kind: (failing task's id, its work: fn(outage) -> result)
 TRANSIENT_KINDS = {
-    "warehouse_refused": ("load_orders", warehouse_refused),
+    "warehouse_restarting": ("load_orders", warehouse_restarting),
     "api_503": ("fetch_exports", api_503),
     "api_timeout": ("fetch_rates", api_timeout),
     "serialization": ("update_inventory", serialization),
