@@ -174,19 +174,22 @@ def print_timeline(t: dict) -> None:
     print(f"  note on the task     {t['note']}")
 
 
-def sink_messages(cfg: StackConfig) -> tuple[list[dict], list[dict]]:
-    """(mails, slack posts) the loopback sinks received so far."""
+def sink_messages(cfg: StackConfig, since: float = 0.0) -> tuple[list[dict], list[dict]]:
+    """(mails, slack posts) the loopback sinks received at or after `since` (epoch seconds; a
+    reused stack's sinks still hold the messages of earlier runs)."""
 
     def read(name: str) -> list[dict]:
         path = cfg.sink_dir / name
-        return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+        rows = [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+        return [r for r in rows if float(r.get("received_at") or 0) >= since]
 
     return read("mail.jsonl"), read("slack.jsonl")
 
 
-def escalation_delivered(cfg: StackConfig, labels: list[str]) -> bool:
-    """Whether an "escalated" email and a Slack message name every `dag_id.task_id` in labels."""
-    mails, posts = sink_messages(cfg)
+def escalation_delivered(cfg: StackConfig, labels: list[str], since: float = 0.0) -> bool:
+    """Whether an "escalated" email and a Slack message received at or after `since` name every
+    `dag_id.task_id` in labels."""
+    mails, posts = sink_messages(cfg, since)
     subjects = [m.get("subject", "") for m in mails if "escalated" in m.get("subject", "")]
     texts = [p["body"].get("text", "") for p in posts if isinstance(p.get("body"), dict)]
     return all(any(label in s for s in subjects) for label in labels) and all(
@@ -197,6 +200,7 @@ def escalation_delivered(cfg: StackConfig, labels: list[str]) -> bool:
 def run_demo(cfg: StackConfig, timeout: float = 300) -> int:
     api, kb = api_for(cfg), kb_for(cfg)
     wait_for_dags(api, ["doctor", *DEMOS])
+    started = time.time()
     runs = {dag_id: trigger(api, dag_id) for dag_id in DEMOS}
     print(f"Triggered: {', '.join(f'{d} ({r})' for d, r in runs.items())}")
 
@@ -232,18 +236,20 @@ def run_demo(cfg: StackConfig, timeout: float = 300) -> int:
     escalated = [f"{d}.{task_id}" for d, (task_id, expected) in DEMOS.items() if expected == "escalate"]
     try:
         wait_until(
-            lambda: escalation_delivered(cfg, escalated), 60, "the escalation's email and Slack message"
+            lambda: escalation_delivered(cfg, escalated, started),
+            60,
+            "the escalation's email and Slack message",
         )
     except TimeoutError as exc:
         print(f"!! {exc}")
         ok = False
-    mails, posts = sink_messages(cfg)
-    print(f"\n=== Email received by the SMTP sink ({len(mails)})")
+    mails, posts = sink_messages(cfg, started)
+    print(f"\n=== Email received by the SMTP sink during this demo ({len(mails)})")
     for mail in mails:
         print(f"--- To: {', '.join(mail['rcpt_tos'])}\n    Subject: {mail['subject']}")
         body = mail.get("text") or re.sub(r"<[^>]+>", " ", html.unescape(mail.get("html", "")))
         print("    " + re.sub(r"[ \t]+", " ", body)[:1500].replace("\n", "\n    "))
-    print(f"\n=== Slack messages received by the webhook sink ({len(posts)})")
+    print(f"\n=== Slack messages received by the webhook sink during this demo ({len(posts)})")
     for post in posts:
         body = post["body"]
         print(

@@ -641,6 +641,19 @@ TRY_RESET_BY_SCHEDULER = Rule(
     "Retry; check the scheduler's restarts and HA failovers if it recurs.",
 )
 
+TRY_SET_FROM_OUTSIDE = Rule(
+    re.compile(
+        r"externally set to (?:failed|success|skipped)\b|current_state\W{1,4}(?:failed|success|skipped)\b"
+    ),
+    "task_terminated",
+    False,
+    Action.notify,
+    0.8,
+    "A person, the REST API or a DAG run timeout set the running try's state to failed, success or "
+    "skipped, and Airflow stopped it: someone decided it should not run on.",
+    "Ask who stopped it (the task instance's audit log) before running it again.",
+)
+
 
 def stopped_because(excerpt: dict) -> str | None:
     """The state Airflow said the try was set to from outside before it stopped it (`None`,
@@ -667,8 +680,9 @@ def classify(excerpt: dict, *, local_services: bool = False) -> Rule | None:
     on its protocol's standard port (DEFAULT_SERVICE_PORTS) is SERVICE_REFUSED_DEFAULT_PORT
     (retry-safe), anything else stays
     `connection_refused`, which only memory or a person can vouch for. A SIGTERM that Airflow's local
-    task job says follows the scheduler resetting the try's state to none is TRY_RESET_BY_SCHEDULER
-    (`stopped_because`). A network reading (DNS,
+    task job or supervisor says follows the scheduler resetting the try's state to none is
+    TRY_RESET_BY_SCHEDULER, one after a person or the API set it to failed, success or skipped is
+    TRY_SET_FROM_OUTSIDE (`stopped_because`). A network reading (DNS,
     refused, timed out) of a call to an AWS endpoint whose region does not exist is WRONG_AWS_REGION.
     """
     rule = _classify(excerpt, local_services=local_services)
@@ -676,10 +690,13 @@ def classify(excerpt: dict, *, local_services: bool = False) -> Rule | None:
         rule is not None
         and rule.error_class == "task_terminated"
         and _STOPPED.search(excerpt.get("message") or "")
-        and stopped_because(excerpt) in ("None", "none")
     ):
-        # A SIGTERM says only that a signal came; the local task job's line says who sent it.
-        return TRY_RESET_BY_SCHEDULER
+        # A SIGTERM says only that a signal came; Airflow's line before it says who sent it.
+        state = stopped_because(excerpt)
+        if state in ("None", "none"):
+            return TRY_RESET_BY_SCHEDULER
+        if state in ("failed", "success", "skipped"):
+            return TRY_SET_FROM_OUTSIDE
     if (
         rule is not None
         and rule.error_class == "connection_refused"

@@ -593,6 +593,8 @@ def test_a_stopped_try_is_read_by_who_stopped_it(log, error_class):
     rule = classify(excerpt_record(extract_excerpt(log)))
     assert rule.error_class == error_class
     assert rule.transient == is_retry_safe(error_class) == (error_class == "worker_lost")
+    if isinstance(log, list) and log[1]["detail"]["current_state"] in ("failed", "success"):
+        assert "A person, the REST API" in rule.root_cause  # not the generic "stopped from outside"
 
 
 def test_a_printed_reset_line_does_not_make_a_code_error_retry_safe():
