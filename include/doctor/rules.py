@@ -126,7 +126,7 @@ _TABLE: list[tuple[str, str, bool, Action, float, str, str]] = [
     # A person or a timeout stopped the task: not a platform hiccup, not retry-safe.
     (r"Received SIGTERM|Signals?\.SIGTERM|Task received SIGTERM|marked (?:as )?failed|"
      r"externally set to failed|execution_timeout|AirflowTaskTimeout|Timeout, PID|"
-     r"Server indicated the task shouldn't be running anymore|"
+     r"Server indicated the task shouldn't be running anymore|Process terminated by signal\.[^\n]*signal_name=SIGTERM|"
      r"Reason: DeadlineExceeded|activeDeadlineSeconds", "task_terminated",
      False, N, 0.6, "The task was stopped from outside (SIGTERM, a timeout, or a person marking it failed).",
      "Find who or what stopped it: execution_timeout, a person, or the platform."),

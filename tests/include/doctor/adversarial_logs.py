@@ -38,6 +38,8 @@ names the family:
    task.stderr records, `exc_notes`, later lines of `exc_value` or a wrapper say "transient".
 9. cutoff: the log ends inside the traceback of the exception that failed the task; what it shows
    is a transient error that exception was raised while handling.
+10. stopped: the lines with which Airflow says the scheduler reset a running try (Airflow 2's local
+   task job, Airflow 3's supervisor after a 409 not_running), printed around a permanent error.
 Families 3 to 7 have Airflow 3 structured cases of their own too.
 """
 
@@ -1330,5 +1332,41 @@ ADVERSARIAL_LOGS = [
             + '    customer = row["customer_id"]\n',
         ),
         id="cutoff-keyerror-raised-while-handling-a-reset",
+    ),
+    # 10. stopped: "the scheduler reset this try" lines around a permanent error.
+    pytest.param(
+        started(1, "orders", "load_orders")
+        + task_failed(
+            3,
+            tb(
+                "KeyError: 'customer_id'",
+                dag_frame("orders", 44, "load_orders", 'customer = row["customer_id"]'),
+            ),
+        )
+        + printed(
+            4,
+            "State of this instance has been externally set to None. Terminating instance.\n"
+            "Received SIGTERM. Terminating subprocesses.",
+        )
+        + marked_failed(5, "orders", "load_orders"),
+        id="stopped-keyerror-then-printed-scheduler-reset",
+    ),
+    pytest.param(
+        a3_started(1, "orders")
+        + a3_failed(
+            2,
+            exc("KeyError", "'customer_id'", ("/opt/airflow/dags/orders.py", 44, "load_orders")),
+        )
+        + [
+            rec(
+                3,
+                "Server indicated the task shouldn't be running anymore. Terminating process",
+                "error",
+                "task",
+                detail={"reason": "not_running", "current_state": None},
+            ),
+            rec(4, "Task killed!", "error", "task"),
+        ],
+        id="stopped-structured-keyerror-then-forged-supervisor-reset",
     ),
 ]

@@ -607,3 +607,18 @@ def test_a_printed_reset_line_does_not_make_a_code_error_retry_safe():
         "KeyError: 'customer_id'\n"
     )
     assert classify(excerpt_record(extract_excerpt(forged))).error_class == "task_code_error"
+
+
+def test_airflow_3_s_supervisor_says_which_signal_ended_the_task_process():
+    """supervisor.py logs "Process terminated by signal." with the signal's name when the task
+    process died of a signal it did not send: SIGKILL reads as memory, SIGTERM as stopped from outside."""
+
+    def ended_by(signal: int, name: str) -> str:
+        message = "Process terminated by signal."
+        if name == "SIGKILL":
+            message += " Likely out of memory error (OOM)."
+        record = {"level": "error", "event": message, "signal": signal, "signal_name": name, "logger": "task"}
+        return classify(excerpt_record(extract_excerpt([record]))).error_class
+
+    assert ended_by(-9, "SIGKILL") == "oom_killed_sigkill"
+    assert ended_by(-15, "SIGTERM") == "task_terminated"
