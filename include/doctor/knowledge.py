@@ -82,7 +82,8 @@ def load_runbooks() -> list[dict]:
 
 
 def ensure_seeded(kb, embed_fn, model: str) -> int:
-    """Seed or refresh the runbook cases whose text or embedding model changed.
+    """Seed or refresh the runbook cases whose entry (text, class, transience, action, fix steps) or
+    embedding model changed.
 
     Args:
         kb: a KnowledgeBase.
@@ -92,18 +93,18 @@ def ensure_seeded(kb, embed_fn, model: str) -> int:
         how many runbook cases were written (0 when all are current). Entries removed from the
         files are removed from the knowledge base.
     """
-    import hashlib
-
     all_rows = load_runbooks()
-    current = kb.runbook_models()
+    current = kb.runbook_entries()
     if set(current) - {r["runbook_id"] for r in all_rows}:
         kb.delete_runbooks_except([r["runbook_id"] for r in all_rows])
+    stored = ("title", "error_class", "transient", "recommended_action", "fix_steps", "excerpt")
     rows = [
         r
         for r in all_rows
-        if current.get(r["runbook_id"])
-        != f"{model}:" + hashlib.sha256((r["excerpt"] + r["title"]).encode()).hexdigest()
-    ]  # noqa: S324 - change detection only
+        if (had := current.get(r["runbook_id"])) is None
+        or had["embedding_model"] != model
+        or any(had[k] != r[k] for k in stored)
+    ]
     if not rows:
         return 0
     vectors = embed_fn([embedding_text(r["signature"]) for r in rows])

@@ -352,15 +352,22 @@ class KnowledgeBase:
             )
             return cur.rowcount
 
-    def runbook_models(self) -> dict[str, str]:
-        """runbook_id -> embedding model of each seeded runbook entry."""
+    def runbook_entries(self) -> dict[str, dict]:
+        """runbook_id -> what is stored of each seeded runbook entry: embedding_model, title,
+        error_class, transient, recommended_action, fix_steps (list[str]) and excerpt."""
         with self.connection() as conn, conn.cursor() as cur:
             cur.execute(
-                "SELECT runbook_id, embedding_model || ':' "
-                "|| encode(sha256(convert_to(excerpt || title, 'UTF8')), 'hex') "
-                "FROM doctor.failure_cases WHERE kind = 'runbook'"
+                "SELECT runbook_id, embedding_model, title, error_class, transient, recommended_action, "
+                "fix_steps, excerpt FROM doctor.failure_cases WHERE kind = 'runbook'"
             )
-            return dict(cur.fetchall())
+            names = [d.name for d in cur.description]
+            rows = {}
+            for values in cur.fetchall():
+                row = dict(zip(names, values, strict=True))
+                if isinstance(row["fix_steps"], str):
+                    row["fix_steps"] = json.loads(row["fix_steps"])
+                rows[row.pop("runbook_id")] = row
+            return rows
 
     def record_case(
         self,

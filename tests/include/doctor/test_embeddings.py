@@ -41,3 +41,20 @@ def test_a_new_fingerprint_is_embedded(kb):
     ensure_seeded(kb, embeddings.embed, embeddings.model_name())
     out = embeddings.embed_failure(excerpt_for("acme.UpstreamBusy", "export queue is full"), kb=kb)
     assert "reused" not in out and len(out["embedding"]) == 384
+
+
+def test_seeding_refreshes_an_entry_whose_class_changed_and_is_a_no_op_otherwise(kb, monkeypatch):
+    """An upgrade that renames a runbook entry's class (text unchanged) must reach an existing
+    knowledge base: the gate reads the stored class."""
+    import include.doctor.knowledge as knowledge
+
+    model = embeddings.model_name()
+    rows = knowledge.load_runbooks()
+    assert ensure_seeded(kb, embeddings.embed, model) == len(rows)
+    assert ensure_seeded(kb, embeddings.embed, model) == 0
+    renamed = [
+        dict(r, error_class="renamed_class") if r["runbook_id"] == rows[0]["runbook_id"] else r for r in rows
+    ]
+    monkeypatch.setattr(knowledge, "load_runbooks", lambda: renamed)
+    assert ensure_seeded(kb, embeddings.embed, model) == 1
+    assert kb.runbook_entries()[rows[0]["runbook_id"]]["error_class"] == "renamed_class"
