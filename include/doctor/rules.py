@@ -147,6 +147,19 @@ _TABLE: list[tuple[str, str, bool, Action, float, str, str]] = [
      "Another process held a lock the task needed.", "Retry later; find the long-running lock holder."),
     (r"SerializationFailure|could not serialize access|conflict with recovery", "db_serialization_failure", True, R, 0.85,
      "A serializable transaction conflicted with a concurrent one.", "Retry."),
+    # Google APIs' ABORTED (Spanner, Datastore, Firestore: "Transaction was aborted"): a concurrency
+    # conflict the API design guide says to retry at a higher level, i.e. the whole transaction.
+    (r"google\.api_core\.exceptions\.Aborted\b|StatusCode\.ABORTED\b|Transaction was aborted",
+     "db_serialization_failure", True, R, 0.8,
+     "A transaction was aborted because it conflicted with a concurrent one.", "Retry the transaction."),
+    # A query cancelled at its own time limit (PostgreSQL statement_timeout, SQLSTATE 57014; Snowflake
+    # 000625 STATEMENT_TIMEOUT_IN_SECONDS; MySQL max_execution_time 3024): the same query is as slow
+    # next time. Before the network timeouts, whose "timeout" it also says.
+    (r"canceling statement due to statement timeout|reached its statement or warehouse timeout|"
+     r"maximum statement execution time exceeded|Query execution was interrupted, maximum statement",
+     "statement_timeout", False, N, 0.75,
+     "The database cancelled the query at its statement time limit: the query is too slow for the limit.",
+     "Make the query faster (filters, indexes, a bigger warehouse) or raise the statement timeout."),
     (r"too many clients|too many connections|remaining connection slots|no more connections allowed",
      "db_connection_limit", True, B, 0.8,
      "The database had no free connection slots.", "Retry; limit concurrency with an Airflow pool."),
@@ -170,7 +183,8 @@ _TABLE: list[tuple[str, str, bool, Action, float, str, str]] = [
     (r"NameResolutionError|getaddrinfo failed|Could not connect to the endpoint URL|Failed to resolve",
      "dns_resolution_failure", True, B, 0.75,
      "A host name could not be resolved for a moment.", "Retry; check the worker's DNS if it persists."),
-    (r"connection refused|ConnectionRefusedError|ECONNREFUSED|actively refused|Errno 111|Connect call failed",
+    (r"connection refused|ConnectionRefusedError|ECONNREFUSED|actively refused|Errno 111|Connect call failed|"
+     r"Can't connect to (?:MySQL |MariaDB )?server on [^\n]{0,80}\((?:111|10061)\)|ORA-12541|TNS:no listener",
      "connection_refused", True, R, 0.8, "The remote service refused the connection: it was down or restarting.",
      "Check that the service is up and listening; check the connection's host and port if it persists."),
     (r"Connection reset|ConnectionResetError|RemoteDisconnected|Remote end closed connection|Broken pipe|"
@@ -178,6 +192,7 @@ _TABLE: list[tuple[str, str, bool, Action, float, str, str]] = [
      r"InvalidChunkLength|Connection broken|ServerDisconnectedError|ClientConnectionError|"
      r"ClientConnectorError|Cannot connect to host|RemoteProtocolError|Server disconnected|"
      r"SMTPServerDisconnected|Connection unexpectedly closed|Error reading SSH protocol banner|"
+     r"No existing session|SSH session not active|Server connection dropped|"
      r"TCP Provider: Error code 0x68\b", "connection_reset_by_remote", True, B, 0.8,
      "The remote end closed the connection mid-request.", "Retry; check proxies and keep-alive settings."),
     (r"EOF occurred in violation of protocol|SSLEOFError|SSLZeroReturnError|TLS/SSL connection has been closed|"

@@ -622,3 +622,36 @@ def test_airflow_3_s_supervisor_says_which_signal_ended_the_task_process():
 
     assert ended_by(-9, "SIGKILL") == "oom_killed_sigkill"
     assert ended_by(-15, "SIGTERM") == "task_terminated"
+
+
+@pytest.mark.parametrize(
+    ("line", "error_class"),
+    [
+        # a query cancelled at its own time limit is as slow next time: not a network timeout
+        ("psycopg2.errors.QueryCanceled: canceling statement due to statement timeout", "statement_timeout"),
+        (
+            "snowflake.connector.errors.ProgrammingError: 000625 (57014): Statement reached its statement or "
+            "warehouse timeout of 1800 second(s) and was canceled.",
+            "statement_timeout",
+        ),
+        ("psycopg2.errors.LockNotAvailable: canceling statement due to lock timeout", "lock_contention"),
+        (
+            "google.api_core.exceptions.Aborted: 409 Transaction was aborted because of a concurrent write.",
+            "db_serialization_failure",
+        ),
+        (
+            "MySQLdb.OperationalError: (2002, \"Can't connect to server on 'reporting-db' (111)\")",
+            "connection_refused",
+        ),
+        ("cx_Oracle.DatabaseError: ORA-12541: TNS:no listener", "connection_refused"),
+        (
+            "airflow.exceptions.AirflowException: SSH operator error: No existing session",
+            "connection_reset_by_remote",
+        ),
+    ],
+)
+def test_database_and_ssh_readings(line, error_class):
+    exc_type, _, message = line.partition(": ")
+    rule = classify({"exception_type": exc_type, "message": message, "causes": [], "source": "traceback"})
+    assert rule is not None and rule.error_class == error_class
+    assert rule.transient == (error_class != "statement_timeout")
