@@ -107,6 +107,21 @@ class LogPage(_Response):
     continuation_token: str | None = None
 
 
+class EventLog(_Response):
+    """One audit-log record (`GET /api/v2/eventLogs`): what Airflow itself recorded about a task
+    instance (a heartbeat timeout, a state set through the UI or REST API)."""
+
+    event: str
+    when: datetime | None = None
+    try_number: int | None = None
+    owner: str | None = None
+    extra: str | None = None
+
+
+class EventLogCollection(_Response):
+    event_logs: list[EventLog] = Field(default_factory=list)
+
+
 class DagTag(_Response):
     name: str
 
@@ -542,6 +557,27 @@ class AirflowAPI:
             if not token or not content:
                 break
         return records
+
+    def get_event_logs(self, ref: FailureRef, events: list[str], limit: int = 20) -> list[dict]:
+        """Audit-log records of the failed try (its dag_id, run_id, task_id, map_index and
+        try_number) whose event is one of `events`, oldest first.
+
+        Raises:
+            AirflowAPIError: the API refused (the account may lack audit-log read access) or could
+                not be reached.
+        """
+        params = {
+            "dag_id": ref.dag_id,
+            "run_id": ref.run_id,
+            "task_id": ref.task_id,
+            "map_index": ref.map_index,
+            "try_number": int(ref.try_number),
+            "included_events": events,
+            "order_by": "when",
+            "limit": limit,
+        }
+        page = self._call(EventLogCollection, "GET", "/api/v2/eventLogs", params=params)
+        return [e.plain() for e in page.event_logs]
 
     def clear_task_instance(self, ref: FailureRef, note: str | None = None) -> list[dict]:
         """Clear the failed task instance and its failed/upstream_failed downstream tasks (dry_run false).

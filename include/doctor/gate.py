@@ -18,9 +18,10 @@ from include.doctor.rules import classify, permanent_causes
 
 BACKOFF_CAP_SECONDS = 300.0
 # Where the primary error may come from for the catalogue to vouch for it: the exception that failed
-# the task (or its chain), the output a wrapper reports, or the error line of a log without any
-# exception (a lost worker). Not a line merely logged before a generic re-raise (`context`).
-AUTHORITATIVE_SOURCES = frozenset({"error_detail", "traceback", "wrapped_output", "log_line"})
+# the task (or its chain), the output a wrapper reports, the error line of a log without any
+# exception (a lost worker), or Airflow's own audit record of what ended the try (a heartbeat
+# timeout). Not a line merely logged before a generic re-raise (`context`).
+AUTHORITATIVE_SOURCES = frozenset({"error_detail", "traceback", "wrapped_output", "log_line", "audit_log"})
 # Sources where the primary error replaced a wrapper: the output's other errors are in `causes`.
 WRAPPED_SOURCES = frozenset({"wrapped_output", "context"})
 

@@ -16,6 +16,7 @@ cause, or for a subprocess or remote job the last error printed before it, never
 from __future__ import annotations
 
 import json
+import logging
 import re
 from collections.abc import Iterable
 from typing import Any, Literal
@@ -23,6 +24,8 @@ from typing import Any, Literal
 from pydantic import BaseModel
 
 from include.doctor.redact import MAX_LINE_CHARS, MAX_TEXT_BYTES, bound_text, redact, redact_lines
+
+_logger = logging.getLogger(__name__)
 
 MAX_EXCERPT_BYTES = 8 * 1024  # default bound of an excerpt (issue "Memory and judgement")
 CONTEXT_LINES = 20  # log lines kept before the failing traceback (a subprocess's own error sits there)
@@ -123,7 +126,9 @@ _CHAIN_CAUSE = "The above exception was the direct cause of the following except
 _CHAIN_CONTEXT = "During handling of the above exception, another exception occurred:"
 _ELLIPSIS = {"[...]", "...", "…"}  # where a pasted or shortened log dropped lines
 
-Source = Literal["error_detail", "traceback", "wrapped_output", "log_line", "context", "cut_off", "none"]
+Source = Literal[
+    "error_detail", "traceback", "wrapped_output", "log_line", "context", "cut_off", "audit_log", "none"
+]
 
 
 class Excerpt(BaseModel):
@@ -144,7 +149,9 @@ class Excerpt(BaseModel):
             any traceback: a lost worker, a pasted snippet), `context` (a line logged before a generic
             re-raise without a chained cause), `cut_off` (the log ends before the exception line of
             the traceback that failed the task: the error shown is one that was being handled when
-            that exception was raised, so the error that failed the task is unknown) or `none`.
+            that exception was raised, so the error that failed the task is unknown), `audit_log`
+            (no exception failed the task and Airflow's own audit log says what ended the try: a
+            heartbeat timeout; `with_audit`) or `none`.
         context: for a log without a traceback (`source` log_line), the other lines around the error
             line (at most 8, redacted): a lost worker or a throttled call often says why on the next line.
         forged_names: the primary error or a cause names an exception with invisible or look-alike
@@ -785,10 +792,57 @@ def fetch_failure_excerpt(ref_data: dict, *, api=None) -> dict:
 
     ref = FailureRef.model_validate(ref_data)
     error = None
+    api = api or AirflowAPI()
     try:
-        records = (api or AirflowAPI()).get_log(ref)
+        records = api.get_log(ref)
         excerpt = extract_excerpt(records)
     except Exception as exc:  # noqa: BLE001 - a missing log is diagnosed as "unknown" and escalated
         error = f"log unavailable: {type(exc).__name__}: {exc}"[:500]
         excerpt = Excerpt(message=error)
-    return excerpt_record(excerpt, error)
+    return excerpt_record(with_audit(excerpt, ref, api), error)
+
+
+# Audit-log events that say what ended a try when no exception did (Airflow 3.3's scheduler records
+# "heartbeat timeout" when a running try's supervisor stopped heartbeating: the worker, its pod or
+# its node went away; the task log itself just stops).
+AUDIT_EVENTS = ("heartbeat timeout",)
+_EXCEPTION_SOURCES = frozenset({"error_detail", "traceback", "wrapped_output", "cut_off"})
+
+
+def with_audit(excerpt: Excerpt, ref, api) -> Excerpt:
+    """The excerpt, or, when no exception failed the task (source not error_detail, traceback,
+    wrapped_output or cut_off) and Airflow's audit log holds an AUDIT_EVENTS record for this very
+    try, the excerpt whose primary error is that record (source `audit_log`): Airflow wrote it, not
+    the task, so nothing the task printed can forge it. The log's own error line, if any, stays as
+    context (an out-of-memory line there still reads as memory).
+
+    Args:
+        excerpt: the log's excerpt.
+        ref: the FailureRef of the failed try.
+        api: an AirflowAPI (`get_event_logs`).
+    Returns:
+        an Excerpt. Never raises: an audit log the API will not show (no permission, unreachable)
+        leaves the excerpt as it was.
+    """
+    if excerpt.source in _EXCEPTION_SOURCES:
+        return excerpt
+    try:
+        events = api.get_event_logs(ref, list(AUDIT_EVENTS))
+    except Exception as exc:  # noqa: BLE001 - the log alone still makes a diagnosis
+        _logger.info("Audit log of %s.%s not read: %s", ref.dag_id, ref.task_id, exc)
+        return excerpt
+    if not events:
+        return excerpt
+    event = events[-1]
+    message = to_text(f"Airflow audit log: {event.get('event')}: {event.get('extra') or ''}".strip(), 500)
+    line = f"{to_text(event.get('when') or '', 64)[:23]} AUDIT airflow - {message}"
+    context = [*excerpt.context, excerpt.message] if excerpt.message else list(excerpt.context)
+    return excerpt.model_copy(
+        update={
+            "exception_type": None,
+            "message": redact(message),
+            "text": _bound(f"{excerpt.text}\n{redact(line)}".strip(), MAX_EXCERPT_BYTES),
+            "source": "audit_log",
+            "context": context[-MAX_CONTEXT_LINES:],
+        }
+    )

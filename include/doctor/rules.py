@@ -130,7 +130,7 @@ _TABLE: list[tuple[str, str, bool, Action, float, str, str]] = [
      r"Reason: DeadlineExceeded|activeDeadlineSeconds", "task_terminated",
      False, N, 0.6, "The task was stopped from outside (SIGTERM, a timeout, or a person marking it failed).",
      "Find who or what stopped it: execution_timeout, a person, or the platform."),
-    (r"zombie|heartbeat (?:got an exception|timed? ?out|timeout|expired|missed|failed)|"
+    (r"zombie|heartbeat (?:got an exception|timed? ?out|timeout|expired|missed|failed)|did not emit heartbeat|"
      r"(?:no|missed|stale|without an?) heartbeats?\b|has not heartbeat|heartbeat.{0,30}(?:exceeded|older than)|"
      r"was the task killed externally|killed externally|finished (?:\(failed\)|with state "
      r"failed),? (?:although|but) the task|state attribute is queued|Failed to fetch log file from worker|"
@@ -743,7 +743,7 @@ def _classify(excerpt: dict, *, local_services: bool) -> Rule | None:
         excerpt.get("causes"),
         local_services=local_services,
     )
-    if excerpt.get("source") not in ("log_line", "cut_off") or not excerpt.get("context"):
+    if excerpt.get("source") not in ("log_line", "cut_off", "audit_log") or not excerpt.get("context"):
         return rule
     # A context line that is a cosmos wrapper of dbt's output speaks with dbt's error, not its progress.
     # The supervisor's own kill (`Process exited ... signal_sent=SIGKILL`, Task SDK supervisor.kill)

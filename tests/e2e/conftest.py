@@ -19,15 +19,21 @@ E2E_DAGS = [
 ]
 
 
-@pytest.fixture(scope="session")
-def stack(tmp_path_factory):
-    cfg = StackConfig(
-        state_dir=tmp_path_factory.mktemp("stack"),
+def stack_config(tmp_path_factory, name: str, **settings) -> StackConfig:
+    """A StackConfig on a fresh state directory and free loopback ports, plus `settings`."""
+    return StackConfig(
+        state_dir=tmp_path_factory.mktemp(name),
         api_port=free_port(),
         pg_port=free_port(),
         smtp_port=free_port(),
         slack_port=free_port(),
+        **settings,
     )
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory):
+    cfg = stack_config(tmp_path_factory, "stack")
     try:
         up(cfg)
         api = api_for(cfg)

@@ -12,8 +12,9 @@ from __future__ import annotations
 import pytest
 
 from scripts.demo import api_for, wait_for_dags
-from scripts.stack import StackConfig, down, up
+from scripts.stack import down, up
 from tests.conftest import free_port
+from tests.e2e.conftest import stack_config
 from tests.e2e.storm import STORM_DAG, STORM_TASK, run_storm, task_instance_hosts
 
 pytestmark = pytest.mark.e2e
@@ -21,12 +22,9 @@ pytestmark = pytest.mark.e2e
 
 @pytest.fixture(scope="module")
 def celery_stack(tmp_path_factory):
-    cfg = StackConfig(
-        state_dir=tmp_path_factory.mktemp("celery-stack"),
-        api_port=free_port(),
-        pg_port=free_port(),
-        smtp_port=free_port(),
-        slack_port=free_port(),
+    cfg = stack_config(
+        tmp_path_factory,
+        "celery-stack",
         redis_port=free_port(),
         executor="celery",
         celery_workers=2,

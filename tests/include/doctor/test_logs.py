@@ -345,3 +345,81 @@ def test_a_warning_or_error_record_says_its_own_fields_as_the_console_renderer_d
     assert lines[0].endswith("Filling up the DagBag")  # an info record: the event only
     assert lines[1].endswith("Process exited abnormally exit_code=-9")  # no pid or ti_id: context, volatile
     assert lines[2] == 'ERROR task - Server indicated detail={"current_state": null}'
+
+
+class _Audit:
+    """Stands in for the Airflow API's log and audit-log endpoints."""
+
+    def __init__(self, records: list, events: list[dict] | Exception) -> None:
+        self.records, self.events, self.asked = records, events, []
+
+    def get_log(self, ref) -> list:
+        return self.records
+
+    def get_event_logs(self, ref, events: list[str]) -> list[dict]:
+        self.asked.append((ref.try_number, tuple(events)))
+        if isinstance(self.events, Exception):
+            raise self.events
+        return self.events
+
+
+_HEARTBEAT_TIMEOUT = {
+    "event": "heartbeat timeout",
+    "when": "2026-12-05T10:20:31.120000Z",
+    "try_number": 1,
+    "extra": "Task did not emit heartbeat within time limit (30 seconds) and will be terminated. See "
+    "https://airflow.apache.org/docs/apache-airflow/stable/core-concepts/tasks.html#task-instance-heartbeat-timeout",
+}
+
+
+def _ref():
+    from include.doctor.models import FailureRef
+
+    return FailureRef(dag_id="exports", run_id="manual__1", task_id="export", try_number=1).model_dump(
+        mode="json"
+    )
+
+
+def test_a_try_that_just_stopped_is_read_from_airflow_s_audit_log():
+    """An Airflow 3 try whose worker went away leaves a log that just stops; the scheduler's audit
+    record of the heartbeat timeout says what ended it, and reads as a lost worker."""
+    from include.doctor.logs import fetch_failure_excerpt
+    from include.doctor.rules import classify
+
+    records = [
+        {
+            "timestamp": "2026-12-05T10:19:58.41Z",
+            "level": "info",
+            "event": "exporting 41",
+            "logger": "task.stdout",
+        }
+    ]
+    api = _Audit(records, [_HEARTBEAT_TIMEOUT])
+    excerpt = fetch_failure_excerpt(_ref(), api=api)
+    assert api.asked == [(1, ("heartbeat timeout",))]
+    assert excerpt["source"] == "audit_log"
+    assert excerpt["message"].startswith("Airflow audit log: heartbeat timeout: Task did not emit heartbeat")
+    assert "AUDIT airflow - Airflow audit log: heartbeat timeout" in excerpt["text"]
+    assert classify(excerpt).error_class == "worker_lost"
+
+    # an out-of-memory line in the log still reads as memory
+    oom = {
+        "timestamp": "2026-12-05T10:19:59.0Z",
+        "level": "error",
+        "event": "Killed: out of memory",
+        "logger": "task",
+    }
+    excerpt = fetch_failure_excerpt(_ref(), api=_Audit([*records, oom], [_HEARTBEAT_TIMEOUT]))
+    assert excerpt["source"] == "audit_log" and classify(excerpt).error_class == "oom_killed_sigkill"
+
+
+def test_the_audit_log_is_not_asked_when_an_exception_failed_the_task_and_its_absence_changes_nothing():
+    from include.doctor.logs import fetch_failure_excerpt
+
+    failed = ["Traceback (most recent call last):", "KeyError: 'customer_id'"]
+    api = _Audit(failed, [_HEARTBEAT_TIMEOUT])
+    assert fetch_failure_excerpt(_ref(), api=api)["exception_type"] == "KeyError" and api.asked == []
+    stopped = ["exporting 41"]
+    for events in ([], PermissionError("403 Forbidden")):
+        excerpt = fetch_failure_excerpt(_ref(), api=_Audit(stopped, events))
+        assert excerpt["source"] != "audit_log" and "audit" not in excerpt["text"].lower()
