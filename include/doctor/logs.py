@@ -802,10 +802,13 @@ def fetch_failure_excerpt(ref_data: dict, *, api=None) -> dict:
     return excerpt_record(with_audit(excerpt, ref, api), error)
 
 
-# Audit-log events that say what ended a try when no exception did (Airflow 3.3's scheduler records
-# "heartbeat timeout" when a running try's supervisor stopped heartbeating: the worker, its pod or
-# its node went away; the task log itself just stops).
-AUDIT_EVENTS = ("heartbeat timeout",)
+# Audit-log events that say what ended a try when no exception did, most telling first. Airflow
+# 3.3's scheduler records "heartbeat timeout" when a running try's supervisor stopped heartbeating
+# (the worker, its pod or its node went away; the task log itself just stops), and "state mismatch"
+# when the executor reports a try failed that the task instance still says is running or queued
+# (the supervisor never reported: it died, or never started). Both measured on the local stack by
+# killing a running try's supervisor.
+AUDIT_EVENTS = ("heartbeat timeout", "state mismatch")
 _EXCEPTION_SOURCES = frozenset({"error_detail", "traceback", "wrapped_output", "cut_off"})
 
 
@@ -833,7 +836,9 @@ def with_audit(excerpt: Excerpt, ref, api) -> Excerpt:
         return excerpt
     if not events:
         return excerpt
-    event = events[-1]
+    event = min(
+        events, key=lambda e: AUDIT_EVENTS.index(e["event"]) if e.get("event") in AUDIT_EVENTS else 99
+    )
     message = to_text(f"Airflow audit log: {event.get('event')}: {event.get('extra') or ''}".strip(), 500)
     line = f"{to_text(event.get('when') or '', 64)[:23]} AUDIT airflow - {message}"
     context = [*excerpt.context, excerpt.message] if excerpt.message else list(excerpt.context)

@@ -394,12 +394,23 @@ def test_a_try_that_just_stopped_is_read_from_airflow_s_audit_log():
             "logger": "task.stdout",
         }
     ]
-    api = _Audit(records, [_HEARTBEAT_TIMEOUT])
+    mismatch = {
+        "event": "state mismatch",
+        "when": "2026-12-05T10:20:31.9Z",
+        "try_number": 1,
+        "extra": "Executor LocalExecutor(parallelism=8) reported that the task instance <TaskInstance: exports.export "
+        "manual__1 [running]> finished with state failed, but the task instance's state attribute is running.",
+    }
+    api = _Audit(records, [_HEARTBEAT_TIMEOUT, mismatch])
     excerpt = fetch_failure_excerpt(_ref(), api=api)
-    assert api.asked == [(1, ("heartbeat timeout",))]
+    assert api.asked == [(1, ("heartbeat timeout", "state mismatch"))]
     assert excerpt["source"] == "audit_log"
     assert excerpt["message"].startswith("Airflow audit log: heartbeat timeout: Task did not emit heartbeat")
     assert "AUDIT airflow - Airflow audit log: heartbeat timeout" in excerpt["text"]
+    assert classify(excerpt).error_class == "worker_lost"
+    # the executor's report alone (no heartbeat timeout recorded yet) reads the same way
+    excerpt = fetch_failure_excerpt(_ref(), api=_Audit(records, [mismatch]))
+    assert excerpt["message"].startswith("Airflow audit log: state mismatch: Executor LocalExecutor")
     assert classify(excerpt).error_class == "worker_lost"
 
     # an out-of-memory line in the log still reads as memory
