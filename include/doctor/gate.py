@@ -102,13 +102,7 @@ def decide(
     # deployment's hosts and ports, cannot.
     rule = classify(excerpt, local_services=settings.local_services) if excerpt else None
     uncatalogued = rule is not None and rule.transient and not is_retry_safe(rule.error_class)
-    close_observed = (
-        best is not None and best.kind == "observed" and best.similarity >= settings.similarity_threshold
-    )
-    observed_vouch = any(n.kind == "observed" for n in verified_fp) or (
-        close_observed and best.retry_verified
-    )
-    runbook_only = memory_ok and not observed_vouch
+    runbook_only = memory_ok and not memory.vouches_by_observation
     if uncatalogued and runbook_only:
         memory_ok = False
     best_verified = memory.best_verified_similarity

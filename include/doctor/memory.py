@@ -88,6 +88,18 @@ class Recall:
         )
 
     @property
+    def vouches_by_observation(self) -> bool:
+        """Memory vouches through this deployment's own cases, not a runbook entry: an observed case
+        of this fingerprint whose retry is verified, or the most similar case, at or above the
+        threshold, is an observed one whose retry is verified."""
+        if not self.vouches:
+            return False
+        best = self.best
+        return any(n.kind == "observed" for n in self.verified_fingerprint) or bool(
+            best and best.kind == "observed" and best.similarity >= self.threshold and best.retry_verified
+        )
+
+    @property
     def failed_retries(self) -> list[Neighbour]:
         """Verified failed retries that speak against an automatic one: any case of this fingerprint,
         and any close case unless this fingerprint is known to heal. Unique by case id."""

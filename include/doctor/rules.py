@@ -693,11 +693,10 @@ def classify(excerpt: dict, *, local_services: bool = False) -> Rule | None:
     A refused connection is then read by where it was aimed (`refused_target`): localhost is
     LOCALHOST_REFUSED (unless `local_services`, where localhost is a host like any other), a host
     on its protocol's standard port (DEFAULT_SERVICE_PORTS) is SERVICE_REFUSED_DEFAULT_PORT
-    (retry-safe), anything else stays
-    `connection_refused`, which only memory or a person can vouch for. A SIGTERM that Airflow's local
-    task job or supervisor says follows the scheduler resetting the try's state to none is
-    TRY_RESET_BY_SCHEDULER, one after a person or the API set it to failed, success or skipped is
-    TRY_SET_FROM_OUTSIDE (`stopped_because`). A network reading (DNS,
+    (retry-safe), anything else stays `connection_refused`, which only memory or a person can vouch
+    for. A SIGTERM that Airflow's local task job or supervisor says follows the scheduler resetting
+    the try's state to none is TRY_RESET_BY_SCHEDULER, one after a person or the API set it to
+    failed, success or skipped is TRY_SET_FROM_OUTSIDE (`stopped_because`). A network reading (DNS,
     refused, timed out) of a call to an AWS endpoint whose region does not exist is WRONG_AWS_REGION.
     """
     rule = _classify(excerpt, local_services=local_services)

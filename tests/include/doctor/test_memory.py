@@ -56,3 +56,11 @@ def test_only_a_near_copy_or_a_known_outcome_of_the_fingerprint_skips_the_llm():
     assert Recall.of([case(1, 0.97, kind="runbook")], [], 0.82).decides_without_llm()
     assert not Recall.of([case(1, 0.9, kind="runbook")], [], 0.82).decides_without_llm()
     assert not Recall.of([case(1, 0.99, outcome="none")], [], 0.82).decides_without_llm()
+
+
+def test_memory_says_whether_this_deployment_s_own_cases_vouch_or_only_a_runbook_entry():
+    assert not Recall.of([case(1, 0.9, kind="runbook")], [], 0.82).vouches_by_observation
+    assert Recall.of([case(1, 0.9, outcome="succeeded")], [], 0.82).vouches_by_observation
+    healed_fingerprint = case(2, 1.0, outcome="succeeded")
+    assert Recall.of([case(1, 0.9, kind="runbook")], [healed_fingerprint], 0.82).vouches_by_observation
+    assert not Recall.of([case(1, 0.7, outcome="succeeded")], [], 0.82).vouches_by_observation
