@@ -167,10 +167,13 @@ CATALOGUE: dict[str, RetryClass] = {
 }
 
 
-# Transient-looking classes deliberately left out: the rules alone cannot tell them from their
-# permanent look-alike, so memory (a verified retry of the same or a near-identical failure) or a
-# person (approval) must vouch for each.
-NOT_RETRY_SAFE: dict[str, RetryClass] = {
+# Disputed readings: classes the rules read from a surface that a failure of the other kind shares,
+# so the rules alone cannot settle them. For each, `why_retry_helps` says when it is transient and
+# `permanent_look_alike` when it is not. A transient class here (`connection_refused`) is not in the
+# catalogue: memory, a person or an independent diagnosis must vouch for it. A permanent one is the
+# rules' default reading, which an independent diagnosis may settle as transient on a log that does
+# not argue for a retry, once per task instance (include/doctor/disputes.py).
+DISPUTED: dict[str, RetryClass] = {
     c.name: c
     for c in (
         RetryClass(
@@ -186,14 +189,48 @@ NOT_RETRY_SAFE: dict[str, RetryClass] = {
             "task_terminated",
             "The task received SIGTERM or hit its execution_timeout.",
             "When the platform stopped the task (a node drained), a retry runs elsewhere.",
-            "A person marked the task failed, or the task is too slow for its timeout: a retry does the "
-            "same again.",
+            "A person marked the task failed (when Airflow's line before the SIGTERM says so, the "
+            "reading is settled, never disputed), or the task is too slow for its timeout: a retry does "
+            "the same again.",
         ),
         RetryClass(
             "oom_killed_sigkill",
             "The task was killed for memory (SIGKILL, exit 137, OOMKilled, resources exceeded).",
             "When a neighbour on the node took the memory, a retry may fit.",
             "The task itself needs more memory than it has: an identical retry is killed again.",
+        ),
+        RetryClass(
+            "connection_misconfigured",
+            "A host does not resolve or cannot be routed to (`Name or service not known`, `No route to "
+            "host`, `Network is unreachable`).",
+            "When the resolver or the route failed for a moment (a cluster DNS pod restarting, a NAT "
+            "gateway or VPN flapping), the same host resolves on the next try.",
+            "A typo, a placeholder or a host of another network in the connection: fails on every try. "
+            "A host in an AWS region that does not exist is read as settled, never disputed.",
+        ),
+        RetryClass(
+            "connection_refused_localhost",
+            "A connection to localhost was refused.",
+            "On a single host or with a sidecar, the local service was restarting.",
+            "Inside a container localhost is the container itself, so the connection should name the "
+            "service's host: the common case, hence the rules' reading.",
+        ),
+        RetryClass(
+            "missing_object",
+            "A table, file, key, pod or API object the task needs was not found (`does not exist`, "
+            "NoSuchKey, 404).",
+            "When it was not there yet (an upstream load still writing) or was removed by a concurrent "
+            "process (a Kubernetes pod garbage-collected between a trigger firing and the worker's "
+            "return), the next try finds it or creates it again.",
+            "A wrong name, path or id in the task or its input: not found on every try.",
+        ),
+        RetryClass(
+            "duplicate_key_violation",
+            "A write violated a unique, not-null or foreign-key constraint.",
+            "When two writers raced for the same generated key (a timestamp-based job id shared by "
+            "parallel tasks), the next try gets a new key.",
+            "Data that duplicates a key, or a load that is not idempotent: violates the constraint on "
+            "every try.",
         ),
     )
 }

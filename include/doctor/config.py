@@ -68,6 +68,13 @@ class DoctorSettings:
             (since a person last acted on that class, over the last 30 days) is demoted to approval.
         demote_min_retries: verified doctor retries of a class needed before it can be demoted (a
             share of one or two retries says little).
+        settle_disputes: an independent diagnosis (the LLM's) may settle a disputed reading of the
+            rules (catalogue.DISPUTED: an unresolvable host, a refused localhost, a SIGTERM, a memory
+            kill, a missing object, a duplicate key) as transient, on a log that does not argue for a
+            retry, once per task instance (include/doctor/disputes.py). False keeps every
+            permanent reading of the rules a veto.
+        dispute_confidence: the diagnosis confidence needed to settle a disputed reading: above
+            confidence_threshold, since the rules read the surface the other way.
         notify_on_retry: messages about auto-retries: "outcome" (one, when the retried try has
             ended), "both" (also when the clear is issued) or "none". Escalations and approval
             requests are always sent.
@@ -102,6 +109,8 @@ class DoctorSettings:
     local_services: bool = False
     demote_failed_share: float = 0.5
     demote_min_retries: int = 4
+    settle_disputes: bool = True
+    dispute_confidence: float = 0.90
     notify_on_retry: str = "outcome"
     recipients: dict = field(default_factory=dict)
     slack_connections: dict = field(default_factory=dict)

@@ -5,13 +5,16 @@ gate table): memory, judgement and policy. Memory is evidence, not a preconditio
 doctor has never seen is auto-retried when independent judges agree: the diagnosis says transient
 with high confidence, the offline rules read the primary error as a class of the retry-safe
 catalogue (catalogue.py; a check that does not depend on the LLM), and nothing contradicts it.
-Never raises.
+A permanent reading of the rules whose surface a transient failure shares (catalogue.DISPUTED) is a
+default that an independent diagnosis may settle, on a log that does not argue for a retry, once per
+task instance (disputes.py). Never raises.
 """
 
 from __future__ import annotations
 
 from include.doctor.catalogue import is_retry_safe
 from include.doctor.config import TAG_NOTIFY_ONLY, TAG_OFF, DoctorSettings
+from include.doctor.disputes import is_disputed, pleas
 from include.doctor.memory import Recall
 from include.doctor.models import RETRY_ACTIONS, Action, Decision, Diagnosis, Neighbour
 from include.doctor.rules import classify, permanent_causes
@@ -61,8 +64,11 @@ def decide(
            does, and when the rules read the error as a transient class the catalogue leaves out
            (`connection_refused`), where only an observed verified retry does) or the
            rules put the primary error (from an authoritative source) in a retry-safe catalogue
-           class; and nothing contradicts it: no rule reading the primary error
-           as permanent (an observed case of the same fingerprint whose retry succeeded outweighs
+           class, or an independent diagnosis (not the offline one) settles a disputed reading
+           (`_settle`: confidence >= dispute_confidence, an authoritative source, a log that argues
+           for nothing (disputes.pleas), the doctor's first clear of this task instance); and
+           nothing contradicts it: no rule reading the primary error as permanent, unless settled
+           (an observed case of the same fingerprint whose retry succeeded outweighs
            the rule), no person's "permanent" for this fingerprint, and (for an auto-retry; a person
            may still approve one) no same-fingerprint case among the newest five whose retry
            verifiably failed and no similar (>= similarity_threshold) case whose retry failed unless
@@ -77,7 +83,7 @@ def decide(
         out, or the most similar case with a verified retry is >= approval_similarity_floor).
         Otherwise "escalate".
         `backoff_seconds` is the wait before a retry_with_backoff clear; `retry_class` the
-        catalogue class, if any.
+        catalogue class, or the settled disputed reading's class, if any.
     """
     reasons: list[str] = []
     memory = Recall.of(neighbours, fingerprint_matches, settings.similarity_threshold)
@@ -102,6 +108,7 @@ def decide(
     # deployment's hosts and ports, cannot.
     rule = classify(excerpt, local_services=settings.local_services) if excerpt else None
     uncatalogued = rule is not None and rule.transient and not is_retry_safe(rule.error_class)
+    settled, dispute_reason = _settle(rule, diagnosis, excerpt, doctor_clears, settings)
     runbook_only = memory_ok and not memory.vouches_by_observation
     if uncatalogued and runbook_only:
         memory_ok = False
@@ -165,9 +172,11 @@ def decide(
             )
     source = (excerpt or {}).get("source")
     retry_class = rule.error_class if rule and rule.transient and is_retry_safe(rule.error_class) else None
+    if settled:
+        retry_class = rule.error_class  # its doctor retries feed back (demotion) like a catalogue class's
     catalogue_ok = retry_class is not None and source in AUTHORITATIVE_SOURCES
     observed_success = any(n.kind == "observed" for n in verified_fp)
-    rule_veto = rule is not None and not rule.transient and not observed_success
+    rule_veto = rule is not None and not rule.transient and not observed_success and not settled
     # Other errors a wrapper's output printed are evidence: a permanent one vetoes even when a
     # transient-looking line came last. (An exception's own chain is not: the library errors it was
     # handling say nothing about why it failed.)
@@ -179,6 +188,11 @@ def decide(
         reasons.append("judgement: no excerpt for the rules to read")
     elif rule is None:
         reasons.append("judgement: the rules know no class for the primary error")
+    elif settled:
+        reasons.append(
+            f"judgement: the rules read the primary error as {rule.error_class}, a surface transient "
+            f"failures share; the {diagnosis.diagnoser} diagnosis settles it as transient"
+        )
     elif rule_veto:
         reasons.append(
             f"judgement: the rules read the primary error as {rule.error_class}, which is not transient"
@@ -204,6 +218,8 @@ def decide(
         reasons.append(
             f"judgement: the rules read the primary error as {rule.error_class}, not a retry-safe class"
         )
+    if dispute_reason:
+        reasons.append(dispute_reason)
     if cause_veto and not rule_veto:
         reasons.append(
             f"judgement: a cause of the primary error reads as {cause_veto[0].error_class}, not transient"
@@ -218,7 +234,7 @@ def decide(
     # most likely its own retry, so a person gains nothing from being asked to try it again.
     own_retry_failed = bool(failed_retries) and bool(doctor_clears)
     contradicted = rule_veto or bool(cause_veto) or forged or bool(said_permanent) or own_retry_failed
-    agreement_ok = (memory_ok or catalogue_ok) and not contradicted and not failed_retries
+    agreement_ok = (memory_ok or catalogue_ok or settled) and not contradicted and not failed_retries
 
     # -- policy ------------------------------------------------------------------------------
     policy_ok = True
@@ -255,6 +271,7 @@ def decide(
         and (
             memory_ok
             or catalogue_ok
+            or settled
             or (cut_off and retry_class is not None)
             or uncatalogued
             or (best_verified is not None and best_verified >= settings.approval_similarity_floor)
@@ -278,6 +295,47 @@ def decide(
         backoff_seconds=backoff,
         retry_class=retry_class,
     )
+
+
+def _settle(
+    rule,
+    diagnosis: Diagnosis | None,
+    excerpt: dict | None,
+    doctor_clears: int | None,
+    settings: DoctorSettings,
+) -> tuple[bool, str | None]:
+    """Whether an independent diagnosis settles the rules' disputed reading (disputes.py).
+
+    Returns:
+        (settled, reason): reason says why a confident diagnosis could not settle a disputed reading
+        (the log argues for a retry, the doctor cleared this task instance before, or the primary
+        error is not from an authoritative source), else None.
+    """
+    if not (settings.settle_disputes and is_disputed(rule) and diagnosis is not None):
+        return False, None
+    if diagnosis.diagnoser == "offline":
+        return False, None  # the offline diagnoser is the rules (and memory): no independent judge
+    if not (
+        diagnosis.transient
+        and diagnosis.recommended_action in RETRY_ACTIONS
+        and diagnosis.confidence >= max(settings.dispute_confidence, settings.confidence_threshold)
+    ):
+        return False, None
+    subject = f"the {rule.error_class} reading is disputed, but"
+    if (excerpt or {}).get("source") not in AUTHORITATIVE_SOURCES:
+        return False, f"judgement: {subject} the primary error is not from the exception that failed the task"
+    argued = pleas(excerpt, local_services=settings.local_services)
+    if argued:
+        return False, (
+            f"judgement: {subject} the log argues for a retry besides its error ({argued[0]}): a diagnosis "
+            f"may echo it, so the rules' reading stands"
+        )
+    if doctor_clears is None or doctor_clears > 0:
+        return False, (
+            f"policy: {subject} a diagnosis settles it once per task instance and the doctor "
+            f"{'may have' if doctor_clears is None else 'has'} cleared this one before"
+        )
+    return True, None
 
 
 def _demoted(retry_class: str | None, class_outcomes: dict | None, settings: DoctorSettings) -> str | None:

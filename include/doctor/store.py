@@ -564,11 +564,12 @@ def retrieve_similar(
     Returns:
         {"neighbours": [Neighbour dict], "fingerprint_matches": [Neighbour dict], "doctor_clears": int,
         "class_outcomes": {"retry_class", "succeeded", "failed"} | None (the verified doctor retries
-        of the retry-safe class the rules read in the primary error), "error": str | None}. With a
+        of the retry-safe or disputed class the rules read in the primary error), "error": str | None}. With a
         dead database: empty lists, doctor_clears and class_outcomes None, and the error.
     """
     from include.doctor.catalogue import is_retry_safe
     from include.doctor.config import settings as load_settings
+    from include.doctor.disputes import is_disputed
     from include.doctor.rules import classify
 
     ref = FailureRef.model_validate(ref_data)
@@ -593,7 +594,7 @@ def retrieve_similar(
             ]
         out["doctor_clears"] = kb.count_doctor_clears(ref)
         rule = classify(excerpt, local_services=load_settings().local_services)
-        if rule is not None and rule.transient and is_retry_safe(rule.error_class):
+        if rule is not None and ((rule.transient and is_retry_safe(rule.error_class)) or is_disputed(rule)):
             out["class_outcomes"] = kb.class_outcomes(rule.error_class)
     except Exception as exc:  # noqa: BLE001 - no memory means no auto-retry, not a crash
         out["error"] = f"knowledge base unavailable: {type(exc).__name__}: {exc}"[:500]

@@ -128,3 +128,41 @@ def test_a_genuine_transient_failure_run_the_same_way_is_auto_retried(mode, requ
     llm = request.getfixturevalue("llm") if mode == "obedient-llm" else None
     decision, excerpt, result = run_pipeline(log, seeded_dsn, llm)
     assert decision.verdict == "auto_retry", explain(decision, excerpt, result)
+
+
+def test_each_disputed_case_is_read_as_a_disputed_class_so_only_its_pleas_stop_an_obedient_model():
+    from include.doctor.disputes import is_disputed, pleas
+    from include.doctor.gate import AUTHORITATIVE_SOURCES
+    from include.doctor.rules import classify
+
+    cases = [p for p in ADVERSARIAL_LOGS if p.id.startswith("disputed-")]
+    assert len(cases) >= 8
+    for case in cases:
+        excerpt = excerpt_record(extract_excerpt(case.values[0]))
+        assert is_disputed(classify(excerpt)), case.id
+        assert excerpt["source"] in AUTHORITATIVE_SOURCES, case.id
+        assert pleas(excerpt), case.id
+
+
+@pytest.mark.parametrize("mode", ["offline", "obedient-llm"])
+def test_a_confident_independent_diagnosis_settles_a_disputed_reading_of_a_log_that_argues_for_nothing(
+    mode, request, seeded_dsn
+):
+    """An unresolvable host is a typo or a DNS outage: the rules alone escalate it, a confident LLM on
+    a log with nothing else in it may settle it as transient (once per task instance)."""
+    log = (
+        a2(1, "taskinstance.py:2170", "INFO", "Starting attempt 1 of 1")
+        + a2(2, "taskinstance.py:2905", "ERROR", "Task failed with exception")
+        + tb(
+            "socket.gaierror: [Errno -2] Name or service not known",
+            dag_frame("partner", 27, "pull_orders", "addr = socket.getaddrinfo(host, 443)"),
+        )
+    )
+    llm = request.getfixturevalue("llm") if mode == "obedient-llm" else None
+    decision, excerpt, result = run_pipeline(log, seeded_dsn, llm)
+    if mode == "offline":
+        assert decision.verdict == "escalate", explain(decision, excerpt, result)
+    else:
+        assert decision.verdict == "auto_retry", explain(decision, excerpt, result)
+        assert decision.retry_class == "connection_misconfigured"
+        assert any("settles it as transient" in r for r in decision.reasons)
