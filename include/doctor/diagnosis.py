@@ -22,6 +22,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from include.doctor.config import LLM_CONN_ID, connection_exists
+from include.doctor.disputes import is_disputed
 from include.doctor.memory import Recall
 from include.doctor.models import ACTION_MEANINGS, Action, Diagnosis, FailureRef, Neighbour
 from include.doctor.rules import Rule, classify
@@ -364,8 +365,10 @@ def cross_check(diagnosis: Diagnosis, excerpt: dict, *, local_services: bool = F
     When the model says transient but a rule at least RULE_VETO_CONFIDENCE sure says the primary
     error is permanent (a KeyError, bad credentials, a missing module ...), the model's confidence
     is cut to VETOED_CONFIDENCE: text in a log must not be able to talk the doctor into a retry
-    (DESIGN.md invariants). The opposite direction (model says permanent) is left alone: it only
-    ever leads to escalation.
+    (DESIGN.md invariants). A disputed reading (disputes.is_disputed: a surface transient failures
+    share, such as a memory kill or a duplicate key) is left to the gate, which lets a confident
+    diagnosis settle it only on a log that argues for nothing. The opposite direction (model says
+    permanent) is left alone: it only ever leads to escalation.
 
     Returns:
         the same diagnosis.
@@ -373,7 +376,12 @@ def cross_check(diagnosis: Diagnosis, excerpt: dict, *, local_services: bool = F
     if not diagnosis.transient:
         return diagnosis
     rule = classify(excerpt, local_services=local_services)
-    if rule is not None and not rule.transient and rule.confidence >= RULE_VETO_CONFIDENCE:
+    if (
+        rule is not None
+        and not rule.transient
+        and rule.confidence >= RULE_VETO_CONFIDENCE
+        and not is_disputed(rule)
+    ):
         diagnosis.confidence = min(diagnosis.confidence, VETOED_CONFIDENCE)
         diagnosis.root_cause = (
             f"{diagnosis.root_cause} [doctor: the offline rules read this error as "

@@ -220,3 +220,16 @@ def test_a_settled_class_whose_doctor_retries_fail_is_demoted_to_approval():
     decision = gate(llm(), failed_with(UNKNOWN_HOST), class_outcomes=outcomes)
     assert decision.verdict == "approval"
     assert any("demoted" in r for r in decision.reasons)
+
+
+# -- the LLM's cross-check against the rules -------------------------------------------------------
+
+
+def test_the_cross_check_cuts_a_transient_diagnosis_of_a_vetoed_reading_but_leaves_a_disputed_one_to_the_gate():
+    from include.doctor.diagnosis import VETOED_CONFIDENCE, cross_check
+
+    vetoed = cross_check(llm(confidence=0.95), failed_with("KeyError: 'account_id'"))
+    assert vetoed.confidence == VETOED_CONFIDENCE and "task_code_error" in vetoed.root_cause
+    # A duplicate key is read at 0.8, the veto's level, but it is a disputed surface.
+    disputed = cross_check(llm(confidence=0.95), failed_with(DUPLICATE))
+    assert disputed.confidence == 0.95
