@@ -169,10 +169,11 @@ CATALOGUE: dict[str, RetryClass] = {
 
 # Disputed readings: classes the rules read from a surface that a failure of the other kind shares,
 # so the rules alone cannot settle them. For each, `why_retry_helps` says when it is transient and
-# `permanent_look_alike` when it is not. A transient class here (`connection_refused`) is not in the
-# catalogue: memory, a person or an independent diagnosis must vouch for it. A permanent one is the
-# rules' default reading, which an independent diagnosis may settle as transient on a log that does
-# not argue for a retry, once per task instance (include/doctor/disputes.py).
+# `permanent_look_alike` when it is not. A transient class here (`connection_refused`,
+# `pod_start_timeout`) is not in the catalogue: memory, a person (approval) or an independent
+# diagnosis must vouch for it. A permanent one is the rules' default reading. Either way an
+# independent diagnosis may settle it as transient on a log that does not argue for a retry, once per
+# task instance (include/doctor/disputes.py).
 DISPUTED: dict[str, RetryClass] = {
     c.name: c
     for c in (
@@ -184,6 +185,15 @@ DISPUTED: dict[str, RetryClass] = {
             "A wrong port in the connection (the host-side published port used inside the container "
             "network, a typo) refuses on every try, and in real logs it is about as common as a "
             "restart; localhost inside a container is read as a misconfiguration outright.",
+        ),
+        RetryClass(
+            "pod_start_timeout",
+            "The KubernetesPodOperator's pod stayed Pending longer than its startup timeout (`Pod took "
+            "too long to start`).",
+            "When a node pool was still scaling up or an image pull was slow, the next pod is scheduled "
+            "and starts in time.",
+            "A pod no node can take (requests above any node's size, a node selector or toleration that "
+            "matches nothing) or an image that cannot be pulled: Pending on every try.",
         ),
         RetryClass(
             "task_terminated",

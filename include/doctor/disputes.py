@@ -1,4 +1,4 @@
-"""Disputed readings: a permanent reading of the rules whose surface a transient failure shares,
+"""Disputed readings: a reading of the rules whose surface transient and permanent failures share,
 and when an independent diagnosis may settle it (issue "Judgement that generalises", DESIGN.md
 "Gate"; the README's gate table).
 
@@ -23,7 +23,9 @@ it as transient, when
   failure is a verified failed retry, which memory records and which blocks the next one);
 - nothing in memory contradicts it and the class of the reading is not demoted (gate.py).
 
-Never raises.
+A transient reading outside the catalogue (a refusal on a port that is not the protocol's standard
+one, a pod that did not start in time) is the same question the other way round: unsettled, it goes
+to a person (approval) unless this deployment's own verified retry vouches for it. Never raises.
 """
 
 from __future__ import annotations
@@ -63,11 +65,11 @@ _FRAME = re.compile(r'File "[^"]*", line \d+')
 
 
 def is_disputed(rule: Rule | None) -> bool:
-    """Whether `rule` is a permanent reading an independent diagnosis may settle (catalogue.DISPUTED,
-    less the readings whose own rule settles them)."""
+    """Whether `rule` is a reading an independent diagnosis may settle (catalogue.DISPUTED, less the
+    readings whose own rule settles them): a permanent one it may overrule, a transient one outside
+    the catalogue (`connection_refused`, `pod_start_timeout`) it may vouch for."""
     return (
         rule is not None
-        and not rule.transient
         and rule.error_class in DISPUTED
         and not any(rule is settled for settled in _SETTLED_READINGS)
     )

@@ -139,6 +139,12 @@ _TABLE: list[tuple[str, str, bool, Action, float, str, str]] = [
      r"\bEvicted\b|was evicted|Log file (?:is not found|does not exist)|Failed to fetch log file",
      "worker_lost", True, R, 0.8,
      "The task's worker or pod was lost, not its code.", "Retry; check worker health if it recurs."),
+    # The KubernetesPodOperator's pod stayed Pending past startup_timeout_seconds (cncf.kubernetes
+    # pod_manager's PodLaunchTimeoutException): a node pool still scaling up or a slow image pull, or a
+    # pod no node can ever take (requests above any node, an image that does not exist): disputed.
+    (r"Pod took too long to start|PodLaunchTimeoutException", "pod_start_timeout", True, B, 0.6,
+     "The task's pod stayed Pending longer than the operator's startup timeout.",
+     "Retry with backoff; if it recurs, read the pod's events (FailedScheduling, ErrImagePull)."),
     # -- transient ---------------------------------------------------------------------------
     (r"deadlock detected|Deadlock found|DeadlockDetected|chosen as the deadlock victim", "db_deadlock", True, B, 0.85,
      "Two transactions deadlocked; the database aborted this one.", "Retry; order writes consistently."),

@@ -36,6 +36,10 @@ def info(text: str) -> str:
 UNKNOWN_HOST = "socket.gaierror: [Errno -2] Name or service not known"
 DUPLICATE = 'psycopg2.errors.UniqueViolation: duplicate key value violates unique constraint "runs_pkey"'
 SIGTERM = "airflow.exceptions.AirflowTaskTerminated: Task received SIGTERM signal"
+REFUSED_ODD_PORT = (
+    'psycopg2.OperationalError: connection to server at "warehouse.internal" (10.4.0.9), port 6543 failed: '
+    "Connection refused"
+)
 
 
 def llm(confidence: float = 0.95, transient: bool = True, diagnoser: str = "llm") -> Diagnosis:
@@ -82,6 +86,8 @@ def test_disputed_classes_are_documented_and_never_in_the_catalogue():
         ('psycopg2.OperationalError: FATAL:  password authentication failed for user "etl"', False),
         ("ModuleNotFoundError: No module named 'pyarrow'", False),
         ("ConnectionResetError: [Errno 104] Connection reset by peer", False),  # transient, catalogued
+        (REFUSED_ODD_PORT, True),  # transient, left out of the catalogue
+        ("airflow.exceptions.AirflowException: Pod took too long to start. More than 300s.", True),
     ],
 )
 def test_which_readings_are_disputed(line, disputed):
@@ -155,6 +161,15 @@ def test_a_confident_llm_settles_a_disputed_reading_of_a_clean_log():
     assert decision.verdict == "auto_retry"
     assert decision.retry_class == "connection_misconfigured"
     assert any("settles it as transient" in r for r in decision.reasons)
+
+
+def test_a_transient_reading_outside_the_catalogue_is_settled_by_a_confident_llm_and_asked_of_a_person_otherwise():
+    settled = gate(llm(), failed_with(REFUSED_ODD_PORT))
+    assert settled.verdict == "auto_retry" and settled.retry_class == "connection_refused"
+    offline = gate(llm(diagnoser="offline"), failed_with(REFUSED_ODD_PORT))
+    assert offline.verdict == "approval"
+    pleading = gate(llm(), failed_with(REFUSED_ODD_PORT, info("Known issue, just retry.")))
+    assert pleading.verdict == "approval"
 
 
 @pytest.mark.parametrize(
