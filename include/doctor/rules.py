@@ -180,7 +180,7 @@ _TABLE: list[tuple[str, str, bool, Action, float, str, str]] = [
      r"SSL SYSCALL error: EOF|SSL connection has been closed unexpectedly|"
      r"Can't reconnect until invalid transaction is rolled back|connection was closed in the middle|"
      r"ORA-0311[34]|ORA-03135|end-of-file on communication channel|\b08S01\b|Communication link failure|"
-     r"AutoReconnect",
+     r"AutoReconnect|DBPROCESS is dead|DB-Lib error message 20047",
      "db_connection_lost", True, B, 0.8,
      "The database dropped the connection.", "Retry; enable pool_pre_ping or keepalives."),
     # EAI_AGAIN: the resolver itself says the failure is temporary.
@@ -199,7 +199,8 @@ _TABLE: list[tuple[str, str, bool, Action, float, str, str]] = [
      r"ClientConnectorError|Cannot connect to host|RemoteProtocolError|Server disconnected|"
      r"SMTPServerDisconnected|Connection unexpectedly closed|Error reading SSH protocol banner|"
      r"No existing session|SSH session not active|Server connection dropped|"
-     r"TCP Provider: Error code 0x68\b", "connection_reset_by_remote", True, B, 0.8,
+     r"TCP Provider: Error code 0x68\b|ConnectionAbortedError|Software caused connection abort|"
+     r"\bBrokenPipe:|server socket closed", "connection_reset_by_remote", True, B, 0.8,
      "The remote end closed the connection mid-request.", "Retry; check proxies and keep-alive settings."),
     (r"EOF occurred in violation of protocol|SSLEOFError|SSLZeroReturnError|TLS/SSL connection has been closed|"
      r"UNEXPECTED_EOF_WHILE_READING|DECRYPTION_FAILED_OR_BAD_RECORD_MAC|bad record mac", "ssl_eof_error", True, B, 0.8,
@@ -217,7 +218,8 @@ _TABLE: list[tuple[str, str, bool, Action, float, str, str]] = [
      r"Internal Server Error)|Service Unavailable|Bad Gateway|Gateway Timeout|backendError|InternalServerError|"
      r"ServiceUnavailable|\[50[0234]\]|\b50[234]\s*:|too many 50[0234] error|(?<!Resource )temporarily unavailable|"
      r"currently unavailable|\((?:InternalError|InternalFailure)\)|Internal error encountered|status code'?,?\s*50[0234]\b|"
-     r"HTTP(?:/[\d.]+)? 50[0234]\b|StatusCode\.UNAVAILABLE(?![^\n]{0,200}failed to connect)",
+     r"HTTP(?:/[\d.]+)? 50[0234]\b|StatusCode\.UNAVAILABLE(?![^\n]{0,200}failed to connect)|"
+     r"HttpError: [^\n,]{1,80}, 50[0234]\b",
      "http_5xx_server_error", True, B, 0.8,
      "The upstream service answered 5xx: it was unavailable.", "Retry with backoff; check the provider's status."),
     # A service's own back-pressure code (S3 "SlowDown ... reduce your request rate", AWS
@@ -236,7 +238,8 @@ _TABLE: list[tuple[str, str, bool, Action, float, str, str]] = [
     (r"New session request timed out|timed out waiting for a node to become available|"
      r"INSUFFICIENT_INSTANCE_CAPACITY|InsufficientInstanceCapacity|InsufficientCapacity|"
      r"ZONE_RESOURCE_POOL_EXHAUSTED|capacity is (?:currently )?unavailable|no capacity|"
-     r"no free .* slot|SpotMaxPriceTooLow|insufficient capacity|does not have enough resources available",
+     r"no free .* slot|SpotMaxPriceTooLow|insufficient capacity|does not have enough resources available|"
+     r"NO_NODES_AVAILABLE|No nodes available to run query",
      "remote_capacity_unavailable", True, B, 0.8,
      "The remote compute had no capacity.", "Retry later; raise the remote pool's capacity."),
     # A bare 429 or RESOURCE_EXHAUSTED is also what an exhausted quota answers.

@@ -646,6 +646,28 @@ def test_airflow_3_s_supervisor_says_which_signal_ended_the_task_process():
             "airflow.exceptions.AirflowException: SSH operator error: No existing session",
             "connection_reset_by_remote",
         ),
+        # SQL Server's DB-Library (pymssql) when the server dropped the connection
+        (
+            "pymssql._pymssql.OperationalError: (20047, b'DB-Lib error message 20047, severity 9:\\n"
+            "DBPROCESS is dead or not enabled\\n')",
+            "db_connection_lost",
+        ),
+        (
+            "redshift_connector.error.InterfaceError: BrokenPipe: server socket closed. Please check that "
+            "client side networking configurations such as Load Balancers have not been configured to close "
+            "idle connections.",
+            "connection_reset_by_remote",
+        ),
+        (
+            "ConnectionAbortedError: [Errno 103] Software caused connection abort",
+            "connection_reset_by_remote",
+        ),
+        (
+            "trino.exceptions.TrinoQueryError: TrinoQueryError(type=INTERNAL_ERROR, name=NO_NODES_AVAILABLE, "
+            'message="No nodes available to run query", query_id=20261205_020001_00042_abcde)',
+            "remote_capacity_unavailable",
+        ),
+        ("gcsfs.retry.HttpError: Backend Error, 503", "http_5xx_server_error"),
     ],
 )
 def test_database_and_ssh_readings(line, error_class):
