@@ -5,12 +5,19 @@
 -- person's verified transient (outcome succeeded unless a retry of it was since seen to fail),
 -- "wrong_class" replaces the error class. Cases with an active "permanent" come first, so that
 -- later failures of the same fingerprint never push that veto out of the five returned.
+-- A failure people left failed (learning.py: no answer, 24 h after the escalation) or whose retry
+-- they rejected in Required Actions says "permanent" for its own DAG and task alone (when the caller
+-- names one): another task's neglected escalation (a notify-only DAG, a run the next schedule made
+-- moot) reads as no outcome here, not as a veto on every DAG. An answer on the Doctor tab is global.
 SELECT c.id, c.kind, 1.0 AS similarity, c.title,
        coalesce(wc.error_class, c.error_class) AS error_class,
        CASE v.answer WHEN 'permanent' THEN false WHEN 'transient' THEN true ELSE c.transient END AS transient,
        c.recommended_action, c.fingerprint, c.fix_steps, c.dag_id, c.task_id,
        CASE WHEN v.answer = 'permanent' THEN 'escalated'
             WHEN v.answer = 'transient' AND r.outcome IS DISTINCT FROM 'failed' THEN 'succeeded'
+            WHEN v.answer IS NULL AND r.actor = 'human' AND r.outcome = 'escalated' AND %(task_id)s IS NOT NULL
+                 AND NOT (c.dag_id IS NOT DISTINCT FROM %(dag_id)s AND c.task_id IS NOT DISTINCT FROM %(task_id)s)
+                 THEN 'none'
             ELSE r.outcome END AS outcome,
        CASE WHEN v.answer IS NOT NULL THEN 'human' ELSE r.actor END AS actor
 FROM doctor.failure_cases c

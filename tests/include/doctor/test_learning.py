@@ -11,7 +11,7 @@ from include.doctor.config import DoctorSettings
 from include.doctor.gate import decide
 from include.doctor.learning import SETTLE_TIME, learn_from_people
 from include.doctor.models import Action, Diagnosis, FailureRef
-from include.doctor.store import KnowledgeBase
+from include.doctor.store import KnowledgeBase, UIStore
 
 FINGERPRINT = "fp-connection-reset"
 TRANSIENT = Diagnosis(
@@ -80,9 +80,12 @@ def latest(kb: KnowledgeBase, case_id: int) -> dict:
         )
 
 
-def memory(kb: KnowledgeBase):
-    """The fingerprint matches the gate sees for the next failure of the same kind."""
-    return kb.find_by_fingerprint(FINGERPRINT, failure("next_failure"))
+def memory(kb: KnowledgeBase, task: str = "load"):
+    """The fingerprint matches the gate sees for the next failure of the same kind: by default the
+    same task's, in the next DAG run."""
+    return kb.find_by_fingerprint(
+        FINGERPRINT, FailureRef(dag_id="etl", run_id="scheduled__2", task_id=task, try_number=1)
+    )
 
 
 def gate(kb: KnowledgeBase, excerpt: dict | None = CONNECTION_RESET):
@@ -137,6 +140,24 @@ def test_left_failed_past_the_settle_time_is_a_persons_permanent(kb: KnowledgeBa
     )
     [match] = memory(kb)
     assert match.judged_permanent and not match.retry_verified
+
+
+def test_a_failure_left_failed_says_permanent_for_its_own_task_only(kb: KnowledgeBase):
+    """People leave a failure failed for many reasons (a notify-only DAG, a next run that made it
+    moot): that is their "permanent" for this task, not a veto on the same error everywhere. A
+    person's explicit answer stays global (the Doctor tab says so)."""
+    case_id = escalate(kb, "load")
+    learn_from_people(api=FakeAirflow({"load": {"state": "failed", "try_number": 1}}), kb=kb, now=LATER)
+    [same_task] = memory(kb)
+    [other_task] = memory(kb, task="export")
+    assert same_task.judged_permanent
+    assert not other_task.judged_permanent and other_task.outcome == "none"
+    assert decide(TRANSIENT, [], [other_task], 0, [], DoctorSettings(), excerpt=CONNECTION_RESET).verdict == (
+        "auto_retry"
+    )
+    UIStore(dsn=kb.dsn).record_answer(case_id, answer="permanent", user_name="oncall")
+    [answered] = memory(kb, task="export")
+    assert answered.judged_permanent
 
 
 @pytest.mark.parametrize(
