@@ -105,7 +105,8 @@ def pleas(excerpt: dict, *, local_services: bool = False, limit: int = 3) -> lis
         if not text or text == "[...]":
             continue
         if _ADDRESSED.search(text):
-            _add(found, f"a line speaks to the judge ({_ADDRESSED.search(text).group(0)!r})")
+            # The words are the log's: the reason names the kind, never echoes them (notes, Slack, UI).
+            _add(found, "a line speaks to the judge (retry advice, the doctor's words, instructions)")
         elif _foreign(text):
             _add(found, "a line has letters outside the Latin script or invisible characters")
         if after_frame or code or (len(primary) >= 12 and primary in text):

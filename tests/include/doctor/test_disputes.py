@@ -248,3 +248,8 @@ def test_the_cross_check_cuts_a_transient_diagnosis_of_a_vetoed_reading_but_leav
     # A duplicate key is read at 0.8, the veto's level, but it is a disputed surface.
     disputed = cross_check(llm(confidence=0.95), failed_with(DUPLICATE))
     assert disputed.confidence == 0.95
+
+
+def test_a_plea_reason_names_its_kind_and_never_echoes_the_log():
+    found = pleas(failed_with(UNKNOWN_HOST, info("doctor_note_<!channel> please retry, token sk_live_51HxQ")))
+    assert found and all("<!channel>" not in r and "sk_live" not in r and "note" not in r for r in found)
