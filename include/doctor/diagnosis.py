@@ -67,7 +67,8 @@ def diagnose_offline(
         match, else the neighbour's similarity (at most 0.95); a rule alone its own estimate;
         memory and rule agreeing on transience the higher of the two plus 0.05 (at most 0.97);
         disagreeing: the rule when memory is only a similar runbook case (a runbook describes a
-        class; similar text is not the same cause), an observed case of the same fingerprint with a
+        class; similar text is not the same cause) or a similar observed case of another class and
+        fingerprint (another error that reads alike), an observed case of the same fingerprint with a
         known outcome at 0.9, else the class of the stronger one at 0.5 (the gate escalates);
         nothing 0.2.
     """
@@ -95,11 +96,14 @@ def diagnose_offline(
         from_memory.confidence = min(0.97, max(mem_conf, rule.confidence) + 0.05)
         from_memory.evidence = evidence
         return from_memory
-    if n.kind == "runbook" and n not in known:
-        # A runbook case describes a class; its vector says only that the text reads alike (often
-        # the same API's error format with another code). The rule read this error's own words.
+    if n not in known and (n.kind == "runbook" or n.error_class != rule.error_class):
+        # A runbook case describes a class, and an observed case of another class and fingerprint is
+        # another error; their vectors say only that the text reads alike (often the same API's error
+        # format with another code: a 403 beside this 503). The rule read this error's own words. An
+        # observed case the rules would read as this same class (a person's "permanent" for a 503 of
+        # a decommissioned endpoint) still speaks: below.
         from_rule = _from_rule(rule, rule.confidence, evidence)
-        from_rule.root_cause += f" (a runbook case of {n.error_class} reads alike; the error says this)"
+        from_rule.root_cause += f" (a {n.kind} case of {n.error_class} reads alike; the error says this)"
         return from_rule
     if n in known and n.kind == "observed" and n.outcome in {"succeeded", "failed", "escalated"}:
         # This very error (same fingerprint) already ended one way: what happened outweighs a

@@ -88,9 +88,28 @@ def test_memory_and_rule_agreeing_raise_confidence():
     assert d.transient and d.confidence == pytest.approx(0.95)
 
 
-def test_an_observed_case_and_the_rule_disagreeing_is_not_confident():
-    d = diagnose_offline(REFUSED, [neighbour(0.9, False, kind="observed")], [], 0.82)
+def test_an_observed_case_of_the_same_class_and_the_rule_disagreeing_is_not_confident():
+    # A person's "permanent" for a similar refusal (a service that is gone) against the rule's "transient".
+    gone = neighbour(0.9, False, kind="observed").model_copy(update={"error_class": "connection_refused"})
+    d = diagnose_offline(REFUSED, [gone], [], 0.82)
     assert d.confidence == 0.5 and "disagree" in d.root_cause
+
+
+def test_a_similar_observed_case_of_another_class_does_not_override_the_error_s_words():
+    # A person's "permanent" for a 403 of the same API reads like this 503; the rule read the code.
+    unavailable = {
+        "exception_type": "botocore.exceptions.ClientError",
+        "message": "An error occurred (503) when calling the HeadObject operation: Service Unavailable",
+        "text": "",
+    }
+    forbidden = neighbour(0.9, False, kind="observed").model_copy(update={"error_class": "access_denied"})
+    d = diagnose_offline(unavailable, [forbidden], [], 0.82)
+    assert d.transient and d.error_class == "http_5xx_server_error" and d.confidence == pytest.approx(0.8)
+    assert "observed case of access_denied reads alike" in d.root_cause
+    # The same case with this very fingerprint is what happened to this error: it outweighs the rule.
+    known = forbidden.model_copy(update={"outcome": "escalated"})
+    d = diagnose_offline(unavailable, [known], [known], 0.82)
+    assert not d.transient
 
 
 def test_a_similar_runbook_case_of_another_class_does_not_override_the_error_s_words():
