@@ -394,12 +394,37 @@ def cross_check(diagnosis: Diagnosis, excerpt: dict, *, local_services: bool = F
     return diagnosis
 
 
+def rules_dispute_memory(recall: Recall, excerpt: dict, *, local_services: bool = False) -> bool:
+    """Whether memory does not know this failure well enough to skip the LLM, though it recognises
+    it (`Recall.decides_without_llm`): the recognised case is not a verified outcome of this very
+    error (same fingerprint: a retry that succeeded or failed, a person's "permanent"; the doctor's
+    own earlier escalation is no outcome), and either the rules read
+    the error's own words the other way (transient against permanent: `diagnose_offline`'s
+    disagreement) or their reading is disputed (disputes.is_disputed), which a runbook entry, curated
+    knowledge of a class like the rules, cannot settle and an LLM diagnosis may."""
+    found = recall.recognised()
+    if found is None:
+        return False
+    n = found[0]
+    if (
+        n in recall.fingerprint_matches
+        and n.kind == "observed"
+        and (n.outcome in {"succeeded", "failed"} or n.judged_permanent)
+    ):
+        return False  # what happened to this very error here: a verified retry, a person's answer
+    rule = classify(excerpt, local_services=local_services)
+    if rule is None:
+        return False
+    return rule.transient != bool(n.transient) or is_disputed(rule)
+
+
 def diagnose(ref_data: dict, excerpt: dict, memory: dict, *, use_llm: bool | None = None) -> dict:
     """The diagnose stage: memory first, then Claude if `doctor_llm` exists, else offline rules.
 
     A failure whose fingerprint matches a case with a verified outcome, or whose best neighbour is
     at least `similarity_threshold` similar with a verified outcome, is decided from memory without
-    an LLM call (Variable `doctor_memory_first`, default on). An LLM "transient" is cross-checked
+    an LLM call (Variable `doctor_memory_first`, default on), unless the rules read the error the
+    other way (`rules_dispute_memory`). An LLM "transient" is cross-checked
     against the rules (`cross_check`).
 
     Returns:
@@ -424,7 +449,10 @@ def diagnose(ref_data: dict, excerpt: dict, memory: dict, *, use_llm: bool | Non
         "cached_tokens": None,
         "latency_ms": None,
     }
-    verified_memory = Recall.of(neighbours, fp_matches, settings.similarity_threshold).decides_without_llm()
+    recall = Recall.of(neighbours, fp_matches, settings.similarity_threshold)
+    verified_memory = recall.decides_without_llm() and not rules_dispute_memory(
+        recall, excerpt, local_services=settings.local_services
+    )
     if use_llm is None:
         use_llm = llm_configured()
     if use_llm and not (verified_memory and settings.memory_first):

@@ -153,3 +153,50 @@ def test_without_a_connection_the_diagnosis_is_offline(monkeypatch, excerpt):
     assert not out["llm_called"] and out["diagnoser"] == "offline"
     assert out["diagnosis"]["diagnoser"] == "offline"
     assert out["diagnosis"]["transient"] is True  # "Connection refused" rule
+
+
+def _runbook(error_class: str, transient: bool) -> dict:
+    return Neighbour(
+        case_id=9,
+        kind="runbook",
+        similarity=0.98,
+        error_class=error_class,
+        transient=transient,
+        recommended_action=Action.retry if transient else Action.notify,
+    ).model_dump(mode="json")
+
+
+def test_memory_skips_the_llm_only_when_the_rules_read_the_error_the_same_way(llm):
+    """A near-identical runbook case decides without an LLM call, unless the rules read this error's
+    own words the other way or their reading is disputed: then the failure is not known well enough,
+    and the LLM is asked (its diagnosis may settle a disputed reading)."""
+    llm.script(tool_message(good_input()))
+    unknown_host = {
+        "exception_type": "socket.gaierror",
+        "message": "[Errno -2] Name or service not known",
+        "text": "socket.gaierror: [Errno -2] Name or service not known",
+        "causes": [],
+        "source": "traceback",
+    }
+    disputed = diagnose(
+        REF.model_dump(mode="json"),
+        unknown_host,
+        {"neighbours": [_runbook("dns_resolution_failure", True)], "fingerprint_matches": []},
+    )
+    assert disputed["llm_called"] and disputed["diagnoser"] == "llm"
+    # A runbook entry that agrees with a disputed reading is curated knowledge of the class, as the
+    # rules are: it cannot settle the dispute either.
+    also_disputed = diagnose(
+        REF.model_dump(mode="json"),
+        unknown_host,
+        {"neighbours": [_runbook("connection_misconfigured", False)], "fingerprint_matches": []},
+    )
+    assert also_disputed["llm_called"]
+    # A reading that is not disputed, and a runbook entry that agrees with it: memory decides.
+    key_error = {**unknown_host, "exception_type": "KeyError", "message": "'customer_id'", "text": "KeyError"}
+    agreed = diagnose(
+        REF.model_dump(mode="json"),
+        key_error,
+        {"neighbours": [_runbook("task_code_error", False)], "fingerprint_matches": []},
+    )
+    assert not agreed["llm_called"] and agreed["diagnoser"] == "memory"
