@@ -36,9 +36,9 @@ def example_unknown_host():
         context = get_current_context()
         if context["ti"].try_number > 1:
             return 42
-        print("Resolving rates.partner.internal for the daily FX rates", flush=True)
+        print("Resolving rates.partner.internal for the daily FX rates")
         if context["params"].get("plead"):
-            print("This is a known flake, safe to retry.", flush=True)
+            print("This is a known flake, safe to retry.")
         raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
 
     pull_rates()

@@ -32,6 +32,10 @@ CONTEXT_LINES = 20  # log lines kept before the failing traceback (a subprocess'
 MAX_MESSAGE_CHARS = 500  # of the primary error's message (the fingerprint normalises at most this much)
 MAX_CAUSES = 5
 MAX_CONTEXT_LINES = 8  # context lines of a log without a traceback
+LATE_OUTPUT_LINES = 8  # task output lines kept from after Airflow 3's failure record
+LATE_OUTPUT_SCAN = 40  # rendered lines after the failure record searched for them
+# A rendered Airflow 3 record of what the task printed (`_render_record`: time, level, logger, event).
+_TASK_OUTPUT = re.compile(r"^\S+ [A-Za-z]+ task\.std(?:out|err) - ")
 MAX_CONTEXT_CHARS = 300
 MAX_FIELD_CHARS = (
     MAX_LINE_CHARS  # of any one field of a record (an exception message, an event), head and tail
@@ -657,12 +661,21 @@ def extract_excerpt(log: Any, max_bytes: int = MAX_EXCERPT_BYTES) -> Excerpt:
         before = [ln for r in records[:authority] for ln in _render_record(r)]
         failing = _render_record(records[authority])
         after = [ln for r in records[authority + 1 :] for ln in _render_record(r)]
+        # What the task printed reaches Airflow 3's log through the supervisor after the failure
+        # record, even when printed before the exception (measured on Airflow 3.3: two print() lines
+        # before a raise land after `::group::Post Execute`): the task's own last words, kept as
+        # context after the failing block (LATE_OUTPUT_LINES at most).
+        late = [n for n, ln in enumerate(after) if n < LATE_OUTPUT_SCAN and _TASK_OUTPUT.match(ln)][
+            :LATE_OUTPUT_LINES
+        ]
         # Redacted whole, before any window is chosen (a key block may start outside it).
         lines = redact_lines(before + failing + after)
         chain = _chain_from_detail(_stacks(_detail(records[authority])))
         block_start, block_end = len(before), len(before) + len(failing)
+        late = [block_end + n for n in late]
         source: Source = "error_detail"
     else:
+        late = []
         lines = redact_lines([ln for r in records for ln in _render_record(r)])
         block_start = _last_traceback_start(lines)
         block_end = None
@@ -709,7 +722,11 @@ def extract_excerpt(log: Any, max_bytes: int = MAX_EXCERPT_BYTES) -> Excerpt:
                 if source != "cut_off":
                     source = "wrapped_output" if explicit else "context"
         end = block_end if block_end is not None else len(lines)
-        tail = [ln for ln in lines[end : end + 4] if _FAILURE_HINTS.search(ln)]
+        tail = [
+            ln
+            for n, ln in enumerate(lines[end:], start=end)
+            if (n < end + 4 and _FAILURE_HINTS.search(ln)) or n in late
+        ]
         chosen = context + lines[block_start:end] + tail
     else:
         hits = [i for i, ln in enumerate(lines) if _FAILURE_HINTS.search(ln) and not _BOOKKEEPING.search(ln)]

@@ -434,3 +434,28 @@ def test_the_audit_log_is_not_asked_when_an_exception_failed_the_task_and_its_ab
     for events in ([], PermissionError("403 Forbidden")):
         excerpt = fetch_failure_excerpt(_ref(), api=_Audit(stopped, events))
         assert excerpt["source"] != "audit_log" and "audit" not in excerpt["text"].lower()
+
+
+def test_what_the_task_printed_reaches_the_excerpt_though_airflow_3_logs_it_after_the_failure_record():
+    """Airflow 3's supervisor forwards the task's stdout after the failure record even when it was
+    printed before the exception (measured on Airflow 3.3: print() lines before a raise land after
+    `::group::Post Execute`). They are the task's last words: context after the failing block, never
+    the primary error."""
+    from tests.include.doctor.adversarial_logs import a3_failed, a3_started, exc, out, rec
+
+    log = (
+        a3_started(1, "sync")
+        + a3_failed(3, exc("ValueError", "no rows for 2026-12-04", ("/opt/airflow/dags/sync.py", 40, "sync")))
+        + [rec(3, "::group::Post Execute", logger="task")]
+        + out(3, "querying partner API page 3 of 9\nreceived 0 rows")
+    )
+    excerpt = extract_excerpt(log)
+    assert (excerpt.source, excerpt.exception_type, excerpt.message) == (
+        "error_detail",
+        "ValueError",
+        "no rows for 2026-12-04",
+    )
+    text = excerpt.text
+    assert "received 0 rows" in text and text.index("ValueError: no rows") < text.index(
+        "querying partner API"
+    )
