@@ -5,9 +5,9 @@ gate table): memory, judgement and policy. Memory is evidence, not a preconditio
 doctor has never seen is auto-retried when independent judges agree: the diagnosis says transient
 with high confidence, the offline rules read the primary error as a class of the retry-safe
 catalogue (catalogue.py; a check that does not depend on the LLM), and nothing contradicts it.
-A permanent reading of the rules whose surface a transient failure shares (catalogue.DISPUTED) is a
-default that an independent diagnosis may settle, on a log that does not argue for a retry, once per
-task instance (disputes.py). Never raises.
+A reading of the rules whose surface transient and permanent failures share (catalogue.DISPUTED) is
+one an independent diagnosis may settle, on a log that does not argue for a retry, once per task
+instance (disputes.py). Never raises.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from include.doctor.config import TAG_NOTIFY_ONLY, TAG_OFF, DoctorSettings
 from include.doctor.disputes import is_disputed, pleas
 from include.doctor.memory import Recall
 from include.doctor.models import RETRY_ACTIONS, Action, Decision, Diagnosis, Neighbour
-from include.doctor.rules import classify, permanent_causes
+from include.doctor.rules import Rule, classify, permanent_causes
 
 BACKOFF_CAP_SECONDS = 300.0
 # Where the primary error may come from for the catalogue to vouch for it: the exception that failed
@@ -298,7 +298,7 @@ def decide(
 
 
 def _settle(
-    rule,
+    rule: Rule | None,
     diagnosis: Diagnosis | None,
     excerpt: dict | None,
     doctor_clears: int | None,

@@ -665,7 +665,7 @@ def extract_excerpt(log: Any, max_bytes: int = MAX_EXCERPT_BYTES) -> Excerpt:
         # record, even when printed before the exception (measured on Airflow 3.3: two print() lines
         # before a raise land after `::group::Post Execute`): the task's own last words, kept as
         # context after the failing block (LATE_OUTPUT_LINES at most).
-        late = [n for n, ln in enumerate(after) if n < LATE_OUTPUT_SCAN and _TASK_OUTPUT.match(ln)][
+        late = [n for n, ln in enumerate(after[:LATE_OUTPUT_SCAN]) if _TASK_OUTPUT.match(ln)][
             :LATE_OUTPUT_LINES
         ]
         # Redacted whole, before any window is chosen (a key block may start outside it).
@@ -724,7 +724,7 @@ def extract_excerpt(log: Any, max_bytes: int = MAX_EXCERPT_BYTES) -> Excerpt:
         end = block_end if block_end is not None else len(lines)
         tail = [
             ln
-            for n, ln in enumerate(lines[end:], start=end)
+            for n, ln in enumerate(lines[end : end + max(4, LATE_OUTPUT_SCAN)], start=end)
             if (n < end + 4 and _FAILURE_HINTS.search(ln)) or n in late
         ]
         chosen = context + lines[block_start:end] + tail
