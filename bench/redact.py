@@ -1,6 +1,6 @@
 """Redaction and excerpt extraction on huge and hostile logs: seconds per log through `extract_excerpt`.
 
-Generated logs (nothing read from disk), each passed to `include.doctor.logs.extract_excerpt` as the
+Generated logs (nothing read from disk), each passed to `airflow_doctor.logs.excerpt.extract_excerpt` as the
 doctor gets it, timed `--repeat` times in this process (after one warm-up call that imports
 Airflow's masker), the median reported:
 - `1mb_single_line`: a 1 MB line of word characters with the failing traceback after it (a runaway
@@ -102,7 +102,7 @@ def cases() -> dict[str, object]:
 
 def measure(log: object, repeat: int) -> dict:
     """Median and max seconds of `extract_excerpt(log)` over `repeat` calls, and what it kept."""
-    from include.doctor.logs import extract_excerpt
+    from airflow_doctor.logs.excerpt import extract_excerpt
 
     times, excerpt = [], None
     for _ in range(repeat):
@@ -124,7 +124,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     repeat = parser.parse_args().repeat
 
-    from include.doctor.logs import extract_excerpt
+    from airflow_doctor.logs.excerpt import extract_excerpt
 
     extract_excerpt(_TRACEBACK)  # warm-up: imports Airflow's secrets masker once
     rows = {}

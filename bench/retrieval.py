@@ -1,6 +1,6 @@
 """Memory at scale: the doctor's top-5 neighbour query on doctor.failure_cases at 10k to 1M cases.
 
-A real Postgres with pgvector (the embedded server of `eval`, include/doctor/cli.py) and the real
+A real Postgres with pgvector (the embedded server of `eval`, airflow_doctor/cli.py) and the real
 schema (include/sql/001_schema.sql, migrated by KnowledgeBase) hold synthetic cases; the query is
 include/sql/queries/search_similar.sql, the one `KnowledgeBase.search_similar` runs. Per size N:
 - load: binary COPY of N cases without the HNSW index (rows/s), then CREATE INDEX of the schema's
@@ -243,7 +243,7 @@ def copy_cases(conn, cases: Synthetic, first_row: int) -> float:
 def query_params(queries: np.ndarray) -> list[dict]:
     """search_similar.sql's parameters per query vector, as KnowledgeBase.search_similar binds them
     (no failure to exclude)."""
-    from include.doctor.store import vector_literal
+    from airflow_doctor.knowledge.store import vector_literal
 
     nulls = dict.fromkeys(("dag_id", "run_id", "task_id", "map_index", "try_number"))
     return [{"embedding": vector_literal(q), "k": K, **nulls} for q in queries]
@@ -255,7 +255,7 @@ def run_queries(conn, params: list[dict], ef_search: int) -> tuple[list[float], 
     Returns:
         (latency of each query in ms, row indexes (id - 1) found per query).
     """
-    from include.doctor.store import sql
+    from airflow_doctor.knowledge.store import sql
 
     query = sql("search_similar")
     latencies, found = [], []
@@ -420,7 +420,7 @@ def measure_queries(
     Returns:
         the size result's query keys; latencies in ms.
     """
-    from include.doctor.store import KnowledgeBase, sql
+    from airflow_doctor.knowledge.store import KnowledgeBase, sql
 
     n = len(cases.vectors)
     params = query_params(queries)
@@ -503,7 +503,7 @@ def measure_inserts(conn, extra: Synthetic, first_row: int) -> dict:
     Returns:
         {"copy_rows", "copy_rows_per_s", "single_upserts", "single_upsert_ms": {p50_ms, p95_ms}}.
     """
-    from include.doctor.store import sql, vector_literal
+    from airflow_doctor.knowledge.store import sql, vector_literal
 
     n_single = min(100, len(extra.vectors) // 2)
     conn.autocommit = False
@@ -739,8 +739,8 @@ def main() -> int:
 
     import psycopg2
 
-    from include.doctor.cli import embedded_database
-    from include.doctor.store import KnowledgeBase
+    from airflow_doctor.cli import embedded_database
+    from airflow_doctor.knowledge.store import KnowledgeBase
 
     t0 = time.perf_counter()
     results = []

@@ -8,14 +8,14 @@ that first import `airflow.sdk` (untimed, as the task runner does), this measure
 - REST client, before: `airflow_client.client` (the official `apache-airflow-client`, still
   installed by requirements-dev.txt for this comparison only) imported and an ApiClient with one API
   class built: what the old `AirflowAPI.call` paid on its first call in every task.
-- REST client, after: include/doctor/airflow_api.py and its httpx client built.
+- REST client, after: airflow_doctor/hooks/airflow_api.py and its httpx client built.
 - listener report path, before (stdlib urllib) and after (httpx): what a failing task's process
   imports to report the failure.
-- embed, before = cold: include/doctor/embeddings.py embedding one text with the model loaded in the
+- embed, before = cold: airflow_doctor/knowledge/embeddings.py embedding one text with the model loaded in the
   process (torch and sentence-transformers imported, model loaded) - the only path before.
 - embed, after = warm: the same call with DOCTOR_EMBED_URL pointing at the embedding service
-  (include/doctor/embed_service.py, started here on a free loopback port).
-- diagnose (LLM): include/doctor/diagnosis.py and the Anthropic provider hook (anthropic SDK);
+  (airflow_doctor/knowledge/embed_service.py, started here on a free loopback port).
+- diagnose (LLM): airflow_doctor/judgement/diagnosis.py and the Anthropic provider hook (anthropic SDK);
   unchanged by the issue, measured for the table.
 
 Then, in one process with everything loaded, the latency of one `embed([text])` call: in-process
@@ -52,35 +52,35 @@ PIECES: dict[str, tuple[str, str, str]] = {
     "api_httpx": (
         "REST client (fetch_logs, gate, clear, notes)",
         "after",
-        "from include.doctor.airflow_api import AirflowAPI\n"
+        "from airflow_doctor.hooks.airflow_api import AirflowAPI\n"
         "AirflowAPI('http://127.0.0.1:1', 'a', 'b')._http\n",
     ),
     "listener_urllib": (
         "listener report (failing task's process)",
         "before",
-        "import include.doctor.capture, include.doctor.models, urllib.request, json\n",
+        "import airflow_doctor.capture.failures, airflow_doctor.models, urllib.request, json\n",
     ),
     "listener_httpx": (
         "listener report (failing task's process)",
         "after",
-        "import include.doctor.capture\n"
-        "from include.doctor.airflow_api import AirflowAPI\n"
+        "import airflow_doctor.capture.failures\n"
+        "from airflow_doctor.hooks.airflow_api import AirflowAPI\n"
         "AirflowAPI('http://127.0.0.1:1', 'a', 'b')._http\n",
     ),
     "embed_cold": (
         "embed_failure: first embed() in the task",
         "before",
-        f"from include.doctor import embeddings\nassert len(embeddings.embed([{TEXT!r}])[0]) == 384\n",
+        f"from airflow_doctor import embeddings\nassert len(embeddings.embed([{TEXT!r}])[0]) == 384\n",
     ),
     "embed_warm": (
         "embed_failure: first embed() in the task",
         "after",
-        f"from include.doctor import embeddings\nassert len(embeddings.embed([{TEXT!r}])[0]) == 384\n",
+        f"from airflow_doctor import embeddings\nassert len(embeddings.embed([{TEXT!r}])[0]) == 384\n",
     ),
     "diagnose_llm": (
         "diagnose (LLM): diagnosis + Anthropic hook",
         "both",
-        "import include.doctor.diagnosis\n"
+        "import airflow_doctor.judgement.diagnosis\n"
         "from airflow.providers.anthropic.hooks.anthropic import AnthropicHook\n",
     ),
 }
@@ -145,7 +145,7 @@ def start_service() -> tuple[subprocess.Popen, str]:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "include.doctor.embed_service", "--port", str(port)],
+        [sys.executable, "-m", "airflow_doctor.knowledge.embed_service", "--port", str(port)],
         env=child_env("service", None),
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
@@ -167,7 +167,7 @@ def start_service() -> tuple[subprocess.Popen, str]:
 
 def call_latency(embed_url: str, calls: int) -> dict:
     """Milliseconds per embed([one text]) call, model warm in this process vs through the service."""
-    from include.doctor import embeddings
+    from airflow_doctor.knowledge import embeddings
 
     os.environ.pop("DOCTOR_EMBED_URL", None)
     model = embeddings.load_model()

@@ -30,13 +30,13 @@ DEMOS = {
 
 
 def api_for(cfg: StackConfig):
-    from include.doctor.airflow_api import AirflowAPI
+    from airflow_doctor.hooks.airflow_api import AirflowAPI
 
     return AirflowAPI(cfg.api_url, cfg.username, cfg.password, timeout=15)
 
 
 def kb_for(cfg: StackConfig):
-    from include.doctor.store import KnowledgeBase
+    from airflow_doctor.knowledge.store import KnowledgeBase
 
     return KnowledgeBase(dsn=cfg.database_uri("doctor"))
 
@@ -105,7 +105,7 @@ def timeline(api, kb, dag_id: str, run_id: str, task_id: str) -> dict:
         retried_at, retry_outcome, note, and the seconds
         failure -> doctor start and failure -> retried success.
     """
-    from include.doctor.models import FailureRef
+    from airflow_doctor.models import FailureRef
 
     case = case_for(kb, dag_id, run_id, task_id) or {}
     ref = FailureRef(dag_id=dag_id, run_id=run_id, task_id=task_id, try_number=case.get("try_number") or 1)

@@ -57,7 +57,7 @@ class StackConfig:
         username, password: the Airflow login (SimpleAuthManager).
         parallelism: `[core] parallelism`, the LocalExecutor's worker slots.
         extra_env: more environment for every Airflow process (Variables, settings).
-        embed_port: the embedding service (include/doctor/embed_service.py) that keeps the model
+        embed_port: the embedding service (airflow_doctor/knowledge/embed_service.py) that keeps the model
             warm for the tasks (DOCTOR_EMBED_URL); None: `up` picks a free port.
         executor: "local" (LocalExecutor, the default) or "celery" (CeleryExecutor: a Redis
             broker on redis_port and celery_workers workers of celery_concurrency slots each).
@@ -455,7 +455,7 @@ def up(cfg: StackConfig) -> dict:
     pids["embed"] = _spawn(
         cfg,
         "embed",
-        [sys.executable, "-m", "include.doctor.embed_service", "--port", str(cfg.embed_port)],
+        [sys.executable, "-m", "airflow_doctor.knowledge.embed_service", "--port", str(cfg.embed_port)],
         env,
     )
     if cfg.executor == "celery":
@@ -487,7 +487,7 @@ def up(cfg: StackConfig) -> dict:
         )
     # Migrate and seed the runbooks now, so the first failure does not pay for embedding them.
     wait_for_http(f"{cfg.embed_url}/health", timeout=180, what="embedding service (logs/embed.log)")
-    subprocess.run([sys.executable, "-m", "include.doctor", "seed"], env=env, check=True, cwd=PROJECT_ROOT)
+    subprocess.run([sys.executable, "-m", "airflow_doctor", "seed"], env=env, check=True, cwd=PROJECT_ROOT)
     for component in AIRFLOW_COMPONENTS:
         pids[component] = _spawn(cfg, component, [_bin("airflow"), component], env)
     if cfg.executor == "celery":

@@ -39,7 +39,7 @@ def pg_server(tmp_path_factory):
 
 def new_knowledge_base(pg_server) -> str:
     """Create a database of its own on the embedded server, migrate it, return its DSN."""
-    from include.doctor.store import KnowledgeBase
+    from airflow_doctor.knowledge.store import KnowledgeBase
 
     name = f"t_{uuid.uuid4().hex[:12]}"
     admin = psycopg2.connect(pg_server.database_uri("postgres"))
@@ -55,9 +55,9 @@ def new_knowledge_base(pg_server) -> str:
 @pytest.fixture(scope="module")
 def seeded_dsn(pg_server) -> str:
     """A knowledge base with the curated runbooks embedded, shared by a module (embedding is slow)."""
-    from include.doctor import embeddings
-    from include.doctor.knowledge import ensure_seeded
-    from include.doctor.store import KnowledgeBase
+    from airflow_doctor.knowledge import embeddings
+    from airflow_doctor.knowledge.runbooks import ensure_seeded
+    from airflow_doctor.knowledge.store import KnowledgeBase
 
     dsn = new_knowledge_base(pg_server)
     ensure_seeded(KnowledgeBase(dsn=dsn), embeddings.embed, embeddings.model_name())
@@ -72,7 +72,7 @@ def kb_dsn(pg_server) -> str:
 
 @pytest.fixture
 def kb(kb_dsn):
-    from include.doctor.store import KnowledgeBase
+    from airflow_doctor.knowledge.store import KnowledgeBase
 
     return KnowledgeBase(dsn=kb_dsn)
 

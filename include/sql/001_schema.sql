@@ -1,5 +1,5 @@
 -- The doctor's knowledge base: schema `doctor` (DESIGN.md "Knowledge base").
--- Applied once, in order, by include/doctor/store.py under an advisory lock.
+-- Applied once, in order, by airflow_doctor/knowledge/store.py under an advisory lock.
 
 CREATE EXTENSION IF NOT EXISTS vector;
 CREATE SCHEMA IF NOT EXISTS doctor;

@@ -1,6 +1,6 @@
 -- Judgement that generalises (issue 10):
 -- * remediations.retry_class: the retry-safe catalogue class the rules read in the primary error
---   (include/doctor/catalogue.py). The gate counts each class's verified doctor retries and
+--   (airflow_doctor/judgement/catalogue.py). The gate counts each class's verified doctor retries and
 --   demotes a class whose retries fail too often (queries/count_class_outcomes.sql).
 -- * outcome 'unverified': verify_retry gave up before the retried try ended. Stored as 'pending'
 --   before, which the gate skipped forever as "still being retried".

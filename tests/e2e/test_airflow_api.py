@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 
-from include.doctor.airflow_api import AirflowAPIError
-from include.doctor.models import FailureRef
+from airflow_doctor.hooks.airflow_api import AirflowAPIError
+from airflow_doctor.models import FailureRef
 from scripts.demo import api_for, trigger, wait_until
 
 pytestmark = pytest.mark.e2e
@@ -82,4 +82,4 @@ def test_the_stack_runs_the_embedding_service_and_seeds_through_it(stack):
     health = httpx.get(f"{stack.embed_url}/health", timeout=5).json()
     assert health == {"status": "ok", "model": "all-MiniLM-L6-v2", "dimension": 384}
     log = (stack.log_dir / "embed.log").read_text()
-    assert "Model ready" in log and "Embedded" in log  # `include.doctor seed` went through the service
+    assert "Model ready" in log and "Embedded" in log  # `airflow_doctor seed` went through the service

@@ -181,7 +181,7 @@ def _cases_per_instance(cur, run_id: str) -> dict[int, int]:
 
 
 def _ref(dag_id: str, run_id: str, task_id: str):
-    from include.doctor.models import FailureRef
+    from airflow_doctor.models import FailureRef
 
     return FailureRef(dag_id=dag_id, run_id=run_id, task_id=task_id, try_number=1)
 

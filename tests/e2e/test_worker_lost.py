@@ -16,7 +16,7 @@ from pathlib import Path
 import psycopg2
 import pytest
 
-from include.doctor.models import FailureRef
+from airflow_doctor.models import FailureRef
 from scripts.demo import api_for, case_for, kb_for, trigger, wait_for_dags, wait_until
 from scripts.stack import down, up
 from tests.e2e.conftest import stack_config

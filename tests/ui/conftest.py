@@ -84,9 +84,10 @@ def tokens(auth_manager):
 @pytest.fixture
 def ui_client(auth_manager, kb_dsn, monkeypatch):
     """A TestClient on the Doctor app mounted at /doctor of an app, as the API server mounts it."""
-    from doctor_ui import DoctorUIPlugin
     from fastapi import FastAPI
     from fastapi.testclient import TestClient
+
+    from airflow_doctor.ui import DoctorUIPlugin
 
     monkeypatch.setenv("DOCTOR_UI_DSN", kb_dsn)
     root = FastAPI()

@@ -15,8 +15,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from include.doctor.models import FailureRef
-from include.doctor.store import UIStore
+from airflow_doctor.knowledge.store import UIStore
+from airflow_doctor.models import FailureRef
 
 TI = {
     "dag_id": "example_dag",
@@ -236,7 +236,7 @@ def test_answers_need_the_csrf_token_when_authenticated_by_cookie(ui_client, tok
     )
     assert wrong.status_code == 403
     # The token is bound to the DAG: the token of another DAG's tab does not work here.
-    from doctor_ui.app import csrf_token
+    from airflow_doctor.ui.app import csrf_token
 
     other_dag = csrf_token("user-person", "other_dag")
     assert (
@@ -268,9 +268,9 @@ def test_answers_need_the_csrf_token_when_authenticated_by_cookie(ui_client, tok
 
 
 def test_permanent_answer_reaches_the_gate_and_undo_lifts_it(ui_client, tokens, kb_dsn, rest_api):
-    from include.doctor.config import DoctorSettings
-    from include.doctor.gate import decide
-    from include.doctor.models import Diagnosis
+    from airflow_doctor.judgement.gate import decide
+    from airflow_doctor.models import Diagnosis
+    from airflow_doctor.settings import DoctorSettings
 
     kb = UIStore(dsn=kb_dsn)
     case_id = seed_case(kb, verdict="auto_retry", cleared=True, outcome="succeeded")

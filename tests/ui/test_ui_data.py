@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from include.doctor.ui_data import tab_view
+from airflow_doctor.ui.views import tab_view
 
 
 def _at(second: int) -> datetime:
@@ -53,9 +53,9 @@ def test_the_timeline_lists_the_messages_sent_about_the_selected_try():
 def test_the_dashboard_shows_a_channel_that_failed_in_the_last_hour(kb):
     from datetime import timedelta
 
-    from include.doctor.models import FailureRef
-    from include.doctor.store import UIStore
-    from include.doctor.ui_data import delivery_health
+    from airflow_doctor.knowledge.store import UIStore
+    from airflow_doctor.models import FailureRef
+    from airflow_doctor.ui.views import delivery_health
 
     kb.migrate()
     refs = [FailureRef(dag_id=d, run_id="r", task_id="t", try_number=1) for d in ("a", "a", "other")]

@@ -1,4 +1,4 @@
--- A person's answer on the Doctor tab (include/doctor/answers.py). First retires the active answer
+-- A person's answer on the Doctor tab (airflow_doctor/knowledge/answers.py). First retires the active answer
 -- of the same family on the case (a verdict, transient/permanent, replaces the earlier verdict; a
 -- class replaces the earlier class), then inserts the new one (Postgres runs a data-modifying WITH
 -- exactly once, referenced or not). Returns the new row; nothing for an unknown or runbook case.

@@ -1,4 +1,4 @@
--- Escalated cases whose outcome a person may have decided since (include/doctor/learning.py):
+-- Escalated cases whose outcome a person may have decided since (airflow_doctor/knowledge/learning.py):
 -- observed cases created since %(since)s whose latest remediation is the doctor's escalation (the
 -- gate said escalate, or said approval and nobody approved), and that no person's outcome has been
 -- recorded for yet (each case is judged once). Newest first, at most %(limit)s.

@@ -1,4 +1,4 @@
--- Record what a person did about an escalated case (include/doctor/learning.py), once per case:
+-- Record what a person did about an escalated case (airflow_doctor/knowledge/learning.py), once per case:
 -- a remediation with actor 'human' and its verified outcome, and the case's `transient` when the
 -- person's action says it (NULL leaves it as the diagnosis had it). Returns the case id only when
 -- the row was written; a case that already has a person's outcome is left as it is.

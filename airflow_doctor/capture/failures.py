@@ -1,0 +1,469 @@
+"""Capture: turning a failed task instance into a FailureRef that reaches the doctor exactly once.
+
+The listener (plugins/doctor_listener) calls `report_failure` inside the failing task's process
+(or the API server's, when a person marks a task failed): it writes the FailureRef to the inbox
+table and posts an asset event for `doctor://task-failures` with the ref in `extra`. The doctor
+DAG's first task, fetch_logs, calls `collect_failures`, which claims every unhandled failure: the
+triggering events' refs, a manual trigger's Params, and whatever waits in the inbox.
+
+Input from outside (Params, asset-event extras, the sweeper's API listing) is validated into a
+FailureRef before any REST API call or database write; a malformed one is reported with the field
+and the rule it breaks (`models.describe_errors`) and never stops the others.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from airflow_doctor.models import FailureRef, Identifier, MapIndex, TryNumberOrLatest, describe_errors
+from airflow_doctor.settings import DOCTOR_DAG_IDS
+
+log = logging.getLogger(__name__)
+
+
+def failed_for_good(task_instance: Any) -> bool:
+    """True when this failure is final: state `failed` (not `up_for_retry`).
+
+    Airflow 3 calls `on_task_instance_failed` for both; the task runner sets `ti.state` before it
+    calls listeners, and the API server's TaskInstance carries its new state.
+    """
+    state = getattr(task_instance, "state", None)
+    return str(getattr(state, "value", state)) == "failed"
+
+
+def ref_from_task_instance(task_instance: Any, source: str = "listener") -> FailureRef:
+    """Build a FailureRef from a RuntimeTaskInstance (worker) or an ORM TaskInstance (API server).
+
+    Raises:
+        pydantic.ValidationError: the task instance lacks an id field.
+    """
+    map_index = getattr(task_instance, "map_index", -1)
+    return FailureRef(
+        dag_id=task_instance.dag_id,
+        run_id=task_instance.run_id,
+        task_id=task_instance.task_id,
+        map_index=-1 if map_index is None else int(map_index),
+        try_number=max(1, int(getattr(task_instance, "try_number", 1) or 1)),
+        source=source,
+        failed_at=getattr(task_instance, "end_date", None) or datetime.now(UTC),
+    )
+
+
+def report_failure(ref: FailureRef, *, kb=None, api=None) -> dict[str, Any]:
+    """Record a failure in the inbox and post its asset event. Never raises.
+
+    Args:
+        ref: the failure.
+        kb: a KnowledgeBase (default: connection `doctor_db`).
+        api: an AirflowAPI (default: connection `doctor_airflow_api`).
+    Returns:
+        {"inbox": bool, "event_id": int | None, "errors": [str]}; both channels are tried even if
+        one fails, since either alone gets the failure handled (the sweeper covers both failing).
+    """
+    result: dict[str, Any] = {"inbox": False, "event_id": None, "errors": []}
+    if ref.dag_id in DOCTOR_DAG_IDS:
+        return result
+    try:
+        from airflow_doctor.knowledge.store import KnowledgeBase
+
+        (kb or KnowledgeBase(connect_timeout=3)).record_failures([ref])
+        result["inbox"] = True
+    except Exception as exc:  # noqa: BLE001 - must never raise into the task
+        result["errors"].append(f"inbox: {type(exc).__name__}: {exc}")
+    try:
+        from airflow_doctor.hooks.airflow_api import AirflowAPI
+
+        result["event_id"] = (api or AirflowAPI(timeout=5.0)).post_failure_event(ref)
+    except Exception as exc:  # noqa: BLE001 - must never raise into the task
+        result["errors"].append(f"asset event: {type(exc).__name__}: {exc}")
+    if result["errors"]:
+        log.warning("airflow-doctor could not fully report %s: %s", ref.label, "; ".join(result["errors"]))
+    else:
+        log.info(
+            "airflow-doctor reported %s (try %s), asset event %s",
+            ref.label,
+            ref.try_number,
+            result["event_id"],
+        )
+    return result
+
+
+def refs_from_events(events: list[Any]) -> tuple[list[FailureRef], list[str]]:
+    """FailureRefs carried in asset events' `extra["failure"]`.
+
+    Args:
+        events: asset events (objects with `.extra`, or dicts with "extra").
+    Returns:
+        (valid refs, one error string per malformed event); a malformed event is reported, not
+        fatal. An error names the fields and rules broken, never the (possibly huge) values.
+    """
+    refs, errors = [], []
+    for n, event in enumerate(events):
+        extra = event.get("extra") if isinstance(event, dict) else getattr(event, "extra", None)
+        payload = extra.get("failure") if isinstance(extra, dict) else None
+        if payload is None:
+            errors.append(f"asset event {n} has no extra.failure (extra is {type(extra).__name__})")
+            continue
+        try:
+            refs.append(FailureRef.model_validate(payload))
+        except ValidationError as exc:
+            errors.append(f"asset event {n} carries a malformed FailureRef: {describe_errors(exc)}"[:1000])
+    return refs, errors
+
+
+class ManualTrigger(BaseModel):
+    """The doctor DAG's Params that name one failure (the manual trigger form).
+
+    The same rules as FailureRef, except that try_number 0 means the task instance's latest try.
+    """
+
+    model_config = ConfigDict(extra="ignore")
+
+    dag_id: Identifier
+    run_id: Identifier
+    task_id: Identifier
+    map_index: MapIndex = -1
+    try_number: TryNumberOrLatest = 0
+
+
+def ref_from_params(params: dict[str, Any] | None, api=None) -> FailureRef | None:
+    """The FailureRef a manual trigger names, or None when the Params name no failure.
+
+    The Params are validated before anything is asked of the API. `try_number` 0 or missing means
+    the task instance's latest try, read through the API; `map_index` missing means -1.
+
+    Args:
+        params: the run's Params (None or {} when there are none).
+    Raises:
+        ValueError: the Params are incomplete or malformed (the message names each field and rule).
+    """
+    params = params or {}
+    if not params.get("dag_id"):
+        return None
+    missing = [k for k in ("run_id", "task_id") if not params.get(k)]
+    if missing:
+        raise ValueError(f"manual trigger names a dag_id but not {', '.join(missing)}")
+    given = {k: params.get(k) for k in ("dag_id", "run_id", "task_id", "map_index", "try_number")}
+    if given["map_index"] in (None, ""):
+        given["map_index"] = -1
+    if given["try_number"] in (None, ""):
+        given["try_number"] = 0
+    try:
+        wanted = ManualTrigger.model_validate(given)
+        try_number = wanted.try_number
+        if try_number == 0:
+            from airflow_doctor.hooks.airflow_api import AirflowAPI
+
+            ti = (api or AirflowAPI()).get_task_instance(
+                wanted.dag_id, wanted.run_id, wanted.task_id, wanted.map_index
+            )
+            try_number = ti.get("try_number") or 1
+        return FailureRef(
+            **wanted.model_dump(exclude={"try_number"}),
+            try_number=try_number,
+            source="manual",
+            failed_at=datetime.now(UTC),
+        )
+    except ValidationError as exc:
+        raise ValueError(f"malformed manual trigger params: {describe_errors(exc)}") from exc
+
+
+def _without_opted_out(refs: list[FailureRef], api=None) -> list[FailureRef]:
+    """Drop failures of DAGs tagged doctor:off (kept when the tags cannot be read: the gate decides)."""
+    from airflow_doctor.settings import TAG_OFF
+
+    tags: dict[str, list[str]] = {}
+    kept = []
+    for ref in refs:
+        if ref.dag_id not in tags:
+            try:
+                from airflow_doctor.hooks.airflow_api import AirflowAPI
+
+                tags[ref.dag_id] = (api or AirflowAPI()).get_dag_tags(ref.dag_id)
+            except Exception as exc:  # noqa: BLE001
+                log.warning("Could not read the tags of %s: %s", ref.dag_id, exc)
+                tags[ref.dag_id] = []
+        if TAG_OFF in tags[ref.dag_id]:
+            log.info("Ignoring %s: its DAG is tagged %s", ref.label, TAG_OFF)
+        else:
+            kept.append(ref)
+    return kept
+
+
+def _ensure_llm_pool(api=None) -> None:
+    """Make sure the pool that bounds concurrent diagnose tasks exists (else they would never run)."""
+    from airflow_doctor.settings import LLM_POOL
+    from airflow_doctor.settings import settings as load_settings
+
+    try:
+        from airflow_doctor.hooks.airflow_api import AirflowAPI
+
+        if (api or AirflowAPI()).ensure_pool(
+            LLM_POOL, load_settings().llm_pool_slots, "airflow-doctor: concurrent diagnoses (LLM calls)"
+        ):
+            log.info("Created the Airflow pool %s", LLM_POOL)
+    except Exception as exc:  # noqa: BLE001 - the stack or a person may have created it already
+        log.warning("Could not check the Airflow pool %s: %s", LLM_POOL, exc)
+
+
+def collect_failures(
+    events: list[Any], params: dict[str, Any], doctor_run_id: str, *, kb=None, api=None
+) -> list[dict]:
+    """Claim every unhandled failure for this doctor DAG run: `report_failures`, then (in a storm)
+    `settle_storm` sleeping in this process, then `claim_reported`. The doctor DAG defers the storm's
+    wait to the triggerer instead (operators.FetchLogsOperator, triggers.StormSettledTrigger).
+
+    Args:
+        events: the run's triggering asset events (all assets flattened).
+        params: the run's Params (manual trigger form), or None.
+        doctor_run_id: this doctor DAG run's run_id (the claim's owner).
+    Returns:
+        as `claim_reported`.
+    Raises:
+        ValueError: manual Params are malformed (the run fails with that message; nothing is lost).
+    """
+    from airflow_doctor.knowledge.store import KnowledgeBase
+
+    kb = kb or KnowledgeBase()
+    reported = report_failures(events, params, kb=kb, api=api)
+    wait_out_storm(reported, kb)
+    return claim_reported(reported, doctor_run_id, kb=kb)
+
+
+def wait_out_storm(reported: dict, kb) -> None:
+    """Sleep in this process until a reported storm has settled (`settle_storm`); nothing for no
+    storm. Never raises: a knowledge base lost meanwhile is the claim's to degrade on."""
+    if not reported.get("storm"):
+        return
+    try:
+        settle_storm(kb)
+    except Exception as exc:  # noqa: BLE001 - claim_reported degrades if the store is gone
+        log.warning("Could not wait for the storm to settle: %s", exc)
+
+
+def report_failures(events: list[Any], params: dict[str, Any] | None, *, kb=None, api=None) -> dict:
+    """Put the failures this doctor run was triggered for in the inbox, and say whether a storm waits.
+
+    Refs from the triggering asset events and from manual Params are put in the inbox first; the
+    inbox is then claimed as a whole (`claim_reported`), so a failure whose event was coalesced
+    into an earlier run or left waiting is still handled, and a failure reported twice is handled
+    once.
+
+    Args:
+        events: the run's triggering asset events (all assets flattened).
+        params: the run's Params (manual trigger form), or None.
+    Returns:
+        a JSON-safe dict (it is carried across a deferral): "refs" (the FailureRefs reported, as
+        dicts), "manual" (the manual ref as a dict, or None), "dry_run", "inbox" (False when the knowledge
+        base could not be written: the claim then handles "refs" themselves), "unclaimed" (failures
+        waiting in the inbox) and "storm" (at least `storm_threshold` of them wait: the caller waits
+        for the burst to settle before claiming, so one doctor run claims it whole).
+    Raises:
+        ValueError: manual Params are malformed (the run fails with that message; nothing is lost).
+    """
+    from airflow_doctor.knowledge.store import KnowledgeBase
+    from airflow_doctor.settings import settings as load_settings
+
+    params = params or {}
+    refs, errors = refs_from_events(events)
+    for error in errors:
+        log.warning("Ignoring asset event: %s", error)
+    if api is None:
+        from airflow_doctor.hooks.airflow_api import default_api
+
+        api = default_api()  # one client (and one token) for the whole task
+    manual = ref_from_params(params, api=api)
+    if manual:
+        refs.append(manual)
+    refs = [r for r in refs if r.dag_id not in DOCTOR_DAG_IDS]
+    refs = _without_opted_out(refs, api)
+    reported = {
+        "refs": [r.model_dump(mode="json") for r in refs],
+        "manual": manual.model_dump(mode="json") if manual else None,
+        "dry_run": bool(params.get("dry_run")),
+        "inbox": False,
+        "unclaimed": 0,
+        "storm": False,
+    }
+    if reported["dry_run"]:
+        return reported
+    _ensure_llm_pool(api)
+    kb = kb or KnowledgeBase()
+    try:
+        kb.migrate()
+        kb.record_failures(refs)
+        unclaimed = kb.count_unclaimed()
+    except Exception as exc:  # noqa: BLE001 - degrade: claim_reported handles what the events carry
+        log.error(
+            "Knowledge base unavailable (%s: %s): the failures cannot be put in the inbox",
+            type(exc).__name__,
+            exc,
+        )
+        return reported
+    storm = unclaimed >= load_settings().storm_threshold
+    if storm:
+        log.info("Storm: %d failures waiting; waiting for the burst to settle", unclaimed)
+    return {**reported, "inbox": True, "unclaimed": unclaimed, "storm": storm}
+
+
+def claim_reported(reported: dict, doctor_run_id: str, *, kb=None) -> list[dict]:
+    """Claim every unclaimed failure in the inbox for this doctor run (`report_failures` first).
+
+    Args:
+        reported: report_failures' result.
+        doctor_run_id: this doctor DAG run's run_id (the claim's owner).
+    Returns (with `dry_run`: the reported refs, unclaimed):
+        the claimed FailureRefs as JSON-safe dicts, oldest first; with a dead knowledge base, the
+        reported refs themselves (handled without the exactly-once guarantee, logged).
+    """
+    from airflow_doctor.knowledge.store import KnowledgeBase
+
+    refs = [FailureRef.model_validate(r) for r in reported.get("refs") or []]
+    unique = list({r.key: r for r in refs}.values())
+    if reported.get("dry_run"):
+        # A dry run looks and tells; it claims nothing, so the real handling is not pre-empted.
+        log.info("dry_run: handling %d failure(s) without claiming them", len(unique))
+        return [r.model_dump(mode="json") for r in unique]
+    claimed: list[FailureRef] | None = None
+    if reported.get("inbox"):
+        try:
+            claimed = (kb or KnowledgeBase()).claim_failures(doctor_run_id)
+        except Exception as exc:  # noqa: BLE001 - degrade as below
+            log.error("Knowledge base unavailable for the claim (%s: %s)", type(exc).__name__, exc)
+    if claimed is None:
+        log.error("Handling the %d failure(s) the events carry without the inbox", len(unique))
+        claimed = unique
+    manual = FailureRef.model_validate(reported["manual"]) if reported.get("manual") else None
+    if manual and all(c.key != manual.key for c in claimed):
+        log.warning(
+            "%s try %s was already handled by an earlier doctor run; not handling it again",
+            manual.label,
+            manual.try_number,
+        )
+    log.info("Claimed %d failure(s): %s", len(claimed), ", ".join(c.label for c in claimed) or "none")
+    return [c.model_dump(mode="json") for c in claimed]
+
+
+@dataclass
+class StormWatch:
+    """Whether a storm has settled: no new failure for `quiet_seconds`, or `max_wait_seconds` since
+    `started` (times in seconds on one clock). Shared by `settle_storm` (a sleeping loop) and
+    triggers.StormSettledTrigger (the same wait in the triggerer)."""
+
+    count: int
+    started: float
+    quiet_seconds: float
+    max_wait_seconds: float
+    changed: float | None = None
+
+    def observe(self, count: int, now: float) -> bool:
+        """Record the unclaimed count seen at `now`; True once the storm has settled."""
+        if self.changed is None:
+            self.changed = self.started
+        if count != self.count:
+            self.count, self.changed = count, now
+        elif now - self.changed >= self.quiet_seconds:
+            return True
+        return now - self.started >= self.max_wait_seconds
+
+
+def settle_storm(kb, *, sleep=time.sleep, clock=time.monotonic) -> dict:
+    """Wait while a storm is still arriving, so one doctor run claims it whole.
+
+    A storm is `storm_threshold` (default 3) or more failures waiting unclaimed at once, e.g. an
+    upstream outage failing a mapped task's instances a few executor slots at a time. The doctor
+    then waits until no new failure arrived for `storm_quiet_seconds` (default 5), at most
+    `storm_max_wait_seconds` (default 60), so the burst is grouped, diagnosed once per group and
+    reported in one digest rather than split over several doctor runs. Fewer waiting failures
+    are claimed at once: a lone failure pays nothing. Only one fetch_logs runs at a time
+    (max_active_tis_per_dag=1, which in Airflow 3.3 counts deferred task instances too), so doctor
+    runs created during the wait claim the stragglers, not a share of the storm.
+
+    This sleeps in the calling process; the doctor DAG waits in the triggerer instead
+    (triggers.StormSettledTrigger, the same StormWatch).
+
+    Returns:
+        {"storm": bool, "unclaimed": int (after the wait), "waited_seconds": float}.
+    Raises:
+        whatever the knowledge base raises (the caller degrades).
+    """
+    from airflow_doctor.settings import settings as load_settings
+
+    settings = load_settings()
+    start = clock()
+    count = kb.count_unclaimed()
+    if count < settings.storm_threshold:
+        return {"storm": False, "unclaimed": count, "waited_seconds": 0.0}
+    log.info("Storm: %d failures waiting; waiting for the burst to settle", count)
+    watch = StormWatch(count, start, settings.storm_quiet_seconds, settings.storm_max_wait_seconds)
+    while True:
+        sleep(min(0.5, settings.storm_quiet_seconds))
+        if watch.observe(kb.count_unclaimed(), clock()):
+            break
+    waited = round(clock() - start, 1)
+    log.info("Storm settled: %d failures after %.1fs", watch.count, waited)
+    return {"storm": True, "unclaimed": watch.count, "waited_seconds": waited}
+
+
+def sweep(lookback_minutes: float | None = None, *, kb=None, api=None) -> dict:
+    """Find failed task instances no one reported and report them (the doctor_sweeper DAG).
+
+    Lists task instances in state `failed` that ended in the last `lookback_minutes` (Variable
+    `doctor_sweeper_lookback_minutes`, default 60) through the REST API, skips the doctor's own DAGs
+    and DAGs tagged `doctor:off`, puts the rest in the inbox (a failure already there is left alone)
+    and posts one asset event if anything was new.
+
+    Returns:
+        {"seen": int, "new": int, "event_id": int | None}.
+    Raises:
+        AirflowAPIError or psycopg2 errors: the sweep could not run (the task fails and retries).
+    """
+    from datetime import timedelta
+
+    from airflow_doctor.hooks.airflow_api import AirflowAPI
+    from airflow_doctor.knowledge.store import KnowledgeBase
+    from airflow_doctor.settings import TAG_OFF
+    from airflow_doctor.settings import settings as load_settings
+
+    api = api or AirflowAPI()
+    kb = kb or KnowledgeBase()
+    minutes = lookback_minutes or load_settings().sweeper_lookback_minutes
+    since = datetime.now(UTC) - timedelta(minutes=minutes)
+    failed = api.list_failed_task_instances(since)
+    tags: dict[str, list[str]] = {}
+    refs = []
+    for ti in failed:
+        if ti["dag_id"] in DOCTOR_DAG_IDS:
+            continue
+        if ti["dag_id"] not in tags:
+            tags[ti["dag_id"]] = api.get_dag_tags(ti["dag_id"])
+        if TAG_OFF in tags[ti["dag_id"]]:
+            continue
+        try:
+            refs.append(
+                FailureRef(
+                    dag_id=ti["dag_id"],
+                    run_id=ti["dag_run_id"],
+                    task_id=ti["task_id"],
+                    map_index=ti.get("map_index", -1),
+                    try_number=ti.get("try_number") or 1,
+                    source="sweeper",
+                    failed_at=ti.get("end_date"),
+                )
+            )
+        except ValidationError as exc:  # one odd task instance must not hide the others
+            log.warning("Sweeper skipped a task instance of %.250s: %s", ti["dag_id"], describe_errors(exc))
+    kb.migrate()
+    new = kb.record_failures(refs)
+    event_id = None
+    if new:
+        log.info("Sweeper found %d failure(s) no one reported", new)
+        newest = refs[-1]
+        event_id = api.post_failure_event(newest)
+    return {"seen": len(refs), "new": new, "event_id": event_id}

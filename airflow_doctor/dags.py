@@ -1,0 +1,339 @@
+"""The doctor's DAGs, built by factories that a deployment's one-line DAG files call.
+
+    # dags/doctor.py                          # dags/doctor_sweeper.py
+    from airflow_doctor.dags import doctor_dag     from airflow_doctor.dags import doctor_sweeper_dag
+    dag = doctor_dag()                        dag = doctor_sweeper_dag()
+
+`doctor_dag()` builds the `doctor` DAG (scheduled by the asset `doctor://task-failures`, triggerable
+by hand with a form); `doctor_sweeper_dag()` builds `doctor_sweeper` (the safety net for failures no
+listener reported, and learning from what people did). Their `doc_md`, owner and tags come from
+here; every task body is one call into the package. The DAG ids are fixed (`doctor`,
+`doctor_sweeper`; `settings.DOCTOR_DAG_IDS`): the doctor never diagnoses its own DAGs. Airflow's DAG
+processor records the calling DAG file as each DAG's file location.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+
+import pendulum
+from airflow.providers.standard.operators.hitl import HITLOperator
+from airflow.sdk import Asset, Param, dag, get_current_context, task, task_group
+from airflow.sdk.exceptions import AirflowSkipException
+
+from airflow_doctor.operators.doctor import (
+    ClearAndRetryOperator,
+    DiagnoseOperator,
+    FetchLogsOperator,
+    GateOperator,
+    VerifyRetryOperator,
+)
+from airflow_doctor.settings import FAILURE_ASSET_NAME, FAILURE_ASSET_URI, LLM_POOL
+
+DOCTOR_DOC = """
+### doctor
+
+Self-healing for failed task instances. Scheduled by asset events on `doctor://task-failures`
+(posted by the doctor's listener and sweeper when a task instance fails for good) and triggerable
+by hand: fill in the form to diagnose one failed task instance.
+
+Every stage is a task. `fetch_logs` claims every unhandled failure (each exactly once; a storm is
+waited out in the triggerer and claimed whole), reads each failed try's log and groups the failures
+by fingerprint (a storm of one cause is one group). Each group becomes one mapped instance of
+`handle_failures`, labelled `dag_id.task_id[map_index]` (plus "+N more" for a group):
+embed_failure → retrieve_similar → diagnose (the only task in the `doctor_llm` pool) →
+gate_on_confidence, a branch to
+**clear_and_retry** (a backoff waits in the triggerer; a remainder of up to 3 s in the task)
+**or** prepare_approval → request_approval (Required Actions) → act_on_approval **or** escalate →
+notify_humans; then record_case → verify_retry → report_retry. A branch not taken is skipped; a
+stage that could not do its job is red and the stages after it escalate. `summarize_run` writes
+this run's note. The logic lives in the `airflow_doctor` package (`airflow_doctor.pipeline`).
+"""
+
+SWEEPER_DOC = """
+### doctor_sweeper
+
+The safety net of the doctor. Every few minutes it lists task instances that failed recently
+through the REST API and reports those no listener reported: tasks killed by SIGKILL or the OOM
+killer, heartbeat timeouts, tasks marked failed by hand. It writes them to the doctor's inbox and
+posts the same asset event the listener posts, so the `doctor` DAG handles them; a failure already
+reported is left alone (one failure is handled once, whatever its sources).
+
+It also learns from people (`learn_from_people`, independent of the sweep): for each failure the
+doctor escalated in the last 7 days, it reads the task instance and records what a person did:
+cleared it and the retry succeeded (a verified transient case), cleared it and it failed again, or
+left it failed for 24 hours (a person's "permanent"). The gate reads these as memory.
+
+Interval: environment variable `DOCTOR_SWEEPER_INTERVAL_MINUTES` (default 3); look-back: Variable
+`doctor_sweeper_lookback_minutes` (default 60).
+"""
+
+LABEL = "{{ failure_label }}"
+
+
+def _label(group: dict) -> dict:
+    """Name this mapped task instance after the failures it handles (shown in the UI); return the context."""
+    ctx = get_current_context()
+    ctx["failure_label"] = group["label"]
+    return ctx
+
+
+def doctor_dag():
+    """The `doctor` DAG (see DOCTOR_DOC), with its form for manual triggers.
+
+    Parse-time settings (how long an approval waits) are read when the DAG file is parsed;
+    Variables are read at run time, not at parse time.
+
+    Returns:
+        airflow.sdk.DAG with dag_id "doctor".
+    """
+    return _doctor()
+
+
+@dag(
+    dag_id="doctor",
+    schedule=Asset(name=FAILURE_ASSET_NAME, uri=FAILURE_ASSET_URI),
+    start_date=pendulum.datetime(2025, 1, 1, tz="UTC"),
+    catchup=False,
+    doc_md=DOCTOR_DOC,
+    # Ahead of queued pipeline tasks: remediation must not wait behind the backlog it is healing.
+    default_args={"owner": "airflow-doctor", "retries": 0, "priority_weight": 100, "weight_rule": "absolute"},
+    tags=["doctor", "doctor:off"],
+    params={
+        # The form's limits mirror FailureRef's (airflow_doctor/models.py), which checks them again.
+        "dag_id": Param(
+            "", type="string", maxLength=250, title="DAG id", description="DAG of the failed task instance."
+        ),
+        "run_id": Param(
+            "",
+            type="string",
+            maxLength=250,
+            title="Run id",
+            description="DAG run of the failed task instance.",
+        ),
+        "task_id": Param("", type="string", maxLength=250, title="Task id", description="The failed task."),
+        "map_index": Param(
+            -1,
+            type="integer",
+            minimum=-1,
+            maximum=2**31 - 1,
+            title="Map index",
+            description="-1 if not mapped.",
+        ),
+        "try_number": Param(
+            0,
+            type="integer",
+            minimum=0,
+            maximum=2**31 - 1,
+            title="Try number",
+            description="The failed try; 0 means the task instance's latest try.",
+        ),
+        "dry_run": Param(
+            False,
+            type="boolean",
+            title="Dry run",
+            description="Diagnose and notify; clear nothing, write no note, record nothing.",
+        ),
+    },
+)
+def _doctor():
+    approval_timeout = timedelta(minutes=float(os.environ.get("DOCTOR_APPROVAL_TIMEOUT_MINUTES", "60")))
+    # One claim at a time: a storm is claimed whole (its wait deferred to the triggerer), and doctor
+    # runs created meanwhile claim the stragglers.
+    fetched = FetchLogsOperator(task_id="fetch_logs", max_active_tis_per_dag=1)
+
+    @task_group
+    def handle_failures(group: dict):
+        @task(map_index_template=LABEL)
+        def embed_failure(group: dict) -> dict:
+            from airflow_doctor.pipeline import embed_failure
+
+            _label(group)
+            return embed_failure(group)
+
+        @task(map_index_template=LABEL, trigger_rule="all_done")
+        def retrieve_similar(group: dict, embedding: dict | None) -> dict:
+            from airflow_doctor.pipeline import retrieve_similar
+
+            _label(group)
+            return retrieve_similar(group, embedding)
+
+        @task(map_index_template=LABEL, trigger_rule="none_skipped")
+        def prepare_approval(group: dict, memory: dict | None, diagnosis: dict | None, decided: dict) -> dict:
+            from airflow_doctor.pipeline import prepare_approval
+
+            ctx = _label(group)
+            return prepare_approval(group, memory, diagnosis, decided, ctx["run_id"])
+
+        @task(map_index_template=LABEL, trigger_rule="none_skipped")
+        def act_on_approval(group: dict, decided: dict, diagnosis: dict | None, answer: dict | None) -> dict:
+            from airflow_doctor.pipeline import act_on_approval
+
+            ctx = _label(group)
+            return act_on_approval(group, decided, diagnosis, answer, ctx["run_id"])
+
+        @task(map_index_template=LABEL, trigger_rule="none_skipped")
+        def escalate(group: dict, decided: dict, diagnosis: dict | None) -> list:
+            from airflow_doctor.pipeline import escalate
+
+            ctx = _label(group)
+            return escalate(group, decided, diagnosis, dry_run=ctx["params"]["dry_run"])
+
+        @task(map_index_template=LABEL, trigger_rule="none_skipped")
+        def notify_humans(
+            group: dict, memory: dict | None, diagnosis: dict | None, decided: dict, escalations: list | None
+        ) -> list:
+            from airflow_doctor.pipeline import notify_humans
+
+            ctx = _label(group)
+            return notify_humans(group, memory, diagnosis, decided, escalations, ctx["run_id"])
+
+        @task(map_index_template=LABEL, trigger_rule="all_done")
+        def record_case(
+            group: dict,
+            embedding: dict | None,
+            diagnosis: dict | None,
+            decided: dict | None,
+            retried: dict | None,
+            approved: dict | None,
+            escalated: list | None,
+        ) -> list:
+            from airflow_doctor.pipeline import record_case
+
+            ctx = _label(group)
+            if ctx["params"]["dry_run"]:
+                raise AirflowSkipException("dry_run: nothing is recorded")
+            return record_case(
+                group, embedding, diagnosis, decided, retried, approved, escalated, ctx["run_id"]
+            )
+
+        @task(map_index_template=LABEL, trigger_rule="all_done")
+        def report_retry(
+            group: dict,
+            memory: dict | None,
+            diagnosis: dict | None,
+            decided: dict,
+            retried: dict | None,
+            approved: dict | None,
+            verifications: list | None,
+        ) -> list:
+            from airflow_doctor.pipeline import cleared_members, notify_humans
+
+            ctx = _label(group)
+            if verifications is None:
+                raise AirflowSkipException("no retried try to report")
+            clears = cleared_members(retried, approved, len(group["members"]))
+            return notify_humans(
+                group,
+                memory,
+                diagnosis,
+                decided,
+                None,
+                ctx["run_id"],
+                clears=clears,
+                verifications=verifications,
+            )
+
+        embedding = embed_failure(group)
+        memory = retrieve_similar(group, embedding)
+        diagnosis = DiagnoseOperator(
+            task_id="diagnose",
+            group=group,
+            memory=memory,
+            pool=LLM_POOL,
+            map_index_template=LABEL,
+            trigger_rule="all_done",
+        ).output
+        gate = GateOperator(
+            task_id="gate_on_confidence",
+            group=group,
+            memory=memory,
+            diagnosis=diagnosis,
+            map_index_template=LABEL,
+            trigger_rule="all_done",
+        )
+        decided = gate.output["decided"]
+
+        retried = ClearAndRetryOperator(
+            task_id="clear_and_retry",
+            group=group,
+            decided=decided,
+            diagnosis=diagnosis,
+            dry_run="{{ params.dry_run }}",
+            map_index_template=LABEL,
+            trigger_rule="none_skipped",
+        )
+        ask = prepare_approval(group, memory, diagnosis, decided)
+        answer = HITLOperator(
+            task_id="request_approval",
+            subject=ask["subject"],
+            body=ask["body"],
+            options=["Approve", "Reject"],
+            defaults=["Reject"],  # no answer in time is a "Reject" by nobody: the failure stays failed
+            response_timeout=approval_timeout,
+            map_index_template="{{ task.subject }}",  # "Retry dag.task (try N)?": a classic operator
+        )
+        approved = act_on_approval(group, decided, diagnosis, answer.output)
+        escalated = escalate(group, decided, diagnosis)
+        gate >> [retried, ask, escalated]
+        notify_humans(group, memory, diagnosis, decided, escalated)
+        cases = record_case(group, embedding, diagnosis, decided, retried.output, approved, escalated)
+        verify = VerifyRetryOperator(
+            task_id="verify_retry",
+            group=group,
+            retried=retried.output,
+            approved=approved,
+            map_index_template=LABEL,
+            trigger_rule="all_done",
+        )
+        verifications = verify.output
+        cases >> verify
+        report_retry(group, memory, diagnosis, decided, retried.output, approved, verifications)
+
+    @task(trigger_rule="all_done")
+    def summarize_run() -> str:
+        from airflow_doctor.remediation.actions import summarize_run
+
+        ctx = get_current_context()
+        return summarize_run(ctx["run_id"], dry_run=ctx["params"]["dry_run"])
+
+    handle_failures.expand(group=fetched.output) >> summarize_run()
+
+
+def doctor_sweeper_dag():
+    """The `doctor_sweeper` DAG (see SWEEPER_DOC), on its schedule read when the DAG file is parsed.
+
+    Returns:
+        airflow.sdk.DAG with dag_id "doctor_sweeper".
+    """
+    interval = timedelta(minutes=float(os.environ.get("DOCTOR_SWEEPER_INTERVAL_MINUTES", "3")))
+    return dag(schedule=interval, **_SWEEPER_DAG_ARGS)(_doctor_sweeper)()
+
+
+_SWEEPER_DAG_ARGS = dict(
+    dag_id="doctor_sweeper",
+    start_date=pendulum.datetime(2025, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    doc_md=SWEEPER_DOC,
+    default_args={"owner": "airflow-doctor", "retries": 1, "retry_delay": timedelta(seconds=30)},
+    tags=["doctor", "doctor:off"],
+)
+
+
+def _doctor_sweeper():
+    @task
+    def sweep_failed_task_instances() -> dict:
+        from airflow_doctor.capture.failures import sweep
+
+        return sweep()
+
+    @task
+    def learn_from_people() -> dict:
+        from airflow_doctor.knowledge import learning
+
+        return learning.learn_from_people()
+
+    sweep_failed_task_instances()
+    learn_from_people()

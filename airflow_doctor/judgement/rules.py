@@ -1,0 +1,796 @@
+"""Rules of the offline diagnoser: what common error messages mean, without an LLM.
+
+Each rule is a regex over the primary error (`ExceptionType: message`), tried in order (the
+first match wins, so specific permanent causes come before the transient look-alikes they
+resemble: an unknown host before a DNS hiccup, an exhausted quota before a throttle, a bad
+certificate before a dropped TLS connection, an out-of-memory kill or a SIGTERM before a lost
+worker). When the primary error matches nothing specific, its chained causes are tried. A
+transient class a rule names is retry-safe only if it is in the catalogue (catalogue.py).
+
+Confidences are the authors' estimates of how often the pattern alone names the right class
+and transience, from general Airflow operations experience (never fitted to a corpus line). A
+class whose permanent look-alike rarely wears its words ("no capacity" is seldom an unknown
+instance type) is estimated higher than one whose look-alike often does (a bare 429 is also what
+an exhausted plan quota returns; a firewall also times out).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from airflow_doctor.logs.excerpt import dbt_error, is_exception_type, is_wrapper
+from airflow_doctor.models import Action
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A regex over `Type: message` and what a match means."""
+
+    pattern: re.Pattern[str]
+    error_class: str
+    transient: bool
+    action: Action
+    confidence: float
+    root_cause: str
+    fix_step: str
+
+
+R, B, M, N = Action.retry, Action.retry_with_backoff, Action.retry_with_more_resources, Action.notify
+
+# fmt: off
+_TABLE: list[tuple[str, str, bool, Action, float, str, str]] = [
+    # Airflow 3's execution API (before the 401/403 and credentials rules its messages contain)
+    # The task supervisor's own call to start or report the try refused (`HTTP Request: PATCH
+    # .../execution/task-instances/<id>/run "HTTP/1.1 403 Forbidden"`): a task token that expired
+    # while the try sat queued, or a state race; the supervisor then kills the child it forked.
+    (r"/execution/task-instances/\S+\"? \"HTTP/[\d.]+ 40[39]\b|"
+     r"API_SERVER_ERROR.{0,80}\b409\b|invalid_state|TI was not in (?:a )?running state|"
+     r"Invalid auth token: .{0,20}(?:Signature has )?expired|API_SERVER_ERROR.{0,80}\b50[0234]\b",
+     "execution_api_race", True, R, 0.8,
+     "Airflow's execution API refused a state change for a moment (a scheduler race or an expired task "
+     "token).", "Retry; upgrade Airflow if it recurs."),
+    # The Kubernetes API's optimistic-concurrency answer (409 Conflict on a stale resourceVersion): its
+    # own message says to re-read and try again (API conventions, "Concurrency Control and Consistency").
+    (r"the object has been modified; please apply your changes to the latest version and try again",
+     "concurrent_update_conflict", True, R, 0.85,
+     "Another writer updated the same Kubernetes object first (a stale resourceVersion).",
+     "Retry; the next try reads the latest version."),
+    # Databricks' termination reason types (Clusters API, TerminationReason.type): SERVICE_FAULT and
+    # CLOUD_FAILURE are documented as retryable, CLIENT_ERROR as "fix the parameters" (not matched).
+    (r"\((?:CLOUD_FAILURE|SERVICE_FAULT)\)|\btype\W{1,4}(?:CLOUD_FAILURE|SERVICE_FAULT)\b",
+     "remote_capacity_unavailable", True, B, 0.8,
+     "The remote compute platform failed to provide the cluster (a cloud or service fault, by its own "
+     "termination type).", "Retry later; check the platform's status page if it persists."),
+    # A throttle that wears a 403: BigQuery answers rateLimitExceeded with 403 Forbidden, and
+    # Google's docs say to retry it with exponential backoff (before the access-denied rule).
+    (r"Exceeded rate limits|\b(?:user)?rateLimitExceeded\b", "rate_limited", True, B, 0.85,
+     "The service throttled the client's request rate.", "Retry with backoff; lower concurrency."),
+    # -- resources --------------------------------------------------------------------------
+    (r"return code -9\b|Negsignal\.SIGKILL|SIGKILL|exit code 137|exit status 137|OOMKilled|MemoryError|"
+     r"Cannot allocate memory|out of memory|OutOfMemory|memory limit|Resources exceeded|resourcesExceeded",
+     "oom_killed_sigkill", False, M, 0.8,
+     "The task ran out of memory (or its compute's resources) and was killed.",
+     "Give the task more memory or process its data in chunks."),
+    (r"No space left on device|Disk quota exceeded|ephemeral local storage usage exceeds|"
+     r"ephemeral-storage.{0,60}exceed", "disk_full", False, M, 0.85,
+     "The worker's disk is full.", "Free or enlarge the worker's disk; clean temporary files."),
+    # A crash in native code (a segfault): the same input and binaries crash the same way again;
+    # before the lost-worker rule, whose "worker exited prematurely" it also wears.
+    (r"SIGSEGV|Segmentation fault|signal 11\b|exit code 139\b|return code -11\b|Negsignal\.SIGSEGV",
+     "native_crash", False, N, 0.8, "The task's process crashed in native code (a segmentation fault).",
+     "Check the native libraries' versions (a wheel built for another platform, a driver mismatch)."),
+    # -- credentials and permissions (before network look-alikes) ----------------------------
+    (r"password authentication failed|Incorrect username or password|invalid (?:credentials|api key|token)|"
+     r"\b401\b|Unauthorized|AuthenticationFailed|ClientAuthenticationError|InvalidClientTokenId|"
+     r"SignatureDoesNotMatch|ExpiredToken|token (?:has )?expired|failed to authenticate|"
+     r"Authentication (?:\(\w+\) )?failed|AuthenticationError|account (?:is |has been )?(?:temporarily )?locked|"
+     r"token is malformed|InvalidToken|Application-specific password", "invalid_credentials",
+     False, N, 0.85, "The credentials were rejected.", "Fix or rotate the credentials in the Airflow connection."),
+    (r"DefaultCredentialsError|NoCredentialsError|Unable to locate credentials|credentials were not found",
+     "missing_credentials", False, N, 0.85, "No credentials were found.", "Configure the connection's credentials."),
+    (r"PermissionError|Permission denied|Operation not permitted|Read-only file system", "file_permission_denied",
+     False, N, 0.75, "The worker's user may not access a path.", "Fix the path's ownership or mode."),
+    (r"AccessDenied|Access Denied|\b403\b|Forbidden|not authorized to perform|InsufficientPrivilege|"
+     r"insufficient privileges|permission .* denied|does not have .* access", "access_denied", False, N, 0.8,
+     "The identity lacks a permission.", "Grant the missing permission or use another identity."),
+    # -- configuration -----------------------------------------------------------------------
+    (r"conn_id .* isn't defined|CONNECTION_NOT_FOUND|AirflowNotFoundException", "missing_airflow_connection",
+     False, N, 0.9, "An Airflow connection the task needs does not exist.", "Create the connection."),
+    (r"VARIABLE_NOT_FOUND|Variable .* does not exist", "missing_airflow_variable", False, N, 0.9,
+     "An Airflow Variable the task needs does not exist.", "Create the Variable or give it a default."),
+    (r"Name or service not known|nodename nor servname|No address associated with hostname|"
+     r"failed to resolve sockaddr|could not translate host name .* Name or service|Network is unreachable|"
+     r"No route to host", "connection_misconfigured",
+     False, N, 0.7, "A host in the connection does not resolve or cannot be routed to: likely a typo, a "
+     "placeholder or the wrong network.", "Fix the host in the Airflow connection."),
+    (r"CERTIFICATE_VERIFY_FAILED|certificate verify failed|SSLCertVerificationError|WRONG_VERSION_NUMBER",
+     "tls_certificate_error", False, N, 0.85, "The endpoint's TLS certificate or protocol could not be verified.",
+     "Install the CA bundle or fix the endpoint's TLS setup."),
+    # Airflow 3 task code that reaches for the metadata database: fails on every run.
+    (r"Direct database access via the ORM is not allowed", "orm_access_forbidden", False, N, 0.9,
+     "Task code used Airflow's ORM, which Airflow 3 forbids in tasks.", "Use the Task SDK or the REST API."),
+    # DockerOperator without the Docker socket: requests reports it as an aborted connection.
+    (r"Connection aborted.{0,20}FileNotFoundError|docker\.sock|Error while fetching server API version",
+     "docker_socket_missing", False, N, 0.85, "The Docker daemon's socket is not available to the worker.",
+     "Mount the Docker socket or use another operator."),
+    # A sensor whose condition never became true: not a network timeout.
+    (r"AirflowSensorTimeout|Sensor has timed out", "sensor_timeout", False, N, 0.7,
+     "The sensor's condition did not become true in time.", "Check what the sensor waits for and its timeout."),
+    # -- quota before throttling -------------------------------------------------------------
+    (r"quota (?:has been )?(?:exceeded|exhausted)|exceeded your (?:daily|monthly|current)|plan limit|\b402\b|"
+     r"insufficient_quota|check your plan and billing|"
+     r"Payment Required|usage limit|storage quota", "api_quota_exhausted", False, N, 0.75,
+     "The API quota or plan limit is exhausted.", "Raise the quota or wait for the window to reset."),
+    # -- the platform, not the code (before generic timeouts) --------------------------------
+    # A person or a timeout stopped the task: not a platform hiccup, not retry-safe.
+    (r"Received SIGTERM|Signals?\.SIGTERM|Task received SIGTERM|marked (?:as )?failed|"
+     r"externally set to failed|execution_timeout|AirflowTaskTimeout|Timeout, PID|"
+     r"Server indicated the task shouldn't be running anymore|Process terminated by signal\.[^\n]*signal_name=SIGTERM|"
+     r"Reason: DeadlineExceeded|activeDeadlineSeconds", "task_terminated",
+     False, N, 0.6, "The task was stopped from outside (SIGTERM, a timeout, or a person marking it failed).",
+     "Find who or what stopped it: execution_timeout, a person, or the platform."),
+    (r"zombie|heartbeat (?:got an exception|timed? ?out|timeout|expired|missed|failed)|did not emit heartbeat|"
+     r"(?:no|missed|stale|without an?) heartbeats?\b|has not heartbeat|heartbeat.{0,30}(?:exceeded|older than)|"
+     r"was the task killed externally|killed externally|finished (?:\(failed\)|with state "
+     r"failed),? (?:although|but) the task|state attribute is queued|Failed to fetch log file from worker|"
+     r"worker .{0,40}(?:evicted|lost|finished abnormally)|WorkerLostError|Worker exited prematurely|"
+     r"preempted|spot (?:instance|node) .{0,40}(?:interrupt|reclaim)|node .{0,30}(?:shutdown|was deleted)|"
+     r"\bEvicted\b|was evicted|Log file (?:is not found|does not exist)|Failed to fetch log file",
+     "worker_lost", True, R, 0.8,
+     "The task's worker or pod was lost, not its code.", "Retry; check worker health if it recurs."),
+    # The KubernetesPodOperator's pod stayed Pending past startup_timeout_seconds (cncf.kubernetes
+    # pod_manager's PodLaunchTimeoutException): a node pool still scaling up or a slow image pull, or a
+    # pod no node can ever take (requests above any node, an image that does not exist): disputed.
+    (r"Pod took too long to start|PodLaunchTimeoutException", "pod_start_timeout", True, B, 0.6,
+     "The task's pod stayed Pending longer than the operator's startup timeout.",
+     "Retry with backoff; if it recurs, read the pod's events (FailedScheduling, ErrImagePull)."),
+    # -- transient ---------------------------------------------------------------------------
+    (r"deadlock detected|Deadlock found|DeadlockDetected|chosen as the deadlock victim", "db_deadlock", True, B, 0.85,
+     "Two transactions deadlocked; the database aborted this one.", "Retry; order writes consistently."),
+    (r"Lock wait timeout|LockNotAvailable|could not obtain lock|Unable to acquire lock|lock timeout|"
+     r"database is locked|lock is (?:already )?held", "lock_contention", True, B, 0.8,
+     "Another process held a lock the task needed.", "Retry later; find the long-running lock holder."),
+    (r"SerializationFailure|could not serialize access|conflict with recovery", "db_serialization_failure", True, R, 0.85,
+     "A serializable transaction conflicted with a concurrent one.", "Retry."),
+    # Google APIs' ABORTED (Spanner, Datastore, Firestore: "Transaction was aborted"): a concurrency
+    # conflict the API design guide says to retry at a higher level, i.e. the whole transaction.
+    (r"google\.api_core\.exceptions\.Aborted\b|StatusCode\.ABORTED\b|Transaction was aborted",
+     "db_serialization_failure", True, R, 0.8,
+     "A transaction was aborted because it conflicted with a concurrent one.", "Retry the transaction."),
+    # A query cancelled at its own time limit (PostgreSQL statement_timeout, SQLSTATE 57014; Snowflake
+    # 000625 STATEMENT_TIMEOUT_IN_SECONDS; MySQL max_execution_time 3024): the same query is as slow
+    # next time. Before the network timeouts, whose "timeout" it also says.
+    (r"canceling statement due to statement timeout|reached its statement or warehouse timeout|"
+     r"maximum statement execution time exceeded|Query execution was interrupted, maximum statement",
+     "statement_timeout", False, N, 0.75,
+     "The database cancelled the query at its statement time limit: the query is too slow for the limit.",
+     "Make the query faster (filters, indexes, a bigger warehouse) or raise the statement timeout."),
+    (r"too many clients|too many connections|remaining connection slots|no more connections allowed",
+     "db_connection_limit", True, B, 0.8,
+     "The database had no free connection slots.", "Retry; limit concurrency with an Airflow pool."),
+    (r"the database system is (?:starting up|shutting down|in recovery mode)|recovery is in progress|"
+     r"cannot connect to server|server login has been failing|query_wait_timeout|"
+     r"pgbouncer cannot connect|server conn crashed|BusyLoadingError|loading the dataset in memory|"
+     r"NotPrimaryError|NotMasterError|PrimarySteppedDown|InterruptedAtShutdown",
+     "db_failover", True, B, 0.8,
+     "The database was restarting or failing over.", "Retry after the failover; check the database's status."),
+    (r"server closed the connection unexpectedly|Lost connection to .*server|server has gone away|"
+     r"connection already closed|terminating connection due to administrator command|"
+     r"SSL SYSCALL error: EOF|SSL connection has been closed unexpectedly|"
+     r"Can't reconnect until invalid transaction is rolled back|connection was closed in the middle|"
+     r"ORA-0311[34]|ORA-03135|end-of-file on communication channel|\b08S01\b|Communication link failure|"
+     r"AutoReconnect|DBPROCESS is dead|DB-Lib error message 20047",
+     "db_connection_lost", True, B, 0.8,
+     "The database dropped the connection.", "Retry; enable pool_pre_ping or keepalives."),
+    # EAI_AGAIN: the resolver itself says the failure is temporary.
+    (r"Temporary failure in name resolution|EAI_AGAIN", "dns_resolution_failure", True, B, 0.85,
+     "The resolver could not resolve a host name for a moment.", "Retry; check the worker's DNS if it persists."),
+    (r"NameResolutionError|getaddrinfo failed|Could not connect to the endpoint URL|Failed to resolve",
+     "dns_resolution_failure", True, B, 0.75,
+     "A host name could not be resolved for a moment.", "Retry; check the worker's DNS if it persists."),
+    (r"connection refused|ConnectionRefusedError|ECONNREFUSED|actively refused|Errno 111|Connect call failed|"
+     r"Can't connect to (?:MySQL |MariaDB )?server on [^\n]{0,80}\((?:111|10061)\)|ORA-12541|TNS:no listener",
+     "connection_refused", True, R, 0.8, "The remote service refused the connection: it was down or restarting.",
+     "Check that the service is up and listening; check the connection's host and port if it persists."),
+    (r"Connection reset|ConnectionResetError|RemoteDisconnected|Remote end closed connection|Broken pipe|"
+     r"BrokenPipeError|Connection aborted|IncompleteRead|ChunkedEncodingError|Response ended prematurely|"
+     r"InvalidChunkLength|Connection broken|ServerDisconnectedError|ClientConnectionError|"
+     r"ClientConnectorError|Cannot connect to host|RemoteProtocolError|Server disconnected|"
+     r"SMTPServerDisconnected|Connection unexpectedly closed|Error reading SSH protocol banner|"
+     r"No existing session|SSH session not active|Server connection dropped|"
+     r"TCP Provider: Error code 0x68\b|ConnectionAbortedError|Software caused connection abort|"
+     r"\bBrokenPipe:|server socket closed", "connection_reset_by_remote", True, B, 0.8,
+     "The remote end closed the connection mid-request.", "Retry; check proxies and keep-alive settings."),
+    (r"EOF occurred in violation of protocol|SSLEOFError|SSLZeroReturnError|TLS/SSL connection has been closed|"
+     r"UNEXPECTED_EOF_WHILE_READING|DECRYPTION_FAILED_OR_BAD_RECORD_MAC|bad record mac", "ssl_eof_error", True, B, 0.8,
+     "The TLS connection dropped.", "Retry; check the endpoint's TLS health if it persists."),
+    # The Docker daemon answers 500 for a container it cannot create as asked (a missing bind
+    # source, an invalid option): its quoted reason is the error, and it recurs.
+    (r"(?:docker\.errors\.APIError|http\+docker://).{0,300}(?:does not exist|invalid|no such|not found|"
+     r"conflict|is not a valid)", "container_config_error", False, N, 0.8,
+     "Docker refused to create or start the container as configured.",
+     "Fix the operator's image, mounts or options."),
+    # AWS's InternalError/InternalFailure *codes* ("An error occurred (InternalError)"), not the DB-API
+    # exception class InternalError (PEP 249), which drivers raise for unknown columns, unknown
+    # databases and aborted transactions.
+    (r"\b(?:500|502|503|504)\b.{0,40}(?:Server Error|Bad Gateway|Service Unavailable|Gateway Time|"
+     r"Internal Server Error)|Service Unavailable|Bad Gateway|Gateway Timeout|backendError|InternalServerError|"
+     r"ServiceUnavailable|\[50[0234]\]|\b50[234]\s*:|too many 50[0234] error|(?<!Resource )temporarily unavailable|"
+     r"currently unavailable|\((?:InternalError|InternalFailure)\)|Internal error encountered|status code'?,?\s*50[0234]\b|"
+     r"HTTP(?:/[\d.]+)? 50[0234]\b|StatusCode\.UNAVAILABLE(?![^\n]{0,200}failed to connect)|"
+     r"HttpError: [^\n,]{1,80}, 50[0234]\b",
+     "http_5xx_server_error", True, B, 0.8,
+     "The upstream service answered 5xx: it was unavailable.", "Retry with backoff; check the provider's status."),
+    # A service's own back-pressure code (S3 "SlowDown ... reduce your request rate", AWS
+    # "Throttling"/"Rate exceeded"/"RequestLimitExceeded"): a request-rate signal by definition; an
+    # exhausted plan quota has its own codes (the quota rule above).
+    (r"SlowDown|reduce your request rate|Throttl|Rate exceeded|RequestLimitExceeded|REQUEST_LIMIT_EXCEEDED|"
+     r"ProvisionedThroughputExceeded|ServerBusy|server is busy",
+     "rate_limited", True, B, 0.85, "The service throttled the client's request rate.",
+     "Retry with backoff; lower concurrency."),
+    (r"NoBrokersAvailable|Broker transport failure|broker.*(?:unavailable|not available)|"
+     r"All broker connections are down", "kafka_broker_unavailable", True, B, 0.75,
+     "The message brokers were unreachable.", "Retry after the brokers are back; check bootstrap servers."),
+    # Selenium Grid 4's session queue (LocalNewSessionQueue) answers "New session request timed out"
+    # when no node slot freed up within its session-request-timeout; Grid 3 said "timed out waiting
+    # for a node to become available": busy browsers, not a slow network.
+    (r"New session request timed out|timed out waiting for a node to become available|"
+     r"INSUFFICIENT_INSTANCE_CAPACITY|InsufficientInstanceCapacity|InsufficientCapacity|"
+     r"ZONE_RESOURCE_POOL_EXHAUSTED|capacity is (?:currently )?unavailable|no capacity|"
+     r"no free .* slot|SpotMaxPriceTooLow|insufficient capacity|does not have enough resources available|"
+     r"NO_NODES_AVAILABLE|No nodes available to run query",
+     "remote_capacity_unavailable", True, B, 0.8,
+     "The remote compute had no capacity.", "Retry later; raise the remote pool's capacity."),
+    # A bare 429 or RESOURCE_EXHAUSTED is also what an exhausted quota answers.
+    (r"\b429\b|Too Many Requests|rate limit|TooManyRequests|RESOURCE_EXHAUSTED", "rate_limited", True, B, 0.75,
+     "The API throttled the client.", "Retry with backoff; lower concurrency."),
+    # A read timeout: the service accepted the connection and the request, then answered too slowly,
+    # so the address is right (the wrong-address and firewall look-alikes time out connecting).
+    (r"Read timed out|ReadTimeout|Timeout reading from socket|read timeout|timed out while reading",
+     "network_timeout", True, B, 0.8,
+     "The service accepted the call but did not answer in time.", "Retry; check the service's latency."),
+    (r"timed? ?out|TimeoutError|ReadTimeout|ConnectTimeout|deadline exceeded|DeadlineExceeded",
+     "network_timeout", True, B, 0.75,
+     "A call timed out waiting for a remote service.", "Retry; check the remote service's latency."),
+    # snowflake-connector-python (network.py) raises this only when its own retry loop, which
+    # retries connection errors, timeouts and 5xx, ran out: the connector already judged it retryable.
+    # 250003 "Failed to get the response. Hanging?": no answer after the same retry loop.
+    (r"Could not connect to Snowflake backend after \d+ attempt|Failed to get the response\. Hanging\?",
+     "service_unreachable", True, B, 0.8,
+     "A managed service's client gave up after its own retries of a network error.",
+     "Retry with backoff; check the provider's status and the worker's network if it persists."),
+    (r"Could not connect to .{0,60}(?:backend|server)|Failed to connect to|Unable to connect to|"
+     r"could not connect to server", "connection_refused", True, B, 0.7,
+     "The service could not be reached.", "Retry; check the service and the connection if it persists."),
+    # -- code, data, templates ---------------------------------------------------------------
+    (r"ModuleNotFoundError|No module named|cannot import name|ImportError", "module_not_found", False, N, 0.9,
+     "A Python module the task imports is missing or incompatible.", "Pin the package in requirements.txt."),
+    (r"TemplateNotFound", "template_not_found", False, N, 0.9,
+     "A Jinja template file was not found.", "Fix the template path or template_searchpath."),
+    (r"UndefinedError|TemplateSyntaxError|is undefined", "jinja_template_error", False, N, 0.85,
+     "A Jinja template could not be rendered.", "Fix the template."),
+    (r"command not found|executable file not found|No such file or directory: '[\w.-]+'$", "executable_not_found",
+     False, N, 0.8, "A command is not installed on the worker.", "Install it in the image."),
+    (r"syntax error|SyntaxError|SQL compilation error|ParseException", "sql_syntax_error", False, N, 0.8,
+     "The SQL or code has a syntax error.", "Fix the statement."),
+    (r"duplicate key|UniqueViolation|IntegrityError|NotNullViolation|ForeignKeyViolation|already exists",
+     "duplicate_key_violation", False, N, 0.8, "A write violated a constraint.", "Make the load idempotent."),
+    (r"invalid input syntax|out of range|Numeric value .* is not recognized|could not convert|"
+     r"invalid literal|Cannot convert|InvalidTextRepresentation|DataError|value too long|"
+     r"Incorrect \w+ value|Data truncated for column",
+     "data_type_conversion_error", False, N, 0.8, "Data did not fit the expected type.", "Clean or cast the data."),
+    (r"JSONDecodeError|ParserError|Error tokenizing|Expecting (?:value|property name)|BadGzipFile|BadZipFile|"
+     r"Compressed file ended|corrupt", "data_parse_error", False, N, 0.8,
+     "Input data could not be parsed.", "Fix or quarantine the malformed input."),
+    (r"does not exist|UndefinedTable|UndefinedColumn|not found|NoSuchKey|NotFound|Unrecognized name|"
+     r"Unknown (?:table|column|database)|FileNotFoundError|No such file|\b404\b", "missing_object", False, N, 0.75,
+     "A table, column, file or key the task needs does not exist.", "Create it or fix the name the task uses."),
+    (r"^(?:KeyError|IndexError|AttributeError|TypeError|ValueError|NameError|ZeroDivisionError|AssertionError|"
+     r"UnboundLocalError|RecursionError|NotImplementedError|StopIteration)\b", "task_code_error", False, N, 0.8,
+     "The task's own code raised an error on its input.", "Read the traceback; fix the task code or input."),
+    (r"Test failed|test failure|Failure in test|expectation|Validation failed|data quality",
+     "data_quality_check_failed", False, N, 0.75, "A data-quality check failed.", "Inspect the failing rows."),
+]
+# fmt: on
+
+GENERIC_CODE_ERROR = "task_code_error"
+
+RULES: tuple[Rule, ...] = tuple(
+    Rule(re.compile(p, re.I | re.M), c, t, a, conf, cause, step) for p, c, t, a, conf, cause, step in _TABLE
+)
+
+# A line inside a message that reads like another exception (`ConnectionResetError: ...`): in a real
+# exception it is a quoted cause at best; in a forged one it is bait. It may support a permanent
+# reading, never a transient one.
+_EMBEDDED_EXCEPTION = re.compile(r"^\s*((?:[A-Za-z_]\w*\.)*[A-Z]\w*)\s*(?::|$)")
+# Exceptions whose message is data (a key, an attribute, an operand): it never says a retry would help.
+_CODE_ERROR_TYPES = frozenset(
+    {
+        "KeyError", "IndexError", "AttributeError", "TypeError", "NameError", "ZeroDivisionError",
+        "AssertionError", "UnboundLocalError", "RecursionError", "NotImplementedError", "StopIteration",
+        "SyntaxError", "ImportError", "ModuleNotFoundError", "UndefinedError", "TemplateSyntaxError",
+        # data that could not be read or did not validate: the input, not the network, is at fault
+        "ParserError", "EmptyDataError", "JSONDecodeError", "UnicodeDecodeError", "UnicodeEncodeError",
+        "ValidationError",
+    }
+)  # fmt: skip
+
+
+def _trusted(subject: str) -> str:
+    """`subject` without its continuation lines that read like another exception's line."""
+    head, *rest = subject.split("\n")
+
+    def embedded(line: str) -> bool:
+        m = _EMBEDDED_EXCEPTION.match(line)
+        return bool(m) and is_exception_type(m.group(1))
+
+    return "\n".join([head, *(line for line in rest if not embedded(line))])
+
+
+# Inside a container (Astro, Kubernetes, Docker Compose) localhost is the container itself: a
+# connection refused there is the most common Airflow misconfiguration, not a restart. Checked
+# unless the settings say local services are real (`DoctorSettings.local_services`).
+_LOCALHOST = r"(?:localhost|127\.0\.0\.\d+|\[?::1\]?|0\.0\.0\.0)"
+LOCALHOST_REFUSED = Rule(
+    re.compile(
+        rf"(?:host=['\"]?{_LOCALHOST}\b|server at \"{_LOCALHOST}\"|(?:to|connect to|at) {_LOCALHOST}\b)"
+        r"[^\n]{0,300}?(?:refused|Connect call failed|Errno 111|Failed to establish a new connection)",
+        re.I,
+    ),
+    "connection_refused_localhost",
+    False,
+    Action.notify,
+    0.75,
+    "A connection to localhost was refused: inside a container, localhost is the container itself, "
+    "so the service is not where the connection points.",
+    "Point the Airflow connection at the service's host name on the container network "
+    "(not localhost), or start the service.",
+)
+
+
+# The failing call's target is localhost (a URL, a host= argument, a libpq "server at").
+_LOCALHOST_TARGET = re.compile(
+    rf"(?:https?://{_LOCALHOST}[:/]|host=['\"]?{_LOCALHOST}\b|server at \"{_LOCALHOST}\")", re.I
+)
+
+
+# A Kubernetes ResourceQuota refusal (the API server's admission message): `exceeded quota: <name>,
+# requested: cpu=2,memory=4Gi, used: cpu=10,memory=8Gi, limited: cpu=10,memory=16Gi`.
+_K8S_QUOTA = re.compile(
+    r"exceeded quota: [\w.-]+, requested: (?P<requested>[^\s,]+(?:,[^\s,]+)*), "
+    r"used: (?P<used>[^\s,]+(?:,[^\s,]+)*), limited: (?P<limited>[^\s,'\"]+(?:,[^\s,'\"]+)*)"
+)
+# Kubernetes quantity suffixes (apimachinery resource.Quantity): decimal SI and binary.
+_QUANTITY_SUFFIX = {
+    "n": 1e-9,
+    "u": 1e-6,
+    "m": 1e-3,
+    "": 1.0,
+    "k": 1e3,
+    "M": 1e6,
+    "G": 1e9,
+    "T": 1e12,
+    "P": 1e15,
+    "E": 1e18,
+    "Ki": 2**10,
+    "Mi": 2**20,
+    "Gi": 2**30,
+    "Ti": 2**40,
+    "Pi": 2**50,
+    "Ei": 2**60,
+}
+K8S_QUOTA_IN_USE = Rule(
+    _K8S_QUOTA,
+    "remote_capacity_unavailable",
+    True,
+    Action.retry_with_backoff,
+    0.8,
+    "The namespace's ResourceQuota was used up by other pods: the pod fits the quota once they finish.",
+    "Retry later; raise the quota or lower the DAG's concurrency if it recurs.",
+)
+K8S_QUOTA_TOO_SMALL = Rule(
+    _K8S_QUOTA,
+    "resource_quota_too_small",
+    False,
+    Action.notify,
+    0.9,
+    "The pod requests more than the namespace's ResourceQuota allows at all: no retry can fit it.",
+    "Lower the pod's requests or raise the namespace's ResourceQuota.",
+)
+
+
+def _quantity(text: str) -> float | None:
+    m = re.fullmatch(r"([0-9.]+(?:[eE][+-]?\d+)?)([a-zA-Z]{0,2})", text.strip())
+    if not m or m.group(2) not in _QUANTITY_SUFFIX:
+        return None
+    try:
+        return float(m.group(1)) * _QUANTITY_SUFFIX[m.group(2)]
+    except ValueError:
+        return None
+
+
+def _quantities(text: str) -> dict[str, float]:
+    out = {}
+    for item in text.split(","):
+        name, _, value = item.partition("=")
+        q = _quantity(value)
+        if name and q is not None:
+            out[name.strip()] = q
+    return out
+
+
+def k8s_quota_rule(subject: str) -> Rule | None:
+    """Read a Kubernetes ResourceQuota refusal: whether the pod could fit the quota at all.
+
+    Returns:
+        K8S_QUOTA_IN_USE when every requested resource is within its limit (other pods hold the
+        rest: it frees up as they finish), K8S_QUOTA_TOO_SMALL when one exceeds its limit by
+        itself, None when the message is not a quota refusal or its quantities cannot be read.
+    """
+    m = _K8S_QUOTA.search(subject)
+    if not m:
+        return None
+    requested, limited = _quantities(m.group("requested")), _quantities(m.group("limited"))
+    if not requested or any(name not in limited for name in requested):
+        return None
+    return K8S_QUOTA_TOO_SMALL if any(q > limited[n] for n, q in requested.items()) else K8S_QUOTA_IN_USE
+
+
+def match_rule(
+    exception_type: str | None,
+    message: str,
+    causes: list[str] | None = None,
+    *,
+    local_services: bool = False,
+) -> Rule | None:
+    """The first rule matching the primary error; when the primary error matches only the generic
+    code-error rule or nothing, a specific rule matching one of its chained causes wins.
+
+    A permanent rule may match anywhere in the message; a transient rule only in the trusted part
+    (the first line and continuation lines that do not read like another exception), so a
+    multi-line message whose last line looks transient is not read as transient.
+
+    Args:
+        exception_type: the primary error's class name, or None.
+        message: its message (may span lines).
+        causes: the primary error's chained causes as `Type: message`, innermost last (Excerpt.causes).
+        local_services: localhost services are real here (see LOCALHOST_REFUSED).
+    Returns:
+        the matching Rule, or None.
+    """
+    subject = f"{exception_type}: {message}" if exception_type else message
+    if not local_services and LOCALHOST_REFUSED.pattern.search(subject):
+        return LOCALHOST_REFUSED
+    quota = k8s_quota_rule(_trusted(subject))
+    if quota is not None:
+        return quota
+    primary = _first(subject)
+    if primary is not None and primary.error_class != GENERIC_CODE_ERROR:
+        return primary
+    # A bare ValueError/RuntimeError raised `from` a specific error (network, database, ...): the
+    # chained cause says more than the wrapper does.
+    for cause in causes or []:
+        rule = _first(cause)
+        if rule is not None and rule.error_class != GENERIC_CODE_ERROR:
+            return rule
+    return primary
+
+
+# Standard ports of the services Airflow tasks connect to (IANA registrations, or the product's
+# documented default where IANA has none: Kafka 9092, Elasticsearch 9200, Redshift 5439, the
+# Kubernetes API server 6443, Spark's standalone master 7077, HiveServer2 10000, ClickHouse 8123/9000).
+DEFAULT_SERVICE_PORTS = frozenset(
+    {
+        21,
+        22,
+        25,
+        80,
+        389,
+        443,
+        465,
+        587,
+        636,
+        1433,
+        1521,
+        2181,
+        3306,
+        5432,
+        5439,
+        5671,
+        5672,
+        6379,
+        6443,
+        7077,
+        8123,
+        9000,
+        9042,
+        9092,
+        9200,
+        10000,
+        11211,
+        27017,
+    }
+)
+# The address a refused or failed connection was aimed at, as clients print it: urllib3's
+# `host='h', port=p`, libpq's `server at "h" (ip), port p`, aiohttp's `Cannot connect to host h:p`,
+# asyncio's `Connect call failed ('ip', p)`, redis-py's `connecting to h:p`, a URL's `//h:p`.
+_TARGET = re.compile(
+    r"host='(?P<h1>[^']+)', port=(?P<p1>\d+)"
+    r"|server at \"(?P<h2>[^\"]+)\"(?: \([^)]*\))?, port (?P<p2>\d+)"
+    r"|on host \"(?P<h6>[^\"]+)\"[^\n]{0,80}?\s+TCP/IP connections on port (?P<p6>\d+)"
+    r"|(?:Cannot connect to host|connecting to) (?P<h3>[\w.<>-]+):(?P<p3>\d+)"
+    r"|Connect call failed \('(?P<h4>[^']+)', (?P<p4>\d+)"
+    r"|\w+://(?P<h5>[\w.<>-]+):(?P<p5>\d+)"
+)
+# A refusal there is the service not listening for a moment (restarting, failing over, a pod being
+# replaced); the wrong-port look-alike (a host-side published port used inside the container
+# network, a typo) uses a port that is not the standard one.
+SERVICE_REFUSED_DEFAULT_PORT = Rule(
+    _TARGET,
+    "service_unreachable",
+    True,
+    Action.retry_with_backoff,
+    0.8,
+    "A service refused or failed the connection at its standard port on a remote host: the address is "
+    "right, the service was not listening for a moment (restarting, failing over, being replaced).",
+    "Retry with backoff; check that the service is up if it persists.",
+)
+
+
+# AWS regions (docs.aws.amazon.com "Regions and Zones", GovCloud, China, ISO and the European
+# Sovereign Cloud), 2026-12. A region-shaped label of an amazonaws.com host that is not one of them
+# is a typo or a placeholder (eu-wst-1, us-east-7): DNS or the connection fails on every try. A region
+# opened after this list only loses the retry (escalated), never gains a wrong one.
+AWS_REGIONS = frozenset(
+    {
+        "us-east-1",
+        "us-east-2",
+        "us-west-1",
+        "us-west-2",
+        "af-south-1",
+        "ap-east-1",
+        "ap-east-2",
+        "ap-south-1",
+        "ap-south-2",
+        "ap-southeast-1",
+        "ap-southeast-2",
+        "ap-southeast-3",
+        "ap-southeast-4",
+        "ap-southeast-5",
+        "ap-southeast-6",
+        "ap-southeast-7",
+        "ap-northeast-1",
+        "ap-northeast-2",
+        "ap-northeast-3",
+        "ca-central-1",
+        "ca-west-1",
+        "eu-central-1",
+        "eu-central-2",
+        "eu-west-1",
+        "eu-west-2",
+        "eu-west-3",
+        "eu-south-1",
+        "eu-south-2",
+        "eu-north-1",
+        "il-central-1",
+        "me-south-1",
+        "me-central-1",
+        "mx-central-1",
+        "sa-east-1",
+        "us-gov-east-1",
+        "us-gov-west-1",
+        "cn-north-1",
+        "cn-northwest-1",
+        "us-iso-east-1",
+        "us-iso-west-1",
+        "us-isob-east-1",
+        "eusc-de-east-1",
+    }
+)
+_REGION_SHAPED = re.compile(r"[a-z]{2,4}(?:-gov|-iso[a-z]?)?-[a-z]{3,12}-\d{1,2}")
+_AWS_HOST = re.compile(r"\b((?:[a-z0-9-]+\.)+)amazonaws\.com(?:\.cn)?\b", re.I)
+WRONG_AWS_REGION = Rule(
+    _AWS_HOST,
+    "connection_misconfigured",
+    False,
+    Action.notify,
+    0.85,
+    "The AWS endpoint names a region that does not exist (a typo or a placeholder): it fails on every try.",
+    "Fix the region in the Airflow connection (region_name) or the endpoint URL.",
+)
+# Network readings a wrong endpoint also produces: DNS, refused, unreachable, timed out.
+_NETWORK_CLASSES = frozenset(
+    {"dns_resolution_failure", "service_unreachable", "connection_refused", "network_timeout"}
+)
+
+
+def unknown_aws_region(text: str) -> str | None:
+    """The first region-shaped label of an amazonaws.com host in `text` that is no AWS region, or
+    None. The first label of a host is a bucket or resource name and is not read (`my-data-1.s3...`);
+    a legacy `s3-<region>` label is."""
+    for m in _AWS_HOST.finditer(text):
+        labels = m.group(1).lower().rstrip(".").split(".")
+        for i, label in enumerate(labels):
+            if label.startswith("s3-"):
+                label = label[3:]
+            elif i == 0:
+                continue
+            if _REGION_SHAPED.fullmatch(label) and label not in AWS_REGIONS:
+                return label
+    return None
+
+
+def refused_target(excerpt: dict) -> tuple[str, int] | None:
+    """The (host, port) a refused connection was aimed at, from the excerpt's message, then its
+    causes, then its context lines (newest first); None when no client printed one."""
+    texts = [
+        excerpt.get("message") or "",
+        *(excerpt.get("causes") or []),
+        *reversed(excerpt.get("context") or []),
+    ]
+    for text in texts:
+        m = _TARGET.search(text)
+        if m:
+            host = next(h for h in m.group("h1", "h2", "h3", "h4", "h5", "h6") if h)
+            port = next(p for p in m.group("p1", "p2", "p3", "p4", "p5", "p6") if p)
+            return host, int(port)
+    return None
+
+
+# Airflow says why it stops a running try before it sends SIGTERM. Airflow 1.10/2.x's local task job:
+# "State of this instance has been externally set to <state>. Terminating instance." (1.10: "Taking
+# the poison pill."); Airflow 3's supervisor, when its heartbeat gets 409 not_running: "Server
+# indicated the task shouldn't be running anymore. Terminating process" with
+# detail={"current_state": <state>}. A state set to none is the scheduler resetting an orphaned try
+# (SchedulerJob.adopt_or_reset_orphaned_tasks, after a scheduler restart or an HA failover; both
+# versions); failed, success and skipped are a person, the REST API or a DAG run timeout; up_for_retry
+# is the scheduler failing the try itself. Only Airflow's own wording counts, and only where the
+# primary error already says the try was stopped (a printed line before a code error changes nothing).
+_STOPPED_BECAUSE = re.compile(
+    r"State of this instance has been externally set to (\w+)\. (?:Terminating instance|Taking the poison pill)|"
+    r"Server indicated the task shouldn't be running anymore\. Terminating process[^\n]{0,40}?"
+    r"detail=\{[^\n]{0,400}?['\"]current_state['\"]: (?:['\"](\w+)['\"]|(null|None))"
+)
+_STOPPED = re.compile(r"SIGTERM|Task killed|shouldn't be running anymore|externally set to|Terminating")
+TRY_RESET_BY_SCHEDULER = Rule(
+    re.compile(r"State of this instance has been externally set to None\b"),
+    "worker_lost",
+    True,
+    Action.retry,
+    0.8,
+    "The scheduler reset the running try's state to none (orphaned-task adoption after a scheduler "
+    "restart or failover) and Airflow stopped it with SIGTERM: the platform lost track of the try, not "
+    "its code.",
+    "Retry; check the scheduler's restarts and HA failovers if it recurs.",
+)
+
+TRY_SET_FROM_OUTSIDE = Rule(
+    re.compile(
+        r"externally set to (?:failed|success|skipped)\b|current_state\W{1,4}(?:failed|success|skipped)\b"
+    ),
+    "task_terminated",
+    False,
+    Action.notify,
+    0.8,
+    "A person, the REST API or a DAG run timeout set the running try's state to failed, success or "
+    "skipped, and Airflow stopped it: someone decided it should not run on.",
+    "Ask who stopped it (the task instance's audit log) before running it again.",
+)
+
+
+def stopped_because(excerpt: dict) -> str | None:
+    """The state Airflow said the try was set to from outside before it stopped it (`None`,
+    `failed`, `up_for_retry`, ...; Airflow 3's JSON null reads `None`), from the newest such line
+    among the excerpt's context lines and message; None when no such line is there."""
+    lines = [*(excerpt.get("context") or []), excerpt.get("message") or ""]
+    for line in reversed(lines):
+        m = _STOPPED_BECAUSE.search(line)
+        if m:
+            return m.group(1) or m.group(2) or "None"  # JSON null, Python None
+    return None
+
+
+def classify(excerpt: dict, *, local_services: bool = False) -> Rule | None:
+    """`match_rule` on an excerpt (as dict): its primary error and chained causes; for a log without
+    a traceback (source `log_line`) also the lines around its error line (`context`).
+
+    Context lines speak only where the error line says little: a permanent rule at least 0.8 sure on
+    any of them wins (the safe direction); otherwise, when the error line matches nothing specific,
+    the newest context line a rule recognises does.
+
+    A refused connection is then read by where it was aimed (`refused_target`): localhost is
+    LOCALHOST_REFUSED (unless `local_services`, where localhost is a host like any other), a host
+    on its protocol's standard port (DEFAULT_SERVICE_PORTS) is SERVICE_REFUSED_DEFAULT_PORT
+    (retry-safe), anything else stays `connection_refused`, which only memory or a person can vouch
+    for. A SIGTERM that Airflow's local task job or supervisor says follows the scheduler resetting
+    the try's state to none is TRY_RESET_BY_SCHEDULER, one after a person or the API set it to
+    failed, success or skipped is TRY_SET_FROM_OUTSIDE (`stopped_because`). A network reading (DNS,
+    refused, timed out) of a call to an AWS endpoint whose region does not exist is WRONG_AWS_REGION.
+    """
+    rule = _classify(excerpt, local_services=local_services)
+    if (
+        rule is not None
+        and rule.error_class == "task_terminated"
+        and _STOPPED.search(excerpt.get("message") or "")
+    ):
+        # A SIGTERM says only that a signal came; Airflow's line before it says who sent it.
+        state = stopped_because(excerpt)
+        if state in ("None", "none"):
+            return TRY_RESET_BY_SCHEDULER
+        if state in ("failed", "success", "skipped"):
+            return TRY_SET_FROM_OUTSIDE
+    if (
+        rule is not None
+        and rule.error_class == "connection_refused"
+        and not local_services
+        and _LOCALHOST_TARGET.search(excerpt.get("message") or "")
+    ):
+        # The refusal was read from a cause or a context line (the message was cut before it), but
+        # the call that failed points at localhost: the same misconfiguration LOCALHOST_REFUSED names.
+        return LOCALHOST_REFUSED
+    if rule is not None and rule.error_class in _NETWORK_CLASSES:
+        said = [excerpt.get("message") or "", *(excerpt.get("causes") or [])]
+        if any(unknown_aws_region(text) for text in said):
+            return WRONG_AWS_REGION
+    target = (
+        refused_target(excerpt) if rule is not None and rule.error_class == "connection_refused" else None
+    )
+    if target is not None:
+        if not local_services and re.fullmatch(_LOCALHOST, target[0], re.I):
+            return LOCALHOST_REFUSED
+        if target[1] in DEFAULT_SERVICE_PORTS:
+            return SERVICE_REFUSED_DEFAULT_PORT
+    return rule
+
+
+def _classify(excerpt: dict, *, local_services: bool) -> Rule | None:
+    rule = match_rule(
+        excerpt.get("exception_type"),
+        excerpt.get("message") or "",
+        excerpt.get("causes"),
+        local_services=local_services,
+    )
+    if excerpt.get("source") not in ("log_line", "cut_off", "audit_log") or not excerpt.get("context"):
+        return rule
+    # A context line that is a cosmos wrapper of dbt's output speaks with dbt's error, not its progress.
+    # The supervisor's own kill (`Process exited ... signal_sent=SIGKILL`, Task SDK supervisor.kill)
+    # follows a refused start or a timeout: it is not the kernel's out-of-memory kill.
+    lines = [dbt_error(line) or line for line in excerpt["context"] if not _SUPERVISOR_KILL.search(line)]
+    around = [match_rule(None, line, local_services=local_services) for line in lines]
+    around = [r for r in around if r is not None and r.error_class != GENERIC_CODE_ERROR]
+    permanent = [r for r in around if not r.transient and r.confidence >= 0.8]
+    if permanent and (rule is None or rule.transient):
+        return permanent[-1]
+    if rule is None or rule.error_class in _UNSPECIFIC:
+        return around[-1] if around else rule
+    return rule
+
+
+_SUPERVISOR_KILL = re.compile(r"\bsignal_sent=SIG(?:KILL|TERM|INT)\b")
+
+# Classes that say only that something is missing or broken in the code: a context line may say more.
+_UNSPECIFIC = frozenset({GENERIC_CODE_ERROR, "missing_object"})
+
+
+def permanent_causes(excerpt: dict, min_confidence: float = 0.8) -> list[Rule]:
+    """Permanent rules at least `min_confidence` sure that match one of the excerpt's causes (its
+    chained exceptions, or the other errors a wrapper's output printed)."""
+    found = []
+    for cause in excerpt.get("causes") or []:
+        name, _, message = cause.partition(": ") if ": " in cause else ("", "", cause)
+        if is_wrapper(name or None, message):
+            continue  # the wrapper the primary error replaced says only that something failed
+        rule = _first(cause)
+        if rule is not None and not rule.transient and rule.confidence >= min_confidence:
+            found.append(rule)
+    return found
+
+
+def _first(subject: str) -> Rule | None:
+    name = subject.split(":", 1)[0].strip().rsplit(".", 1)[-1] if ":" in subject else ""
+    if name in _CODE_ERROR_TYPES:
+        # A KeyError whose key reads "503 Service Unavailable" is still a KeyError.
+        return next((rule for rule in RULES if not rule.transient and rule.pattern.search(subject)), None)
+    trusted = _trusted(subject)
+    return next((rule for rule in RULES if rule.pattern.search(trusted if rule.transient else subject)), None)

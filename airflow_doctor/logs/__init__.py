@@ -1,0 +1,1 @@
+"""airflow-doctor: logs."""

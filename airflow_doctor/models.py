@@ -1,0 +1,288 @@
+"""The types that travel between the doctor's stages (as JSON through XCom) and into its prompts.
+
+FailureRef names one failed try of one task instance; Diagnosis is what a diagnoser (LLM or
+offline) concludes; Neighbour is a similar past case; Decision is the gate's verdict.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+)
+
+from airflow_doctor.judgement.catalogue import is_retry_safe
+
+Source = Literal["listener", "sweeper", "manual"]
+
+
+class Action(StrEnum):
+    """The closed set of remediation actions a diagnosis may recommend."""
+
+    retry = "retry"
+    retry_with_backoff = "retry_with_backoff"
+    retry_with_more_resources = "retry_with_more_resources"
+    notify = "notify"
+
+
+#: Actions the doctor may carry out by clearing the task instance (DESIGN.md Gate 2).
+RETRY_ACTIONS = frozenset({Action.retry, Action.retry_with_backoff})
+
+ACTION_MEANINGS = {
+    Action.retry: "clear the task instance now; the very next try is expected to succeed",
+    Action.retry_with_backoff: "clear after a growing delay; an upstream blip (timeout, 5xx, reset) "
+    "is expected to pass",
+    Action.retry_with_more_resources: "rerun only with more memory, disk or a bigger worker; an identical "
+    "retry would fail the same way (a human must act)",
+    Action.notify: "do not retry; a human must change code, configuration, credentials or data",
+}
+
+
+#: Postgres `integer` holds values below 2**31 (the inbox's map_index and try_number columns).
+PG_INT_LIMIT = 2**31
+#: Airflow's limit on dag_id and task_id (ID_LEN in airflow.models.base); run_id is held to the same.
+ID_MAX_LENGTH = 250
+
+
+def _printable_id(value: str) -> str:
+    """An id without control characters (NUL included) or lone surrogates (neither fits Postgres text)."""
+    bad = next((c for c in value if unicodedata.category(c) in {"Cc", "Cs"}), None)
+    if bad is not None:
+        raise ValueError(f"must not contain control characters (found U+{ord(bad):04X})")
+    return value
+
+
+def _whole_number(value: Any) -> Any:
+    """Refuse what pydantic's int would quietly accept but is no count: a bool (True == 1)."""
+    if isinstance(value, bool):
+        raise ValueError("must be an integer, not a boolean")
+    return value
+
+
+#: dag_id, run_id, task_id: a non-empty string of at most 250 characters, no control characters.
+Identifier = Annotated[str, Field(min_length=1, max_length=ID_MAX_LENGTH), AfterValidator(_printable_id)]
+#: try_number: an integer >= 1 (Airflow counts tries from 1), within Postgres integer range.
+TryNumber = Annotated[int, BeforeValidator(_whole_number), Field(ge=1, lt=PG_INT_LIMIT)]
+#: The manual trigger's try_number: like TryNumber, but 0 means "the task instance's latest try".
+TryNumberOrLatest = Annotated[int, BeforeValidator(_whole_number), Field(ge=0, lt=PG_INT_LIMIT)]
+#: map_index: -1 for an unmapped task, else the instance's index, within Postgres integer range.
+MapIndex = Annotated[int, BeforeValidator(_whole_number), Field(ge=-1, lt=PG_INT_LIMIT)]
+
+
+def describe_errors(exc: ValidationError) -> str:
+    """A ValidationError as one line naming each field and its rule, without echoing the input.
+
+    Returns:
+        e.g. "map_index: Input should be greater than or equal to -1; run_id: Value error, must not
+        contain control characters (found U+0000)". The offending value is left out: it may be
+        megabytes long or carry control characters into the log.
+    """
+    return "; ".join(
+        f"{'.'.join(map(str, e['loc'])) or 'input'}: {e['msg']}" for e in exc.errors(include_input=False)
+    )
+
+
+class FailureRef(BaseModel):
+    """One failed try of one task instance: the key of everything the doctor does.
+
+    The key (dag_id, run_id, task_id, map_index, try_number) is what makes handling idempotent.
+    Validation is strict where a bad value would reach the REST API or the inbox: ids are
+    non-empty strings of at most 250 characters without control characters; try_number is an
+    integer >= 1 and map_index an integer >= -1, both below 2**31 (Postgres integer). Numeric
+    strings ("3") and whole floats (3.0) are coerced; bools, fractions (1.7), lists and dicts are
+    refused. `describe_errors` turns the ValidationError into a message naming each field.
+    """
+
+    model_config = ConfigDict(extra="ignore")
+
+    dag_id: Identifier
+    run_id: Identifier
+    task_id: Identifier
+    map_index: MapIndex = -1
+    try_number: TryNumber
+    source: Source = "listener"
+    failed_at: datetime | None = None
+
+    @property
+    def key(self) -> tuple[str, str, str, int, int]:
+        return (self.dag_id, self.run_id, self.task_id, self.map_index, self.try_number)
+
+    @property
+    def label(self) -> str:
+        """The label of the doctor's mapped task instances in the UI: `dag_id.task_id[map_index]`."""
+        suffix = f"[{self.map_index}]" if self.map_index >= 0 else ""
+        return f"{self.dag_id}.{self.task_id}{suffix}"
+
+
+class Diagnosis(BaseModel):
+    """A structured diagnosis of one failure. The Field descriptions are part of the LLM prompt."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    error_class: str = Field(
+        description="Short snake_case name of the root cause, not of the Airflow wrapper exception, "
+        "e.g. db_connection_refused, key_error_missing_field, http_503_service_unavailable.",
+        min_length=1,
+        max_length=80,
+    )
+    root_cause: str = Field(description="One or two sentences: what went wrong and why.", max_length=1000)
+    transient: bool = Field(
+        description="True only if a plain retry, with no change to code, configuration, credentials or "
+        "data, would plausibly succeed."
+    )
+    recommended_action: Action = Field(description="Exactly one action from the action catalogue.")
+    confidence: float = Field(
+        description="Probability in [0, 1] that error_class and transient are right.", ge=0.0, le=1.0
+    )
+    fix_steps: list[str] = Field(
+        default_factory=list,
+        description="Concrete steps a person would take, most useful first.",
+        max_length=8,
+    )
+    evidence: list[str] = Field(
+        default_factory=list,
+        description="Lines copied exactly, character for character, from the error excerpt that support "
+        "the diagnosis.",
+        max_length=8,
+    )
+    diagnoser: str = Field(default="offline", description="Filled in by the doctor, not the model.")
+    model: str | None = None
+
+    @field_validator("error_class")
+    @classmethod
+    def _snake(cls, value: str) -> str:
+        return "_".join(value.strip().lower().replace("-", " ").split())
+
+
+class Neighbour(BaseModel):
+    """A similar past case from the knowledge base, with what is known of its outcome."""
+
+    case_id: int
+    kind: Literal["runbook", "observed"]
+    similarity: float
+    title: str | None = None
+    error_class: str | None = None
+    transient: bool | None = None
+    recommended_action: Action | None = None
+    fingerprint: str | None = None
+    fix_steps: list[str] = Field(default_factory=list)
+    outcome: Literal["succeeded", "failed", "pending", "unverified", "escalated", "none"] = "none"
+    actor: Literal["doctor", "human"] | None = None
+    dag_id: str | None = None
+    task_id: str | None = None
+
+    @property
+    def retry_verified(self) -> bool:
+        """A retry of this case is known to have worked: a transient runbook entry of a retry-safe
+        catalogue class (catalogue.py; an entry describing a class the catalogue leaves out, such as
+        `connection_refused`, is knowledge for the diagnosis, not evidence for a retry), or an
+        observed case whose doctor retry was verified to succeed (DESIGN.md Gate 1)."""
+        if self.kind == "runbook":
+            return (
+                bool(self.transient)
+                and self.recommended_action in RETRY_ACTIONS
+                and is_retry_safe(self.error_class)
+            )
+        return self.outcome == "succeeded"
+
+    @property
+    def retry_failed(self) -> bool:
+        """A retry of this observed case was verified to fail again (the doctor's or a person's)."""
+        return self.kind == "observed" and self.outcome == "failed"
+
+    @property
+    def judged_permanent(self) -> bool:
+        """A person said this observed case is not transient: they left it failed (their label or
+        answer), as opposed to retrying it themselves."""
+        return (
+            self.kind == "observed"
+            and self.actor == "human"
+            and self.transient is False
+            and self.outcome == "escalated"
+        )
+
+
+class Decision(BaseModel):
+    """The gate's verdict for one failure and every reason behind it."""
+
+    verdict: Literal["auto_retry", "approval", "escalate"]
+    reasons: list[str]
+    similarity: float | None = None
+    memory_match: bool = False
+    backoff_seconds: float = 0.0
+    retry_class: str | None = Field(
+        default=None, description="The catalogue class the rules read in the primary error, if retry-safe."
+    )
+
+
+# -- What the doctor DAG's stages pass each other through XCom (one validation at each task's
+# boundary; dags/doctor.py, airflow_doctor/pipeline.py) ------------------------------------------
+
+
+class Group(BaseModel):
+    """The failures one mapped `handle_failures` instance handles: the same fingerprint, or one
+    failure whose log gave nothing to fingerprint (fetch_logs' output, one per group)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    key: str = Field(description="'fingerprint:<hex>' or 'failure:<key>' (an ungroupable failure).")
+    label: str = Field(description="The representative's `dag.task[i]`, plus ' +N more' for a group.")
+    members: list[FailureRef] = Field(min_length=1, description="Oldest first; members[0] represents.")
+    excerpt: dict = Field(description="The representative's excerpt (logs.excerpt_record).")
+    settings: dict | None = Field(
+        default=None, description="The doctor's settings as fetch_logs read them (config.snapshot)."
+    )
+    dag_tags: dict[str, list[str]] | None = Field(
+        default=None,
+        description="{dag_id: tag names} of the members' DAGs as fetch_logs read them for the claim "
+        "(doctor:off); the gate uses them instead of reading the tags again. None: not read.",
+    )
+
+
+class Embedding(BaseModel):
+    """embed_failure's output: the representative's vector (None when it could not be made)."""
+
+    embedding: list[float] | None = None
+    model: str = ""
+    reused: bool = Field(default=False, description="Taken from a stored case with the same fingerprint.")
+    error: str | None = None
+
+
+class Memory(BaseModel):
+    """retrieve_similar's output for a group: what the knowledge base knows about its failure."""
+
+    neighbours: list[Neighbour] = Field(default_factory=list, description="Most similar first.")
+    fingerprint_matches: list[Neighbour] = Field(default_factory=list)
+    doctor_clears: list[int | None] = Field(
+        default_factory=list, description="Per member: the doctor's clears of it so far; None unknown."
+    )
+    class_outcomes: dict | None = None
+    error: str | None = None
+
+    def for_member(self, i: int) -> dict:
+        """The memory dict the gate and the messages read for member i (doctor_clears its own)."""
+        data = self.model_dump(mode="json")
+        data["doctor_clears"] = self.doctor_clears[i] if i < len(self.doctor_clears) else None
+        return data
+
+
+class GroupDecision(BaseModel):
+    """gate_on_confidence's output: one Decision per member, aligned with Group.members."""
+
+    decisions: list[Decision]
+    doctor_clears: list[int | None]
+    diagnosed_at: str = Field(description="ISO 8601 time the gate decided.")
+
+    def members_with(self, verdict: str) -> list[int]:
+        """Indexes of the members whose verdict is `verdict`."""
+        return [i for i, d in enumerate(self.decisions) if d.verdict == verdict]

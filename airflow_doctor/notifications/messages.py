@@ -1,0 +1,683 @@
+"""Notifications: what the doctor found and did, by email (SMTP provider) and Slack (Slack provider).
+
+Email goes through connection `doctor_smtp` as multipart/alternative (plain text and HTML); Slack
+through an incoming-webhook connection (`doctor_slack`, or one per DAG tag from Variable
+`doctor_slack_connections`) with Block Kit. Recipients come from Variable `doctor_recipients`
+(per dag_id), else the DAG's default_args["email"], else `doctor_email_to`. Each channel is tried
+with bounded retries and backoff; a failed channel is logged and never stops the other or the
+doctor. A missing connection skips its channel with a log line.
+
+When to send (Variable `doctor_notify_on_retry`): always on escalation and approval requests; an
+auto-retry gets one message when the retried try has ended ("outcome", the default), also one when
+the clear is issued ("both"), or none ("none").
+
+Text from a log or from the LLM is data, never markup. Email HTML escapes it (`html.escape`).
+Slack escapes its control characters `&`, `<`, `>` in every such piece (`slack_escape`), sets
+`verbatim` on every mrkdwn text object (no auto-linked URLs, channel names or mentions), shows log
+text in code blocks that it cannot close (`slack_code`) and turns unfurling off; the approval body
+on the Required Actions page shows it in a fenced code block it cannot close (`markdown_code`).
+The only links are the doctor's own Airflow UI URLs (`links`).
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import re
+import time
+from collections import Counter
+from collections.abc import Callable
+from email.mime.multipart import MIMEMultipart
+from email.mime.text import MIMEText
+from email.utils import formatdate, make_msgid
+from typing import Any
+from urllib.parse import quote
+
+from airflow_doctor.models import FailureRef
+from airflow_doctor.settings import SLACK_CONN_ID, SMTP_CONN_ID, DoctorSettings, connection_exists
+from airflow_doctor.settings import settings as load_settings
+
+log = logging.getLogger(__name__)
+
+CHANNEL_ATTEMPTS = 3
+CHANNEL_BACKOFF_SECONDS = 1.0  # doubled per attempt: 1 s, 2 s
+
+
+# -- rendering untrusted text -------------------------------------------------------------------
+
+#: Fields whose value is log text: shown as code in Slack (a code block of its own).
+CODE_FIELDS = frozenset({"Error"})
+#: Stands in for a backtick inside a Slack code block (MODIFIER LETTER GRAVE ACCENT): it looks the
+#: same but cannot close the block, and mrkdwn has no escape for "`".
+SLACK_BACKTICK = "\u02cb"
+_PARTIAL_ENTITY = re.compile(r"&[a-z]{0,3}$")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]+")
+
+
+def slack_escape(text: object) -> str:
+    """Text with Slack's control characters as the entities Slack documents (`&amp;`, `&lt;`, `&gt;`).
+
+    With them escaped no `<...>` sequence can form a mention (`<!channel>`, `<@U1>`,
+    `<!subteam^S1>`, `<#C1>`) or a link (`<https://x|label>`); Slack shows the characters as typed.
+    """
+    return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def slack_text(text: object) -> str:
+    """Untrusted text for a mrkdwn object outside code: `slack_escape`d, and a run of three or more
+    backticks made of SLACK_BACKTICK so the text cannot open a code block that swallows what follows.
+    """
+    return re.sub(r"`{3,}", lambda m: SLACK_BACKTICK * len(m.group()), slack_escape(text))
+
+
+def _fit(escaped: str, limit: int) -> str:
+    """Cut escaped text to `limit` characters (Slack's per-field limits) without splitting an entity."""
+    if len(escaped) <= limit:
+        return escaped
+    return _PARTIAL_ENTITY.sub("", escaped[:limit])
+
+
+def slack_code(text: str, limit: int = 2900) -> str:
+    """A Slack code block showing `text` literally, at most `limit` characters long.
+
+    Backticks become SLACK_BACKTICK so the text cannot close the block and go on as markup.
+    """
+    body = _fit(slack_escape(text.replace("`", SLACK_BACKTICK)), limit - 6) or " "
+    return f"```{body}```"
+
+
+def _mrkdwn(text: str) -> dict:
+    """A mrkdwn text object; `verbatim` stops Slack auto-linking URLs, channel names and mentions."""
+    return {"type": "mrkdwn", "text": text, "verbatim": True}
+
+
+def markdown_code(text: str) -> str:
+    """A CommonMark fenced code block showing `text` literally (the Required Actions page's markdown).
+
+    The fence is one backtick longer than the longest run of backticks in `text` (at least three),
+    so no line of `text` can close it (CommonMark 0.31, "Fenced code blocks"); links, images and
+    HTML inside it are shown as text.
+    """
+    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+    fence = "`" * max(3, longest + 1)
+    return f"{fence}text\n{text}\n{fence}"
+
+
+def one_line(text: str) -> str:
+    """Text with control characters (newlines included) as single spaces: safe as a mail header."""
+    return _CONTROL.sub(" ", text)
+
+
+def _ui_base() -> str:
+    try:
+        from airflow.configuration import conf
+
+        return conf.get("api", "base_url", fallback="http://localhost:8080").rstrip("/")
+    except Exception:  # noqa: BLE001
+        return "http://localhost:8080"
+
+
+def links(ref: FailureRef, doctor_run_id: str | None) -> dict[str, str]:
+    """UI links: the failed try's log and the doctor run that handled it."""
+    base = _ui_base()
+    ti_path = f"/dags/{quote(ref.dag_id)}/runs/{quote(ref.run_id)}/tasks/{quote(ref.task_id)}"
+    if ref.map_index >= 0:
+        ti_path += f"/mapped/{ref.map_index}"
+    out = {"log": f"{base}{ti_path}?try_number={ref.try_number}"}
+    if doctor_run_id:
+        out["doctor_run"] = f"{base}/dags/doctor/runs/{quote(doctor_run_id)}"
+    return out
+
+
+def headline(
+    decision: dict, remediation: dict | None, escalation: dict | None, verification: dict | None
+) -> str:
+    """The verdict as people read it: auto-retried (and how it went), escalated, approval requested."""
+    if remediation and remediation.get("cleared"):
+        who = "retried (approved)" if remediation.get("actor") == "human" else "auto-retried"
+        outcome = (verification or {}).get("outcome")
+        return f"{who}, {outcome}" if outcome else who
+    if decision.get("verdict") == "approval" and not escalation:
+        return "approval requested"
+    return "escalated"
+
+
+def diagnosis_fields(diagnosis_result: dict | None) -> list[tuple[str, str]]:
+    """The diagnosis as (label, value) fields: class and root cause, transient, action, confidence."""
+    diag = (diagnosis_result or {}).get("diagnosis")
+    if not diag:
+        error = (diagnosis_result or {}).get("error") or "the diagnosis stage did not run"
+        return [("Diagnosis", f"none: {error}")]
+    diagnoser = (diagnosis_result or {}).get("diagnoser") or "offline"
+    label = {
+        "offline": "offline diagnosis (no LLM configured)",
+        "memory": "recognised from memory, no LLM call",
+    }.get(diagnoser, f"LLM diagnosis ({diag.get('model')})")
+    return [
+        ("Diagnosis", f"{diag['error_class']}: {diag.get('root_cause') or ''}"),
+        ("Transient", "yes" if diag["transient"] else "no"),
+        ("Recommended action", str(diag["recommended_action"])),
+        ("Confidence", f"{diag['confidence']:.2f} ({label})"),
+    ]
+
+
+def _error_line(excerpt: dict | None) -> str | None:
+    if excerpt and (excerpt.get("exception_type") or excerpt.get("message")):
+        return f"{excerpt.get('exception_type') or 'Error'}: {excerpt.get('message', '')}"[:300]
+    return None
+
+
+def _similar(memory: dict | None) -> list[str]:
+    return [
+        f"{n.get('similarity', 0):.2f} {n.get('kind')} {n.get('error_class')} "
+        f"(transient={n.get('transient')}, outcome={n.get('outcome')})"
+        for n in (memory or {}).get("neighbours", [])[:3]
+    ]
+
+
+def build_message(
+    ref: FailureRef,
+    excerpt: dict | None,
+    diagnosis_result: dict | None,
+    decision: dict | None,
+    memory: dict | None,
+    remediation: dict | None,
+    doctor_run_id: str | None,
+    escalation: dict | None = None,
+    verification: dict | None = None,
+) -> dict[str, Any]:
+    """The content of both channels, as plain data.
+
+    Returns:
+        dict with subject, verdict, fields (list of (label, value)), fix_steps, similar (list of
+        str), evidence (list of str), links, text (the plain-text body).
+    """
+    diag = (diagnosis_result or {}).get("diagnosis")
+    decision = decision or {"verdict": "escalate", "reasons": ["the gate did not run"]}
+    verdict = headline(decision, remediation, escalation, verification)
+    fields: list[tuple[str, str]] = [
+        ("Task instance", f"{ref.label}, run {ref.run_id}, try {ref.try_number}")
+    ]
+    fields += diagnosis_fields(diagnosis_result)
+    if decision.get("similarity") is not None:
+        fields.append(("Similarity", f"{decision['similarity']:.2f} (best match in the knowledge base)"))
+    if remediation and remediation.get("cleared"):
+        action = "Cleared the task instance for retry" + (
+            " (approved by an engineer)" if remediation.get("actor") == "human" else ""
+        )
+        if verification:
+            action += f"; the retried try {verification.get('try_number')} ended {verification.get('state')}"
+    elif verdict == "approval requested":
+        action = "Waiting for an engineer to approve or reject a retry (Required Actions in the Airflow UI)"
+    else:
+        action = "Left failed for a human: " + ((escalation or {}).get("why") or "escalated")
+    fields.append(("Action taken", action))
+    fields.append(("Why", "; ".join(decision.get("reasons", []))))
+    clears = (memory or {}).get("doctor_clears")
+    if clears:
+        fields.append(("History", f"the doctor already cleared this task instance {clears} time(s)"))
+    if _error_line(excerpt):
+        fields.append(("Error", _error_line(excerpt)))
+    similar = _similar(memory)
+    link = links(ref, doctor_run_id)
+    subject = f"[airflow-doctor] {verdict}: {ref.dag_id}.{ref.task_id}"
+    if diag:
+        subject += f" ({diag['error_class']})"
+    tail = [f"Log: {link['log']}"] + ([f"Doctor run: {link['doctor_run']}"] if "doctor_run" in link else [])
+    return _assemble(subject, verdict, fields, diag, similar, link, tail)
+
+
+def _assemble(
+    subject: str,
+    verdict: str,
+    fields: list[tuple[str, str]],
+    diag: dict | None,
+    similar: list[str],
+    link: dict[str, str],
+    tail: list[str],
+) -> dict[str, Any]:
+    """A message as plain data; its text is the fields, fix steps, evidence, similar cases, then `tail`.
+
+    Values are kept as they came (log and LLM text unescaped); each renderer escapes for its channel.
+    """
+    subject = one_line(subject)
+    text_lines = [subject, ""] + [f"{k}: {v}" for k, v in fields]
+    if diag and diag.get("fix_steps"):
+        text_lines += ["", "Fix steps:"] + [f"  {i}. {s}" for i, s in enumerate(diag["fix_steps"], 1)]
+    if diag and diag.get("evidence"):
+        text_lines += ["", "Evidence (lines from the log):"] + [f"  {e}" for e in diag["evidence"]]
+    if similar:
+        text_lines += ["", "Similar cases:"] + [f"  - {s}" for s in similar]
+    return {
+        "subject": subject,
+        "verdict": verdict,
+        "fields": fields,
+        "fix_steps": list((diag or {}).get("fix_steps") or []),
+        "similar": similar,
+        "evidence": list((diag or {}).get("evidence") or []),
+        "links": link,
+        "text": "\n".join(text_lines + [""] + tail),
+    }
+
+
+DIGEST_LINES = 100  # members listed by name in a digest's text and HTML; Slack lists fewer
+
+
+def build_digest(
+    items: list[dict], excerpt: dict | None, judged: dict | None, doctor_run_id: str | None
+) -> dict:
+    """One message about many failures of one group (same fingerprint, same route): a storm digest.
+
+    Args:
+        items: per member {"ref", "decision", "remediation", "escalation", "verification"}
+            (see groups.notify_group), at least two.
+        excerpt: the group's representative excerpt. judged: {"diagnosis", "memory", ...}
+            (stages._judged) or None.
+    Returns:
+        build_message's shape plus "members": [(line, log url)], one per member.
+    """
+    diagnosis_result = (judged or {}).get("diagnosis")
+    diag = (diagnosis_result or {}).get("diagnosis")
+    refs = [FailureRef.model_validate(it["ref"]) for it in items]
+    verdicts = [
+        headline(
+            it["decision"] or {"verdict": "escalate"}, it["remediation"], it["escalation"], it["verification"]
+        )
+        for it in items
+    ]
+    summary = ", ".join(f"{n} {v}" for v, n in Counter(verdicts).most_common())
+    what = (diag or {}).get("error_class") or (excerpt or {}).get("exception_type") or "one error"
+    dags = sorted({r.dag_id for r in refs})
+    where = dags[0] if len(dags) == 1 else f"{len(dags)} DAGs"
+    subject = f"[airflow-doctor] storm: {len(items)} failures of {what} in {where}: {summary}"
+    first = items[0]["decision"] or {"reasons": ["the gate did not run"]}
+    fields = [("Failures", f"{len(items)} task instances in {len(dags)} DAG(s): {', '.join(dags)}"[:500])]
+    fields += diagnosis_fields(diagnosis_result)
+    if first.get("similarity") is not None:
+        fields.append(("Similarity", f"{first['similarity']:.2f} (best match in the knowledge base)"))
+    fields.append(("Action taken", summary + " (the diagnosis was made once for the whole group)"))
+    fields.append(("Why", "; ".join(first.get("reasons", []))))
+    if _error_line(excerpt):
+        fields.append(("Error", _error_line(excerpt)))
+    members = [
+        (f"{r.label}, run {r.run_id}, try {r.try_number}: {v}", links(r, None)["log"])
+        for r, v in zip(refs, verdicts, strict=True)
+    ]
+    link = {"log": members[0][1]}
+    if doctor_run_id:
+        link["doctor_run"] = links(refs[0], doctor_run_id)["doctor_run"]
+    similar = _similar((judged or {}).get("memory"))
+    tail = ["Task instances:"] + [f"  - {line} ({url})" for line, url in members[:DIGEST_LINES]]
+    if len(members) > DIGEST_LINES:
+        tail.append(f"  ... and {len(members) - DIGEST_LINES} more")
+    if "doctor_run" in link:
+        tail += ["", f"Doctor run: {link['doctor_run']}"]
+    return {**_assemble(subject, summary, fields, diag, similar, link, tail), "members": members}
+
+
+def render_html(msg: dict[str, Any]) -> str:
+    """The email's HTML part."""
+    esc = html.escape
+    rows = "".join(f"<tr><th align='left'>{esc(k)}</th><td>{esc(v)}</td></tr>" for k, v in msg["fields"])
+    steps = "".join(f"<li>{esc(s)}</li>" for s in msg["fix_steps"])
+    evidence = esc("\n".join(msg.get("evidence") or []))
+    similar = "".join(f"<li>{esc(s)}</li>" for s in msg["similar"])
+    listed = msg.get("members", [])
+    members = "".join(f"<li><a href='{esc(u)}'>{esc(line)}</a></li>" for line, u in listed[:DIGEST_LINES])
+    if len(listed) > DIGEST_LINES:
+        members += f"<li>... and {len(listed) - DIGEST_LINES} more</li>"
+    link_html = " | ".join(
+        f"<a href='{esc(u)}'>{esc(k.replace('_', ' '))}</a>" for k, u in msg["links"].items()
+    )
+    return (
+        f"<h2>{esc(msg['subject'])}</h2><table>{rows}</table>"
+        + (f"<h3>Fix steps</h3><ol>{steps}</ol>" if steps else "")
+        + (f"<h3>Evidence (lines from the log)</h3><pre>{evidence}</pre>" if evidence else "")
+        + (f"<h3>Similar cases</h3><ul>{similar}</ul>" if similar else "")
+        + (f"<h3>Task instances</h3><ul>{members}</ul>" if members else "")
+        + f"<p>{link_html}</p>"
+    )
+
+
+def render_blocks(msg: dict[str, Any]) -> list[dict]:
+    """The Slack Block Kit blocks: header, fields, the error as code, fix steps, evidence as code,
+    similar cases, task instances (a digest), links.
+
+    Every value is escaped (`slack_text`) and every mrkdwn object is `verbatim`; log text is in
+    code blocks (`slack_code`). The only links are msg["links"] and the members' log URLs, which
+    `links` builds from the Airflow UI's base URL with each id percent-encoded.
+
+    Returns:
+        list of Block Kit blocks (dicts), each within Slack's limits (header 150 characters,
+        section field 2000, section text 3000, 10 fields).
+    """
+    esc = slack_text
+    blocks: list[dict] = [
+        {"type": "header", "text": {"type": "plain_text", "text": _fit(slack_escape(msg["subject"]), 150)}}
+    ]
+    plain = [(k, v) for k, v in msg["fields"] if k not in CODE_FIELDS]
+    blocks.append(
+        {"type": "section", "fields": [_mrkdwn(_fit(f"*{k}*\n{esc(v)}", 2000)) for k, v in plain[:10]]}
+    )
+    for k, v in msg["fields"]:
+        if k in CODE_FIELDS:
+            blocks.append({"type": "section", "text": _mrkdwn(f"*{k}*\n" + slack_code(str(v), 2900))})
+    if msg["fix_steps"]:
+        steps = "\n".join(f"{i}. {esc(s)}" for i, s in enumerate(msg["fix_steps"], 1))
+        blocks.append({"type": "section", "text": _mrkdwn(_fit(f"*Fix steps*\n{steps}", 3000))})
+    if msg.get("evidence"):
+        code = slack_code("\n".join(msg["evidence"]), 2900)
+        blocks.append({"type": "section", "text": _mrkdwn("*Evidence (lines from the log)*\n" + code)})
+    if msg["similar"]:
+        text = _fit("*Similar cases*: " + "; ".join(esc(s) for s in msg["similar"]), 3000)
+        blocks.append({"type": "context", "elements": [_mrkdwn(text)]})
+    if msg.get("members"):
+        lines = [f"<{u}|{esc(line)}>" for line, u in msg["members"]]
+        text, shown = "*Task instances*", 0
+        for line in lines:  # a section's text holds at most 3000 characters
+            if len(text) + len(line) + 40 > 3000:
+                break
+            text, shown = text + "\n" + line, shown + 1
+        if shown < len(lines):
+            text += f"\n... and {len(lines) - shown} more"
+        blocks.append({"type": "section", "text": _mrkdwn(text)})
+    blocks.append(
+        {
+            "type": "actions",
+            "elements": [
+                {
+                    "type": "button",
+                    "text": {"type": "plain_text", "text": k.replace("_", " ").title()},
+                    "url": u,
+                }
+                for k, u in msg["links"].items()
+            ],
+        }
+    )
+    return blocks
+
+
+def slack_payload(msg: dict[str, Any]) -> dict[str, Any]:
+    """What the doctor posts to a Slack incoming webhook for `msg`.
+
+    Returns:
+        {"text": the escaped subject (the notification's fallback), "blocks": render_blocks(msg),
+        "unfurl_links": False, "unfurl_media": False}: no preview is fetched for a URL.
+    """
+    return {
+        "text": _fit(slack_escape(msg["subject"]), 3000),
+        "blocks": render_blocks(msg),
+        "unfurl_links": False,
+        "unfurl_media": False,
+    }
+
+
+def render_approval_body(msg: dict[str, Any]) -> str:
+    """The approval request's body (markdown on the Required Actions page).
+
+    Everything that came from the log or the diagnosis (fields, fix steps, evidence) is in one
+    fenced code block (`markdown_code`), so none of its links, images or HTML is rendered; the only
+    links are the doctor's own (msg["links"]).
+    """
+    facts = "\n".join(f"{k}: {v}" for k, v in msg["fields"])
+    if msg["fix_steps"]:
+        facts += "\n\nFix steps:\n" + "\n".join(f"  {i}. {s}" for i, s in enumerate(msg["fix_steps"], 1))
+    if msg.get("evidence"):
+        facts += "\n\nEvidence (lines from the log):\n" + "\n".join(f"  {e}" for e in msg["evidence"])
+    names = {"log": "Log of the failed try", "doctor_run": "Doctor run"}
+    link_lines = "  \n".join(f"[{names.get(k, k)}]({u})" for k, u in msg["links"].items())
+    return (
+        "**The failure and the doctor's diagnosis** (text from the log and the diagnosis, shown as is)"
+        + "\n\n"
+        + markdown_code(facts)
+        + "\n\n"
+        + link_lines
+    )
+
+
+def _with_retries(name: str, send: Callable[[], None]) -> str:
+    """Run `send` up to CHANNEL_ATTEMPTS times with exponential backoff; "sent" or the last error."""
+    error = ""
+    for attempt in range(1, CHANNEL_ATTEMPTS + 1):
+        try:
+            send()
+            return "sent"
+        except Exception as exc:  # noqa: BLE001 - one channel's failure must not stop the other
+            error = f"{type(exc).__name__}: {exc}"[:300]
+            log.warning("%s attempt %d/%d failed: %s", name, attempt, CHANNEL_ATTEMPTS, error)
+            if attempt < CHANNEL_ATTEMPTS:
+                time.sleep(CHANNEL_BACKOFF_SECONDS * 2 ** (attempt - 1))
+    return f"failed: {error}"
+
+
+def _dag_details(dag_id: str, api=None) -> dict:
+    try:
+        from airflow_doctor.hooks.airflow_api import AirflowAPI
+
+        return (api or AirflowAPI()).get_dag_details(dag_id)
+    except Exception as exc:  # noqa: BLE001 - routing falls back to the defaults
+        log.warning("Could not read the details of DAG %s for routing: %s", dag_id, exc)
+        return {}
+
+
+def route(dag_id: str, settings: DoctorSettings, details: dict) -> tuple[list[str], str]:
+    """Recipients and Slack connection for a DAG's failures.
+
+    Returns:
+        (email recipients, Slack webhook connection id): recipients from `settings.recipients[dag_id]`,
+        else the DAG's default_args["email"], else `settings.email_to`; the Slack connection of the
+        first DAG tag in `settings.slack_connections`, else `doctor_slack`.
+    """
+    recipients = settings.recipients.get(dag_id)
+    if not recipients:
+        email = (details.get("default_args") or {}).get("email")
+        recipients = [email] if isinstance(email, str) else email
+    recipients = [r for r in (recipients or settings.email_to) if r]
+    tags = [t.get("name") if isinstance(t, dict) else str(t) for t in details.get("tags") or []]
+    slack = next(
+        (settings.slack_connections[t] for t in tags if t in settings.slack_connections), SLACK_CONN_ID
+    )
+    return recipients, slack
+
+
+def send_email(recipients: list[str], msg: dict[str, Any]) -> None:
+    """Send `msg` as multipart/alternative (plain text, then HTML) through the SMTP provider's hook.
+
+    Raises:
+        whatever the SMTP provider raises (connection refused, auth, ...).
+    """
+    from airflow.providers.smtp.hooks.smtp import SmtpHook
+
+    with SmtpHook(smtp_conn_id=SMTP_CONN_ID) as hook:
+        client = getattr(hook, "_smtp_client", None)
+        if client is None:  # a provider without the client attribute: HTML only, through its API
+            hook.send_email_smtp(to=recipients, subject=msg["subject"], html_content=render_html(msg))
+            return
+        mime = MIMEMultipart("alternative")
+        mime["Subject"] = msg["subject"]
+        mime["From"] = hook.from_email or "airflow-doctor@localhost"
+        mime["To"] = ", ".join(recipients)
+        mime["Date"] = formatdate(localtime=True)
+        mime["Message-ID"] = make_msgid(domain="airflow-doctor")
+        mime.attach(MIMEText(msg["text"], "plain", "utf-8"))
+        mime.attach(MIMEText(render_html(msg), "html", "utf-8"))
+        client.sendmail(mime["From"], recipients, mime.as_string())
+
+
+def deliver(msg: dict[str, Any], recipients: list[str], slack_conn_id: str) -> dict[str, str]:
+    """Send one message on both channels. Never raises.
+
+    Returns:
+        {"email": "sent" | "skipped: ..." | "failed: ...", "slack": same, "subject": str}.
+    """
+    result = {"subject": msg["subject"]}
+    if connection_exists(SMTP_CONN_ID):
+        result["email"] = _with_retries("email", lambda: send_email(recipients, msg))
+    else:
+        result["email"] = f"skipped: no connection {SMTP_CONN_ID}"
+        log.warning("No %s connection: email skipped", SMTP_CONN_ID)
+    if connection_exists(slack_conn_id):
+
+        def send_slack() -> None:
+            from airflow.providers.slack.hooks.slack_webhook import SlackWebhookHook
+
+            SlackWebhookHook(slack_webhook_conn_id=slack_conn_id, timeout=10).send(**slack_payload(msg))
+
+        result["slack"] = _with_retries("slack", send_slack)
+    else:
+        result["slack"] = f"skipped: no connection {slack_conn_id}"
+        log.warning("No %s connection: Slack skipped", slack_conn_id)
+    return result
+
+
+def should_notify(
+    decision: dict | None, remediation: dict | None, verification: dict | None, settings: DoctorSettings
+) -> bool:
+    """Whether notify_humans sends anything for this failure (module docstring, "When to send")."""
+    if not (remediation and remediation.get("cleared")):
+        return True  # escalated, or a decided clear that failed: a person must know
+    if verification and verification.get("outcome") in {"failed", "unverified"}:
+        return True
+    if settings.notify_on_retry == "none":
+        return False
+    if settings.notify_on_retry == "both":
+        return True
+    return bool(verification)  # "outcome": one message once the retried try has ended
+
+
+def notify_humans(
+    ref_data: dict,
+    excerpt: dict | None,
+    diagnosis_result: dict | None,
+    decision: dict | None,
+    memory: dict | None,
+    remediation: dict | None,
+    doctor_run_id: str | None,
+    escalation: dict | None = None,
+    verification: dict | None = None,
+    *,
+    api=None,
+) -> dict[str, str]:
+    """Tell people what happened to one failure, if the policy says so.
+
+    Returns:
+        deliver()'s result, or {"skipped": reason}. Never raises.
+    """
+    item = {
+        "ref": ref_data,
+        "decision": decision,
+        "remediation": remediation,
+        "escalation": escalation,
+        "verification": verification,
+        "doctor_clears": (memory or {}).get("doctor_clears"),
+    }
+    judged = {"diagnosis": diagnosis_result, "memory": memory}
+    return notify_members([item], excerpt, judged, doctor_run_id, api=api)[0]
+
+
+def notify_members(
+    items: list[dict],
+    excerpt: dict | None,
+    judged: dict | None,
+    doctor_run_id: str | None,
+    *,
+    api=None,
+    kb=None,
+) -> list[dict[str, str]]:
+    """Tell people about the failures of one group that the policy says to report: one message per
+    route (recipients + Slack connection), a digest (`build_digest`) when a route has several.
+
+    Args:
+        items: per member {"ref", "decision", "remediation", "escalation", "verification",
+            "doctor_clears"}. excerpt: the group's excerpt. judged: {"diagnosis", "memory"} or None.
+        kb: where each message sent is recorded (record_sent); None: the `doctor_db` connection.
+    Returns:
+        [deliver()'s result per message], or [{"skipped": reason}] when nothing is to be sent.
+        Never raises.
+    """
+    settings = load_settings()
+    chosen = [
+        it for it in items if should_notify(it["decision"], it["remediation"], it["verification"], settings)
+    ]
+    if not chosen:
+        return [{"skipped": f"doctor_notify_on_retry={settings.notify_on_retry}"}]
+    if api is None:
+        from airflow_doctor.hooks.airflow_api import default_api
+
+        api = default_api()  # one client (one token, one read of each DAG's details) for the group
+    routes: dict[tuple[tuple[str, ...], str], list[dict]] = {}
+    for it in chosen:
+        dag_id = it["ref"]["dag_id"]
+        recipients, slack = route(dag_id, settings, _dag_details(dag_id, api))
+        routes.setdefault((tuple(recipients), slack), []).append(it)
+    results = []
+    for (recipients, slack), group in routes.items():
+        if len(group) == 1:
+            it = group[0]
+            memory = {**((judged or {}).get("memory") or {}), "doctor_clears": it.get("doctor_clears")}
+            msg = build_message(
+                FailureRef.model_validate(it["ref"]),
+                excerpt,
+                (judged or {}).get("diagnosis"),
+                it["decision"],
+                memory,
+                it["remediation"],
+                doctor_run_id,
+                it["escalation"],
+                it["verification"],
+            )
+        else:
+            msg = build_digest(group, excerpt, judged, doctor_run_id)
+        result = deliver(msg, list(recipients), slack)
+        log.info(
+            "Notified about %d failure(s): email %s, slack %s", len(group), result["email"], result["slack"]
+        )
+        record_sent(
+            [it["ref"] for it in group], "message" if len(group) == 1 else "digest", msg, result, kb=kb
+        )
+        results.append(result)
+    return results
+
+
+def record_sent(refs: list[dict], kind: str, msg: dict[str, Any], result: dict, *, kb=None) -> None:
+    """Record in the knowledge base that a message about `refs` was sent (the Doctor tab's timeline:
+    KnowledgeBase.record_notifications). Best effort: a dead database is logged, never raised."""
+    try:
+        from airflow_doctor.knowledge.store import KnowledgeBase
+
+        (kb or KnowledgeBase()).record_notifications(refs, kind, msg.get("subject") or "", result)
+    except Exception as exc:  # noqa: BLE001 - the message went out; only its record is missing
+        log.warning("Could not record the message sent about %d failure(s): %s", len(refs), exc)
+
+
+def notify_approval_request(
+    ref_data: dict,
+    excerpt: dict | None,
+    diagnosis_result: dict | None,
+    decision: dict,
+    memory: dict | None,
+    doctor_run_id: str | None,
+    others: list[dict] | None = None,
+    *,
+    api=None,
+) -> dict:
+    """Send the "approval requested" message and return the approval's subject and body.
+
+    Args:
+        others: more FailureRef dicts of the same group that the one answer covers (a storm).
+    Returns:
+        {"subject": str, "body": str (markdown for the Required Actions page), "delivery": dict}.
+    """
+    settings = load_settings()
+    ref = FailureRef.model_validate(ref_data)
+    msg = build_message(ref, excerpt, diagnosis_result, decision, memory, None, doctor_run_id)
+    subject = f"Retry {ref.label} (try {ref.try_number})?"
+    if others:
+        labels = [FailureRef.model_validate(o).label for o in others]
+        msg["fields"].insert(1, ("Same failure", f"{len(labels)} more: {', '.join(labels)}"[:1000]))
+        msg["text"] += f"\n\nOne answer covers {len(labels) + 1} task instances: " + ", ".join(labels)
+        subject = f"Retry {ref.label} and {len(labels)} more task instance(s) with the same failure?"
+    recipients, slack = route(ref.dag_id, settings, _dag_details(ref.dag_id, api))
+    delivery = deliver(msg, recipients, slack)
+    record_sent([ref_data, *(others or [])], "approval_request", {"subject": one_line(subject)}, delivery)
+    return {"subject": one_line(subject), "body": render_approval_body(msg), "delivery": delivery}

@@ -1,0 +1,327 @@
+"""Classic operators of the doctor DAG: the stages that wait, branch or preload.
+
+`DiagnoseOperator` is the diagnose stage (stages.diagnose); it starts importing the LLM client in a
+background thread before its inputs are read from XCom (diagnosis.preload_llm_client).
+
+`GateOperator` is gate_on_confidence, a branch operator that also skips the branches not taken
+inside the mapped task group (Airflow 3.3's SkipMixin skips only unmapped downstream tasks).
+
+`ClearAndRetryOperator` is the clear_and_retry stage: when the gate asked for a backoff it defers to
+the standard provider's `DateTimeTrigger` (the wait runs in the triggerer; the task holds no worker
+or pool slot while it waits), then clears in `execute_complete`; a remainder of at most
+`BACKOFF_SLEEP_MAX_SECONDS` is slept in the task instead. Without a backoff it clears at once, in
+one task process, unless a member's try is not yet recorded as failed: that wait is deferred to
+`triggers.FailedStateTrigger`.
+
+`FetchLogsOperator` is fetch_logs: it puts the reported failures in the inbox and, when a storm is
+arriving, defers to `triggers.StormSettledTrigger` until the burst has settled, then claims it whole
+and reads the logs in `execute_complete`; without a storm it claims at once, in one task process.
+
+`VerifyRetryOperator` is verify_retry: it checks once, and if a retried try is still running it
+defers to `triggers.RetryOutcomeTrigger`, which polls in the triggerer.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from airflow.sdk import BaseOperator
+from airflow.sdk.bases.branch import BaseBranchOperator
+
+
+def _label(context, group: Any) -> None:
+    """Name this mapped task instance after its group's failures (map_index_template)."""
+    context["failure_label"] = (group or {}).get("label", "") if isinstance(group, dict) else ""
+
+
+class DiagnoseOperator(BaseOperator):
+    """The diagnose stage (stages.diagnose), run in the `doctor_llm` pool.
+
+    Before Airflow reads the task's inputs from XCom (render_templates), `prepare_for_execution`
+    starts importing the Anthropic provider's hook and SDK in a daemon thread when connection
+    `doctor_llm` exists (diagnosis.preload_llm_client), so the ~1.1 s import overlaps the XCom reads
+    and the stage's memory check instead of following them; offline (no connection) nothing is
+    imported.
+
+    Args (templated, usually XComArgs): group (Group dict), memory (retrieve_similar's Memory dict,
+    None when that task failed).
+    Returns (XCom): stages.diagnose's output. Raises StageError as stages.diagnose does.
+    """
+
+    template_fields = ("group", "memory")
+
+    def __init__(self, *, group: Any, memory: Any = None, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.group = group
+        self.memory = memory
+
+    def prepare_for_execution(self):
+        """Start the LLM client's import (called by the task runner before render_templates)."""
+        from airflow_doctor.judgement.diagnosis import preload_llm_client
+
+        preload_llm_client()
+        return super().prepare_for_execution()
+
+    def execute(self, context) -> dict:
+        from airflow_doctor.pipeline import diagnose
+
+        _label(context, self.group)
+        return diagnose(self.group, self.memory)
+
+
+class GateOperator(BaseBranchOperator):
+    """gate_on_confidence: gate each member (stages.gate_on_confidence), push the GroupDecision as
+    XCom key "decided" and follow one branch per verdict present.
+
+    Airflow 3.3.2's SkipMixin sets the branches not taken to skipped only for an unmapped branch
+    task ("future mapped tasks have not been expanded yet"), and NotPreviouslySkippedDep looks up
+    the branch's XCom at map_index -1 for a task of a mapped task group (apache/airflow#67265, open;
+    fixes proposed in #70926 and #72594), so without this the
+    branches not taken each started a task process that then skipped itself, beside
+    clear_and_retry (bench/mttr, 2026-12-05: prepare_approval and escalate ran 1.5 s each, started
+    with clear_and_retry). Here the skip is sent to the execution API with this instance's map
+    index (its `skip-downstream` route takes (task_id, map_index) pairs); a task instance that does
+    not exist yet is not touched, and the branch tasks still skip themselves (stages._skip).
+
+    Args (templated, usually XComArgs): group (Group dict), memory (Memory dict or None),
+    diagnosis (diagnose's output or None).
+    Returns (XCom): the followed task ids; key "decided": the GroupDecision as dict.
+    """
+
+    template_fields = ("group", "memory", "diagnosis")
+
+    def __init__(self, *, group: Any, memory: Any = None, diagnosis: Any = None, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.group = group
+        self.memory = memory
+        self.diagnosis = diagnosis
+
+    def choose_branch(self, context) -> Iterable[str]:
+        from airflow_doctor.pipeline import gate_on_confidence
+
+        _label(context, self.group)
+        decided, follow = gate_on_confidence(self.group, self.memory, self.diagnosis)
+        context["ti"].xcom_push(key="decided", value=decided)
+        return follow
+
+    @staticmethod
+    def _set_state_to_skipped(tasks: Sequence[str | tuple[str, int]], map_index: int | None) -> None:
+        """Skip `tasks` ((task_id, map_index) pairs of this run) whatever this instance's map index."""
+        from airflow.sdk.exceptions import DownstreamTasksSkipped
+
+        if tasks:
+            raise DownstreamTasksSkipped(tasks=list(tasks))
+
+
+# A backoff remainder up to this many seconds is slept in clear_and_retry instead of deferred. A
+# deferral costs about 2.6 s after the backoff ends (bench/mttr 2026-12-05, offline: the triggerer
+# fires, the scheduler queues the task again, a new task process starts), so for a remainder
+# shorter than that round trip, sleeping clears sooner and costs less CPU, at the price of one
+# worker slot held for at most this long. Longer waits defer (no worker slot held).
+BACKOFF_SLEEP_MAX_SECONDS = float(os.environ.get("DOCTOR_BACKOFF_SLEEP_MAX_SECONDS", "3"))
+
+
+class ClearAndRetryOperator(BaseOperator):
+    """Clear the auto-retried members of a group after their backoff (stages.clear_and_retry).
+
+    The backoff counts from the failure (stages.retry_at). What is left of it when the task starts
+    is slept in the task when it is at most BACKOFF_SLEEP_MAX_SECONDS (env
+    DOCTOR_BACKOFF_SLEEP_MAX_SECONDS, default 3: the measured deferral round trip is ~2.6 s, so a
+    shorter remainder clears sooner slept than deferred, holding the worker slot no longer than
+    that); a longer one is deferred to the triggerer (DateTimeTrigger), holding no worker slot.
+    Then, if a member's try is not yet recorded as failed (Airflow records it after the try's
+    process exits), the wait for it is deferred too (triggers.FailedStateTrigger).
+
+    Args (templated, usually XComArgs): group (Group dict), decided (GroupDecision dict), diagnosis
+    (diagnose's output, may be None), dry_run (bool).
+    Returns (XCom): stages.clear_and_retry's output.
+    """
+
+    template_fields = ("group", "decided", "diagnosis", "dry_run")
+
+    def __init__(
+        self, *, group: Any, decided: Any, diagnosis: Any = None, dry_run: Any = False, **kwargs
+    ) -> None:
+        super().__init__(**kwargs)
+        self.group = group
+        self.decided = decided
+        self.diagnosis = diagnosis
+        self.dry_run = dry_run
+
+    def execute(self, context) -> dict:
+        from airflow_doctor.pipeline import retry_at
+
+        _label(context, self.group)  # map_index_template
+
+        at = None if _truthy(self.dry_run) else retry_at(self.group, self.decided)
+        how, left = backoff_plan(at, datetime.now(UTC))
+        if how == "sleep":
+            self.log.info("Backing off %.1f s more before clearing (slept in the task)", left)
+            time.sleep(left)
+        elif how == "defer":
+            from airflow.providers.standard.triggers.temporal import DateTimeTrigger
+
+            self.log.info("Backing off until %s before clearing (deferred to the triggerer)", at.isoformat())
+            self.defer(trigger=DateTimeTrigger(moment=at), method_name="execute_complete")
+        return self._clear_when_failed(context)
+
+    def execute_complete(self, context, event: Any = None) -> dict:
+        """Resumed after the backoff: clear once every member's try shows as failed."""
+        _label(context, self.group)
+        return self._clear_when_failed(context)
+
+    def execute_failed(self, context, event: Any = None) -> dict:
+        """Resumed when the members' tries show as failed (or the wait's deadline passed): clear."""
+        _label(context, self.group)
+        if event and event.get("waiting"):
+            self.log.warning(
+                "%d task instance(s) still not failed; the clear reports them", len(event["waiting"])
+            )
+        return self._clear(context)
+
+    def _clear_when_failed(self, context) -> dict:
+        """Clear now, or first wait in the triggerer for members whose try is not recorded as failed."""
+        if not _truthy(self.dry_run):
+            from airflow_doctor.pipeline import members_not_failed_yet
+            from airflow_doctor.settings import settings as load_settings
+            from airflow_doctor.triggers.doctor import FailedStateTrigger
+
+            waiting = members_not_failed_yet(self.group, self.decided)
+            if waiting:
+                limit = load_settings().failed_state_timeout_seconds
+                self.log.info("%d try(s) not yet recorded as failed: waiting in the triggerer", len(waiting))
+                self.defer(
+                    trigger=FailedStateTrigger(waiting, time.time() + limit),
+                    method_name="execute_failed",
+                    timeout=timedelta(seconds=limit + 300),
+                )
+        return self._clear(context)
+
+    def _clear(self, context) -> dict:
+        from airflow_doctor.pipeline import clear_and_retry
+
+        return clear_and_retry(
+            self.group, self.decided, self.diagnosis, context["run_id"], _truthy(self.dry_run)
+        )
+
+
+def backoff_plan(at: datetime | None, now: datetime, sleep_max: float | None = None) -> tuple[str, float]:
+    """How clear_and_retry waits for a backoff that ends at `at` (None: no backoff), seen at `now`.
+
+    Returns:
+        ("clear", 0.0) when nothing is left to wait; ("sleep", seconds left) when at most
+        `sleep_max` seconds (default BACKOFF_SLEEP_MAX_SECONDS) are left; else ("defer", seconds
+        left), to wait in the triggerer.
+    """
+    limit = BACKOFF_SLEEP_MAX_SECONDS if sleep_max is None else sleep_max
+    left = (at - now).total_seconds() if at is not None else 0.0
+    if left <= 0:
+        return "clear", 0.0
+    return ("sleep" if left <= limit else "defer"), left
+
+
+def _truthy(value: Any) -> bool:
+    """A templated bool arrives as a bool, or as its string when rendered from a template."""
+    return value is True or str(value).strip().lower() in {"true", "1", "yes"}
+
+
+class FetchLogsOperator(BaseOperator):
+    """The fetch_logs stage (stages.report_failures, then stages.fetch_reported).
+
+    Run with max_active_tis_per_dag=1: one claim at a time, so a storm is claimed whole; Airflow 3.3
+    counts a deferred task instance against that limit, so doctor runs created during the wait
+    queue (holding no slot) and claim the stragglers.
+
+    Returns (XCom): [Group as dict] (stages.fetch_reported). Raises ValueError for malformed manual
+    Params (nothing is claimed).
+    """
+
+    def execute(self, context) -> list:
+        from airflow_doctor.pipeline import fetch_reported, report_failures
+        from airflow_doctor.settings import settings as load_settings
+        from airflow_doctor.triggers.doctor import StormSettledTrigger
+
+        events = [e for evs in (context.get("triggering_asset_events") or {}).values() for e in evs]
+        reported = report_failures(events, context.get("params"))
+        if not reported["storm"]:
+            return fetch_reported(reported, context["run_id"])
+        settings = load_settings()
+        self.log.info("%d failures waiting: deferring until the storm settles", reported["unclaimed"])
+        self.defer(
+            trigger=StormSettledTrigger(
+                reported["unclaimed"],
+                time.time(),
+                settings.storm_quiet_seconds,
+                settings.storm_max_wait_seconds,
+            ),
+            method_name="execute_complete",
+            kwargs={"reported": reported},
+            timeout=timedelta(seconds=settings.storm_max_wait_seconds + 300),
+        )
+        return []  # not reached: defer raises
+
+    def execute_complete(self, context, event: dict | None = None, reported: dict | None = None) -> list:
+        """Resumed by the trigger: claim what waits (also after the trigger's error: the claim degrades)."""
+        from airflow_doctor.pipeline import fetch_reported
+
+        if event and "error" in event:
+            self.log.warning("Storm wait ended early: %s", event["error"])
+        elif event:
+            self.log.info(
+                "Storm settled: %s failures after %s s", event.get("unclaimed"), event.get("waited_seconds")
+            )
+        return fetch_reported(reported or {}, context["run_id"])
+
+
+VERIFY_POKE_SECONDS = float(os.environ.get("DOCTOR_VERIFY_POKE_SECONDS", "2"))
+
+
+class VerifyRetryOperator(BaseOperator):
+    """Wait for the retried tries of a group's cleared members to end and record their outcomes.
+
+    Args (templated, usually XComArgs): group (Group dict), retried (clear_and_retry's output or
+    None), approved (act_on_approval's output or None).
+    Returns (XCom): [check_retry's result or None per member]. Skips when nothing was cleared.
+    Raises:
+        RuntimeError: the trigger could not reach the API or the knowledge base.
+    """
+
+    template_fields = ("group", "retried", "approved")
+
+    def __init__(self, *, group: Any, retried: Any = None, approved: Any = None, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.group = group
+        self.retried = retried
+        self.approved = approved
+
+    def execute(self, context) -> list:
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        from airflow_doctor.pipeline import cleared_members
+        from airflow_doctor.remediation.groups import check_group
+        from airflow_doctor.triggers.doctor import RetryOutcomeTrigger
+
+        _label(context, self.group)
+        clears = cleared_members(self.retried, self.approved, len((self.group or {}).get("members") or []))
+        if not any(c and c.get("cleared") for c in clears):
+            raise AirflowSkipException("nothing was cleared")
+        result = check_group(self.group, clears, None)
+        if result["done"]:
+            return result["verifications"]
+        self.defer(
+            trigger=RetryOutcomeTrigger(self.group, clears, VERIFY_POKE_SECONDS),
+            method_name="execute_complete",
+            timeout=timedelta(hours=6),
+        )
+        return []  # not reached: defer raises
+
+    def execute_complete(self, context, event: dict | None = None) -> list:
+        """Resumed by the trigger: the verifications, or the trigger's error."""
+        _label(context, self.group)
+        if not event or "error" in event:
+            raise RuntimeError((event or {}).get("error") or "the trigger fired without an event")
+        return event["verifications"]

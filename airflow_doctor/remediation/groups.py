@@ -1,0 +1,257 @@
+"""Groups: the failures one doctor run handles, grouped by fingerprint, each group judged once.
+
+A lone failure is a group of one. When many failures arrive together (an upstream outage, a
+mapped task whose instances all hit the same error) they share a fingerprint: the group is
+diagnosed once (one embedding, one retrieval, at most one LLM call), the gate then decides for
+each member (its own retry budget and its DAG's opt-out tags), every member is cleared, noted,
+escalated and recorded on its own, and people get one digest per group instead of one message
+per failure (`airflow_doctor/notifications/messages.py`, `notify_members`).
+
+The doctor DAG's stages (`stages.py`) call these functions with the same shapes: `group` is one
+of fetch_logs' groups, `judged` is {"embedding", "memory", "diagnosis", "decisions",
+"doctor_clears"} assembled from the stages' outputs (`stages._judged`), and per-member results are
+lists aligned with `group["members"]` (None where a stage did nothing for that member).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from airflow_doctor.models import FailureRef
+
+log = logging.getLogger(__name__)
+
+
+def group_key(excerpt: dict, ref: FailureRef) -> str:
+    """The group a failure belongs to: its fingerprint when its log gave an error to fingerprint,
+    else the failure itself (an unreadable log is never grouped with another failure)."""
+    if (
+        excerpt.get("fingerprint")
+        and not excerpt.get("error")
+        and (excerpt.get("exception_type") or excerpt.get("message"))
+    ):
+        return f"fingerprint:{excerpt['fingerprint']}"
+    return "failure:" + "|".join(map(str, ref.key))
+
+
+def group_failures(refs: list[dict], *, api=None) -> list[dict]:
+    """Read each failure's log excerpt and group the failures by fingerprint.
+
+    Args:
+        refs: FailureRefs as dicts (collect_failures' claim), oldest first.
+    Returns:
+        groups, oldest first: {"key": str, "label": str (the representative's `dag.task[i]`,
+        plus "+N more"), "members": [FailureRef dict], "excerpt": the first member's excerpt (the
+        representative: members share the fingerprint, so the excerpt differs only in ids and
+        numbers)}. Never raises: an unreadable log makes a group of one.
+    """
+    from airflow_doctor.logs.excerpt import fetch_failure_excerpt
+
+    groups: dict[str, dict] = {}
+    for data in refs:
+        ref = FailureRef.model_validate(data)
+        excerpt = fetch_failure_excerpt(data, api=api)
+        group = groups.setdefault(
+            group_key(excerpt, ref), {"key": group_key(excerpt, ref), "members": [], "excerpt": excerpt}
+        )
+        group["members"].append(ref.model_dump(mode="json"))
+    out = list(groups.values())
+    for group in out:
+        first = FailureRef.model_validate(group["members"][0])
+        more = len(group["members"]) - 1
+        group["label"] = first.label + (f" +{more} more" if more else "")
+    if any(len(g["members"]) > 1 for g in out):
+        log.info(
+            "%d failure(s) in %d group(s): %s",
+            len(refs),
+            len(out),
+            ", ".join(f"{g['label']} ({len(g['members'])})" for g in out),
+        )
+    return out
+
+
+def _doctor_clears(kb, member: dict) -> int | None:
+    """The member's retry budget used so far; None (the gate fails closed) when unreadable."""
+    try:
+        return kb.count_doctor_clears(FailureRef.model_validate(member))
+    except Exception as exc:  # noqa: BLE001
+        log.error("Could not read the doctor's clears of %s: %s", member.get("task_id"), exc)
+        return None
+
+
+def judged_or_escalate(judged: dict | None, group: dict) -> dict:
+    """judge_group's output, or, when that task failed, one that escalates every member."""
+    if judged and len(judged.get("decisions") or []) == len(group["members"]):
+        return judged
+    n = len(group["members"])
+    reasons = ["the doctor could not judge this failure (its diagnose task failed)"]
+    return {
+        "embedding": None,
+        "memory": {},
+        "diagnosis": None,
+        "decisions": [{"verdict": "escalate", "reasons": reasons}] * n,
+        "doctor_clears": [None] * n,
+    }
+
+
+def approval_request(group: dict, judged: dict, doctor_run_id: str, *, api=None) -> dict | None:
+    """Ask once for the group's grey-zone members: send the request, return its subject and body.
+
+    Returns:
+        notify_approval_request's output, or None when no member is in the grey zone.
+    """
+    from airflow_doctor.notifications.messages import notify_approval_request
+
+    asked = with_verdict(judged, "approval")
+    if not asked:
+        return None
+    first, others = asked[0], [group["members"][i] for i in asked[1:]]
+    memory = {**judged["memory"], "doctor_clears": judged["doctor_clears"][first]}
+    return notify_approval_request(
+        group["members"][first],
+        group["excerpt"],
+        judged["diagnosis"],
+        judged["decisions"][first],
+        memory,
+        doctor_run_id,
+        others,
+        api=api,
+    )
+
+
+def with_verdict(judged: dict, verdict: str) -> list[int]:
+    """Indexes of the members whose gate verdict is `verdict`."""
+    return [i for i, d in enumerate(judged["decisions"]) if d["verdict"] == verdict]
+
+
+def clear_group(
+    group: dict,
+    judged: dict,
+    doctor_run_id: str,
+    dry_run: bool = False,
+    approved_by: str | None = None,
+    *,
+    api=None,
+    kb=None,
+    sleep=time.sleep,
+) -> list[dict | None]:
+    """Clear every member the gate sent to auto-retry (or, with `approved_by`, every member in the
+    grey zone) through `remediation.clear_and_retry`, after the longest backoff left among them
+    (once for the group, not once per member; a backoff counts from the failure).
+
+    Returns:
+        [clear_and_retry's output, or None for a member not eligible], aligned with the members.
+    """
+    from airflow_doctor.hooks.airflow_api import default_api
+    from airflow_doctor.remediation.actions import backoff_remaining, clear_and_retry
+
+    targets = with_verdict(judged, "approval" if approved_by else "auto_retry")
+    out: list[dict | None] = [None] * len(group["members"])
+    if not targets:
+        return out
+    backoff = max(
+        backoff_remaining(
+            FailureRef.model_validate(group["members"][i]),
+            float(judged["decisions"][i].get("backoff_seconds") or 0),
+        )
+        for i in targets
+    )
+    if backoff > 0 and not dry_run:
+        log.info("Backing off %.1fs before clearing %d task instance(s)", backoff, len(targets))
+        sleep(backoff)
+    api = api or default_api()  # None: clear_and_retry reports the error per member
+    for i in targets:
+        out[i] = clear_and_retry(
+            group["members"][i],
+            judged["decisions"][i],
+            judged["diagnosis"],
+            doctor_run_id,
+            dry_run=dry_run,
+            approved_by=approved_by,
+            api=api,
+            kb=kb,
+        )
+    return out
+
+
+def cleared(*results: list[dict | None] | None, index: int) -> dict | None:
+    """The member's clear that happened (auto or approved), else its attempted clear, else None."""
+    attempts = [r[index] for r in results if r and r[index]]
+    return next((a for a in attempts if a.get("cleared")), attempts[0] if attempts else None)
+
+
+def record_group(
+    group: dict,
+    judged: dict | None,
+    retried: list | None,
+    approved: list | None,
+    doctor_run_id: str,
+    escalations: list | None = None,
+    *,
+    kb=None,
+) -> list[int | None]:
+    """Record every member as a case with the group's diagnosis and its own decision.
+
+    A member whose grey-zone retry an engineer rejected in Required Actions (`escalations[i]
+    ["rejected_by"]`) also gets that person's answer: a remediation with actor human that marks the
+    case not transient, which the gate reads as a person's "permanent" for its fingerprint.
+
+    Returns:
+        [case id or None (knowledge base unreachable, logged)] per member.
+    """
+    from airflow_doctor.knowledge.store import KnowledgeBase
+    from airflow_doctor.remediation.actions import record_case
+
+    kb = kb or KnowledgeBase()
+    judged = judged_or_escalate(judged, group)
+    ids = [
+        record_case(
+            member,
+            group["excerpt"],
+            judged["embedding"],
+            judged["diagnosis"],
+            judged["decisions"][i],
+            cleared(retried, approved, index=i),
+            doctor_run_id,
+            kb=kb,
+        )
+        for i, member in enumerate(group["members"])
+    ]
+    for case_id, escalation in zip(ids, escalations or [], strict=False):
+        who = (escalation or {}).get("rejected_by")
+        if case_id is None or not who:
+            continue
+        try:
+            kb.record_human_outcome(
+                case_id,
+                decision="approval",
+                cleared=False,
+                outcome="escalated",
+                transient=False,
+                reasons=[f"{who} rejected the retry in Required Actions"],
+            )
+        except Exception as exc:  # noqa: BLE001 - the case itself is recorded; the sweeper learns later
+            log.warning("Could not record the rejection of case %s: %s", case_id, exc)
+    return ids
+
+
+def check_group(group: dict, retried: list | None, approved: list | None, *, api=None, kb=None) -> dict:
+    """One poke of verify_retry for the group: have all retried tries ended?
+
+    Returns:
+        {"done": bool, "verifications": [check_retry's result or None per member]}; done when every
+        cleared member's retried try has ended (each outcome is recorded as it is seen).
+    """
+    from airflow_doctor.hooks.airflow_api import AirflowAPI
+    from airflow_doctor.remediation.actions import check_retry
+
+    api = api or AirflowAPI()
+    out: list[dict | None] = []
+    done = True
+    for i, member in enumerate(group["members"]):
+        clear = cleared(retried, approved, index=i)
+        result = check_retry(member, clear, api=api, kb=kb) if clear and clear.get("cleared") else None
+        done = done and (result is not None or not (clear and clear.get("cleared")))
+        out.append(result)
+    return {"done": done, "verifications": out}

@@ -1,1 +1,0 @@
-"""airflow-doctor: reads, recognises and deals with failed Airflow task instances."""

@@ -1,5 +1,0 @@
-import sys
-
-from include.doctor.cli import main
-
-sys.exit(main())

@@ -1,0 +1,285 @@
+"""The doctor DAG's classic operators: the gate skips the branches not taken of its own mapped
+instance, clear_and_retry sleeps a short backoff remainder and defers a long one, and diagnose
+preloads the LLM client only when the LLM connection exists."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from airflow.sdk.exceptions import DownstreamTasksSkipped, TaskDeferred
+
+from airflow_doctor import pipeline as stages
+from airflow_doctor.models import FailureRef
+from airflow_doctor.operators.doctor import ClearAndRetryOperator, backoff_plan
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def doctor_dag():
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(str(ROOT / "dags" / "doctor.py"))
+    assert bag.import_errors == {}
+    return bag.dags["doctor"]
+
+
+class BranchTI:
+    """What SkipMixin reads of the running task instance: its task, map index and XCom pushes."""
+
+    def __init__(self, task, map_index: int) -> None:
+        self.task, self.map_index, self.pushed = task, map_index, []
+
+    def xcom_push(self, key, value):
+        self.pushed.append((key, value))
+
+
+@pytest.mark.parametrize(
+    ("follow", "skipped"),
+    [
+        pytest.param(
+            [stages.CLEAR],
+            {"prepare_approval", "escalate", "act_on_approval", "notify_humans"},
+            id="auto-retry",
+        ),
+        pytest.param(
+            [stages.ESCALATE], {"clear_and_retry", "prepare_approval", "act_on_approval"}, id="escalate"
+        ),
+        pytest.param([stages.ASK], {"clear_and_retry", "escalate", "notify_humans"}, id="approval"),
+        pytest.param([stages.CLEAR, stages.ESCALATE], {"prepare_approval", "act_on_approval"}, id="both"),
+    ],
+)
+def test_the_gate_skips_the_branches_not_taken_of_its_own_mapped_instance(doctor_dag, follow, skipped):
+    gate = doctor_dag.get_task(f"{stages.GROUP_ID}.gate_on_confidence")
+    ti = BranchTI(gate, map_index=3)
+
+    with pytest.raises(DownstreamTasksSkipped) as raised:
+        gate.skip_all_except(ti, follow)
+
+    assert set(raised.value.tasks) == {(f"{stages.GROUP_ID}.{t}", 3) for t in skipped}
+    # record_case and report_retry read the gate's decision too, but every branch leads to them.
+    assert not {t for t, _ in raised.value.tasks} & {
+        f"{stages.GROUP_ID}.record_case",
+        f"{stages.GROUP_ID}.report_retry",
+    }
+
+
+def _group_failed(seconds_ago: float, backoff: float) -> tuple[dict, dict]:
+    failed_at = datetime.now(UTC) - timedelta(seconds=seconds_ago)
+    ref = FailureRef(dag_id="d", run_id="r", task_id="t", try_number=1, failed_at=failed_at)
+    group = {
+        "key": "k",
+        "label": "d.t",
+        "members": [ref.model_dump(mode="json")],
+        "excerpt": {"exception_type": "TimeoutError", "message": "timed out", "text": "TimeoutError"},
+    }
+    decided = {
+        "decisions": [{"verdict": "auto_retry", "reasons": ["r"], "backoff_seconds": backoff}],
+        "doctor_clears": [0],
+        "diagnosed_at": datetime.now(UTC).isoformat(),
+    }
+    return group, decided
+
+
+def test_a_long_backoff_remainder_is_deferred_to_the_triggerer():
+    group, decided = _group_failed(seconds_ago=1, backoff=60)
+    op = ClearAndRetryOperator(task_id="clear_and_retry", group=group, decided=decided)
+
+    with pytest.raises(TaskDeferred) as deferred:
+        op.execute({"run_id": "doctor-run"})
+
+    assert type(deferred.value.trigger).__name__ == "DateTimeTrigger"
+    assert deferred.value.method_name == "execute_complete"
+    assert abs((deferred.value.trigger.moment - stages.retry_at(group, decided)).total_seconds()) < 0.01
+
+
+def test_a_short_backoff_remainder_is_slept_and_none_left_clears_at_once():
+    now = datetime(2026, 12, 5, tzinfo=UTC)
+    assert backoff_plan(None, now) == ("clear", 0.0)
+    assert backoff_plan(now - timedelta(seconds=1), now) == ("clear", 0.0)
+    assert backoff_plan(now + timedelta(seconds=2), now, sleep_max=3) == ("sleep", 2.0)
+    assert backoff_plan(now + timedelta(seconds=3), now, sleep_max=3) == ("sleep", 3.0)
+    assert backoff_plan(now + timedelta(seconds=3.5), now, sleep_max=3) == ("defer", 3.5)
+
+
+def _modules_after_preload(env: dict[str, str]) -> bool:
+    """Whether the `anthropic` SDK is loaded after preload_llm_client() in a fresh interpreter."""
+    code = (
+        "import sys\n"
+        "from airflow_doctor.judgement.diagnosis import preload_llm_client\n"
+        "preload_llm_client().join(60)\n"
+        "print('anthropic' in sys.modules)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        env={"PYTHONPATH": str(ROOT), "PATH": os.environ.get("PATH", "/usr/bin:/bin"), **env},
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
+    return out.stdout.strip().splitlines()[-1] == "True"
+
+
+def test_diagnose_preloads_the_llm_client_only_when_the_llm_connection_exists():
+    conn = json.dumps({"conn_type": "anthropic", "host": "http://127.0.0.1:9", "password": "sk-ant-x"})
+    assert _modules_after_preload({"AIRFLOW_CONN_DOCTOR_LLM": conn}) is True
+    assert _modules_after_preload({}) is False
+
+
+def _failure_event(map_index: int) -> dict:
+    return {
+        "extra": {
+            "failure": {"dag_id": "d", "run_id": "r", "task_id": "t", "map_index": map_index, "try_number": 1}
+        }
+    }
+
+
+class _NoAPI:
+    """The REST calls fetch_logs' report makes (tags, the LLM pool), answered without a server."""
+
+    def get_dag_tags(self, dag_id):
+        return []
+
+    def ensure_pool(self, *args):
+        return False
+
+
+def test_fetch_logs_defers_a_storm_to_the_triggerer_and_a_lone_failure_is_claimed_at_once(
+    kb, doctor_db_conn, monkeypatch
+):
+    from airflow_doctor.hooks import airflow_api
+    from airflow_doctor.operators.doctor import FetchLogsOperator
+    from airflow_doctor.triggers.doctor import StormSettledTrigger
+
+    monkeypatch.setattr(airflow_api, "default_api", _NoAPI)
+    op = FetchLogsOperator(task_id="fetch_logs")
+    storm = {
+        "triggering_asset_events": {"doctor://task-failures": [_failure_event(i) for i in range(4)]},
+        "params": {},
+        "run_id": "doctor-run-1",
+    }
+    with pytest.raises(TaskDeferred) as deferred:
+        op.execute(storm)
+    trigger = deferred.value.trigger
+    assert isinstance(trigger, StormSettledTrigger) and trigger.unclaimed == 4
+    assert deferred.value.method_name == "execute_complete"
+    reported = deferred.value.kwargs["reported"]
+    json.dumps(reported)  # serialisable into the task instance's next_kwargs
+    assert kb.count_unclaimed() == 4  # reported, not yet claimed: the wait is the trigger's
+
+    # Nothing else waits: a lone failure is claimed in the same process, no deferral.
+    claimed = kb.claim_failures("elsewhere")
+    assert len(claimed) == 4
+    lone = {
+        **storm,
+        "triggering_asset_events": {"doctor://task-failures": [_failure_event(9)]},
+        "run_id": "doctor-run-2",
+    }
+    monkeypatch.setattr(
+        stages, "fetch_reported", lambda reported, run_id, **kw: ("claimed", reported["unclaimed"])
+    )
+    assert op.execute(lone) == ("claimed", 1)
+
+
+def test_the_storm_trigger_fires_once_no_failure_arrived_for_the_quiet_time(kb, monkeypatch):
+    import asyncio
+    import time
+
+    from airflow_doctor.triggers import doctor as triggers
+    from airflow_doctor.triggers.doctor import StormSettledTrigger
+
+    async def the_test_kb():
+        return kb
+
+    monkeypatch.setattr(triggers, "_knowledge_base", the_test_kb)
+    kb.record_failures(
+        [FailureRef(dag_id="d", run_id="r", task_id="t", map_index=i, try_number=1) for i in range(3)]
+    )
+
+    async def run(trigger: StormSettledTrigger, straggler_after: float | None) -> tuple[dict, float]:
+        async def straggle():
+            await asyncio.sleep(straggler_after)
+            await asyncio.to_thread(
+                kb.record_failures,
+                [FailureRef(dag_id="d", run_id="r", task_id="t", map_index=7, try_number=1)],
+            )
+
+        extra = asyncio.create_task(straggle()) if straggler_after is not None else None
+        start = time.monotonic()
+        event = await anext(trigger.run())
+        if extra:
+            await extra
+        return event.payload, time.monotonic() - start
+
+    quiet = StormSettledTrigger(3, time.time(), quiet_seconds=0.6, max_wait_seconds=30, poll_seconds=0.1)
+    payload, took = asyncio.run(run(quiet, None))
+    assert payload["unclaimed"] == 3 and 0.5 <= took < 5
+    # A failure arriving during the wait restarts the quiet time.
+    busy = StormSettledTrigger(3, time.time(), quiet_seconds=0.6, max_wait_seconds=30, poll_seconds=0.1)
+    payload, took = asyncio.run(run(busy, 0.4))
+    assert payload["unclaimed"] == 4 and took >= 0.9
+    # The longest wait ends it even while failures keep changing the count.
+    capped = StormSettledTrigger(
+        99, time.time() - 40, quiet_seconds=0.6, max_wait_seconds=30, poll_seconds=0.1
+    )
+    payload, took = asyncio.run(run(capped, None))
+    assert payload["unclaimed"] == 4 and took < 1
+    # A round trip through serialize() gives the same trigger.
+    name, kwargs = busy.serialize()
+    assert name == "airflow_doctor.triggers.doctor.StormSettledTrigger" and StormSettledTrigger(
+        **kwargs
+    ).serialize() == (name, kwargs)
+
+
+class _TaskInstances:
+    """The REST reads of the failed-state wait, answered from a script: each read of a task instance
+    takes the next of its states (the last one repeats)."""
+
+    def __init__(self, states: list[str]) -> None:
+        self.states, self.reads = list(states), 0
+
+    def get_task_instance(self, dag_id, run_id, task_id, map_index=-1):
+        self.reads += 1
+        state = self.states.pop(0) if len(self.states) > 1 else self.states[0]
+        return {"state": state, "try_number": 1}
+
+
+def test_a_try_not_yet_recorded_as_failed_is_waited_for_in_the_triggerer(monkeypatch):
+    import asyncio
+    import time
+
+    from airflow_doctor.triggers import doctor as triggers
+    from airflow_doctor.triggers.doctor import FailedStateTrigger
+
+    group, decided = _group_failed(seconds_ago=10, backoff=0)
+    running = _TaskInstances(["running"])
+    assert stages.members_not_failed_yet(group, decided, api=running) == [group["members"][0]]
+    assert stages.members_not_failed_yet(group, decided, api=_TaskInstances(["failed"])) == []
+
+    monkeypatch.setattr(stages, "members_not_failed_yet", lambda g, d, **kw: [group["members"][0]])
+    op = ClearAndRetryOperator(task_id="clear_and_retry", group=group, decided=decided)
+    with pytest.raises(TaskDeferred) as deferred:
+        op.execute({"run_id": "doctor-run"})
+    assert isinstance(deferred.value.trigger, FailedStateTrigger)
+    assert deferred.value.method_name == "execute_failed"
+
+    async def the_api(api):
+        return api
+
+    def fire(api, deadline: float) -> dict:
+        monkeypatch.setattr(triggers, "_api", lambda: the_api(api))
+        trigger = FailedStateTrigger([group["members"][0]], deadline, poll_seconds=0.05)
+        return asyncio.run(anext(trigger.run())).payload
+
+    api = _TaskInstances(["running", "running", "failed"])
+    assert fire(api, time.time() + 30) == {"waiting": []} and api.reads == 3
+    # Past its deadline it fires with what is still running; the clear then reports it.
+    assert fire(_TaskInstances(["running"]), time.time() + 0.2)["waiting"] == [group["members"][0]]
