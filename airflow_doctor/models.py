@@ -35,7 +35,7 @@ class Action(StrEnum):
     notify = "notify"
 
 
-#: Actions the doctor may carry out by clearing the task instance (DESIGN.md Gate 2).
+#: Actions the doctor may carry out by clearing the task instance (docs/gate.md).
 RETRY_ACTIONS = frozenset({Action.retry, Action.retry_with_backoff})
 
 ACTION_MEANINGS = {
@@ -186,7 +186,7 @@ class Neighbour(BaseModel):
         """A retry of this case is known to have worked: a transient runbook entry of a retry-safe
         catalogue class (catalogue.py; an entry describing a class the catalogue leaves out, such as
         `connection_refused`, is knowledge for the diagnosis, not evidence for a retry), or an
-        observed case whose doctor retry was verified to succeed (DESIGN.md Gate 1)."""
+        observed case whose doctor retry was verified to succeed (docs/gate.md)."""
         if self.kind == "runbook":
             return (
                 bool(self.transient)

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field, fields
 
 log = logging.getLogger(__name__)
 
-# Connections (DESIGN.md "Configuration surface").
+# Connections (docs/configuration.md).
 DB_CONN_ID = "doctor_db"
 API_CONN_ID = "doctor_airflow_api"
 LLM_CONN_ID = "doctor_llm"
@@ -40,9 +40,9 @@ class DoctorSettings:
 
     Attributes:
         enabled: the global switch; False means diagnose and notify, never clear.
-        similarity_threshold: cosine similarity a neighbour needs to count as memory (DESIGN.md Gate 1).
-        confidence_threshold: diagnosis confidence needed to auto-retry (DESIGN.md Gate 2).
-        max_auto_retries: doctor-initiated clears allowed per task instance (DESIGN.md Gate 3).
+        similarity_threshold: cosine similarity a neighbour needs to count as memory (docs/gate.md).
+        confidence_threshold: diagnosis confidence needed to auto-retry (docs/gate.md).
+        max_auto_retries: doctor-initiated clears allowed per task instance (docs/gate.md).
         retry_backoff_seconds: least time from a failure to its clear when the action is
             retry_with_backoff (counted from the failure, like Airflow's retry_delay), doubled per
             earlier doctor clear of the same task instance, capped at 300 s. Default 1 s, the

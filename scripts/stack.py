@@ -210,7 +210,7 @@ def airflow_env(cfg: StackConfig) -> dict[str, str]:
         "AIRFLOW__API__PORT": str(cfg.api_port),
         "AIRFLOW__API__BASE_URL": f"http://localhost:{cfg.api_port}",
         "AIRFLOW__API_AUTH__JWT_SECRET": secret_file.read_text(),
-        # Local latency knobs (AIRFLOW3_FACTS.md): a short idle sleep cuts failure -> retry,
+        # Local latency knobs (docs/architecture.md, "Airflow facts the doctor relies on"): a short idle sleep cuts failure -> retry,
         # a short refresh lets the dag-processor see DAG files within seconds.
         "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": "0.2",
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",

@@ -6,7 +6,7 @@ answer approvals. The endpoint and credentials come from the connection `doctor_
 (host = API server URL, login/password for `POST /auth/token`).
 
 Why httpx and not `apache-airflow-client`: importing the official client costs 1.5-3 s of CPU in
-every task process (AIRFLOW3_FACTS.md; bench/startup measures both); httpx ships with Airflow and
+every task process (bench/startup measures both); httpx ships with Airflow and
 imports in about 0.1 s. The request and response bodies of the endpoints the doctor uses are the
 Pydantic models below (fields the doctor reads are typed, the rest is kept as given); public
 methods return plain JSON data (dicts without null fields, datetimes as ISO strings), the shape
@@ -42,7 +42,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-NOTE_MAX_CHARS = 1000  # the API rejects longer notes (AIRFLOW3_FACTS.md)
+NOTE_MAX_CHARS = 1000  # the API rejects longer notes (Airflow 3.3's REST API v2)
 RETRY_STATUSES = frozenset({502, 503, 504})  # a proxy or a restarting API server: worth a retry
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "PATCH", "DELETE"})
 BACKOFF_SECONDS = 0.5  # first retry waits this long, each next one twice as long
@@ -209,7 +209,7 @@ class AssetEventBody(_Body):
 
 
 class ClearTaskInstancesBody(_Body):
-    dry_run: bool = False  # the API's default is TRUE (AIRFLOW3_FACTS.md)
+    dry_run: bool = False  # the API's default is TRUE (Airflow 3.3's REST API v2)
     only_failed: bool = True
     reset_dag_runs: bool = True
     include_downstream: bool = True

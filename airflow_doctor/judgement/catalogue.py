@@ -1,5 +1,5 @@
 """The closed catalogue of retry-safe failure classes: the only classes the gate may auto-retry
-without a near-identical past case (DESIGN.md "Gate", issue "Judgement that generalises").
+without a near-identical past case (docs/gate.md, issue "Judgement that generalises").
 
 A class is in the catalogue when a plain retry, with nothing changed, usually succeeds because
 the cause is outside the task and passes by itself. Membership is decided by the offline rules on

@@ -369,7 +369,7 @@ def cross_check(diagnosis: Diagnosis, excerpt: dict, *, local_services: bool = F
     When the model says transient but a rule at least RULE_VETO_CONFIDENCE sure says the primary
     error is permanent (a KeyError, bad credentials, a missing module ...), the model's confidence
     is cut to VETOED_CONFIDENCE: text in a log must not be able to talk the doctor into a retry
-    (DESIGN.md invariants). A disputed reading (disputes.is_disputed: a surface transient failures
+    (docs/architecture.md, invariants). A disputed reading (disputes.is_disputed: a surface transient failures
     share, such as a memory kill or a duplicate key) is left to the gate, which lets a confident
     diagnosis settle it only on a log that argues for nothing. The opposite direction (model says
     permanent) is left alone: it only ever leads to escalation.

@@ -1,5 +1,5 @@
 """Disputed readings: a reading of the rules whose surface transient and permanent failures share,
-and when an independent diagnosis may settle it (issue "Judgement that generalises", DESIGN.md
+and when an independent diagnosis may settle it (issue "Judgement that generalises", docs/gate.md
 "Gate"; the README's gate table).
 
 The rules read the primary error's surface. For most permanent classes the surface settles it (a

@@ -1,6 +1,6 @@
 """The confidence gate: the one place that decides whether the doctor may clear a task instance.
 
-Three families of reasons, every one written into the Decision (DESIGN.md "Gate", the README's
+Three families of reasons, every one written into the Decision (docs/gate.md, the README's
 gate table): memory, judgement and policy. Memory is evidence, not a precondition: a failure the
 doctor has never seen is auto-retried when independent judges agree: the diagnosis says transient
 with high confidence, the offline rules read the primary error as a class of the retry-safe

@@ -33,7 +33,7 @@ DEFAULT_MODEL_NAME = "all-MiniLM-L6-v2"
 EMBED_URL_ENV = "DOCTOR_EMBED_URL"
 EMBED_TIMEOUT_ENV = "DOCTOR_EMBED_TIMEOUT"
 CONNECT_TIMEOUT_SECONDS = 0.5  # loopback: a live service accepts at once; a dead one refuses at once
-DEFAULT_READ_TIMEOUT_SECONDS = 5.0  # warm MiniLM embeds 100 short texts in ~0.3 s (AIRFLOW3_FACTS.md)
+DEFAULT_READ_TIMEOUT_SECONDS = 5.0  # warm MiniLM embeds 100 short texts in ~0.3 s (bench/embed)
 READ_SECONDS_PER_TEXT = 0.05  # a batch (seeding ~100 runbook examples) gets longer, on a busy CPU
 
 

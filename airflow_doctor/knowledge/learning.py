@@ -1,6 +1,6 @@
 """Learning from people: what a person did after the doctor escalated a failure, kept as memory.
 
-DESIGN.md "Gate": outcomes come from the doctor's own verified retries and from people. When the
+docs/gate.md: outcomes come from the doctor's own verified retries and from people. When the
 doctor escalates a failure (the gate said escalate, or said approval and nobody approved), the
 person who gets the message decides: they clear the task instance, or they leave it failed. This
 module watches that through the REST API (tasks cannot open Airflow's metadata DB) and records it

@@ -9,7 +9,7 @@ verified outcomes). Three stages read it, each through `Recall`:
 - the gate: does memory vouch for a retry (`vouches`), and what speaks against one
   (`failed_retries`, `said_permanent`).
 
-The rules (DESIGN.md "Gate", issue "Judgement that generalises"): a case whose doctor retry is
+The rules (docs/gate.md, issue "Judgement that generalises"): a case whose doctor retry is
 still in flight says nothing about retrying yet; a transient runbook entry or an observed case whose
 retry verifiably succeeded vouches when it has this fingerprint or is the most similar case at or
 above the similarity threshold; a verified failed retry of this fingerprint, or of a similar case

@@ -1,7 +1,7 @@
 """What the Doctor dashboard says about the doctor's integrations: reachable now, or degraded.
 
 Probes, from the API server, each integration the doctor depends on, by the Airflow connection that
-configures it (DESIGN.md "Configuration surface"): a TCP connect to the host and port of
+configures it (docs/configuration.md): a TCP connect to the host and port of
 `doctor_llm`, `doctor_smtp` and `doctor_slack`, and Airflow's own `/api/v2/monitor/health` for the
 scheduler, triggerer and dag-processor. A missing connection is reported as "not configured" (the
 doctor degrades: offline diagnosis, email only). Results are cached for `CACHE_SECONDS`.

@@ -1,4 +1,4 @@
--- The doctor's knowledge base: schema `doctor` (DESIGN.md "Knowledge base").
+-- The doctor's knowledge base: schema `doctor` (docs/architecture.md, "Knowledge base").
 -- Applied once, in order, by airflow_doctor/knowledge/store.py under an advisory lock.
 
 CREATE EXTENSION IF NOT EXISTS vector;

@@ -1,4 +1,4 @@
-"""The gate's decisions (DESIGN.md "Gate"), one row per rule."""
+"""The gate's decisions (docs/gate.md), one row per rule."""
 
 from __future__ import annotations
 
