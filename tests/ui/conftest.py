@@ -87,7 +87,7 @@ def ui_client(auth_manager, kb_dsn, monkeypatch):
     from fastapi import FastAPI
     from fastapi.testclient import TestClient
 
-    from airflow_doctor.ui import DoctorUIPlugin
+    from airflow_doctor.plugins import DoctorUIPlugin
 
     monkeypatch.setenv("DOCTOR_UI_DSN", kb_dsn)
     root = FastAPI()
