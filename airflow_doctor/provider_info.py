@@ -8,6 +8,8 @@ declarations in `airflow_doctor.settings` so the two cannot drift.
 from __future__ import annotations
 
 from airflow_doctor import __version__
+from airflow_doctor.hooks import CONNECTION_TYPES
+from airflow_doctor.settings import config_section
 
 
 def get_provider_info() -> dict:
@@ -15,7 +17,8 @@ def get_provider_info() -> dict:
 
     Returns:
         A dict in the shape of Airflow's `provider_info.schema.json`: package-name, name,
-        description, versions, connection-types, plugins and config.
+        description, versions, connection-types, plugins and config (the `[doctor]` options with
+        their descriptions, types and defaults as strings; `airflow config list --section doctor`).
     """
     return {
         "package-name": "airflow-doctor",
@@ -24,8 +27,10 @@ def get_provider_info() -> dict:
             "Self-healing for Apache Airflow 3: failed task instances diagnosed, retried or escalated."
         ),
         "versions": [__version__],
+        "connection-types": CONNECTION_TYPES,
         "plugins": [
             {"name": "doctor_listener", "plugin-class": "airflow_doctor.plugins.DoctorListenerPlugin"},
             {"name": "doctor_ui", "plugin-class": "airflow_doctor.plugins.DoctorUIPlugin"},
         ],
+        "config": config_section(),
     }

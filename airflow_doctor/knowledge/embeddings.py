@@ -23,7 +23,7 @@ import time
 from functools import cache
 
 from airflow_doctor.knowledge.runbooks import embedding_text, ensure_seeded
-from airflow_doctor.settings import EMBEDDING_DIM
+from airflow_doctor.settings import EMBEDDING_DIM, read_option
 
 log = logging.getLogger(__name__)
 
@@ -168,7 +168,8 @@ def embed(texts: list[str], configured: str = "", batch_size: int = 32) -> list[
     """
     if not texts:
         return []
-    url = os.environ.get(EMBED_URL_ENV, "").strip()
+    # [doctor] embed_url; DOCTOR_EMBED_URL, its name before the config section, when that is empty.
+    url = (read_option("embed_url") or os.environ.get(EMBED_URL_ENV, "")).strip()
     if url:
         t0 = time.monotonic()
         try:
