@@ -14,7 +14,6 @@ processor records the calling DAG file as each DAG's file location.
 
 from __future__ import annotations
 
-import os
 from datetime import timedelta
 
 import pendulum
@@ -29,7 +28,7 @@ from airflow_doctor.operators.doctor import (
     GateOperator,
     VerifyRetryOperator,
 )
-from airflow_doctor.settings import FAILURE_ASSET_NAME, FAILURE_ASSET_URI, LLM_POOL
+from airflow_doctor.settings import FAILURE_ASSET_NAME, FAILURE_ASSET_URI, LLM_POOL, read_option
 
 DOCTOR_DOC = """
 ### doctor
@@ -138,7 +137,7 @@ def doctor_dag():
     },
 )
 def _doctor():
-    approval_timeout = timedelta(minutes=float(os.environ.get("DOCTOR_APPROVAL_TIMEOUT_MINUTES", "60")))
+    approval_timeout = timedelta(minutes=read_option("approval_timeout_minutes"))
     # One claim at a time: a storm is claimed whole (its wait deferred to the triggerer), and doctor
     # runs created meanwhile claim the stragglers.
     fetched = FetchLogsOperator(task_id="fetch_logs", max_active_tis_per_dag=1)
@@ -307,7 +306,7 @@ def doctor_sweeper_dag():
     Returns:
         airflow.sdk.DAG with dag_id "doctor_sweeper".
     """
-    interval = timedelta(minutes=float(os.environ.get("DOCTOR_SWEEPER_INTERVAL_MINUTES", "3")))
+    interval = timedelta(minutes=read_option("sweeper_interval_minutes"))
     return dag(schedule=interval, **_SWEEPER_DAG_ARGS)(_doctor_sweeper)()
 
 
