@@ -58,7 +58,7 @@ class StackConfig:
         parallelism: `[core] parallelism`, the LocalExecutor's worker slots.
         extra_env: more environment for every Airflow process (Variables, settings).
         embed_port: the embedding service (airflow_doctor/knowledge/embed_service.py) that keeps the model
-            warm for the tasks (DOCTOR_EMBED_URL); None: `up` picks a free port.
+            warm for the tasks (`[doctor] embed_url`); None: `up` picks a free port.
         executor: "local" (LocalExecutor, the default) or "celery" (CeleryExecutor: a Redis
             broker on redis_port and celery_workers workers of celery_concurrency slots each).
         redis_port: the Redis broker's TCP port on 127.0.0.1 (celery only).
@@ -226,11 +226,11 @@ def airflow_env(cfg: StackConfig) -> dict[str, str]:
         "TOKENIZERS_PARALLELISM": "false",
         # Everything here runs on one host: a service on localhost is real, so a refused connection
         # to it may be a restart (the flaky warehouse demo), not a misconfiguration.
-        "AIRFLOW_VAR_DOCTOR_LOCAL_SERVICES": "true",
+        "AIRFLOW__DOCTOR__LOCAL_SERVICES": "True",
         "NO_PROXY": "127.0.0.1,localhost",
         "no_proxy": "127.0.0.1,localhost",
         **_connection_env(cfg),
-        **({"DOCTOR_EMBED_URL": cfg.embed_url} if cfg.embed_url else {}),
+        **({"AIRFLOW__DOCTOR__EMBED_URL": cfg.embed_url} if cfg.embed_url else {}),
         **_executor_env(cfg),
         **cfg.extra_env,
     }
