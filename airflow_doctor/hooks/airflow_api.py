@@ -2,8 +2,12 @@
 
 Reads task instances and logs, posts asset events, clears task instances, writes notes; the demo,
 the end-to-end tests and the benchmarks use the same client to trigger runs, set Variables and
-answer approvals. The endpoint and credentials come from the connection `doctor_airflow_api`
-(host = API server URL, login/password for `POST /auth/token`).
+answer approvals, and the Doctor UI uses it to act as a person (`AirflowAPI.for_user`: the
+person's own token, so Airflow checks their permission) and to read `/api/v2/monitor/health`.
+
+`AirflowApiHook` is the provider-shaped way to get the client: connection type `airflow_api`,
+default connection `doctor_airflow_api` (host = API server URL, login/password for
+`POST /auth/token`); credentials never travel as arguments, and the client is built on first use.
 
 Why httpx and not `apache-airflow-client`: importing the official client costs 1.5-3 s of CPU in
 every task process (bench/startup measures both); httpx ships with Airflow and
@@ -32,6 +36,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
+from airflow.sdk import BaseHook
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from airflow_doctor.models import FailureRef
@@ -236,6 +241,16 @@ class DagPatchBody(_Body):
 class TriggerDagRunBody(_Body):
     logical_date: datetime | None = None  # Airflow 3: null means "now", and the key must be present
     conf: dict = Field(default_factory=dict)
+    note: str | None = Field(default=None, max_length=NOTE_MAX_CHARS)
+
+
+class Health(_Response):
+    """`GET /api/v2/monitor/health`: one {"status": "healthy" | "unhealthy", ...} per component."""
+
+    metadatabase: dict | None = None
+    scheduler: dict | None = None
+    triggerer: dict | None = None
+    dag_processor: dict | None = None
 
 
 class VariableBody(_Body):
@@ -253,10 +268,11 @@ class HITLResponseBody(_Body):
 
 
 def default_api() -> AirflowAPI | None:
-    """The AirflowAPI of connection doctor_airflow_api, or None when it cannot be built (logged):
-    the callers degrade without it (the gate fails closed, notes and routing are skipped)."""
+    """The AirflowAPI of connection doctor_airflow_api (`AirflowApiHook`), or None when it cannot be
+    built (logged): the callers degrade without it (the gate fails closed, notes and routing are
+    skipped)."""
     try:
-        return AirflowAPI()
+        return AirflowApiHook().client
     except Exception as exc:  # noqa: BLE001
         log.warning("No Airflow API client: %s", exc)
         return None
@@ -267,24 +283,47 @@ class AirflowAPIError(RuntimeError):
 
     Attributes:
         status: the HTTP status (None when no answer came, or the answer was not valid JSON data).
+        detail: what the API said about a refusal: the `detail` of its JSON answer, else the start
+            of its body (at most 500 characters); None when no answer came.
     """
 
-    def __init__(self, message: str, status: int | None = None) -> None:
+    def __init__(self, message: str, status: int | None = None, detail: str | None = None) -> None:
         super().__init__(message)
         self.status = status
+        self.detail = detail
 
 
-def _connection_fields(conn_id: str) -> tuple[str, str | None, str | None]:
-    """(base URL, login, password) of an HTTP connection, in a task, the API server or a CLI."""
-    from airflow.sdk import BaseHook
+def connection_base_url(conn) -> str:
+    """The API server's base URL from a connection: its host when that is a URL (plus the port when
+    the URL names none), else `schema://host:port` with schema `http` by default.
 
-    conn = BaseHook.get_connection(conn_id)
+    Args:
+        conn: an Airflow Connection (host, schema, port).
+    Returns:
+        e.g. "http://127.0.0.1:8080", without a trailing slash.
+    """
     host = conn.host or ""
     if "://" not in host:
         host = f"{conn.schema or 'http'}://{host}" + (f":{conn.port}" if conn.port else "")
     elif conn.port and host.count(":") < 2:
         host = f"{host}:{conn.port}"
-    return host.rstrip("/"), conn.login, conn.password
+    return host.rstrip("/")
+
+
+def _connection_fields(conn_id: str) -> tuple[str, str | None, str | None]:
+    """(base URL, login, password) of an HTTP connection, in a task, the API server or a CLI."""
+    conn = AirflowApiHook.get_connection(conn_id)
+    return connection_base_url(conn), conn.login, conn.password
+
+
+def _detail(resp: httpx.Response) -> str:
+    """What an error answer says: its JSON `detail` (as text), else the start of its body."""
+    try:
+        data = resp.json()
+    except ValueError:
+        return resp.text[:500]
+    detail = data.get("detail") if isinstance(data, dict) else None
+    return str(detail if detail is not None else data)[:500]
 
 
 def _seg(value: str) -> str:
@@ -327,8 +366,28 @@ class AirflowAPI:
         self.timeout = timeout
         self.retries = max(0, retries)
         self._token: str | None = None
+        self._as_user = False  # True: a person's token, never replaced by one of our own
         self._tags: dict[str, list[str]] = {}
         self._details: dict[str, dict] = {}
+
+    @classmethod
+    def for_user(
+        cls, base_url: str, token: str | None, timeout: float = 10.0, retries: int = 2
+    ) -> AirflowAPI:
+        """A client that acts as a person: every request carries their own JWT, so Airflow checks
+        their permission exactly as for the UI's buttons. It never fetches a token of its own: a
+        refused or missing token is the person's answer (HTTP 401/403), not a reason to log in.
+
+        Args:
+            base_url: the API server's URL, e.g. http://127.0.0.1:8080.
+            token: the person's JWT (from their request's `Authorization: Bearer` or `_token`
+                cookie); None sends no credential (Airflow answers 401).
+            timeout, retries: as for the constructor.
+        """
+        api = cls(base_url, None, None, timeout=timeout, retries=retries)
+        api._token = token
+        api._as_user = True
+        return api
 
     # -- plumbing ---------------------------------------------------------------------------
 
@@ -370,7 +429,7 @@ class AirflowAPI:
 
         attempts = 1 + self.retries
         for attempt in range(1, attempts + 1):
-            headers = {"Authorization": f"Bearer {self._token}"} if auth else {}
+            headers = {"Authorization": f"Bearer {self._token}"} if auth and self._token else {}
             try:
                 resp = self._http.request(
                     method,
@@ -395,7 +454,9 @@ class AirflowAPI:
                 continue
             if resp.status_code >= 400:
                 raise AirflowAPIError(
-                    f"{method} {path}: HTTP {resp.status_code}: {resp.text[:500]}", status=resp.status_code
+                    f"{method} {path}: HTTP {resp.status_code}: {resp.text[:500]}",
+                    status=resp.status_code,
+                    detail=_detail(resp),
                 )
             return resp
         raise AssertionError("unreachable")
@@ -406,7 +467,10 @@ class AirflowAPI:
         time.sleep(delay)
 
     def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        """`_send` with a token, fetching a new one once when the API refuses the token."""
+        """`_send` with a token, fetching a new one once when the API refuses the token (never for a
+        client acting as a person, `for_user`)."""
+        if self._as_user:
+            return self._send(method, path, **kwargs)
         if self._token is None:
             self._token = self.fetch_token()
         try:
@@ -481,6 +545,24 @@ class AirflowAPI:
                 a body that is not JSON.
         """
         return self._json(self._request(method, path, json=body))
+
+    def get_health(self) -> dict:
+        """Airflow's own health (`GET /api/v2/monitor/health`, which needs no token).
+
+        Returns:
+            {component: {"status": "healthy" | "unhealthy", ...}} for metadatabase, scheduler,
+            triggerer and dag_processor (a component the API server does not report is absent).
+        Raises:
+            AirflowAPIError: the API server could not be reached or answered an error or no JSON.
+        """
+        return self._call_without_token(Health, "GET", "/api/v2/monitor/health").plain()
+
+    def _call_without_token(self, model: type[_Response], method: str, path: str) -> Any:
+        resp = self._send(method, path, auth=False)
+        try:
+            return model.model_validate(self._json(resp))
+        except ValidationError as exc:
+            raise AirflowAPIError(f"{method} {path}: unexpected answer for {model.__name__}") from exc
 
     # -- assets -----------------------------------------------------------------------------
 
@@ -587,14 +669,32 @@ class AirflowAPI:
         Raises:
             AirflowAPIError: the API refused the clear.
         """
-        task_ref: str | tuple[str, int] = (ref.task_id, ref.map_index) if ref.map_index >= 0 else ref.task_id
+        return self.clear_task_instances(ref.dag_id, ref.run_id, ref.task_id, ref.map_index, note=note)
+
+    def clear_task_instances(
+        self, dag_id: str, run_id: str, task_id: str, map_index: int = -1, note: str | None = None
+    ) -> list[dict]:
+        """Clear one task instance if it failed, and its failed/upstream_failed downstream tasks, as
+        the UI's Clear button does (`POST /api/v2/dags/{dag_id}/clearTaskInstances`, dry_run false,
+        only_failed; never retried after it may have reached the server).
+
+        Args:
+            map_index: the mapped instance, or -1 for an unmapped task.
+            note: written on the cleared task instances (cut to 1000 characters).
+        Returns:
+            the cleared task instances as dicts (empty when nothing was failed any more).
+        Raises:
+            AirflowAPIError: the API refused the clear (403: the caller may not edit the DAG's task
+                instances) or could not be reached.
+        """
+        task_ref: str | tuple[str, int] = (task_id, map_index) if map_index >= 0 else task_id
         body = ClearTaskInstancesBody(
-            dag_run_id=ref.run_id, task_ids=[task_ref], note=note[:NOTE_MAX_CHARS] if note else None
+            dag_run_id=run_id, task_ids=[task_ref], note=note[:NOTE_MAX_CHARS] if note else None
         )
         resp = self._call(
             TaskInstanceCollection,
             "POST",
-            f"/api/v2/dags/{_seg(ref.dag_id)}/clearTaskInstances",
+            f"/api/v2/dags/{_seg(dag_id)}/clearTaskInstances",
             json=body.model_dump(mode="json", exclude_none=True),
         )
         return [ti.plain() for ti in resp.task_instances]
@@ -697,13 +797,19 @@ class AirflowAPI:
         path = f"/api/v2/dags/{_seg(dag_id)}"
         return self._call(Dag, "PATCH", path, json=body, params={"update_mask": ["is_paused"]}).plain()
 
-    def trigger_dag_run(self, dag_id: str, conf: dict | None = None) -> dict:
+    def trigger_dag_run(self, dag_id: str, conf: dict | None = None, note: str | None = None) -> dict:
         """Trigger a run of a DAG now (logical_date null); the new DAG run as a dict (dag_run_id, ...).
 
+        Args:
+            conf: the run's conf (the DAG's Params), {} by default.
+            note: the run's note (at most 1000 characters), or None for none.
         Raises:
-            AirflowAPIError: the API refused (e.g. 404 for an unknown DAG) or could not be reached.
+            AirflowAPIError: the API refused (e.g. 404 for an unknown DAG, 403 for a caller who may
+                not trigger it) or could not be reached.
         """
-        body = TriggerDagRunBody(conf=conf or {}).model_dump(mode="json")
+        body = TriggerDagRunBody(conf=conf or {}, note=note).model_dump(mode="json")
+        if note is None:
+            del body["note"]  # only the note is left out when empty: logical_date must stay, as null
         return self._call(DagRun, "POST", f"/api/v2/dags/{_seg(dag_id)}/dagRuns", json=body).plain()
 
     def get_dag_run(self, dag_id: str, run_id: str) -> dict:
@@ -827,3 +933,68 @@ class AirflowAPI:
     def ui_url(self, path: str) -> str:
         """An absolute link into the Airflow UI."""
         return f"{self.base_url}/{path.lstrip('/')}"
+
+
+# -- the hook -------------------------------------------------------------------------------------
+
+
+class AirflowApiHook(BaseHook):
+    """Airflow's REST API v2 as a hook: builds the doctor's `AirflowAPI` from a connection.
+
+    The connection (type `airflow_api`; a plain `http` connection works too) holds everything:
+    host = the API server's URL (e.g. http://airflow-api-server:8080), or a host name with port
+    and schema (`http` or `https`); login and password = the account whose `POST /auth/token`
+    the doctor uses. No credential is ever an argument.
+
+    Args:
+        airflow_api_conn_id: the connection to read (default `doctor_airflow_api`).
+        timeout: seconds per HTTP request (connect, read and write each; logs get 3x).
+        retries: extra attempts after a connection error, or after a 502/503/504 or read timeout of
+            an idempotent request (module docstring); 0 disables retries.
+    """
+
+    conn_name_attr = "airflow_api_conn_id"
+    default_conn_name = API_CONN_ID
+    conn_type = "airflow_api"
+    hook_name = "Airflow REST API"
+
+    def __init__(
+        self, airflow_api_conn_id: str = default_conn_name, timeout: float = 10.0, retries: int = 2
+    ) -> None:
+        super().__init__()
+        self.airflow_api_conn_id = airflow_api_conn_id
+        self.timeout = timeout
+        self.retries = retries
+
+    @cached_property
+    def client(self) -> AirflowAPI:
+        """The REST client, built on first use (the connection is read then) and kept for the hook's
+        life: one token and one HTTP connection pool for every call through this hook.
+
+        Raises:
+            airflow.exceptions.AirflowNotFoundException: the connection does not exist.
+        """
+        return self.get_conn()
+
+    def get_conn(self) -> AirflowAPI:
+        """A new REST client from the connection (its token is fetched on the first request).
+
+        Raises:
+            airflow.exceptions.AirflowNotFoundException: the connection does not exist.
+        """
+        conn = self.get_connection(self.airflow_api_conn_id)
+        return AirflowAPI(
+            connection_base_url(conn), conn.login, conn.password, timeout=self.timeout, retries=self.retries
+        )
+
+    def test_connection(self) -> tuple[bool, str]:
+        """The connection form's Test button: whether the account gets a token from the API server.
+
+        Returns:
+            (True, where the token came from) or (False, why not).
+        """
+        try:
+            self.client.fetch_token()
+        except Exception as exc:  # noqa: BLE001 - the form shows the reason
+            return False, str(exc)
+        return True, f"Token received from {self.client.base_url}/auth/token"

@@ -72,21 +72,13 @@ class KnowledgeBase:
 
     @cached_property
     def connect_kwargs(self) -> dict:
-        """psycopg2.connect keyword arguments from the Airflow connection (secrets stay in it)."""
-        from airflow.sdk import BaseHook
+        """psycopg2.connect keyword arguments from the Airflow connection (secrets stay in it), as
+        `KnowledgeBaseHook` builds its libpq DSN through the Postgres provider."""
+        from psycopg2.extensions import parse_dsn
 
-        conn = BaseHook.get_connection(self.conn_id)
-        kwargs = {
-            "host": conn.host,
-            "port": conn.port or 5432,
-            "user": conn.login,
-            "password": conn.password,
-            "dbname": conn.schema or "postgres",
-        }
-        kwargs.update(
-            {k: v for k, v in conn.extra_dejson.items() if k in {"sslmode", "sslrootcert", "options"}}
-        )
-        return {k: v for k, v in kwargs.items() if v not in (None, "")}
+        from airflow_doctor.hooks.knowledge_base import KnowledgeBaseHook
+
+        return parse_dsn(KnowledgeBaseHook(self.conn_id).get_dsn())
 
     @contextmanager
     def connection(self) -> Iterator:

@@ -1,6 +1,6 @@
 """The REST client against a loopback HTTP server that plays the Airflow API: tokens, retries,
-timeouts, unreadable answers and the exact requests sent. The real API is exercised by the
-end-to-end tests (tests/e2e) and by test_airflow_api_e2e.py."""
+timeouts, unreadable answers and the exact requests sent; the hook that builds it from a connection,
+and the client acting as a person. The real API is exercised by the end-to-end tests (tests/e2e)."""
 
 from __future__ import annotations
 
@@ -41,6 +41,7 @@ class FakeAirflow:
         self.valid_tokens: set[str] = set()
         self.foreign_tokens: set[str] = set()  # signed with another secret (API server restarted)
         self.token_status = 201
+        self.open_paths: set[str] = set()  # answered without a token, as /api/v2/monitor/health is
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -59,6 +60,8 @@ class FakeAirflow:
                     token = next(fake.tokens)
                     fake.valid_tokens.add(token)
                     status, payload, delay = fake.token_status, {"access_token": token}, 0.0
+                elif path in fake.open_paths and (self.command, path) in fake.routes:
+                    status, payload, delay = fake.routes[(self.command, path)]()
                 elif (auth or "").removeprefix("Bearer ") in fake.foreign_tokens:
                     status, payload, delay = 403, {"detail": "Invalid JWT token"}, 0.0
                 elif (auth or "").removeprefix("Bearer ") not in fake.valid_tokens:
@@ -320,3 +323,108 @@ def test_set_variable_overwrites_an_existing_one(fake):
         {},
         {"key": "threshold", "value": "0.9"},
     )
+
+
+# -- the hook: the client from a connection -------------------------------------------------------
+
+
+def _api_connection(monkeypatch, conn_id: str = "doctor_airflow_api", **fields) -> None:
+    monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps({"conn_type": "airflow_api", **fields}))
+
+
+def test_the_hook_builds_one_client_from_the_connection_and_logs_in_with_its_account(fake, monkeypatch):
+    from airflow_doctor.hooks.airflow_api import AirflowApiHook, default_api
+
+    _api_connection(monkeypatch, host=fake.url, login="doctor", password="s3cret/+:@")
+    fake.answer("GET", "/api/v2/dags/etl", (200, {"dag_id": "etl", "tags": [{"name": "x"}]}, 0))
+
+    hook = AirflowApiHook()
+    assert hook.client is hook.client  # built once, on first use
+    assert hook.client.get_dag_tags("etl") == ["x"]
+    assert fake.requests[0][3] == {"username": "doctor", "password": "s3cret/+:@"}
+    assert default_api().base_url == fake.url
+    assert hook.test_connection() == (True, f"Token received from {fake.url}/auth/token")
+
+
+@pytest.mark.parametrize(
+    ("fields", "url"),
+    [
+        pytest.param({"host": "http://api:8080/"}, "http://api:8080", id="url"),
+        pytest.param({"host": "http://api", "port": 8080}, "http://api:8080", id="url-and-port"),
+        pytest.param({"host": "api", "port": 8443, "schema": "https"}, "https://api:8443", id="parts"),
+        pytest.param({"host": "api"}, "http://api", id="bare-host"),
+    ],
+)
+def test_the_api_servers_url_comes_from_the_connection(monkeypatch, fields, url):
+    from airflow_doctor.hooks.airflow_api import AirflowApiHook
+
+    _api_connection(monkeypatch, "doctor_api_other", **fields)
+    assert AirflowApiHook(airflow_api_conn_id="doctor_api_other").client.base_url == url
+
+
+def test_without_the_connection_there_is_no_client_and_callers_degrade(monkeypatch):
+    from airflow_doctor.hooks.airflow_api import AirflowApiHook, default_api
+
+    monkeypatch.delenv("AIRFLOW_CONN_DOCTOR_AIRFLOW_API", raising=False)
+    assert default_api() is None
+    ok, why = AirflowApiHook().test_connection()
+    assert not ok and "doctor_airflow_api" in why
+
+
+def test_the_connection_type_is_published_with_its_hook():
+    from airflow_doctor.hooks import CONNECTION_TYPES
+    from airflow_doctor.hooks.airflow_api import AirflowApiHook
+    from airflow_doctor.provider_info import get_provider_info
+
+    [entry] = [c for c in get_provider_info()["connection-types"] if c["connection-type"] == "airflow_api"]
+    assert entry in CONNECTION_TYPES
+    assert entry["hook-class-name"] == "airflow_doctor.hooks.airflow_api.AirflowApiHook"
+    assert (AirflowApiHook.conn_type, AirflowApiHook.hook_name) == ("airflow_api", entry["hook-name"])
+    assert AirflowApiHook.default_conn_name == "doctor_airflow_api"
+
+
+# -- acting as a person, and Airflow's health -----------------------------------------------------
+
+
+def test_a_person_s_client_sends_their_token_and_never_logs_in_itself(fake):
+    fake.valid_tokens.add("person-jwt")
+    fake.answer(
+        "POST", "/api/v2/dags/etl/clearTaskInstances", (200, {"task_instances": [TI], "total_entries": 1}, 0)
+    )
+    api = AirflowAPI.for_user(fake.url, "person-jwt")
+    assert len(api.clear_task_instances("etl", TI["dag_run_id"], "load")) == 1
+    method, path, _, body, auth = fake.requests[-1]
+    assert (method, path, auth) == ("POST", "/api/v2/dags/etl/clearTaskInstances", "Bearer person-jwt")
+    assert body["task_ids"] == ["load"] and body["dry_run"] is False and "note" not in body
+
+    fake.revoke_tokens()  # the person's token expired: that is their answer, not a reason to log in
+    with pytest.raises(AirflowAPIError) as err:
+        api.clear_task_instances("etl", TI["dag_run_id"], "load")
+    assert (err.value.status, err.value.detail) == (401, "Token Expired")
+    assert fake.hits("POST", "/auth/token") == 0
+
+
+def test_a_person_without_a_token_sends_no_credential(fake):
+    with pytest.raises(AirflowAPIError) as err:
+        AirflowAPI.for_user(fake.url, None).trigger_dag_run("doctor")
+    assert err.value.status == 401 and fake.requests[-1][4] is None
+    assert fake.hits("POST", "/auth/token") == 0
+
+
+def test_a_triggered_run_keeps_a_null_logical_date_and_its_note(fake):
+    fake.answer("POST", "/api/v2/dags/doctor/dagRuns", (200, {"dag_id": "doctor", "dag_run_id": "m1"}, 0))
+    assert client(fake).trigger_dag_run("doctor", {"a": 1}, note="by hand")["dag_run_id"] == "m1"
+    assert fake.requests[-1][3] == {"logical_date": None, "conf": {"a": 1}, "note": "by hand"}
+    client(fake).trigger_dag_run("doctor")
+    assert fake.requests[-1][3] == {"logical_date": None, "conf": {}}
+
+
+def test_health_is_read_without_a_token(fake):
+    health = {
+        "metadatabase": {"status": "healthy"},
+        "scheduler": {"status": "healthy", "latest_scheduler_heartbeat": "2026-01-01T00:00:00Z"},
+    }
+    fake.open_paths.add("/api/v2/monitor/health")
+    fake.answer("GET", "/api/v2/monitor/health", (200, health, 0))
+    assert AirflowAPI(fake.url).get_health() == health
+    assert fake.requests[-1][4] is None and fake.hits("POST", "/auth/token") == 0

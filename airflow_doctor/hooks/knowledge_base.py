@@ -1,0 +1,92 @@
+"""The knowledge base's connection as a hook: a libpq DSN for the doctor's Postgres with pgvector.
+
+`KnowledgeBaseHook` reads the connection `doctor_db` (type `postgres`: host, port, login,
+password, schema = database, extras such as `sslmode`) through the Postgres provider's public
+`PostgresHook`, so a connection that works for PostgresHook (including its AWS/Azure IAM token
+options) works for the doctor. The knowledge base (airflow_doctor/knowledge/store.py) connects with
+psycopg2, which takes a libpq DSN; `PostgresHook.get_uri()` is a SQLAlchemy URI instead
+(`postgresql+psycopg://...` when psycopg 3 is installed), so the DSN is built from the hook's URL parts.
+Writes nothing.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from typing import TYPE_CHECKING
+
+from airflow.sdk import BaseHook
+
+from airflow_doctor.settings import DB_CONN_ID
+
+if TYPE_CHECKING:
+    from airflow.providers.postgres.hooks.postgres import PostgresHook
+
+#: The database when the connection names none (the server's default database).
+DEFAULT_DATABASE = "postgres"
+
+
+class KnowledgeBaseHook(BaseHook):
+    """The doctor's Postgres with pgvector, as a libpq DSN built from an Airflow connection.
+
+    Args:
+        doctor_conn_id: the Postgres connection to read (default `doctor_db`).
+    """
+
+    conn_name_attr = "doctor_conn_id"
+    default_conn_name = DB_CONN_ID
+    conn_type = "postgres"
+    hook_name = "Doctor knowledge base (Postgres + pgvector)"
+
+    def __init__(self, doctor_conn_id: str = default_conn_name) -> None:
+        super().__init__()
+        self.doctor_conn_id = doctor_conn_id
+
+    @cached_property
+    def postgres_hook(self) -> PostgresHook:
+        """The Postgres provider's hook for the same connection, built on first use (~70 ms import)."""
+        from airflow.providers.postgres.hooks.postgres import PostgresHook
+
+        return PostgresHook(postgres_conn_id=self.doctor_conn_id)
+
+    def get_dsn(self) -> str:
+        """A libpq connection string for `psycopg2.connect`, e.g.
+        "host=127.0.0.1 port=5432 user=doctor password=... dbname=doctor sslmode=require".
+
+        Host, port, login, password and database come from `PostgresHook.sqlalchemy_url` (the
+        provider's public URL, with IAM tokens already swapped in when the connection asks for them;
+        `sqlalchemy_query` extras included); the other extras are passed on as libpq parameters
+        exactly as `PostgresHook.get_conn` passes them (all but the provider's
+        `ignored_extra_options`). The database defaults to `postgres`.
+
+        Returns:
+            the DSN (it holds the password: hand it to psycopg2, never to a log).
+        Raises:
+            airflow.exceptions.AirflowNotFoundException: the connection does not exist.
+        """
+        from psycopg2.extensions import make_dsn
+
+        hook = self.postgres_hook
+        url = hook.sqlalchemy_url
+        params: dict = {
+            "host": url.host,
+            "port": url.port,
+            "user": url.username,
+            "password": url.password,
+            "dbname": url.database or DEFAULT_DATABASE,
+        }
+        params.update(url.query)
+        params.update(
+            {k: v for k, v in hook.connection.extra_dejson.items() if k not in hook.ignored_extra_options}
+        )
+        return make_dsn(**{k: v for k, v in params.items() if v not in (None, "")})
+
+    def get_conn(self):
+        """A new psycopg2 connection to the knowledge base (the caller closes it).
+
+        Raises:
+            psycopg2.OperationalError: the database cannot be reached.
+            airflow.exceptions.AirflowNotFoundException: the connection does not exist.
+        """
+        import psycopg2
+
+        return psycopg2.connect(self.get_dsn())
