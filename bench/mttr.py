@@ -23,7 +23,7 @@ first try only, retries=0) are triggered round-robin, one every `--spacing` s, N
   (tests/fakes/anthropic_server.py) answering every call after a fixed `--llm-delay` s with a valid
   `record_diagnosis` call: transient, confidence 0.9, the excerpt's exception line as evidence, and
   the class and action the offline rules give that line (so both doctor phases pay the same
-  backoffs). Variable doctor_memory_first is off there, so every diagnosis asks the LLM. The stack
+  backoffs). [doctor] memory_first is off there, so every diagnosis asks the LLM. The stack
   starts in the background once only the baseline's retries are left to wait for (its start then
   competes with those retries for the CPU, not with any doctor measurement).
 - escalation: in the offline stack after its failures, `--escalations` permanent failures
@@ -35,8 +35,8 @@ as not healed, with the doctor task it was still in.
 Usage: python -m bench.mttr [--n 20] [--spacing 7] [--phases offline,baseline,llm,escalation]
        [--escalations 10] [--llm-delay 2]
        [--timeout 240] [--keep-logs DIR] [--name mttr] ; prints the tables, writes
-       bench/results/<name>.json. The doctor's backoff is Variable doctor_retry_backoff_seconds
-       (default 1 s); set AIRFLOW_VAR_DOCTOR_RETRY_BACKOFF_SECONDS for a variant run (and --name).
+       bench/results/<name>.json. The doctor's backoff is [doctor] retry_backoff_seconds
+       (default 1 s); set AIRFLOW__DOCTOR__RETRY_BACKOFF_SECONDS for a variant run (and --name).
 """
 
 from __future__ import annotations
@@ -793,8 +793,8 @@ def main() -> int:
     args = parser.parse_args()
     phases = [p.strip() for p in args.phases.split(",") if p.strip()]
     kinds = list(TRANSIENT_KINDS)
-    # The stacks inherit this environment: AIRFLOW_VAR_DOCTOR_RETRY_BACKOFF_SECONDS set here is the
-    # doctor's backoff in them too (config.settings reads the environment first).
+    # The stacks inherit this environment: AIRFLOW__DOCTOR__RETRY_BACKOFF_SECONDS set here is the
+    # doctor's backoff in them too, as it is in this process's settings.
     backoff = load_settings().retry_backoff_seconds
     t_start = time.monotonic()
     result: dict = {
@@ -819,7 +819,7 @@ def main() -> int:
             server = AnthropicLoopback().__enter__()
             server.script(llm_answer(args.llm_delay))
             llm_stack = Stack(
-                "llm", server.base_url, {"AIRFLOW_VAR_DOCTOR_MEMORY_FIRST": "false"}, args.keep_logs
+                "llm", server.base_url, {"AIRFLOW__DOCTOR__MEMORY_FIRST": "False"}, args.keep_logs
             )
         if "offline" in phases or "baseline" in phases:
             # Baseline twins first: their 300 s retry_delay then runs while the doctor heals the others,

@@ -13,7 +13,7 @@ that first import `airflow.sdk` (untimed, as the task runner does), this measure
   imports to report the failure.
 - embed, before = cold: airflow_doctor/knowledge/embeddings.py embedding one text with the model loaded in the
   process (torch and sentence-transformers imported, model loaded) - the only path before.
-- embed, after = warm: the same call with DOCTOR_EMBED_URL pointing at the embedding service
+- embed, after = warm: the same call with [doctor] embed_url pointing at the embedding service
   (airflow_doctor/knowledge/embed_service.py, started here on a free loopback port).
 - diagnose (LLM): airflow_doctor/judgement/diagnosis.py and the Anthropic provider hook (anthropic SDK);
   unchanged by the issue, measured for the table.
@@ -99,9 +99,10 @@ print(json.dumps({{"cpu": time.process_time() - c0, "wall": time.perf_counter() 
 
 def child_env(piece: str, embed_url: str | None) -> dict[str, str]:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-    env.pop("DOCTOR_EMBED_URL", None)
+    env.pop("DOCTOR_EMBED_URL", None)  # the option's older name, still read when the option is empty
+    env.pop("AIRFLOW__DOCTOR__EMBED_URL", None)
     if piece == "embed_warm":
-        env["DOCTOR_EMBED_URL"] = embed_url or ""
+        env["AIRFLOW__DOCTOR__EMBED_URL"] = embed_url or ""
     return env
 
 
@@ -170,6 +171,7 @@ def call_latency(embed_url: str, calls: int) -> dict:
     from airflow_doctor.knowledge import embeddings
 
     os.environ.pop("DOCTOR_EMBED_URL", None)
+    os.environ.pop("AIRFLOW__DOCTOR__EMBED_URL", None)
     model = embeddings.load_model()
     embeddings.embed([TEXT])  # first forward pass out of the way
     out = {}
