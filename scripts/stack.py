@@ -64,6 +64,11 @@ class StackConfig:
         redis_port: the Redis broker's TCP port on 127.0.0.1 (celery only).
         celery_workers: how many `airflow celery worker` processes (celery only).
         celery_concurrency: task slots per Celery worker (`--concurrency`).
+        python: the interpreter of Airflow and the doctor (the `airflow` executable is beside it),
+            e.g. another virtualenv's `bin/python`; None: the one running this module.
+        workdir: working directory of the Airflow and doctor processes. The repository by default;
+            `python -m` puts it first on sys.path, so point it elsewhere to import an installed
+            airflow_doctor rather than the checkout's.
 
     Raises:
         ValueError: an unknown executor, or fewer than one Celery worker or slot.
@@ -84,6 +89,8 @@ class StackConfig:
     redis_port: int = 6390
     celery_workers: int = 2
     celery_concurrency: int = 2
+    python: Path | None = None
+    workdir: Path = PROJECT_ROOT
 
     def __post_init__(self) -> None:
         if self.executor not in EXECUTORS:
@@ -100,6 +107,15 @@ class StackConfig:
         if self.executor != "celery":
             return []
         return [f"celery-worker-{i}" for i in range(1, self.celery_workers + 1)]
+
+    @property
+    def interpreter(self) -> str:
+        """The Python executable of the Airflow and doctor processes."""
+        return str(self.python or sys.executable)
+
+    def bin(self, name: str) -> str:
+        """An executable installed beside `interpreter`, e.g. "airflow"."""
+        return str(Path(self.interpreter).parent / name)
 
     @property
     def api_url(self) -> str:
@@ -298,15 +314,11 @@ def start_celery_workers(cfg: StackConfig, env: dict[str, str]) -> dict[str, int
             "AIRFLOW__CORE__HOSTNAME_CALLABLE": "scripts.worker_hostname.hostname",
             "DOCTOR_WORKER_HOSTNAME": name,
         }
-        argv = [_bin("airflow"), "celery", "worker", "--celery-hostname", f"{name}@%h"]
+        argv = [cfg.bin("airflow"), "celery", "worker", "--celery-hostname", f"{name}@%h"]
         argv += ["--concurrency", str(cfg.celery_concurrency), "--pid", str(cfg.state_dir / f"{name}.pid")]
         argv += ["--skip-serve-logs", "--without-mingle", "--without-gossip"]
         pids[name] = _spawn(cfg, name, argv, worker_env)
     return pids
-
-
-def _bin(name: str) -> str:
-    return str(Path(sys.executable).parent / name)
 
 
 def start_postgres(cfg: StackConfig) -> None:
@@ -375,11 +387,11 @@ def stop_postgres(cfg: StackConfig) -> None:
         log.warning("pg_ctl stop failed: %s", exc)
 
 
-def _spawn(cfg: StackConfig, name: str, argv: list[str], env: dict[str, str]) -> int:
+def _spawn(cfg: StackConfig, name: str, argv: list[str], env: dict[str, str], cwd: Path | None = None) -> int:
     cfg.log_dir.mkdir(parents=True, exist_ok=True)
     out = open(cfg.log_dir / f"{name}.log", "ab")  # noqa: SIM115 - handed to the child
     proc = subprocess.Popen(
-        argv, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=PROJECT_ROOT, start_new_session=True
+        argv, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=cwd or cfg.workdir, start_new_session=True
     )
     return proc.pid
 
@@ -455,11 +467,12 @@ def up(cfg: StackConfig) -> dict:
     pids["embed"] = _spawn(
         cfg,
         "embed",
-        [sys.executable, "-m", "airflow_doctor.knowledge.embed_service", "--port", str(cfg.embed_port)],
+        [cfg.interpreter, "-m", "airflow_doctor.knowledge.embed_service", "--port", str(cfg.embed_port)],
         env,
     )
     if cfg.executor == "celery":
         pids |= start_redis(cfg, env)
+    # The sinks are this repository's test doubles: this interpreter, run from the repository.
     pids["sinks"] = _spawn(
         cfg,
         "sinks",
@@ -475,21 +488,24 @@ def up(cfg: StackConfig) -> dict:
             str(cfg.sink_dir),
         ],
         env,
+        cwd=PROJECT_ROOT,
     )
+    # Recorded now, so that `down` stops them even if a later step fails.
+    (cfg.state_dir / "stack.json").write_text(json.dumps({"pids": pids}, indent=2))
     with open(cfg.log_dir / "db-migrate.log", "ab") as migrate_log:
         subprocess.run(
-            [_bin("airflow"), "db", "migrate"],
+            [cfg.bin("airflow"), "db", "migrate"],
             env=env,
             check=True,
-            cwd=PROJECT_ROOT,
+            cwd=cfg.workdir,
             stdout=migrate_log,
             stderr=subprocess.STDOUT,
         )
     # Migrate and seed the runbooks now, so the first failure does not pay for embedding them.
     wait_for_http(f"{cfg.embed_url}/health", timeout=180, what="embedding service (logs/embed.log)")
-    subprocess.run([sys.executable, "-m", "airflow_doctor", "seed"], env=env, check=True, cwd=PROJECT_ROOT)
+    subprocess.run([cfg.interpreter, "-m", "airflow_doctor", "seed"], env=env, check=True, cwd=cfg.workdir)
     for component in AIRFLOW_COMPONENTS:
-        pids[component] = _spawn(cfg, component, [_bin("airflow"), component], env)
+        pids[component] = _spawn(cfg, component, [cfg.bin("airflow"), component], env)
     if cfg.executor == "celery":
         pids |= start_celery_workers(cfg, env)
     state = {
