@@ -148,7 +148,7 @@ def test_diagnose_stage_uses_the_llm_when_configured_and_labels_it(llm, excerpt)
 def test_without_a_connection_the_diagnosis_is_offline(monkeypatch, excerpt):
     monkeypatch.delenv("AIRFLOW_CONN_DOCTOR_LLM", raising=False)
     # The fixture was recorded on the one-host local stack, where a service on 127.0.0.1 is real.
-    monkeypatch.setenv("AIRFLOW_VAR_DOCTOR_LOCAL_SERVICES", "true")
+    monkeypatch.setenv("AIRFLOW__DOCTOR__LOCAL_SERVICES", "True")
     out = diagnose(REF.model_dump(mode="json"), excerpt, {"neighbours": [], "fingerprint_matches": []})
     assert not out["llm_called"] and out["diagnoser"] == "offline"
     assert out["diagnosis"]["diagnoser"] == "offline"
