@@ -18,9 +18,11 @@ from datetime import timedelta
 
 import pendulum
 from airflow.providers.standard.operators.hitl import HITLOperator
-from airflow.sdk import Asset, Param, dag, get_current_context, task, task_group
+from airflow.sdk import Asset, Param, dag, get_current_context, serde, task, task_group
 from airflow.sdk.exceptions import AirflowSkipException
 
+from airflow_doctor import pipeline
+from airflow_doctor.models import Diagnosed, Embedding, Group, GroupDecision, Memory
 from airflow_doctor.operators.doctor import (
     ClearAndRetryOperator,
     DiagnoseOperator,
@@ -28,7 +30,13 @@ from airflow_doctor.operators.doctor import (
     GateOperator,
     VerifyRetryOperator,
 )
+from airflow_doctor.remediation import actions
 from airflow_doctor.settings import FAILURE_ASSET_NAME, FAILURE_ASSET_URI, LLM_POOL, read_option
+
+# The models the tasks pass each other through XCom may be deserialised in the processes that parse
+# this DAG (Airflow's [core] allowed_deserialization_classes admits only airflow.* by default).
+for _model in (Group, Embedding, Memory, Diagnosed, GroupDecision):
+    serde.allow_class(_model)
 
 DOCTOR_DOC = """
 ### doctor
@@ -71,10 +79,10 @@ Interval: environment variable `DOCTOR_SWEEPER_INTERVAL_MINUTES` (default 3); lo
 LABEL = "{{ failure_label }}"
 
 
-def _label(group: dict) -> dict:
+def _label(group: Group) -> dict:
     """Name this mapped task instance after the failures it handles (shown in the UI); return the context."""
     ctx = get_current_context()
-    ctx["failure_label"] = group["label"]
+    ctx["failure_label"] = group.label
     return ctx
 
 
@@ -143,90 +151,82 @@ def _doctor():
     fetched = FetchLogsOperator(task_id="fetch_logs", max_active_tis_per_dag=1)
 
     @task_group
-    def handle_failures(group: dict):
+    def handle_failures(group: Group):
         @task(map_index_template=LABEL)
-        def embed_failure(group: dict) -> dict:
-            from airflow_doctor.pipeline import embed_failure
-
+        def embed_failure(group: Group) -> Embedding:
             _label(group)
-            return embed_failure(group)
+            return pipeline.stage_result(pipeline.embed_failure(group))
 
         @task(map_index_template=LABEL, trigger_rule="all_done")
-        def retrieve_similar(group: dict, embedding: dict | None) -> dict:
-            from airflow_doctor.pipeline import retrieve_similar
-
+        def retrieve_similar(group: Group, embedding: Embedding | None) -> Memory:
             _label(group)
-            return retrieve_similar(group, embedding)
+            return pipeline.stage_result(pipeline.retrieve_similar(group, embedding))
 
         @task(map_index_template=LABEL, trigger_rule="none_skipped")
-        def prepare_approval(group: dict, memory: dict | None, diagnosis: dict | None, decided: dict) -> dict:
-            from airflow_doctor.pipeline import prepare_approval
-
+        def prepare_approval(
+            group: Group, memory: Memory | None, diagnosed: Diagnosed | None, decided: GroupDecision
+        ) -> dict:
             ctx = _label(group)
-            return prepare_approval(group, memory, diagnosis, decided, ctx["run_id"])
+            return pipeline.prepare_approval(group, memory, diagnosed, decided, ctx["run_id"])
 
         @task(map_index_template=LABEL, trigger_rule="none_skipped")
-        def act_on_approval(group: dict, decided: dict, diagnosis: dict | None, answer: dict | None) -> dict:
-            from airflow_doctor.pipeline import act_on_approval
-
+        def act_on_approval(
+            group: Group, decided: GroupDecision, diagnosed: Diagnosed | None, answer: dict | None
+        ) -> dict[str, list]:
             ctx = _label(group)
-            return act_on_approval(group, decided, diagnosis, answer, ctx["run_id"])
+            return pipeline.act_on_approval(group, decided, diagnosed, answer, ctx["run_id"])
 
         @task(map_index_template=LABEL, trigger_rule="none_skipped")
-        def escalate(group: dict, decided: dict, diagnosis: dict | None) -> list:
-            from airflow_doctor.pipeline import escalate
-
+        def escalate(group: Group, decided: GroupDecision, diagnosed: Diagnosed | None) -> list:
             ctx = _label(group)
-            return escalate(group, decided, diagnosis, dry_run=ctx["params"]["dry_run"])
+            return pipeline.escalate(group, decided, diagnosed, dry_run=ctx["params"]["dry_run"])
 
         @task(map_index_template=LABEL, trigger_rule="none_skipped")
         def notify_humans(
-            group: dict, memory: dict | None, diagnosis: dict | None, decided: dict, escalations: list | None
+            group: Group,
+            memory: Memory | None,
+            diagnosed: Diagnosed | None,
+            decided: GroupDecision,
+            escalations: list | None,
         ) -> list:
-            from airflow_doctor.pipeline import notify_humans
-
             ctx = _label(group)
-            return notify_humans(group, memory, diagnosis, decided, escalations, ctx["run_id"])
+            return pipeline.notify_humans(group, memory, diagnosed, decided, escalations, ctx["run_id"])
 
         @task(map_index_template=LABEL, trigger_rule="all_done")
         def record_case(
-            group: dict,
-            embedding: dict | None,
-            diagnosis: dict | None,
-            decided: dict | None,
+            group: Group,
+            embedding: Embedding | None,
+            diagnosed: Diagnosed | None,
+            decided: GroupDecision | None,
             retried: dict | None,
             approved: dict | None,
             escalated: list | None,
         ) -> list:
-            from airflow_doctor.pipeline import record_case
-
             ctx = _label(group)
             if ctx["params"]["dry_run"]:
                 raise AirflowSkipException("dry_run: nothing is recorded")
-            return record_case(
-                group, embedding, diagnosis, decided, retried, approved, escalated, ctx["run_id"]
+            return pipeline.record_case(
+                group, embedding, diagnosed, decided, retried, approved, escalated, ctx["run_id"]
             )
 
         @task(map_index_template=LABEL, trigger_rule="all_done")
         def report_retry(
-            group: dict,
-            memory: dict | None,
-            diagnosis: dict | None,
-            decided: dict,
+            group: Group,
+            memory: Memory | None,
+            diagnosed: Diagnosed | None,
+            decided: GroupDecision,
             retried: dict | None,
             approved: dict | None,
             verifications: list | None,
         ) -> list:
-            from airflow_doctor.pipeline import cleared_members, notify_humans
-
             ctx = _label(group)
             if verifications is None:
                 raise AirflowSkipException("no retried try to report")
-            clears = cleared_members(retried, approved, len(group["members"]))
-            return notify_humans(
+            clears = pipeline.cleared_members(retried, approved, len(group.members))
+            return pipeline.notify_humans(
                 group,
                 memory,
-                diagnosis,
+                diagnosed,
                 decided,
                 None,
                 ctx["run_id"],
@@ -236,7 +236,7 @@ def _doctor():
 
         embedding = embed_failure(group)
         memory = retrieve_similar(group, embedding)
-        diagnosis = DiagnoseOperator(
+        diagnosed = DiagnoseOperator(
             task_id="diagnose",
             group=group,
             memory=memory,
@@ -248,7 +248,7 @@ def _doctor():
             task_id="gate_on_confidence",
             group=group,
             memory=memory,
-            diagnosis=diagnosis,
+            diagnosed=diagnosed,
             map_index_template=LABEL,
             trigger_rule="all_done",
         )
@@ -258,12 +258,12 @@ def _doctor():
             task_id="clear_and_retry",
             group=group,
             decided=decided,
-            diagnosis=diagnosis,
+            diagnosed=diagnosed,
             dry_run="{{ params.dry_run }}",
             map_index_template=LABEL,
             trigger_rule="none_skipped",
         )
-        ask = prepare_approval(group, memory, diagnosis, decided)
+        ask = prepare_approval(group, memory, diagnosed, decided)
         answer = HITLOperator(
             task_id="request_approval",
             subject=ask["subject"],
@@ -273,11 +273,11 @@ def _doctor():
             response_timeout=approval_timeout,
             map_index_template="{{ task.subject }}",  # "Retry dag.task (try N)?": a classic operator
         )
-        approved = act_on_approval(group, decided, diagnosis, answer.output)
-        escalated = escalate(group, decided, diagnosis)
+        approved = act_on_approval(group, decided, diagnosed, answer.output)
+        escalated = escalate(group, decided, diagnosed)
         gate >> [retried, ask, escalated]
-        notify_humans(group, memory, diagnosis, decided, escalated)
-        cases = record_case(group, embedding, diagnosis, decided, retried.output, approved, escalated)
+        notify_humans(group, memory, diagnosed, decided, escalated)
+        cases = record_case(group, embedding, diagnosed, decided, retried.output, approved, escalated)
         verify = VerifyRetryOperator(
             task_id="verify_retry",
             group=group,
@@ -288,14 +288,12 @@ def _doctor():
         )
         verifications = verify.output
         cases >> verify
-        report_retry(group, memory, diagnosis, decided, retried.output, approved, verifications)
+        report_retry(group, memory, diagnosed, decided, retried.output, approved, verifications)
 
     @task(trigger_rule="all_done")
     def summarize_run() -> str:
-        from airflow_doctor.remediation.actions import summarize_run
-
         ctx = get_current_context()
-        return summarize_run(ctx["run_id"], dry_run=ctx["params"]["dry_run"])
+        return actions.summarize_run(ctx["run_id"], dry_run=ctx["params"]["dry_run"])
 
     handle_failures.expand(group=fetched.output) >> summarize_run()
 

@@ -37,12 +37,22 @@ import time
 import uuid
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from airflow_doctor.models import RETRY_ACTIONS, Action, Decision, Diagnosis, FailureRef
+from airflow_doctor.models import (
+    RETRY_ACTIONS,
+    Action,
+    Decision,
+    Diagnosed,
+    Diagnosis,
+    Embedding,
+    FailureRef,
+    Group,
+    Memory,
+)
 from airflow_doctor.settings import DoctorSettings
 
 log = logging.getLogger(__name__)
@@ -425,13 +435,13 @@ def run_eval(
                 case, ref, excerpt, embedding, kb, diagnoser, settings
             )
             for key in ("input_tokens", "output_tokens", "cached_tokens"):
-                usage[key] += result.get(key) or 0
+                usage[key] += getattr(result, key) or 0
             row["pass"] = pass_number
             row["run_id"] = ref.run_id
             row["answered_before"] = str(case["id"]) in answered
             if stream and pass_number > 1:
-                top = memory["neighbours"][:RECALL_AT]
-                row["recalled"] = any(case_of.get(n["case_id"]) == str(case["id"]) for n in top)
+                top = memory.neighbours[:RECALL_AT]
+                row["recalled"] = any(case_of.get(n.case_id) == str(case["id"]) for n in top)
             rows.append(row)
             if learn:
                 case_id, actor = _feed_back(kb, ref, case, excerpt, embedding, diagnosis, decision)
@@ -482,37 +492,28 @@ def run_eval(
 
 def _judge(
     case: dict, ref: FailureRef, excerpt: dict, embedding: dict, kb, diagnoser: str, settings: DoctorSettings
-) -> tuple[dict, Diagnosis | None, Decision, dict, dict]:
-    """Retrieve, diagnose and gate one occurrence, as the doctor DAG does.
+) -> tuple[dict, Diagnosis | None, Decision, Memory, Diagnosed]:
+    """Retrieve, diagnose and gate one occurrence through the doctor's own per-group flow
+    (pipeline.judge, the functions the DAG's tasks call), as a group of one whose DAG has no tags.
 
     Returns:
-        (report row, diagnosis or None, decision, retrieve_similar's output, diagnose's output).
+        (report row, diagnosis or None, decision, memory, diagnose's output).
     """
-    from airflow_doctor.judgement.diagnosis import diagnose
-    from airflow_doctor.judgement.gate import decide
+    from airflow_doctor import pipeline
     from airflow_doctor.judgement.rules import classify
-    from airflow_doctor.knowledge.store import retrieve_similar
-    from airflow_doctor.models import Neighbour
+    from airflow_doctor.remediation.groups import group_key
 
-    ref_data = ref.model_dump(mode="json")
-    memory = retrieve_similar(ref_data, excerpt, embedding, kb=kb, k=settings.neighbours)
-    if diagnoser == "oracle":
-        diagnosis = oracle_diagnosis(case)
-        result: dict = {"diagnosis": diagnosis.model_dump(mode="json"), "llm_called": False}
-    else:
-        result = diagnose(ref_data, excerpt, memory, use_llm=diagnoser == "llm")
-        diagnosis = Diagnosis.model_validate(result["diagnosis"]) if result["diagnosis"] else None
-    decision: Decision = decide(
-        diagnosis,
-        [Neighbour.model_validate(n) for n in memory["neighbours"]],
-        [Neighbour.model_validate(n) for n in memory["fingerprint_matches"]],
-        # Every occurrence is a new task instance: the knowledge base's count is the real budget.
-        memory.get("doctor_clears") or 0,
-        [],
-        settings,
+    group = Group(
+        key=group_key(excerpt, ref),
+        label=ref.label,
+        members=[ref],
         excerpt=excerpt,
-        class_outcomes=memory.get("class_outcomes"),
+        settings=asdict(settings),
+        dag_tags={ref.dag_id: []},
     )
+    chosen = (lambda _group: oracle_diagnosis(case)) if diagnoser == "oracle" else diagnoser
+    judged = pipeline.judge(group, kb=kb, embedding=Embedding.model_validate(embedding), diagnoser=chosen)
+    diagnosis, decision = judged.diagnosed.diagnosis, judged.decided.decisions[0]
     rule = classify(excerpt, local_services=settings.local_services)
     row = {
         "id": case["id"],
@@ -522,14 +523,14 @@ def _judge(
         "action": case["action"],
         "verdict": decision.verdict,
         "auto_retried": decision.verdict == "auto_retry",
-        "llm_called": bool(result.get("llm_called")),
+        "llm_called": judged.diagnosed.llm_called,
         "diagnosis": diagnosis.model_dump(mode="json") if diagnosis else None,
         "fingerprint": excerpt["fingerprint"],
         "similarity": decision.similarity,
         "reasons": decision.reasons,
         "rules_retry": bool(rule and rule.transient and rule.action in RETRY_ACTIONS),
     }
-    return row, diagnosis, decision, memory, result
+    return row, diagnosis, decision, judged.memory, judged.diagnosed
 
 
 def _feed_back(

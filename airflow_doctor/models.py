@@ -225,8 +225,8 @@ class Decision(BaseModel):
     )
 
 
-# -- What the doctor DAG's stages pass each other through XCom (one validation at each task's
-# boundary; dags/doctor.py, airflow_doctor/pipeline.py) ------------------------------------------
+# -- What the doctor DAG's tasks pass each other through XCom (the Task SDK serialises these
+# models; airflow_doctor/dags.py allows them for deserialisation; airflow_doctor/pipeline.py) ------
 
 
 class Group(BaseModel):
@@ -274,6 +274,23 @@ class Memory(BaseModel):
         data = self.model_dump(mode="json")
         data["doctor_clears"] = self.doctor_clears[i] if i < len(self.doctor_clears) else None
         return data
+
+
+class Diagnosed(BaseModel):
+    """diagnose's output: the diagnosis (None when none came out) and how it was made."""
+
+    diagnosis: Diagnosis | None = None
+    diagnoser: str = Field(
+        default="offline",
+        description="'llm', 'offline' (the rules), 'memory' (decided without the LLM), 'oracle'.",
+    )
+    llm_called: bool = False
+    error: str | None = Field(default=None, description="Why no diagnosis came out, or what went wrong.")
+    model: str | None = None
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    cached_tokens: int | None = None
+    latency_ms: int | None = None
 
 
 class GroupDecision(BaseModel):

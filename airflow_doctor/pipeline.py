@@ -1,40 +1,52 @@
-"""The doctor DAG's stages: one function per task of `dags/doctor.py`, in the order of the card.
+"""The doctor's flow: one function per task of the `doctor` DAG, taking and returning the models.
 
-    fetch_logs (claims the failures, reads their logs) -> handle_failures (mapped, one per group):
+    fetch_logs (report_failures, fetch_reported: claims the failures, reads their logs, groups them)
+    -> per Group (mapped task group `handle_failures`):
         embed_failure -> retrieve_similar -> diagnose (pool doctor_llm) -> gate_on_confidence
         -> clear_and_retry | prepare_approval -> request_approval -> act_on_approval | escalate
         -> record_case -> verify_retry -> report_retry;  escalate -> notify_humans
     -> summarize_run
 
-Each function takes what its upstream tasks returned (XCom, JSON) and returns JSON for the next.
-The shapes are the Pydantic models of `models.py` (Group, Embedding, Memory, GroupDecision), checked
-once at each boundary. A stage that cannot do its job raises `StageError` *after* pushing what it
-has as its XCom: the task shows red in the Graph view, and the downstream stages (trigger rule
-`all_done`) still read the partial result and escalate. A branch not taken is skipped.
+The four steps up to the gate are pure of Airflow: they take a `Group` and what the steps before
+returned (`Embedding`, `Memory`, `Diagnosed`) and return the next model, never raising; `judge`
+runs them in one process, and `eval` and the CLI call it, so they judge exactly as the DAG does.
+The DAG's tasks pass the models through XCom (the Task SDK serialises Pydantic models) and call
+`stage_result`: a stage that could not do its job pushes what it has and raises `StageError`, so the
+task shows red in the Graph view while the stages after it (trigger rule `all_done`) read the
+partial result and escalate. A branch not taken is skipped.
+
+Settings and DAG tags are read once, by fetch_logs, and travel in the Group as values.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Literal, NamedTuple, TypeVar
 
-from airflow_doctor.models import Embedding, Group, GroupDecision, Memory
+from airflow_doctor.models import (
+    Decision,
+    Diagnosed,
+    Diagnosis,
+    Embedding,
+    FailureRef,
+    Group,
+    GroupDecision,
+    Memory,
+)
+from airflow_doctor.settings import DoctorSettings
+
+StageOutput = TypeVar("StageOutput")
 
 log = logging.getLogger(__name__)
-
-# Task ids inside the mapped task group (dags/doctor.py); the gate's branch returns some of them.
-GROUP_ID = "handle_failures"
-CLEAR = f"{GROUP_ID}.clear_and_retry"
-ASK = f"{GROUP_ID}.prepare_approval"
-ESCALATE = f"{GROUP_ID}.escalate"
 
 
 class StageError(RuntimeError):
     """A stage could not do its job; its partial output was pushed and the run escalates."""
 
 
-def _push_and_fail(result: dict, message: str) -> None:
+def _push_and_fail(result: Any, message: str) -> None:
     """Store `result` as this task's return value, then raise StageError(message).
 
     Raises:
@@ -49,37 +61,35 @@ def _push_and_fail(result: dict, message: str) -> None:
     raise StageError(message)
 
 
-def _group(data: dict | None) -> Group:
-    """The Group; also primes this task process's settings with the run's snapshot (config.prime)."""
-    from airflow_doctor.settings import prime
+def stage_result(value: StageOutput) -> StageOutput:
+    """A task's return value: `value`, or, when its stage could not do its job, `value` pushed as
+    the task's XCom and then StageError (the task shows red; the stages after it read the partial
+    result and escalate).
 
-    group = Group.model_validate(data)
-    prime(group.settings)
-    return group
+    Raises:
+        StageError: an Embedding without a vector, a Memory with an error, a Diagnosed without a
+            diagnosis.
+    """
+    if isinstance(value, Embedding) and value.embedding is None:
+        _push_and_fail(value, f"no embedding: {value.error}")
+    if isinstance(value, Memory) and value.error:
+        _push_and_fail(value, value.error)
+    if isinstance(value, Diagnosed) and value.diagnosis is None:
+        _push_and_fail(value, f"no diagnosis ({value.diagnoser}): {value.error}")
+    return value
 
 
-def _memory(data: dict | None, n: int) -> Memory:
-    """The Memory, or (its task failed without output) one that knows nothing and fails closed."""
-    if data:
-        return Memory.model_validate(data)
-    return Memory(doctor_clears=[None] * n, error="retrieve_similar produced nothing")
-
-
-def _decided(data: dict | None, group: Group) -> GroupDecision:
+def _decided(decided: GroupDecision | None, group: Group) -> GroupDecision:
     """The gate's decisions, or (the gate failed) an escalation of every member."""
-    from airflow_doctor.models import Decision
-
-    if data:
-        decided = GroupDecision.model_validate(data)
-        if len(decided.decisions) == len(group.members):
-            return decided
+    if decided is not None and len(decided.decisions) == len(group.members):
+        return decided
     n = len(group.members)
     why = Decision(verdict="escalate", reasons=["the doctor could not judge this failure (its gate failed)"])
     return GroupDecision(decisions=[why] * n, doctor_clears=[None] * n, diagnosed_at=_now())
 
 
 def _no_sleep(seconds: float) -> None:
-    """The backoff is waited before the task, deferred in the triggerer (operators.py)."""
+    """The backoff is waited before the task, deferred in the triggerer (operators/doctor.py)."""
 
 
 def _skip(reason: str) -> None:
@@ -102,17 +112,22 @@ def _now() -> str:
 
 
 def _judged(
-    group: Group, embedding: dict | None, memory: dict | None, diagnosis: dict | None, decided: dict | None
+    group: Group,
+    embedding: Embedding | None,
+    memory: Memory | None,
+    diagnosed: Diagnosed | None,
+    decided: GroupDecision | None,
 ) -> dict:
-    """The shape `groups.py` and `notify.py` read: embedding, memory, diagnosis, decisions, clears."""
-    mem = _memory(memory, len(group.members))
-    dec = _decided(decided, group)
+    """The JSON shape `remediation/groups.py` and `notifications/` read: embedding, memory,
+    diagnosis (diagnose's output), decisions and doctor_clears (both aligned with the members)."""
+    memory = memory or _knows_nothing(group, "retrieve_similar produced nothing")
+    decided = _decided(decided, group)
     return {
-        "embedding": embedding,
-        "memory": mem.for_member(0),
-        "diagnosis": diagnosis,
-        "decisions": [d.model_dump(mode="json") for d in dec.decisions],
-        "doctor_clears": dec.doctor_clears,
+        "embedding": embedding.model_dump(mode="json") if embedding else None,
+        "memory": memory.for_member(0),
+        "diagnosis": diagnosed.model_dump(mode="json") if diagnosed else None,
+        "decisions": [d.model_dump(mode="json") for d in decided.decisions],
+        "doctor_clears": decided.doctor_clears,
     }
 
 
@@ -149,9 +164,8 @@ def _escalate_members(
 
 
 def _leave_for_people(
-    group_data: dict,
+    group: Group,
     judged: dict,
-    decided_data: dict | None,
     indexes: list[int],
     clears: list | None,
     approval: dict | None,
@@ -165,48 +179,14 @@ def _leave_for_people(
         {"escalations": [escalate's output or None per member], "notified": [deliver() results]}
         (nothing escalated or sent when `indexes` is empty).
     """
-    group = _group(group_data)
     escalations = _escalate_members(group, judged, indexes, clears, approval, api=api)
     if not indexes:
         return {"escalations": escalations, "notified": []}
-    notified = notify_humans(
-        group_data,
-        None,
-        judged["diagnosis"],
-        decided_data,
-        escalations,
-        doctor_run_id,
-        clears=clears,
-        api=api,
-    )
+    notified = _notify(group, judged, escalations, doctor_run_id, clears=clears, api=api)
     return {"escalations": escalations, "notified": notified}
 
 
 # -- before the groups -------------------------------------------------------------------------
-
-
-def fetch_logs(
-    events: list[Any], params: dict[str, Any] | None, doctor_run_id: str, *, kb=None, api=None
-) -> list[dict]:
-    """The fetch_logs stage in one process: `report_failures`, the storm's wait slept here
-    (capture.settle_storm), then `fetch_reported`. The doctor DAG's FetchLogsOperator runs the same
-    steps but waits for a storm in the triggerer (triggers.StormSettledTrigger).
-
-    Args and Returns: as `report_failures` and `fetch_reported`.
-    Raises:
-        ValueError: manual Params are malformed (capture.ref_from_params; nothing is claimed).
-    """
-    from airflow_doctor.capture.failures import wait_out_storm
-    from airflow_doctor.knowledge.store import KnowledgeBase
-
-    if api is None:
-        from airflow_doctor.hooks.airflow_api import default_api
-
-        api = default_api()  # one client (and one token) for the claim, the logs and the tags
-    kb = kb or KnowledgeBase()
-    reported = report_failures(events, params, kb=kb, api=api)
-    wait_out_storm(reported, kb)
-    return fetch_reported(reported, doctor_run_id, kb=kb, api=api)
 
 
 def report_failures(events: list[Any], params: dict[str, Any] | None, *, kb=None, api=None) -> dict:
@@ -226,7 +206,7 @@ def report_failures(events: list[Any], params: dict[str, Any] | None, *, kb=None
     return report(events, dict(params or {}), kb=kb, api=api)
 
 
-def fetch_reported(reported: dict, doctor_run_id: str, *, kb=None, api=None) -> list[dict]:
+def fetch_reported(reported: dict, doctor_run_id: str, *, kb=None, api=None) -> list[Group]:
     """Second half of fetch_logs: claim every unhandled failure (each exactly once; capture.
     claim_reported), read each claimed failure's log (bounded, redacted excerpt) and group the
     failures by fingerprint (groups.group_failures). One task, so one scheduling hop less stands
@@ -237,8 +217,8 @@ def fetch_reported(reported: dict, doctor_run_id: str, *, kb=None, api=None) -> 
         reported: report_failures' result (carried across the storm's deferral).
         doctor_run_id: this doctor DAG run's run_id (the claim's owner).
     Returns:
-        [Group as dict], oldest first, each with the settings read here (one read of the Variables
-        per doctor run; the later tasks `prime` them); [] when nothing was claimed. Never raises for
+        [Group], oldest first, each carrying the settings read here and its members' DAG tags (one
+        read per doctor run; the later tasks use these values); [] when nothing was claimed. Never raises for
         one bad log: an unreadable log is a group of one whose excerpt carries the error.
     """
     import time
@@ -248,7 +228,7 @@ def fetch_reported(reported: dict, doctor_run_id: str, *, kb=None, api=None) -> 
     from airflow_doctor.settings import snapshot
 
     t0 = time.monotonic()
-    # Read once per doctor run; the group's later tasks use this snapshot (config.prime).
+    # Read once per doctor run; the group's later tasks use this value (settings_of).
     settings = snapshot()
     t1 = time.monotonic()
     if api is None:
@@ -265,7 +245,7 @@ def fetch_reported(reported: dict, doctor_run_id: str, *, kb=None, api=None) -> 
     out = [
         Group.model_validate(
             {**g, "settings": settings, "dag_tags": _known_tags(api, [m["dag_id"] for m in g["members"]])}
-        ).model_dump(mode="json")
+        )
         for g in groups
     ]
     log.info(
@@ -286,122 +266,171 @@ def _known_tags(api, dag_ids: list[str]) -> dict[str, list[str]] | None:
         return None
 
 
-class _CarriedTags:
-    """The one REST call the gate makes (AirflowAPI.get_dag_tags), answered from the tags
-    fetch_logs read for the claim: the gate task then needs no connection lookup, token or request.
+# -- per group: the pure flow the DAG's tasks, `eval` and the CLI all run ----------------------
 
-    Raises:
-        KeyError: a DAG whose tags were not carried (the gate fails closed on it).
+
+def settings_of(group: Group) -> DoctorSettings:
+    """The settings fetch_logs read for this doctor run (carried in the Group), as a value.
+
+    Returns:
+        DoctorSettings; the process's own reading when the Group carries none (a Group built by
+        hand). Also primes this process's settings, for the modules that still read them
+        themselves.
     """
+    from airflow_doctor.settings import prime, settings
 
-    def __init__(self, tags: dict[str, list[str]]) -> None:
-        self._tags = tags
-
-    def get_dag_tags(self, dag_id: str) -> list[str]:
-        return list(self._tags[dag_id])
+    prime(group.settings)
+    return settings()
 
 
-# -- per group ---------------------------------------------------------------------------------
-
-
-def embed_failure(group_data: dict, *, kb=None) -> dict:
+def embed_failure(group: Group, *, kb=None) -> Embedding:
     """The group's vector (embeddings.embed_failure on the representative's excerpt).
 
     Returns:
-        Embedding as dict. Raises StageError (after pushing the Embedding with its error) when no
-        vector could be made: retrieval then uses the fingerprint alone.
+        Embedding; `embedding` is None (and `error` says why) when no vector could be made:
+        retrieval then uses the fingerprint alone. Never raises.
     """
     from airflow_doctor.knowledge.embeddings import embed_failure as embed
 
-    group = _group(group_data)
-    result = Embedding.model_validate(embed(group.excerpt, kb=kb)).model_dump(mode="json")
-    if result["embedding"] is None:
-        _push_and_fail(result, f"no embedding: {result['error']}")
-    return result
+    settings_of(group)
+    return Embedding.model_validate(embed(group.excerpt, kb=kb))
 
 
-def retrieve_similar(group_data: dict, embedding: dict | None, *, kb=None) -> dict:
+def retrieve_similar(group: Group, embedding: Embedding | None, *, kb=None) -> Memory:
     """Similar cases and same-fingerprint cases for the representative, and every member's retry
     budget used so far (store.retrieve_similar; KnowledgeBase.count_doctor_clears).
 
     Returns:
-        Memory as dict. Raises StageError (after pushing the Memory, which then knows nothing and
-        makes the gate fail closed) when the knowledge base is unreachable.
+        Memory; with `error` set (knowing nothing, so the gate fails closed) when the knowledge
+        base is unreachable. Never raises.
     """
     from airflow_doctor.knowledge.store import KnowledgeBase
     from airflow_doctor.knowledge.store import retrieve_similar as retrieve
     from airflow_doctor.remediation.groups import _doctor_clears
 
-    group = _group(group_data)
+    settings = settings_of(group)
     kb = kb or KnowledgeBase()
     members = [m.model_dump(mode="json") for m in group.members]
-    found = retrieve(members[0], group.excerpt, embedding, kb=kb)
+    vector = embedding.model_dump(mode="json") if embedding else None
+    found = retrieve(members[0], group.excerpt, vector, kb=kb, k=settings.neighbours)
     clears = [found.get("doctor_clears")] + [
         None if found.get("error") else _doctor_clears(kb, m) for m in members[1:]
     ]
-    memory = Memory.model_validate({**found, "doctor_clears": clears}).model_dump(mode="json")
-    if memory["error"]:
-        _push_and_fail(memory, memory["error"])
-    return memory
+    return Memory.model_validate({**found, "doctor_clears": clears})
 
 
-def diagnose(group_data: dict, memory: dict | None) -> dict:
+#: A diagnoser: "auto" (the LLM when connection doctor_llm exists, else offline), "offline", "llm",
+#: or a function of the Group returning a Diagnosis (eval's oracle).
+Diagnoser = Literal["auto", "offline", "llm"] | Callable[[Group], Diagnosis]
+
+
+def diagnose(group: Group, memory: Memory | None, *, diagnoser: Diagnoser = "auto") -> Diagnosed:
     """Diagnose the group once (diagnosis.diagnose: memory first, then Claude, else the rules).
 
     Returns:
-        diagnose's output. Raises StageError (after pushing it) when no diagnosis came out: the
-        LLM failed or answered nonsense (its error is in the output), and the gate escalates.
+        Diagnosed; its `diagnosis` is None (and `error` says why) when none came out: the LLM
+        failed or answered nonsense, and the gate escalates. Never raises.
     """
+    if callable(diagnoser):
+        return Diagnosed(diagnosis=diagnoser(group), diagnoser="oracle")
     from airflow_doctor.judgement.diagnosis import diagnose as run
 
-    group = _group(group_data)
-    mem = _memory(memory, len(group.members))
-    result = run(group.members[0].model_dump(mode="json"), group.excerpt, mem.for_member(0))
-    if result.get("diagnosis") is None:
-        _push_and_fail(result, f"no diagnosis ({result.get('diagnoser')}): {result.get('error')}")
-    return result
+    settings_of(group)
+    memory = memory or _knows_nothing(group, "retrieve_similar produced nothing")
+    use_llm = None if diagnoser == "auto" else diagnoser == "llm"
+    result = run(
+        group.members[0].model_dump(mode="json"), group.excerpt, memory.for_member(0), use_llm=use_llm
+    )
+    return Diagnosed.model_validate(result)
 
 
 def gate_on_confidence(
-    group_data: dict, memory: dict | None, diagnosis: dict | None, *, api=None
-) -> tuple[dict, list[str]]:
-    """Gate each member (gate.gate_on_confidence) and choose the branches to follow.
+    group: Group, memory: Memory | None, diagnosed: Diagnosed | None, *, api=None
+) -> GroupDecision:
+    """Gate each member (gate.decide) with its own retry budget and its DAG's tags.
+
+    The tags are the ones fetch_logs read for the claim (Group.dag_tags); a DAG whose tags were not
+    carried is read through `api` (the REST client when None), and unknown tags fail closed.
 
     Returns:
-        (GroupDecision as dict, branch task ids): clear_and_retry when a member is to be
-        auto-retried, prepare_approval when one is in the grey zone, escalate when one is left to
-        people. Never raises: without memory or a diagnosis every member escalates.
+        GroupDecision, one Decision per member. Never raises: without memory or a diagnosis every
+        member escalates.
     """
-    from airflow_doctor.hooks.airflow_api import default_api
-    from airflow_doctor.judgement.gate import gate_on_confidence as gate
+    from airflow_doctor.judgement.gate import decide
 
-    group = _group(group_data)
-    mem = _memory(memory, len(group.members))
-    carried = group.dag_tags or {}
-    if api is None and all(m.dag_id in carried for m in group.members):
-        api = _CarriedTags(carried)  # read by fetch_logs for the claim, seconds ago
-    api = api or default_api()  # None: the gate fails closed (unknown tags)
+    settings = settings_of(group)
+    memory = memory or _knows_nothing(group, "retrieve_similar produced nothing")
+    diagnosis = diagnosed.diagnosis if diagnosed else None
+    tags = _dag_tags(group, api)
     decisions = [
-        gate(member.model_dump(mode="json"), diagnosis, mem.for_member(i), group.excerpt, api=api)
+        decide(
+            diagnosis,
+            memory.neighbours,
+            memory.fingerprint_matches,
+            memory.doctor_clears[i] if i < len(memory.doctor_clears) else None,
+            tags.get(member.dag_id),
+            settings,
+            excerpt=group.excerpt,
+            class_outcomes=memory.class_outcomes,
+        )
         for i, member in enumerate(group.members)
     ]
-    decided = GroupDecision.model_validate(
-        {"decisions": decisions, "doctor_clears": list(mem.doctor_clears), "diagnosed_at": _now()}
-    )
-    return decided.model_dump(mode="json"), branches(decided)
+    return GroupDecision(decisions=decisions, doctor_clears=list(memory.doctor_clears), diagnosed_at=_now())
 
 
-def branches(decided: GroupDecision) -> list[str]:
-    """The task ids the gate's branch follows: one per verdict present among the members."""
-    chosen = {"auto_retry": CLEAR, "approval": ASK, "escalate": ESCALATE}
-    return [chosen[v] for v in ("auto_retry", "approval", "escalate") if decided.members_with(v)]
+class Judged(NamedTuple):
+    """What the per-group flow found for a group, stage by stage."""
+
+    embedding: Embedding
+    memory: Memory
+    diagnosed: Diagnosed
+    decided: GroupDecision
 
 
-def retry_at(group_data: dict, decided_data: dict) -> datetime | None:
+def judge(
+    group: Group, *, kb=None, embedding: Embedding | None = None, diagnoser: Diagnoser = "auto", api=None
+) -> Judged:
+    """The per-group flow up to the gate in one process: embed_failure -> retrieve_similar ->
+    diagnose -> gate_on_confidence, the same functions the DAG's tasks call one per task.
+
+    Args:
+        embedding: a vector already made (eval embeds a whole pass in one batch); None embeds.
+        diagnoser: see `Diagnoser`.
+    Returns:
+        Judged. Never raises.
+    """
+    embedding = embedding or embed_failure(group, kb=kb)
+    memory = retrieve_similar(group, embedding, kb=kb)
+    diagnosed = diagnose(group, memory, diagnoser=diagnoser)
+    return Judged(embedding, memory, diagnosed, gate_on_confidence(group, memory, diagnosed, api=api))
+
+
+def _knows_nothing(group: Group, why: str) -> Memory:
+    """A Memory that knows nothing and fails closed (its task failed without output)."""
+    return Memory(doctor_clears=[None] * len(group.members), error=why)
+
+
+def _dag_tags(group: Group, api) -> dict[str, list[str] | None]:
+    """{dag_id: tags, or None when unknown} for the members' DAGs: carried, else read once each."""
+    tags: dict[str, list[str] | None] = dict(group.dag_tags or {})
+    missing = [m.dag_id for m in group.members if m.dag_id not in tags]
+    if missing:
+        try:
+            if api is None:
+                from airflow_doctor.hooks.airflow_api import default_api
+
+                api = default_api()
+            for dag_id in dict.fromkeys(missing):
+                tags[dag_id] = api.get_dag_tags(dag_id)
+        except Exception as exc:  # noqa: BLE001 - unknown tags fail closed in decide()
+            log.warning("Could not read the DAG tags of %s: %s", ", ".join(missing), exc)
+    return tags
+
+
+def retry_at(group: Group, decided: GroupDecision | None) -> datetime | None:
     """When the auto-retried members may be cleared: the latest failure time + backoff among them
     (a backoff counts from the failure, as Airflow's retry_delay does). None: clear now."""
-    group = _group(group_data)
-    decided = _decided(decided_data, group)
+    decided = _decided(decided, group)
     latest = None
     for i in decided.members_with("auto_retry"):
         backoff = float(decided.decisions[i].backoff_seconds or 0)
@@ -414,18 +443,17 @@ def retry_at(group_data: dict, decided_data: dict) -> datetime | None:
     return latest
 
 
-def members_not_failed_yet(group_data: dict, decided_data: dict, *, api=None) -> list[dict]:
+def members_not_failed_yet(group: Group, decided: GroupDecision | None, *, api=None) -> list[FailureRef]:
     """The auto-retried members whose task instance does not show their try as failed yet (Airflow
     records a failed try after its process exits, and the listener reports from inside it): still
     this try and not in state failed. clear_and_retry waits for them in the triggerer
     (triggers.FailedStateTrigger) instead of polling in the task.
 
     Returns:
-        FailureRefs (dicts) to wait for; [] when every member can be cleared now, or when the API
-        cannot be read (remediation.clear_and_retry then waits and reports itself).
+        FailureRefs to wait for; [] when every member can be cleared now, or when the API cannot be
+        read (remediation.clear_and_retry then waits and reports itself).
     """
-    group = _group(group_data)
-    members = [group.members[i] for i in _decided(decided_data, group).members_with("auto_retry")]
+    members = [group.members[i] for i in _decided(decided, group).members_with("auto_retry")]
     if not members:
         return []
     try:
@@ -436,7 +464,7 @@ def members_not_failed_yet(group_data: dict, decided_data: dict, *, api=None) ->
         from airflow_doctor.remediation.actions import try_settled
 
         return [
-            ref.model_dump(mode="json")
+            ref
             for ref in members
             if not try_settled(
                 api.get_task_instance(ref.dag_id, ref.run_id, ref.task_id, ref.map_index), ref.try_number
@@ -448,9 +476,9 @@ def members_not_failed_yet(group_data: dict, decided_data: dict, *, api=None) ->
 
 
 def clear_and_retry(
-    group_data: dict,
-    decided_data: dict,
-    diagnosis: dict | None,
+    group: Group,
+    decided: GroupDecision | None,
+    diagnosed: Diagnosed | None,
     doctor_run_id: str,
     dry_run: bool = False,
     *,
@@ -464,37 +492,32 @@ def clear_and_retry(
     Returns:
         {"clears": [clear_and_retry's output or None per member], "escalations": [escalate's
         output or None per member], "notified": [deliver() results]}. Skips (AirflowSkipException)
-        when no member is to be auto-retried. Raises StageError (after
-        pushing it) when a decided clear failed.
+        when no member is to be auto-retried. Raises StageError (after pushing it) when a decided
+        clear failed.
     """
     from airflow_doctor.remediation.groups import clear_group
 
-    group = _group(group_data)
-    if not _decided(decided_data, group).members_with("auto_retry"):
+    decided = _decided(decided, group)
+    retried = decided.members_with("auto_retry")
+    if not retried:
         _skip("the gate sent no member of this group to auto-retry")
-    judged = _judged(group, None, None, diagnosis, decided_data)
+    judged = _judged(group, None, None, diagnosed, decided)
     clears = clear_group(
         group.model_dump(mode="json"), judged, doctor_run_id, dry_run=dry_run, api=api, kb=kb, sleep=_no_sleep
     )
-    failed = [
-        i
-        for i in _decided(decided_data, group).members_with("auto_retry")
-        if not (clears[i] or {}).get("cleared")
-    ]
+    failed = [i for i in retried if not (clears[i] or {}).get("cleared")]
     out: dict[str, Any] = {"clears": clears, "escalations": [None] * len(clears), "notified": []}
     if failed and not dry_run:
-        out |= _leave_for_people(
-            group_data, judged, decided_data, failed, clears, None, doctor_run_id, api=api
-        )
+        out |= _leave_for_people(group, judged, failed, clears, None, doctor_run_id, api=api)
         _push_and_fail(out, f"{len(failed)} decided clear(s) failed: {clears[failed[0]]['reason']}")
     return out
 
 
 def prepare_approval(
-    group_data: dict,
-    memory: dict | None,
-    diagnosis: dict | None,
-    decided_data: dict,
+    group: Group,
+    memory: Memory | None,
+    diagnosed: Diagnosed | None,
+    decided: GroupDecision | None,
     doctor_run_id: str,
     *,
     api=None,
@@ -508,8 +531,7 @@ def prepare_approval(
     """
     from airflow_doctor.remediation.groups import approval_request
 
-    group = _group(group_data)
-    judged = _judged(group, None, memory, diagnosis, decided_data)
+    judged = _judged(group, None, memory, diagnosed, decided)
     ask = approval_request(group.model_dump(mode="json"), judged, doctor_run_id, api=api)
     if ask is None:
         _skip("no member of this group is in the grey zone")
@@ -517,9 +539,9 @@ def prepare_approval(
 
 
 def act_on_approval(
-    group_data: dict,
-    decided_data: dict,
-    diagnosis: dict | None,
+    group: Group,
+    decided: GroupDecision | None,
+    diagnosed: Diagnosed | None,
     answer: dict | None,
     doctor_run_id: str,
     *,
@@ -528,23 +550,22 @@ def act_on_approval(
 ) -> dict:
     """Carry out the engineer's answer from Required Actions for the grey-zone members: "Approve"
     clears them (actor human); "Reject", a timeout (answered "Reject" by nobody) or no answer at
-    all leaves them failed with a note saying who decided.
+    all leaves them failed with a note saying who decided. Members left failed are noted and
+    reported at once.
 
     Args:
         answer: request_approval's result ({"chosen_options", "responded_by_user", ...}) or None.
-    Members left failed are noted and reported (notify_humans) at once.
 
     Returns:
         {"clears": [...], "escalations": [...]} aligned with the members (None where not asked),
-        "notified": [deliver() results].
-        Skips (AirflowSkipException) when no member was in the grey zone.
+        "notified": [deliver() results]. Skips (AirflowSkipException) when no member was in the
+        grey zone.
     """
     from airflow_doctor.remediation.actions import approver
     from airflow_doctor.remediation.groups import clear_group
 
-    group = _group(group_data)
-    judged = _judged(group, None, None, diagnosis, decided_data)
-    asked = _decided(decided_data, group).members_with("approval")
+    judged = _judged(group, None, None, diagnosed, decided)
+    asked = _decided(decided, group).members_with("approval")
     if not asked:
         _skip("no member of this group was in the grey zone")
     who = approver(answer)
@@ -563,12 +584,17 @@ def act_on_approval(
     # Rejected, unanswered or a failed clear: whoever else watches the DAG learns it stays failed.
     return {
         "clears": clears,
-        **_leave_for_people(group_data, judged, decided_data, left, clears, answer, doctor_run_id, api=api),
+        **_leave_for_people(group, judged, left, clears, answer, doctor_run_id, api=api),
     }
 
 
 def escalate(
-    group_data: dict, decided_data: dict, diagnosis: dict | None, dry_run: bool = False, *, api=None
+    group: Group,
+    decided: GroupDecision | None,
+    diagnosed: Diagnosed | None,
+    dry_run: bool = False,
+    *,
+    api=None,
 ) -> list:
     """Leave the members the gate escalated failed for a person, each with a note saying what the
     doctor found and why it did not retry (remediation.escalate).
@@ -577,19 +603,18 @@ def escalate(
         [escalate's output, or None for a member the gate did not escalate]. Skips
         (AirflowSkipException) when the gate escalated no member.
     """
-    group = _group(group_data)
-    judged = _judged(group, None, None, diagnosis, decided_data)
-    chosen = _decided(decided_data, group).members_with("escalate")
+    chosen = _decided(decided, group).members_with("escalate")
     if not chosen:
         _skip("the gate escalated no member of this group")
+    judged = _judged(group, None, None, diagnosed, decided)
     return _escalate_members(group, judged, chosen, None, None, dry_run=dry_run, api=api)
 
 
 def notify_humans(
-    group_data: dict,
-    memory: dict | None,
-    diagnosis: dict | None,
-    decided_data: dict | None,
+    group: Group,
+    memory: Memory | None,
+    diagnosed: Diagnosed | None,
+    decided: GroupDecision | None,
     escalations: list | None,
     doctor_run_id: str | None,
     *,
@@ -605,15 +630,31 @@ def notify_humans(
         [deliver()'s result per message] or [{"skipped": reason}] (the policy sends nothing).
         Skips (AirflowSkipException) when no member is to be reported here.
     """
+    judged = _judged(group, None, memory, diagnosed, decided)
+    return _notify(
+        group, judged, escalations, doctor_run_id, clears=clears, verifications=verifications, api=api
+    )
+
+
+def _notify(
+    group: Group,
+    judged: dict,
+    escalations: list | None,
+    doctor_run_id: str | None,
+    *,
+    clears: list | None = None,
+    verifications: list | None = None,
+    api=None,
+) -> list:
+    """notify_humans on an already assembled `_judged` shape."""
     from airflow_doctor.notifications.messages import notify_members
 
-    group = _group(group_data)
-    judged = _judged(group, None, memory, diagnosis, decided_data)
+    n = len(group.members)
     items = []
     for i, member in enumerate(group.members):
-        escalation = (escalations or [None] * len(group.members))[i]
-        clear = (clears or [None] * len(group.members))[i]
-        verification = (verifications or [None] * len(group.members))[i]
+        escalation = (escalations or [None] * n)[i]
+        clear = (clears or [None] * n)[i]
+        verification = (verifications or [None] * n)[i]
         if escalation is None and clear is None:
             continue  # not this message's member: handled (and reported) on another branch
         items.append(
@@ -632,10 +673,10 @@ def notify_humans(
 
 
 def record_case(
-    group_data: dict,
-    embedding: dict | None,
-    diagnosis: dict | None,
-    decided_data: dict | None,
+    group: Group,
+    embedding: Embedding | None,
+    diagnosed: Diagnosed | None,
+    decided: GroupDecision | None,
     retried: dict | None,
     approved: dict | None,
     escalated: list | None,
@@ -651,8 +692,7 @@ def record_case(
     """
     from airflow_doctor.remediation.groups import record_group
 
-    group = _group(group_data)
-    judged = _judged(group, embedding, None, diagnosis, decided_data)
+    judged = _judged(group, embedding, None, diagnosed, decided)
     escalations = _merge(
         len(group.members), escalated, (retried or {}).get("escalations"), (approved or {}).get("escalations")
     )

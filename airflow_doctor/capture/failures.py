@@ -1,10 +1,11 @@
 """Capture: turning a failed task instance into a FailureRef that reaches the doctor exactly once.
 
-The listener (plugins/doctor_listener) calls `report_failure` inside the failing task's process
-(or the API server's, when a person marks a task failed): it writes the FailureRef to the inbox
-table and posts an asset event for `doctor://task-failures` with the ref in `extra`. The doctor
-DAG's first task, fetch_logs, calls `collect_failures`, which claims every unhandled failure: the
-triggering events' refs, a manual trigger's Params, and whatever waits in the inbox.
+The listener (airflow_doctor/listeners/failures.py) calls `report_failure` inside the failing
+task's process (or the API server's, when a person marks a task failed): it writes the FailureRef to
+the inbox table and posts an asset event for `doctor://task-failures` with the ref in `extra`. The
+doctor DAG's first task, fetch_logs, calls `report_failures` (the triggering events' refs and a
+manual trigger's Params into the inbox; is a storm arriving?), waits out a storm in the triggerer
+(`StormWatch`), then `claim_reported`, which claims every unhandled failure waiting in the inbox.
 
 Input from outside (Params, asset-event extras, the sweeper's API listing) is validated into a
 FailureRef before any REST API call or database write; a malformed one is reported with the field
@@ -14,7 +15,6 @@ and the rule it breaks (`models.describe_errors`) and never stops the others.
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -212,41 +212,6 @@ def _ensure_llm_pool(api=None) -> None:
         log.warning("Could not check the Airflow pool %s: %s", LLM_POOL, exc)
 
 
-def collect_failures(
-    events: list[Any], params: dict[str, Any], doctor_run_id: str, *, kb=None, api=None
-) -> list[dict]:
-    """Claim every unhandled failure for this doctor DAG run: `report_failures`, then (in a storm)
-    `settle_storm` sleeping in this process, then `claim_reported`. The doctor DAG defers the storm's
-    wait to the triggerer instead (operators.FetchLogsOperator, triggers.StormSettledTrigger).
-
-    Args:
-        events: the run's triggering asset events (all assets flattened).
-        params: the run's Params (manual trigger form), or None.
-        doctor_run_id: this doctor DAG run's run_id (the claim's owner).
-    Returns:
-        as `claim_reported`.
-    Raises:
-        ValueError: manual Params are malformed (the run fails with that message; nothing is lost).
-    """
-    from airflow_doctor.knowledge.store import KnowledgeBase
-
-    kb = kb or KnowledgeBase()
-    reported = report_failures(events, params, kb=kb, api=api)
-    wait_out_storm(reported, kb)
-    return claim_reported(reported, doctor_run_id, kb=kb)
-
-
-def wait_out_storm(reported: dict, kb) -> None:
-    """Sleep in this process until a reported storm has settled (`settle_storm`); nothing for no
-    storm. Never raises: a knowledge base lost meanwhile is the claim's to degrade on."""
-    if not reported.get("storm"):
-        return
-    try:
-        settle_storm(kb)
-    except Exception as exc:  # noqa: BLE001 - claim_reported degrades if the store is gone
-        log.warning("Could not wait for the storm to settle: %s", exc)
-
-
 def report_failures(events: list[Any], params: dict[str, Any] | None, *, kb=None, api=None) -> dict:
     """Put the failures this doctor run was triggered for in the inbox, and say whether a storm waits.
 
@@ -353,8 +318,8 @@ def claim_reported(reported: dict, doctor_run_id: str, *, kb=None) -> list[dict]
 @dataclass
 class StormWatch:
     """Whether a storm has settled: no new failure for `quiet_seconds`, or `max_wait_seconds` since
-    `started` (times in seconds on one clock). Shared by `settle_storm` (a sleeping loop) and
-    triggers.StormSettledTrigger (the same wait in the triggerer)."""
+    `started` (times in seconds on one clock). triggers.StormSettledTrigger observes the inbox's
+    unclaimed count with it."""
 
     count: int
     started: float
@@ -371,44 +336,6 @@ class StormWatch:
         elif now - self.changed >= self.quiet_seconds:
             return True
         return now - self.started >= self.max_wait_seconds
-
-
-def settle_storm(kb, *, sleep=time.sleep, clock=time.monotonic) -> dict:
-    """Wait while a storm is still arriving, so one doctor run claims it whole.
-
-    A storm is `storm_threshold` (default 3) or more failures waiting unclaimed at once, e.g. an
-    upstream outage failing a mapped task's instances a few executor slots at a time. The doctor
-    then waits until no new failure arrived for `storm_quiet_seconds` (default 5), at most
-    `storm_max_wait_seconds` (default 60), so the burst is grouped, diagnosed once per group and
-    reported in one digest rather than split over several doctor runs. Fewer waiting failures
-    are claimed at once: a lone failure pays nothing. Only one fetch_logs runs at a time
-    (max_active_tis_per_dag=1, which in Airflow 3.3 counts deferred task instances too), so doctor
-    runs created during the wait claim the stragglers, not a share of the storm.
-
-    This sleeps in the calling process; the doctor DAG waits in the triggerer instead
-    (triggers.StormSettledTrigger, the same StormWatch).
-
-    Returns:
-        {"storm": bool, "unclaimed": int (after the wait), "waited_seconds": float}.
-    Raises:
-        whatever the knowledge base raises (the caller degrades).
-    """
-    from airflow_doctor.settings import settings as load_settings
-
-    settings = load_settings()
-    start = clock()
-    count = kb.count_unclaimed()
-    if count < settings.storm_threshold:
-        return {"storm": False, "unclaimed": count, "waited_seconds": 0.0}
-    log.info("Storm: %d failures waiting; waiting for the burst to settle", count)
-    watch = StormWatch(count, start, settings.storm_quiet_seconds, settings.storm_max_wait_seconds)
-    while True:
-        sleep(min(0.5, settings.storm_quiet_seconds))
-        if watch.observe(kb.count_unclaimed(), clock()):
-            break
-    waited = round(clock() - start, 1)
-    log.info("Storm settled: %d failures after %.1fs", watch.count, waited)
-    return {"storm": True, "unclaimed": watch.count, "waited_seconds": waited}
 
 
 def sweep(lookback_minutes: float | None = None, *, kb=None, api=None) -> dict:

@@ -1,6 +1,6 @@
 """Classic operators of the doctor DAG: the stages that wait, branch or preload.
 
-`DiagnoseOperator` is the diagnose stage (stages.diagnose); it starts importing the LLM client in a
+`DiagnoseOperator` is the diagnose stage (pipeline.diagnose); it starts importing the LLM client in a
 background thread before its inputs are read from XCom (diagnosis.preload_llm_client).
 
 `GateOperator` is gate_on_confidence, a branch operator that also skips the branches not taken
@@ -32,14 +32,19 @@ from typing import Any
 from airflow.sdk import BaseOperator
 from airflow.sdk.bases.branch import BaseBranchOperator
 
+from airflow_doctor.models import Diagnosed, Group, GroupDecision
 
-def _label(context, group: Any) -> None:
+#: The stage each gate verdict leads to (GateOperator follows the downstream task of that stage).
+BRANCH_STAGES = {"auto_retry": "clear_and_retry", "approval": "prepare_approval", "escalate": "escalate"}
+
+
+def _label(context, group: Group | None) -> None:
     """Name this mapped task instance after its group's failures (map_index_template)."""
-    context["failure_label"] = (group or {}).get("label", "") if isinstance(group, dict) else ""
+    context["failure_label"] = group.label if isinstance(group, Group) else ""
 
 
 class DiagnoseOperator(BaseOperator):
-    """The diagnose stage (stages.diagnose), run in the `doctor_llm` pool.
+    """The diagnose stage (pipeline.diagnose), run in the `doctor_llm` pool.
 
     Before Airflow reads the task's inputs from XCom (render_templates), `prepare_for_execution`
     starts importing the Anthropic provider's hook and SDK in a daemon thread when connection
@@ -47,9 +52,9 @@ class DiagnoseOperator(BaseOperator):
     and the stage's memory check instead of following them; offline (no connection) nothing is
     imported.
 
-    Args (templated, usually XComArgs): group (Group dict), memory (retrieve_similar's Memory dict,
-    None when that task failed).
-    Returns (XCom): stages.diagnose's output. Raises StageError as stages.diagnose does.
+    Args (templated, usually XComArgs): group (Group), memory (retrieve_similar's Memory, None when
+    that task failed).
+    Returns (XCom): Diagnosed (pipeline.diagnose). Raises StageError when no diagnosis came out.
     """
 
     template_fields = ("group", "memory")
@@ -66,16 +71,20 @@ class DiagnoseOperator(BaseOperator):
         preload_llm_client()
         return super().prepare_for_execution()
 
-    def execute(self, context) -> dict:
-        from airflow_doctor.pipeline import diagnose
+    def execute(self, context) -> Diagnosed:
+        from airflow_doctor.pipeline import diagnose, stage_result
 
         _label(context, self.group)
-        return diagnose(self.group, self.memory)
+        return stage_result(diagnose(self.group, self.memory))
 
 
 class GateOperator(BaseBranchOperator):
-    """gate_on_confidence: gate each member (stages.gate_on_confidence), push the GroupDecision as
+    """gate_on_confidence: gate each member (pipeline.gate_on_confidence), push the GroupDecision as
     XCom key "decided" and follow one branch per verdict present.
+
+    The branches are discovered from the operator's downstream tasks, by the stage each verdict
+    leads to (`BRANCH_STAGES`: a downstream task whose id, without its task group's prefix, is
+    that stage): wire the DAG and the gate follows it, no task id is named twice.
 
     Airflow 3.3.2's SkipMixin sets the branches not taken to skipped only for an unmapped branch
     task ("future mapped tasks have not been expanded yet"), and NotPreviouslySkippedDep looks up
@@ -85,27 +94,43 @@ class GateOperator(BaseBranchOperator):
     clear_and_retry (bench/mttr, 2026-12-05: prepare_approval and escalate ran 1.5 s each, started
     with clear_and_retry). Here the skip is sent to the execution API with this instance's map
     index (its `skip-downstream` route takes (task_id, map_index) pairs); a task instance that does
-    not exist yet is not touched, and the branch tasks still skip themselves (stages._skip).
+    not exist yet is not touched, and the branch tasks still skip themselves (pipeline._skip).
 
-    Args (templated, usually XComArgs): group (Group dict), memory (Memory dict or None),
-    diagnosis (diagnose's output or None).
-    Returns (XCom): the followed task ids; key "decided": the GroupDecision as dict.
+    Args (templated, usually XComArgs): group (Group), memory (Memory or None), diagnosed
+    (Diagnosed or None).
+    Returns (XCom): the followed task ids; key "decided": the GroupDecision.
     """
 
-    template_fields = ("group", "memory", "diagnosis")
+    template_fields = ("group", "memory", "diagnosed")
 
-    def __init__(self, *, group: Any, memory: Any = None, diagnosis: Any = None, **kwargs) -> None:
+    def __init__(self, *, group: Any, memory: Any = None, diagnosed: Any = None, **kwargs) -> None:
         super().__init__(**kwargs)
         self.group = group
         self.memory = memory
-        self.diagnosis = diagnosis
+        self.diagnosed = diagnosed
 
     def choose_branch(self, context) -> Iterable[str]:
         from airflow_doctor.pipeline import gate_on_confidence
 
         _label(context, self.group)
-        decided, follow = gate_on_confidence(self.group, self.memory, self.diagnosis)
+        decided = gate_on_confidence(self.group, self.memory, self.diagnosed)
         context["ti"].xcom_push(key="decided", value=decided)
+        return self.branches(decided)
+
+    def branches(self, decided: GroupDecision) -> list[str]:
+        """The downstream task ids to follow: the stage of each verdict present among the members.
+
+        Raises:
+            ValueError: a verdict present has no downstream task (the DAG is wired wrong).
+        """
+        follow = []
+        for verdict, stage in BRANCH_STAGES.items():
+            if not decided.members_with(verdict):
+                continue
+            found = [t for t in sorted(self.downstream_task_ids) if t.rsplit(".", 1)[-1] == stage]
+            if not found:
+                raise ValueError(f"{self.task_id} has no downstream task {stage!r} for verdict {verdict!r}")
+            follow += found
         return follow
 
     @staticmethod
@@ -126,9 +151,9 @@ BACKOFF_SLEEP_MAX_SECONDS = float(os.environ.get("DOCTOR_BACKOFF_SLEEP_MAX_SECON
 
 
 class ClearAndRetryOperator(BaseOperator):
-    """Clear the auto-retried members of a group after their backoff (stages.clear_and_retry).
+    """Clear the auto-retried members of a group after their backoff (pipeline.clear_and_retry).
 
-    The backoff counts from the failure (stages.retry_at). What is left of it when the task starts
+    The backoff counts from the failure (pipeline.retry_at). What is left of it when the task starts
     is slept in the task when it is at most BACKOFF_SLEEP_MAX_SECONDS (env
     DOCTOR_BACKOFF_SLEEP_MAX_SECONDS, default 3: the measured deferral round trip is ~2.6 s, so a
     shorter remainder clears sooner slept than deferred, holding the worker slot no longer than
@@ -136,20 +161,20 @@ class ClearAndRetryOperator(BaseOperator):
     Then, if a member's try is not yet recorded as failed (Airflow records it after the try's
     process exits), the wait for it is deferred too (triggers.FailedStateTrigger).
 
-    Args (templated, usually XComArgs): group (Group dict), decided (GroupDecision dict), diagnosis
-    (diagnose's output, may be None), dry_run (bool).
-    Returns (XCom): stages.clear_and_retry's output.
+    Args (templated, usually XComArgs): group (Group), decided (GroupDecision), diagnosed
+    (Diagnosed, may be None), dry_run (bool).
+    Returns (XCom): pipeline.clear_and_retry's output.
     """
 
-    template_fields = ("group", "decided", "diagnosis", "dry_run")
+    template_fields = ("group", "decided", "diagnosed", "dry_run")
 
     def __init__(
-        self, *, group: Any, decided: Any, diagnosis: Any = None, dry_run: Any = False, **kwargs
+        self, *, group: Any, decided: Any, diagnosed: Any = None, dry_run: Any = False, **kwargs
     ) -> None:
         super().__init__(**kwargs)
         self.group = group
         self.decided = decided
-        self.diagnosis = diagnosis
+        self.diagnosed = diagnosed
         self.dry_run = dry_run
 
     def execute(self, context) -> dict:
@@ -195,7 +220,9 @@ class ClearAndRetryOperator(BaseOperator):
                 limit = load_settings().failed_state_timeout_seconds
                 self.log.info("%d try(s) not yet recorded as failed: waiting in the triggerer", len(waiting))
                 self.defer(
-                    trigger=FailedStateTrigger(waiting, time.time() + limit),
+                    trigger=FailedStateTrigger(
+                        [r.model_dump(mode="json") for r in waiting], time.time() + limit
+                    ),
                     method_name="execute_failed",
                     timeout=timedelta(seconds=limit + 300),
                 )
@@ -205,7 +232,7 @@ class ClearAndRetryOperator(BaseOperator):
         from airflow_doctor.pipeline import clear_and_retry
 
         return clear_and_retry(
-            self.group, self.decided, self.diagnosis, context["run_id"], _truthy(self.dry_run)
+            self.group, self.decided, self.diagnosed, context["run_id"], _truthy(self.dry_run)
         )
 
 
@@ -230,13 +257,13 @@ def _truthy(value: Any) -> bool:
 
 
 class FetchLogsOperator(BaseOperator):
-    """The fetch_logs stage (stages.report_failures, then stages.fetch_reported).
+    """The fetch_logs stage (pipeline.report_failures, then pipeline.fetch_reported).
 
     Run with max_active_tis_per_dag=1: one claim at a time, so a storm is claimed whole; Airflow 3.3
     counts a deferred task instance against that limit, so doctor runs created during the wait
     queue (holding no slot) and claim the stragglers.
 
-    Returns (XCom): [Group as dict] (stages.fetch_reported). Raises ValueError for malformed manual
+    Returns (XCom): [Group] (pipeline.fetch_reported). Raises ValueError for malformed manual
     Params (nothing is claimed).
     """
 
@@ -283,7 +310,7 @@ VERIFY_POKE_SECONDS = float(os.environ.get("DOCTOR_VERIFY_POKE_SECONDS", "2"))
 class VerifyRetryOperator(BaseOperator):
     """Wait for the retried tries of a group's cleared members to end and record their outcomes.
 
-    Args (templated, usually XComArgs): group (Group dict), retried (clear_and_retry's output or
+    Args (templated, usually XComArgs): group (Group), retried (clear_and_retry's output or
     None), approved (act_on_approval's output or None).
     Returns (XCom): [check_retry's result or None per member]. Skips when nothing was cleared.
     Raises:
@@ -306,14 +333,15 @@ class VerifyRetryOperator(BaseOperator):
         from airflow_doctor.triggers.doctor import RetryOutcomeTrigger
 
         _label(context, self.group)
-        clears = cleared_members(self.retried, self.approved, len((self.group or {}).get("members") or []))
+        clears = cleared_members(self.retried, self.approved, len(self.group.members))
         if not any(c and c.get("cleared") for c in clears):
             raise AirflowSkipException("nothing was cleared")
-        result = check_group(self.group, clears, None)
+        group = self.group.model_dump(mode="json")
+        result = check_group(group, clears, None)
         if result["done"]:
             return result["verifications"]
         self.defer(
-            trigger=RetryOutcomeTrigger(self.group, clears, VERIFY_POKE_SECONDS),
+            trigger=RetryOutcomeTrigger(group, clears, VERIFY_POKE_SECONDS),
             method_name="execute_complete",
             timeout=timedelta(hours=6),
         )

@@ -9,7 +9,6 @@ import pytest
 
 from airflow_doctor.capture.failures import (
     claim_reported,
-    collect_failures,
     failed_for_good,
     ref_from_params,
     refs_from_events,
@@ -17,6 +16,11 @@ from airflow_doctor.capture.failures import (
 )
 from airflow_doctor.knowledge.store import KnowledgeBase
 from airflow_doctor.models import FailureRef
+
+
+def collect_failures(events, params, doctor_run_id, *, kb, api=None) -> list[dict]:
+    """What fetch_logs does when no storm is arriving: report the failures, then claim them."""
+    return claim_reported(report_failures(events, params, kb=kb, api=api), doctor_run_id, kb=kb)
 
 
 def test_failed_for_good_reads_enum_and_string_states():

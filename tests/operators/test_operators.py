@@ -14,9 +14,11 @@ from pathlib import Path
 import pytest
 from airflow.sdk.exceptions import DownstreamTasksSkipped, TaskDeferred
 
-from airflow_doctor import pipeline as stages
-from airflow_doctor.models import FailureRef
+from airflow_doctor import pipeline
+from airflow_doctor.models import Decision, FailureRef, Group, GroupDecision
 from airflow_doctor.operators.doctor import ClearAndRetryOperator, backoff_plan
+
+GROUP_ID = "handle_failures"  # the doctor DAG's mapped task group
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -40,50 +42,66 @@ class BranchTI:
         self.pushed.append((key, value))
 
 
+def _decided(*verdicts: str) -> GroupDecision:
+    return GroupDecision(
+        decisions=[Decision(verdict=v, reasons=["r"]) for v in verdicts],
+        doctor_clears=[0] * len(verdicts),
+        diagnosed_at="2026-12-05T00:00:00+00:00",
+    )
+
+
 @pytest.mark.parametrize(
-    ("follow", "skipped"),
+    ("verdicts", "skipped"),
     [
         pytest.param(
-            [stages.CLEAR],
+            ["auto_retry"],
             {"prepare_approval", "escalate", "act_on_approval", "notify_humans"},
             id="auto-retry",
         ),
-        pytest.param(
-            [stages.ESCALATE], {"clear_and_retry", "prepare_approval", "act_on_approval"}, id="escalate"
-        ),
-        pytest.param([stages.ASK], {"clear_and_retry", "escalate", "notify_humans"}, id="approval"),
-        pytest.param([stages.CLEAR, stages.ESCALATE], {"prepare_approval", "act_on_approval"}, id="both"),
+        pytest.param(["escalate"], {"clear_and_retry", "prepare_approval", "act_on_approval"}, id="escalate"),
+        pytest.param(["approval"], {"clear_and_retry", "escalate", "notify_humans"}, id="approval"),
+        pytest.param(["auto_retry", "escalate"], {"prepare_approval", "act_on_approval"}, id="both"),
     ],
 )
-def test_the_gate_skips_the_branches_not_taken_of_its_own_mapped_instance(doctor_dag, follow, skipped):
-    gate = doctor_dag.get_task(f"{stages.GROUP_ID}.gate_on_confidence")
+def test_the_gate_follows_its_downstream_branch_per_verdict_and_skips_the_others_of_its_instance(
+    doctor_dag, verdicts, skipped
+):
+    gate = doctor_dag.get_task(f"{GROUP_ID}.gate_on_confidence")
     ti = BranchTI(gate, map_index=3)
+    follow = gate.branches(_decided(*verdicts))
+    stages = {"auto_retry": "clear_and_retry", "approval": "prepare_approval", "escalate": "escalate"}
+    assert follow == [f"{GROUP_ID}.{stages[v]}" for v in verdicts]
 
     with pytest.raises(DownstreamTasksSkipped) as raised:
         gate.skip_all_except(ti, follow)
 
-    assert set(raised.value.tasks) == {(f"{stages.GROUP_ID}.{t}", 3) for t in skipped}
+    assert set(raised.value.tasks) == {(f"{GROUP_ID}.{t}", 3) for t in skipped}
     # record_case and report_retry read the gate's decision too, but every branch leads to them.
-    assert not {t for t, _ in raised.value.tasks} & {
-        f"{stages.GROUP_ID}.record_case",
-        f"{stages.GROUP_ID}.report_retry",
-    }
+    assert not {t for t, _ in raised.value.tasks} & {f"{GROUP_ID}.record_case", f"{GROUP_ID}.report_retry"}
 
 
-def _group_failed(seconds_ago: float, backoff: float) -> tuple[dict, dict]:
+def test_a_gate_wired_without_a_verdict_s_branch_says_so(doctor_dag):
+    from airflow_doctor.operators.doctor import GateOperator
+
+    lone = GateOperator(task_id="gate_on_confidence", group=None)
+    with pytest.raises(ValueError, match="no downstream task 'escalate'"):
+        lone.branches(_decided("escalate"))
+
+
+def _group_failed(seconds_ago: float, backoff: float) -> tuple[Group, GroupDecision]:
     failed_at = datetime.now(UTC) - timedelta(seconds=seconds_ago)
     ref = FailureRef(dag_id="d", run_id="r", task_id="t", try_number=1, failed_at=failed_at)
-    group = {
-        "key": "k",
-        "label": "d.t",
-        "members": [ref.model_dump(mode="json")],
-        "excerpt": {"exception_type": "TimeoutError", "message": "timed out", "text": "TimeoutError"},
-    }
-    decided = {
-        "decisions": [{"verdict": "auto_retry", "reasons": ["r"], "backoff_seconds": backoff}],
-        "doctor_clears": [0],
-        "diagnosed_at": datetime.now(UTC).isoformat(),
-    }
+    group = Group(
+        key="k",
+        label="d.t",
+        members=[ref],
+        excerpt={"exception_type": "TimeoutError", "message": "timed out", "text": "TimeoutError"},
+    )
+    decided = GroupDecision(
+        decisions=[Decision(verdict="auto_retry", reasons=["r"], backoff_seconds=backoff)],
+        doctor_clears=[0],
+        diagnosed_at=datetime.now(UTC).isoformat(),
+    )
     return group, decided
 
 
@@ -96,7 +114,7 @@ def test_a_long_backoff_remainder_is_deferred_to_the_triggerer():
 
     assert type(deferred.value.trigger).__name__ == "DateTimeTrigger"
     assert deferred.value.method_name == "execute_complete"
-    assert abs((deferred.value.trigger.moment - stages.retry_at(group, decided)).total_seconds()) < 0.01
+    assert abs((deferred.value.trigger.moment - pipeline.retry_at(group, decided)).total_seconds()) < 0.01
 
 
 def test_a_short_backoff_remainder_is_slept_and_none_left_clears_at_once():
@@ -184,7 +202,7 @@ def test_fetch_logs_defers_a_storm_to_the_triggerer_and_a_lone_failure_is_claime
         "run_id": "doctor-run-2",
     }
     monkeypatch.setattr(
-        stages, "fetch_reported", lambda reported, run_id, **kw: ("claimed", reported["unclaimed"])
+        pipeline, "fetch_reported", lambda reported, run_id, **kw: ("claimed", reported["unclaimed"])
     )
     assert op.execute(lone) == ("claimed", 1)
 
@@ -261,10 +279,10 @@ def test_a_try_not_yet_recorded_as_failed_is_waited_for_in_the_triggerer(monkeyp
 
     group, decided = _group_failed(seconds_ago=10, backoff=0)
     running = _TaskInstances(["running"])
-    assert stages.members_not_failed_yet(group, decided, api=running) == [group["members"][0]]
-    assert stages.members_not_failed_yet(group, decided, api=_TaskInstances(["failed"])) == []
+    assert pipeline.members_not_failed_yet(group, decided, api=running) == [group.members[0]]
+    assert pipeline.members_not_failed_yet(group, decided, api=_TaskInstances(["failed"])) == []
 
-    monkeypatch.setattr(stages, "members_not_failed_yet", lambda g, d, **kw: [group["members"][0]])
+    monkeypatch.setattr(pipeline, "members_not_failed_yet", lambda g, d, **kw: [group.members[0]])
     op = ClearAndRetryOperator(task_id="clear_and_retry", group=group, decided=decided)
     with pytest.raises(TaskDeferred) as deferred:
         op.execute({"run_id": "doctor-run"})
@@ -276,10 +294,12 @@ def test_a_try_not_yet_recorded_as_failed_is_waited_for_in_the_triggerer(monkeyp
 
     def fire(api, deadline: float) -> dict:
         monkeypatch.setattr(triggers, "_api", lambda: the_api(api))
-        trigger = FailedStateTrigger([group["members"][0]], deadline, poll_seconds=0.05)
+        trigger = FailedStateTrigger([group.members[0].model_dump(mode="json")], deadline, poll_seconds=0.05)
         return asyncio.run(anext(trigger.run())).payload
 
     api = _TaskInstances(["running", "running", "failed"])
     assert fire(api, time.time() + 30) == {"waiting": []} and api.reads == 3
     # Past its deadline it fires with what is still running; the clear then reports it.
-    assert fire(_TaskInstances(["running"]), time.time() + 0.2)["waiting"] == [group["members"][0]]
+    assert fire(_TaskInstances(["running"]), time.time() + 0.2)["waiting"] == [
+        group.members[0].model_dump(mode="json")
+    ]

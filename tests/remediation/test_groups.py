@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from airflow_doctor import pipeline as stages
-from airflow_doctor.capture.failures import settle_storm
+from airflow_doctor.capture.failures import StormWatch, claim_reported, report_failures
 from airflow_doctor.knowledge.store import KnowledgeBase
-from airflow_doctor.models import FailureRef
+from airflow_doctor.models import Diagnosed, FailureRef, Group, GroupDecision, Memory
 from airflow_doctor.notifications import messages as notify
 from airflow_doctor.remediation.groups import group_failures
 
@@ -99,7 +99,13 @@ def notify_group(group, judged, escalations, run_id, api=None):
         "diagnosed_at": "x",
     }
     return stages.notify_humans(
-        group, judged["memory"], judged["diagnosis"], decided, escalations, run_id, api=api
+        Group.model_validate(group),
+        Memory.model_validate(judged["memory"]),
+        Diagnosed.model_validate(judged["diagnosis"]),
+        GroupDecision.model_validate(decided),
+        escalations,
+        run_id,
+        api=api,
     )
 
 
@@ -132,46 +138,40 @@ def test_a_group_of_one_gets_the_ordinary_message(sinks):
 
 def test_when_the_gate_failed_every_member_is_escalated_and_reported(sinks):
     group, _ = _storm(3)
-    escalations = stages.escalate(group, None, None, dry_run=True)
+    escalations = stages.escalate(Group.model_validate(group), None, None, dry_run=True)
     assert [e["escalated"] for e in escalations] == [True] * 3
-    stages.notify_humans(group, None, None, None, escalations, None)
+    stages.notify_humans(Group.model_validate(group), None, None, None, escalations, None)
     [mail] = sinks.mails()
     assert "storm: 3 failures" in mail["subject"] and "its gate failed" in mail["html"]
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 0.0
+class NoTags:
+    """The Airflow API as fetch_logs reads it: no DAG is opted out (nothing else answers)."""
 
-    def __call__(self) -> float:
-        return self.now
+    def get_dag_tags(self, dag_id):
+        return []
 
 
-def test_a_storm_is_claimed_once_it_has_settled(kb: KnowledgeBase, monkeypatch):
-    monkeypatch.setenv("AIRFLOW_VAR_DOCTOR_STORM_QUIET_SECONDS", "2")
-    kb.record_failures(
-        [FailureRef(dag_id="d", run_id="r", task_id="t", map_index=i, try_number=1) for i in range(3)]
-    )
-    clock, arrivals = FakeClock(), iter(range(3, 6))
+def test_a_storm_has_settled_once_no_failure_arrived_for_the_quiet_time():
+    """The wait fetch_logs defers to the triggerer (StormSettledTrigger observes the inbox with it)."""
+    watch = StormWatch(3, 0.0, quiet_seconds=2.0, max_wait_seconds=60.0)
+    arrivals = [(0.5, 4), (1.0, 5), (2.5, 5)]  # two more failures arrive in the first second
+    assert not any(watch.observe(count, at) for at, count in arrivals)
+    assert watch.observe(5, 3.0)  # last arrival at 1.0 s, then 2 s of quiet
+    assert watch.count == 5
 
-    def sleep(seconds: float) -> None:  # two more failures arrive during the first two waits
-        clock.now += seconds
-        i = next(arrivals, None)
-        if i is not None and i < 5:
-            kb.record_failures([FailureRef(dag_id="d", run_id="r", task_id="t", map_index=i, try_number=1)])
 
-    result = settle_storm(kb, sleep=sleep, clock=clock)
-
-    assert result["storm"] is True and result["unclaimed"] == 5
-    assert 3.0 <= result["waited_seconds"] <= 3.5  # last arrival at 1.0 s, then 2 s of quiet
-    assert len(kb.claim_failures("run")) == 5
+def test_a_storm_that_keeps_arriving_is_claimed_at_the_longest_wait():
+    watch = StormWatch(3, 0.0, quiet_seconds=2.0, max_wait_seconds=10.0)
+    assert not any(watch.observe(3 + i, float(i)) for i in range(1, 10))
+    assert watch.observe(13, 10.0)
 
 
 def test_fewer_failures_than_the_storm_threshold_are_claimed_without_waiting(kb: KnowledgeBase):
-    kb.record_failures([FailureRef(dag_id="d", run_id="r", task_id="t", try_number=1)])
-    waits = []
-    result = settle_storm(kb, sleep=waits.append, clock=FakeClock())
-    assert result == {"storm": False, "unclaimed": 1, "waited_seconds": 0.0} and waits == []
+    event = {"extra": {"failure": {"dag_id": "d", "run_id": "r", "task_id": "t", "try_number": 1}}}
+    reported = report_failures([event], {}, kb=kb, api=NoTags())
+    assert reported["storm"] is False
+    assert [r["task_id"] for r in claim_reported(reported, "run", kb=kb)] == ["t"]
 
 
 def test_a_backoff_counts_from_the_failure():

@@ -1,0 +1,160 @@
+"""The doctor's flow (airflow_doctor.pipeline): typed steps that never raise, the task results that
+turn a stage that could not do its job red (StageError) with what it has, the stages after it
+escalating every member, and branch tasks that skip themselves."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from airflow.sdk.exceptions import AirflowSkipException
+
+from airflow_doctor import pipeline
+from airflow_doctor.knowledge.store import KnowledgeBase
+from airflow_doctor.models import Decision, Diagnosed, Diagnosis, FailureRef, Group, GroupDecision, Memory
+
+DEAD_KB = KnowledgeBase(dsn="host=127.0.0.1 port=9 dbname=none user=none", connect_timeout=1)
+
+
+class NoTags:
+    """The Airflow API's DAG tags: none (the DAG is not opted out)."""
+
+    def get_dag_tags(self, dag_id):
+        return []
+
+
+def _group(n: int = 2, **fields) -> Group:
+    members = [FailureRef(dag_id="d", run_id="r", task_id="t", map_index=i, try_number=1) for i in range(n)]
+    excerpt = {
+        "exception_type": "ConnectionResetError",
+        "message": "[Errno 104] Connection reset by peer",
+        "source": "traceback",
+        "fingerprint": "f" * 64,
+        "signature": "ConnectionResetError: [Errno <n>] Connection reset by peer",
+        "text": "ConnectionResetError: [Errno 104] Connection reset by peer",
+    }
+    return Group(
+        key="fingerprint:" + "f" * 64, label="d.t[0] +1 more", members=members, excerpt=excerpt, **fields
+    )
+
+
+def _decided(*verdicts: str, backoff: float = 0.0) -> GroupDecision:
+    return GroupDecision(
+        decisions=[Decision(verdict=v, reasons=["r"], backoff_seconds=backoff) for v in verdicts],
+        doctor_clears=[0] * len(verdicts),
+        diagnosed_at="2026-12-05T00:00:00+00:00",
+    )
+
+
+def test_a_dead_knowledge_base_turns_retrieve_similar_red_and_the_gate_then_escalates_everyone():
+    group = _group()
+    memory = pipeline.retrieve_similar(group, None, kb=DEAD_KB)
+    assert "knowledge base unavailable" in memory.error
+    with pytest.raises(pipeline.StageError, match="knowledge base unavailable"):
+        pipeline.stage_result(memory)
+    # The stage's task is red; gate_on_confidence (trigger rule all_done) gets nothing from it.
+    decided = pipeline.gate_on_confidence(group, None, None, api=NoTags())
+    assert [d.verdict for d in decided.decisions] == ["escalate", "escalate"]
+    assert decided.doctor_clears == [None, None]
+
+
+def test_an_llm_that_fails_leaves_no_diagnosis_and_turns_the_diagnose_task_red(llm):
+    from tests.fakes.anthropic_server import error
+
+    llm.script(*[error(529, "overloaded_error", "Overloaded")] * 10)
+    diagnosed = pipeline.diagnose(_group(1), Memory(doctor_clears=[0]))
+    assert diagnosed.diagnosis is None and diagnosed.diagnoser == "llm" and diagnosed.error
+    with pytest.raises(pipeline.StageError, match="no diagnosis \\(llm\\)"):
+        pipeline.stage_result(diagnosed)
+
+
+def test_a_diagnoser_function_is_the_diagnosis_the_gate_reads():
+    """eval's oracle: the label as the diagnosis, through the same gate the DAG runs."""
+    label = Diagnosis(
+        error_class="connection_reset_by_remote",
+        root_cause="r",
+        transient=True,
+        recommended_action="retry_with_backoff",
+        confidence=0.95,
+    )
+    group = _group(1, dag_tags={"d": []})
+    diagnosed = pipeline.diagnose(group, Memory(doctor_clears=[0]), diagnoser=lambda g: label)
+    assert diagnosed == Diagnosed(diagnosis=label, diagnoser="oracle")
+    decided = pipeline.gate_on_confidence(group, Memory(doctor_clears=[0]), diagnosed)
+    assert decided.decisions[0].verdict == "auto_retry"
+    assert pipeline.gate_on_confidence(group, Memory(doctor_clears=[2]), diagnosed).decisions[0].verdict != (
+        "auto_retry"
+    )  # the retry budget (max_auto_retries 2) is the member's own
+
+
+def test_each_branch_task_skips_without_its_verdict():
+    group = _group(3)
+    decided = _decided("auto_retry", "escalate", "escalate")
+    with pytest.raises(AirflowSkipException):
+        pipeline.act_on_approval(group, decided, None, None, "run")
+    with pytest.raises(AirflowSkipException):
+        pipeline.prepare_approval(group, None, None, decided, "run")
+    escalations = pipeline.escalate(group, decided, None, dry_run=True)
+    assert [e is not None for e in escalations] == [False, True, True]
+    with pytest.raises(AirflowSkipException):
+        pipeline.clear_and_retry(group, _decided("escalate", "escalate", "escalate"), None, "run")
+
+
+def test_a_backoff_counts_from_the_latest_failure_of_the_auto_retried_members():
+    t0 = datetime(2026, 12, 5, tzinfo=UTC)
+    group = _group(2)
+    group.members[0].failed_at = t0
+    group.members[1].failed_at = t0 + timedelta(seconds=3)
+    assert pipeline.retry_at(group, _decided("auto_retry", "auto_retry", backoff=10)) == t0 + timedelta(
+        seconds=13
+    )
+    assert pipeline.retry_at(group, _decided("auto_retry", "auto_retry")) is None
+
+
+class LogsUnreadableAPI:
+    """The Airflow API of a doctor run whose failures' logs cannot be read (no log endpoint here):
+    DAG tags are readable (no opt-out), the LLM pool exists."""
+
+    def get_dag_tags(self, dag_id):
+        return []
+
+    def ensure_pool(self, *args):
+        return False
+
+
+def _fetch_logs(events, params, doctor_run_id, *, kb):
+    """fetch_logs as FetchLogsOperator runs it when no storm is arriving."""
+    api = LogsUnreadableAPI()
+    reported = pipeline.report_failures(events, params, kb=kb, api=api)
+    return pipeline.fetch_reported(reported, doctor_run_id, kb=kb, api=api)
+
+
+def test_fetch_logs_claims_each_failure_once_and_groups_what_it_claimed(kb):
+    event = {"extra": {"failure": {"dag_id": "d", "run_id": "r", "task_id": "t", "try_number": 1}}}
+    waiting = FailureRef(dag_id="d", run_id="r", task_id="left_behind", try_number=1)
+    kb.record_failures([waiting])  # its event was coalesced into another run: only the inbox knows
+
+    groups = _fetch_logs([event, event], {}, "doctor-run-1", kb=kb)
+
+    assert sorted(m.task_id for g in groups for m in g.members) == ["left_behind", "t"]
+    assert all(g.settings for g in groups)  # the run's settings, read once here
+    assert all(g.dag_tags == {"d": []} for g in groups)  # and the DAGs' tags, for the gate
+    # Claimed: another doctor run triggered by the same event gets nothing.
+    assert _fetch_logs([event], {}, "doctor-run-2", kb=kb) == []
+    assert kb.claim_failures("doctor-run-3") == []
+
+
+def test_malformed_manual_params_fail_fetch_logs_with_the_field_named(kb):
+    with pytest.raises(ValueError, match="run_id"):
+        _fetch_logs([], {"dag_id": "d", "task_id": "t"}, "doctor-run", kb=kb)
+
+
+def test_the_gate_uses_the_tags_fetch_logs_read_and_reads_them_itself_when_none_were_carried():
+    memory = Memory(doctor_clears=[0, 0])
+    decided = pipeline.gate_on_confidence(_group(dag_tags={"d": ["doctor:notify-only"]}), memory, None)
+    assert all("policy: the DAG is tagged doctor:notify-only" in d.reasons for d in decided.decisions)
+
+    # Nothing carried and no API connection here: the tags are unknown and the gate fails closed.
+    decided = pipeline.gate_on_confidence(_group(), memory, None)
+    assert all("policy: the DAG's tags could not be read" in d.reasons for d in decided.decisions)
+    assert {d.verdict for d in decided.decisions} == {"escalate"}
