@@ -2,7 +2,7 @@
 
 - every generated block in README.md and docs/*.md holds what its function produces now;
 - every relative link there points at a file that exists (and a `#section` at a heading it has);
-- every repository path and `airflow_doctor.…` name written in code spans there exists;
+- every repository path, `airflow_doctor.…` name and `[doctor] option` written in code spans there exists;
 - every `make` target named there is a target of the Makefile;
 - every `docs/<name>.md` a tracked file points at exists, and a section it names in quotes is a heading;
 - no tracked file points outside the repository at the team's working notes.
@@ -151,6 +151,23 @@ def test_every_package_name_in_the_docs_exists(path, written):
             )
             return
     pytest.fail(f"{_rel(path)} names `{written}`, which is no module of the package")
+
+
+def _doctor_options() -> set[str]:
+    """The `[doctor]` options the package declares (deployment settings, not Variables)."""
+    from dataclasses import fields
+
+    from airflow_doctor.settings import DoctorSettings
+
+    return {f.name for f in fields(DoctorSettings) if not f.metadata.get("variable", False)}
+
+
+@pytest.mark.parametrize(("path", "written"), _spans(re.compile(r"^\[doctor\] \w+$")))
+def test_every_doctor_option_in_the_docs_is_declared(path, written):
+    name = written.split()[1]
+    assert name in _doctor_options(), (
+        f"{_rel(path)} names `{written}`, which airflow_doctor.settings does not declare"
+    )
 
 
 def _make_targets() -> set[str]:
