@@ -2,7 +2,8 @@
 
 - every generated block in README.md and docs/*.md holds what its function produces now;
 - every relative link there points at a file that exists (and a `#section` at a heading it has);
-- every repository path, `airflow_doctor.…` name and `[doctor] option` written in code spans there exists;
+- every repository path, `airflow_doctor.…` name and `[doctor] option` written in code spans there
+  exists, and so does every name the text places in a module ("`Name` in `module.py`");
 - every `make` target named there is a target of the Makefile;
 - every `docs/<name>.md` a tracked file points at exists, and a section it names in quotes is a heading;
 - no tracked file points outside the repository at the team's working notes.
@@ -125,8 +126,12 @@ def test_every_repository_path_in_the_docs_exists(path, written):
 
 
 def _top_level_names(module: Path) -> set[str]:
+    return _top_level_names_of(ast.parse(module.read_text(encoding="utf-8")).body)
+
+
+def _top_level_names_of(body: list) -> set[str]:
     names = set()
-    for node in ast.parse(module.read_text(encoding="utf-8")).body:
+    for node in body:
         if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
             names.add(node.name)
         elif isinstance(node, ast.Assign):
@@ -151,6 +156,48 @@ def test_every_package_name_in_the_docs_exists(path, written):
             )
             return
     pytest.fail(f"{_rel(path)} names `{written}`, which is no module of the package")
+
+
+_PY = r"`((?:airflow_doctor|bench|scripts|dags|tests)/[\w/]+\.py)`"
+_NAME = r"`(\w+(?:\.\w+)?)(?:\(\))?`"
+#: "`module.py` (`Name`)", "`Name` (`module.py`)", "`Name` in `module.py`", "`Name` of `module.py`".
+_NAME_IN_MODULE = [
+    re.compile(_PY + r" \(" + _NAME),
+    re.compile(_NAME + r" \(" + _PY),
+    re.compile(_NAME + r",? (?:in|of) " + _PY),
+]
+
+
+def _defined(module: Path, name: str) -> bool:
+    """Whether `name` (or `Class.attribute`) is defined at the top level of a module."""
+    first, _, attribute = name.partition(".")
+    if first not in _top_level_names(module):
+        return False
+    if not attribute:
+        return True
+    for node in ast.parse(module.read_text(encoding="utf-8")).body:
+        if isinstance(node, ast.ClassDef) and node.name == first:
+            return attribute in _top_level_names_of(node.body)
+    return True  # an imported or assigned name: its attributes are not ours to check
+
+
+def _names_in_modules() -> list:
+    params = []
+    for path in DOC_FILES:
+        text = " ".join(path.read_text(encoding="utf-8").split())  # a mention may wrap a line
+        found = set()
+        for pattern in _NAME_IN_MODULE:
+            for match in pattern.finditer(text):
+                module, name = match.groups() if match.group(1).endswith(".py") else match.groups()[::-1]
+                found.add((module, name))
+        params += [pytest.param(path, m, n, id=f"{_rel(path)}:{n}@{m}") for m, n in sorted(found)]
+    return params
+
+
+@pytest.mark.parametrize(("path", "module", "name"), _names_in_modules())
+def test_every_name_the_docs_place_in_a_module_is_defined_there(path, module, name):
+    assert (ROOT / module).is_file(), f"{_rel(path)} names {module}, which does not exist"
+    assert _defined(ROOT / module, name), f"{_rel(path)}: {module} defines no `{name}`"
 
 
 def _doctor_options() -> set[str]:
