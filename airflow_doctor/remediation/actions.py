@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from airflow_doctor.models import Decision, FailureRef
 from airflow_doctor.settings import settings as load_settings
@@ -198,13 +198,10 @@ def escalation_reason(decision: Decision, remediation: dict | None, approval: di
     if decision.verdict == "approval":
         if not approval:
             return "the approval request was not answered"
-        chosen = (approval.get("chosen_options") or ["?"])[0]
-        who = (
-            (approval.get("responded_by_user") or {}).get("name") or approval.get("responded_by") or "nobody"
-        )
-        if chosen == "Reject" and who == "nobody":
+        answer = approval_answer(approval)
+        if answer.choice == "Reject" and answer.person is None:
             return "nobody approved the retry in time"
-        return f"{who} chose {chosen}"
+        return f"{answer.person or 'nobody'} chose {answer.choice or '?'}"
     if decision.verdict == "auto_retry":
         return f"the clear failed ({(remediation or {}).get('reason') or 'did not run'})"
     return "escalated to a human"
@@ -324,22 +321,39 @@ def check_retry(ref_data: dict, remediation: dict, *, api=None, kb=None) -> dict
 TERMINAL_STATES = {"success", "failed", "skipped", "upstream_failed", "removed"}
 
 
+class ApprovalAnswer(NamedTuple):
+    """An engineer's answer in Required Actions, read once from request_approval's result."""
+
+    choice: str | None  # "Approve", "Reject", or None when there is no answer at all
+    person: str | None  # who answered; None for nobody (a timeout answers "Reject" by nobody)
+
+
+def approval_answer(approval: dict | None) -> ApprovalAnswer:
+    """Read the HITL operator's result: {"chosen_options": [...], "responded_by_user": {"id",
+    "name"} | None, ...} (the standard provider; older results carry "responded_by").
+
+    Returns:
+        ApprovalAnswer; (None, None) for no result.
+    """
+    if not approval:
+        return ApprovalAnswer(None, None)
+    chosen = (approval.get("chosen_options") or [None])[0]
+    user = approval.get("responded_by_user") or approval.get("responded_by") or None
+    person = (user.get("name") or user.get("id")) if isinstance(user, dict) else user
+    return ApprovalAnswer(str(chosen) if chosen else None, str(person) if person else None)
+
+
 def rejecter(approval: dict | None) -> str | None:
-    """Who rejected a grey-zone retry, from the approval task's result; None unless a person chose
-    "Reject" (a timeout also answers "Reject", with nobody behind it)."""
-    if not approval or (approval.get("chosen_options") or [None])[0] != "Reject":
-        return None
-    user = approval.get("responded_by_user") or approval.get("responded_by") or {}
-    name = user.get("name") if isinstance(user, dict) else user
-    return str(name) if name else None
+    """Who rejected a grey-zone retry; None unless a person chose "Reject" (a timeout also answers
+    "Reject", with nobody behind it)."""
+    answer = approval_answer(approval)
+    return answer.person if answer.choice == "Reject" else None
 
 
 def approver(approval: dict | None) -> str | None:
-    """Who approved a grey-zone retry, from the approval task's result; None unless it was "Approve"."""
-    if not approval or (approval.get("chosen_options") or [None])[0] != "Approve":
-        return None
-    user = approval.get("responded_by_user") or approval.get("responded_by") or {}
-    return (user.get("name") or user.get("id") if isinstance(user, dict) else str(user)) or "an engineer"
+    """Who approved a grey-zone retry; None unless it was "Approve"."""
+    answer = approval_answer(approval)
+    return (answer.person or "an engineer") if answer.choice == "Approve" else None
 
 
 def summarize_run(doctor_run_id: str, dry_run: bool = False, *, api=None, kb=None) -> str:
