@@ -17,6 +17,11 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+# Airflow configures logging when it is first imported, replacing the root logger's handlers: import it
+# once here, so that a test's first read of Airflow's configuration (a [doctor] option, a Variable)
+# cannot drop the log capture (caplog) the test has just set up.
+import airflow.configuration  # noqa: E402, F401
+
 FIXTURES = Path(__file__).parent / "fixtures"
 
 
