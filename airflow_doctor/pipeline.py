@@ -88,10 +88,6 @@ def _decided(decided: GroupDecision | None, group: Group) -> GroupDecision:
     return GroupDecision(decisions=[why] * n, doctor_clears=[None] * n, diagnosed_at=_now())
 
 
-def _no_sleep(seconds: float) -> None:
-    """The backoff is waited before the task, deferred in the triggerer (operators/doctor.py)."""
-
-
 def _skip(reason: str) -> None:
     """Mark this task skipped: a branch not taken for this group.
 
@@ -503,7 +499,7 @@ def clear_and_retry(
         _skip("the gate sent no member of this group to auto-retry")
     judged = _judged(group, None, None, diagnosed, decided)
     clears = clear_group(
-        group.model_dump(mode="json"), judged, doctor_run_id, dry_run=dry_run, api=api, kb=kb, sleep=_no_sleep
+        group.model_dump(mode="json"), judged, doctor_run_id, dry_run=dry_run, api=api, kb=kb
     )
     failed = [i for i in retried if not (clears[i] or {}).get("cleared")]
     out: dict[str, Any] = {"clears": clears, "escalations": [None] * len(clears), "notified": []}
@@ -578,7 +574,6 @@ def act_on_approval(
             approved_by=who,
             api=api,
             kb=kb,
-            sleep=_no_sleep,
         )
     left = [i for i in asked if not (clears[i] or {}).get("cleared")]
     # Rejected, unanswered or a failed clear: whoever else watches the DAG learns it stays failed.

@@ -115,22 +115,6 @@ def clear_and_retry(
     return out
 
 
-def backoff_remaining(ref: FailureRef, backoff_seconds: float, now: datetime | None = None) -> float:
-    """Seconds still to wait before retrying: a backoff counts from the failure (as Airflow's
-    retry_delay does), so the time the doctor spent diagnosing is part of it.
-
-    Returns:
-        max(0, failed_at + backoff_seconds - now); the whole backoff when failed_at is unknown.
-    """
-    if backoff_seconds <= 0:
-        return 0.0
-    if ref.failed_at is None:
-        return backoff_seconds
-    failed_at = ref.failed_at if ref.failed_at.tzinfo else ref.failed_at.replace(tzinfo=UTC)
-    elapsed = ((now or datetime.now(UTC)) - failed_at).total_seconds()
-    return max(0.0, backoff_seconds - elapsed)
-
-
 def try_settled(ti: dict, try_number: int) -> bool:
     """Whether a task instance (REST dict) shows try `try_number` as failed, or a later try: Airflow
     records a failed try only after its process exits, and the doctor may clear only then."""

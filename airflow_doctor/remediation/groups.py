@@ -16,7 +16,6 @@ lists aligned with `group["members"]` (None where a stage did nothing for that m
 from __future__ import annotations
 
 import logging
-import time
 
 from airflow_doctor.models import FailureRef
 
@@ -134,32 +133,21 @@ def clear_group(
     *,
     api=None,
     kb=None,
-    sleep=time.sleep,
 ) -> list[dict | None]:
     """Clear every member the gate sent to auto-retry (or, with `approved_by`, every member in the
-    grey zone) through `remediation.clear_and_retry`, after the longest backoff left among them
-    (once for the group, not once per member; a backoff counts from the failure).
+    grey zone) through `remediation.clear_and_retry`. The backoff was waited before (the
+    clear_and_retry task waits until pipeline.retry_at, in the triggerer when it is long).
 
     Returns:
         [clear_and_retry's output, or None for a member not eligible], aligned with the members.
     """
     from airflow_doctor.hooks.airflow_api import default_api
-    from airflow_doctor.remediation.actions import backoff_remaining, clear_and_retry
+    from airflow_doctor.remediation.actions import clear_and_retry
 
     targets = with_verdict(judged, "approval" if approved_by else "auto_retry")
     out: list[dict | None] = [None] * len(group["members"])
     if not targets:
         return out
-    backoff = max(
-        backoff_remaining(
-            FailureRef.model_validate(group["members"][i]),
-            float(judged["decisions"][i].get("backoff_seconds") or 0),
-        )
-        for i in targets
-    )
-    if backoff > 0 and not dry_run:
-        log.info("Backing off %.1fs before clearing %d task instance(s)", backoff, len(targets))
-        sleep(backoff)
     api = api or default_api()  # None: clear_and_retry reports the error per member
     for i in targets:
         out[i] = clear_and_retry(

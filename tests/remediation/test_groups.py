@@ -174,19 +174,6 @@ def test_fewer_failures_than_the_storm_threshold_are_claimed_without_waiting(kb:
     assert [r["task_id"] for r in claim_reported(reported, "run", kb=kb)] == ["t"]
 
 
-def test_a_backoff_counts_from_the_failure():
-    from datetime import UTC, datetime, timedelta
-
-    from airflow_doctor.remediation.actions import backoff_remaining
-
-    now = datetime(2026, 1, 1, tzinfo=UTC)
-    ref = FailureRef(dag_id="d", run_id="r", task_id="t", try_number=1, failed_at=now - timedelta(seconds=3))
-    assert backoff_remaining(ref, 5.0, now) == pytest.approx(2.0)
-    assert backoff_remaining(ref, 2.0, now) == 0.0  # diagnosing took longer than the backoff
-    assert backoff_remaining(ref.model_copy(update={"failed_at": None}), 5.0, now) == 5.0
-    assert backoff_remaining(ref, 0.0, now) == 0.0
-
-
 class NoDagDetails:
     """Stands in for the Airflow API's DAG details (routing falls back to the defaults)."""
 
