@@ -72,8 +72,8 @@ doctor escalated in the last 7 days, it reads the task instance and records what
 cleared it and the retry succeeded (a verified transient case), cleared it and it failed again, or
 left it failed for 24 hours (a person's "permanent"). The gate reads these as memory.
 
-Interval: environment variable `DOCTOR_SWEEPER_INTERVAL_MINUTES` (default 3); look-back: Variable
-`doctor_sweeper_lookback_minutes` (default 60).
+Interval: `[doctor] sweeper_interval_minutes` (default 3); look-back: `[doctor]
+sweeper_lookback_minutes` (default 60).
 """
 
 LABEL = "{{ failure_label }}"

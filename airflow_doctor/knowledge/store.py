@@ -595,7 +595,7 @@ def retrieve_similar(
     return out
 
 
-# -- the Doctor UI (issue 14, plugins/doctor_ui/): people's answers and what the views read ---------
+# -- the Doctor UI (airflow_doctor/ui/): people's answers and what the views read ---------
 
 
 class UIStore(KnowledgeBase):

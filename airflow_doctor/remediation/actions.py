@@ -265,7 +265,7 @@ def check_retry(ref_data: dict, remediation: dict, *, api=None, kb=None) -> dict
         None while the retried try has not ended; else {"outcome": "succeeded" | "failed" |
         "unverified", "state": str, "try_number": int, "seconds_after_clear": float}. The outcome is
         written to the case's remediation (a verified success is what makes it memory for the gate).
-        "unverified": no ending within Variable doctor_verify_timeout_seconds.
+        "unverified": no ending within [doctor] verify_timeout_seconds.
     Raises:
         nothing on API or database errors: they are logged and the poke reports "not yet".
     """

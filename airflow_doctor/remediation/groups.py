@@ -7,9 +7,9 @@ each member (its own retry budget and its DAG's opt-out tags), every member is c
 escalated and recorded on its own, and people get one digest per group instead of one message
 per failure (`airflow_doctor/notifications/messages.py`, `notify_members`).
 
-The doctor DAG's stages (`stages.py`) call these functions with the same shapes: `group` is one
+The doctor's flow (`pipeline.py`) calls these functions with JSON shapes: `group` is one
 of fetch_logs' groups, `judged` is {"embedding", "memory", "diagnosis", "decisions",
-"doctor_clears"} assembled from the stages' outputs (`stages._judged`), and per-member results are
+"doctor_clears"} assembled from the stages' outputs (`pipeline._judged`), and per-member results are
 lists aligned with `group["members"]` (None where a stage did nothing for that member).
 """
 

@@ -3,7 +3,7 @@
 `RetryOutcomeTrigger` is verify_retry's wait: every `poke_seconds` it reads the cleared task
 instances through the REST API and records each retried try's outcome (groups.check_group), and
 fires once every cleared member's retried try has ended (or was given up as "unverified" after
-Variable doctor_verify_timeout_seconds). Before this it was a sensor in reschedule mode: a new task
+[doctor] verify_timeout_seconds). Before this it was a sensor in reschedule mode: a new task
 process (~1 s of CPU) every poke.
 
 `StormSettledTrigger` is fetch_logs' wait for a storm to settle (capture.StormWatch): it counts the
@@ -129,7 +129,7 @@ class FailedStateTrigger(BaseTrigger):
     Args:
         refs: FailureRefs (dicts) to wait for.
         deadline: Unix seconds after which it fires anyway (clear_and_retry then reports the task
-            instance still not failed; Variable doctor_failed_state_timeout_seconds).
+            instance still not failed; [doctor] failed_state_timeout_seconds).
         poll_seconds: seconds between two reads of the task instances.
     Event payload: {"waiting": [refs still not failed]} ([] when all are).
     """

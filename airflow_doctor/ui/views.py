@@ -1,7 +1,7 @@
 """What the Doctor tab and the Doctor dashboard show (issue 14), built from the knowledge base.
 
 Pure functions from rows of `UIStore` (airflow_doctor/knowledge/store.py) to plain dicts the templates of
-plugins/doctor_ui/ render; nothing here talks to Airflow. Nothing is unredacted: excerpts and
+airflow_doctor/ui/templates/ render; nothing here talks to Airflow. Nothing is unredacted: excerpts and
 evidence were redacted before they were stored (airflow_doctor/logs/redact.py); the templates still
 escape every value.
 """

@@ -1,4 +1,4 @@
--- People's answers from the Doctor tab of a task instance (issue 14, plugins/doctor_ui/).
+-- People's answers from the Doctor tab of a task instance (airflow_doctor/ui/).
 -- One row per answer, actor always 'human', with the person's Airflow user name and the time:
 -- * transient:   "transient: retry it now" (the person cleared the try through the REST API as
 --                themselves; `cleared` says whether Airflow accepted the clear);

@@ -1,4 +1,4 @@
--- The observed cases of the Doctor dashboard (plugins/doctor_ui/): created in [since, until), of the
+-- The observed cases of the Doctor dashboard (airflow_doctor/ui/): created in [since, until), of the
 -- DAGs in %(dag_ids)s (those the user may read, narrowed by the filters), newest first, at most
 -- %(limit)s. Per case: the doctor's own (first) remediation, whether any person acted, the latest
 -- diagnosis with its token counts, when the failure happened (inbox) and a person's active verdict.
