@@ -16,7 +16,8 @@ next failure with the same fingerprint at once, through `KnowledgeBase.find_by_f
 - "wrong_class": the right error class; it replaces the diagnosed one where memory reports the case.
 - "undo": the newest active answer of the case stops counting (kept in the history).
 
-Also starts the doctor by hand for a failure it never saw ("diagnose now"), as the person.
+Also starts the doctor by hand for a failure it never saw ("diagnose now"), as the person. Both
+actions go through the doctor's one REST client (`AirflowAPI.for_user`, the person's token).
 Writes: `doctor.answers`; through the REST API, a clear or a `doctor` DAG run.
 """
 
@@ -35,6 +36,8 @@ ERROR_CLASS_RE = re.compile(r"^[a-z][a-z0-9_]{0,79}$")
 API_TIMEOUT = 15.0
 #: The DAG a person starts by "diagnose now" (dags/doctor.py; its Params are the FailureRef fields).
 DOCTOR_DAG_ID = "doctor"
+#: The note on a `doctor` run a person started from the Doctor tab.
+DIAGNOSE_NOW_NOTE = "started from the Doctor tab (diagnose now)"
 
 
 class AnswerError(ValueError):
@@ -91,33 +94,21 @@ def validate(answer: str, error_class: str | None) -> tuple[str, str | None]:
     return answer, (normalise_error_class(error_class) if answer == "wrong_class" else None)
 
 
-def _post(api_url: str, path: str, token: str, body: dict) -> dict:
-    """POST JSON to the REST API with the person's token (Bearer).
+def _as_person(api_url: str, token: str | None):
+    """The one REST client (airflow_doctor/hooks/airflow_api.py) acting with the person's own token."""
+    from airflow_doctor.hooks.airflow_api import AirflowAPI
 
-    Raises:
-        AirflowRefusedError: an HTTP error status, or the server unreachable (status 502).
-    """
-    import httpx
-
-    try:
-        resp = httpx.post(
-            f"{api_url.rstrip('/')}{path}",
-            json=body,
-            headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
-            timeout=API_TIMEOUT,
-        )
-    except httpx.HTTPError as exc:
-        raise AirflowRefusedError(502, f"{type(exc).__name__}: {exc}"[:300]) from exc
-    if resp.status_code >= 400:
-        try:
-            detail = str(resp.json().get("detail"))
-        except ValueError:
-            detail = resp.text
-        raise AirflowRefusedError(resp.status_code, detail[:300])
-    return resp.json()
+    return AirflowAPI.for_user(api_url, token, timeout=API_TIMEOUT)
 
 
-def clear_as_user(api_url: str, token: str, ti: TaskInstanceKey) -> int:
+def _refused(exc) -> AirflowRefusedError:
+    """An AirflowAPIError as the UI reports it: Airflow's status and detail, or 502 when no answer came."""
+    if exc.status is None:
+        return AirflowRefusedError(502, str(exc)[:300])
+    return AirflowRefusedError(exc.status, (exc.detail or str(exc))[:300])
+
+
+def clear_as_user(api_url: str, token: str | None, ti: TaskInstanceKey) -> int:
     """Clear the task instance's failed try (and its failed downstream tasks) as the person.
 
     `POST /api/v2/dags/{dag_id}/clearTaskInstances` with dry_run false and only_failed, as the Clear
@@ -130,28 +121,19 @@ def clear_as_user(api_url: str, token: str, ti: TaskInstanceKey) -> int:
     Returns:
         how many task instances Airflow cleared (0 when the try is no longer failed).
     Raises:
-        AirflowRefusedError: Airflow refused (403: no permission) or was unreachable.
+        AirflowRefusedError: Airflow refused (403: no permission) or was unreachable (502).
     """
-    from urllib.parse import quote
+    from airflow_doctor.hooks.airflow_api import AirflowAPIError
 
-    task_ref: str | list = [ti.task_id, ti.map_index] if ti.map_index >= 0 else ti.task_id
-    data = _post(
-        api_url,
-        f"/api/v2/dags/{quote(ti.dag_id, safe='')}/clearTaskInstances",
-        token,
-        {
-            "dry_run": False,
-            "only_failed": True,
-            "reset_dag_runs": True,
-            "include_downstream": True,
-            "dag_run_id": ti.run_id,
-            "task_ids": [task_ref],
-        },
-    )
-    return len(data.get("task_instances") or [])
+    try:
+        return len(
+            _as_person(api_url, token).clear_task_instances(ti.dag_id, ti.run_id, ti.task_id, ti.map_index)
+        )
+    except AirflowAPIError as exc:
+        raise _refused(exc) from exc
 
 
-def trigger_doctor_as_user(api_url: str, token: str, ti: TaskInstanceKey, try_number: int) -> str:
+def trigger_doctor_as_user(api_url: str, token: str | None, ti: TaskInstanceKey, try_number: int) -> str:
     """Start the `doctor` DAG by hand for one failure, as the person ("diagnose now").
 
     The run's conf carries the doctor's Params (dag_id, run_id, task_id, map_index, try_number),
@@ -160,25 +142,23 @@ def trigger_doctor_as_user(api_url: str, token: str, ti: TaskInstanceKey, try_nu
     Returns:
         the new DAG run's run_id.
     Raises:
-        AirflowRefusedError: Airflow refused (403: the person may not trigger `doctor`) or was unreachable.
+        AirflowRefusedError: Airflow refused (403: the person may not trigger `doctor`) or was
+            unreachable (502).
     """
-    data = _post(
-        api_url,
-        f"/api/v2/dags/{DOCTOR_DAG_ID}/dagRuns",
-        token,
-        {
-            "logical_date": None,
-            "conf": {
-                "dag_id": ti.dag_id,
-                "run_id": ti.run_id,
-                "task_id": ti.task_id,
-                "map_index": ti.map_index,
-                "try_number": try_number,
-            },
-            "note": "started from the Doctor tab (diagnose now)",
-        },
-    )
-    return str(data.get("dag_run_id"))
+    from airflow_doctor.hooks.airflow_api import AirflowAPIError
+
+    conf = {
+        "dag_id": ti.dag_id,
+        "run_id": ti.run_id,
+        "task_id": ti.task_id,
+        "map_index": ti.map_index,
+        "try_number": try_number,
+    }
+    try:
+        run = _as_person(api_url, token).trigger_dag_run(DOCTOR_DAG_ID, conf, note=DIAGNOSE_NOW_NOTE)
+    except AirflowAPIError as exc:
+        raise _refused(exc) from exc
+    return str(run.get("dag_run_id"))
 
 
 def take_answer(

@@ -2,8 +2,9 @@
 
 Probes, from the API server, each integration the doctor depends on, by the Airflow connection that
 configures it (docs/configuration.md): a TCP connect to the host and port of
-`doctor_llm`, `doctor_smtp` and `doctor_slack`, and Airflow's own `/api/v2/monitor/health` for the
-scheduler, triggerer and dag-processor. A missing connection is reported as "not configured" (the
+`doctor_llm`, `doctor_smtp` and `doctor_slack`, and Airflow's own `/api/v2/monitor/health` (read
+with the doctor's REST client, airflow_doctor/hooks/airflow_api.py) for the scheduler, triggerer
+and dag-processor. A missing connection is reported as "not configured" (the
 doctor degrades: offline diagnosis, email only). Results are cached for `CACHE_SECONDS`.
 """
 
@@ -89,16 +90,25 @@ def probe(api_url: str | None = None) -> dict[str, str]:
 
 
 def _airflow_health(api_url: str | None) -> str:
-    import httpx
+    """Airflow's components as `/api/v2/monitor/health` reports them, through the doctor's one REST
+    client (no token: the endpoint is open; no retry: a page load must not wait for one).
+
+    Returns:
+        e.g. "metadatabase healthy, scheduler healthy, triggerer healthy, dag_processor healthy",
+        "unreachable (ConnectError)", "unreachable (HTTP 503)" or "unknown (...)".
+    """
     from airflow.configuration import conf
+
+    from airflow_doctor.hooks.airflow_api import AirflowAPI, AirflowAPIError
 
     base = (api_url or conf.get("api", "base_url", fallback="") or "").rstrip("/")
     if not base:
         return "unknown ([api] base_url not set)"
     try:
-        data = httpx.get(f"{base}/api/v2/monitor/health", timeout=CONNECT_TIMEOUT * 3).json()
-    except (httpx.HTTPError, ValueError) as exc:
-        return f"unreachable ({type(exc).__name__})"
+        data = AirflowAPI(base, timeout=CONNECT_TIMEOUT * 3, retries=0).get_health()
+    except AirflowAPIError as exc:
+        why = f"HTTP {exc.status}" if exc.status else type(exc.__cause__ or exc).__name__
+        return f"unreachable ({why})"
     parts = []
     for name in ("metadatabase", "scheduler", "triggerer", "dag_processor"):
         status = (data.get(name) or {}).get("status")

@@ -201,9 +201,10 @@ class _FakeRestAPI(BaseHTTPRequestHandler):
         self.send_header("Content-Type", "application/json")
         self.end_headers()
         if "clearTaskInstances" in self.path:
-            payload = {"task_instances": [{"task_id": "load"}], "total_entries": 1}
+            cleared = {"dag_id": "example_dag", "dag_run_id": body["dag_run_id"], "task_id": "load"}
+            payload = {"task_instances": [cleared], "total_entries": 1}
         else:
-            payload = {"dag_run_id": "manual__doctor"}
+            payload = {"dag_id": "doctor", "dag_run_id": "manual__doctor", "state": "queued"}
         if type(self).status >= 400:
             payload = {"detail": "Forbidden"}
         self.wfile.write(json.dumps(payload).encode())
@@ -356,6 +357,24 @@ def test_transient_answer_refused_by_airflow_stores_nothing(ui_client, tokens, k
     assert kb.answers_of(case_id) == []
 
 
+def test_transient_answer_with_the_api_server_down_is_a_502_and_stores_nothing(
+    ui_client, tokens, kb_dsn, monkeypatch
+):
+    from tests.conftest import free_port
+
+    kb = UIStore(dsn=kb_dsn)
+    case_id = seed_case(kb)
+    monkeypatch.setenv("DOCTOR_UI_API_URL", f"http://127.0.0.1:{free_port()}")  # nothing listens there
+    resp = ui_client.post(
+        "/doctor/answer",
+        params=TI,
+        data={"case_id": case_id, "answer": "transient"},
+        headers=_auth(tokens["user"]),
+    )
+    assert resp.status_code == 502 and "ConnectError" in resp.json()["detail"]
+    assert kb.answers_of(case_id) == []
+
+
 def test_wrong_class_is_validated_and_shown(ui_client, tokens, kb_dsn, rest_api):
     kb = UIStore(dsn=kb_dsn)
     case_id = seed_case(kb)
@@ -401,6 +420,10 @@ def test_diagnose_now_triggers_the_doctor_as_the_person(ui_client, tokens, rest_
     assert resp.status_code == 200 and resp.json() == {"dag_run_id": "manual__doctor"}
     [call] = rest_api.seen
     assert call["path"] == "/api/v2/dags/doctor/dagRuns" and call["auth"] == f"Bearer {tokens['user']}"
+    assert (
+        call["body"]["logical_date"] is None
+        and call["body"]["note"] == "started from the Doctor tab (diagnose now)"
+    )
     assert call["body"]["conf"] == {
         "dag_id": "example_dag",
         "run_id": TI["run_id"],
