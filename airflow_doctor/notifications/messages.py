@@ -1,11 +1,12 @@
 """Notifications: what the doctor found and did, by email (SMTP provider) and Slack (Slack provider).
 
-Email goes through connection `doctor_smtp` as multipart/alternative (plain text and HTML); Slack
-through an incoming-webhook connection (`doctor_slack`, or one per DAG tag from Variable
-`doctor_slack_connections`) with Block Kit. Recipients come from Variable `doctor_recipients`
-(per dag_id), else the DAG's default_args["email"], else `doctor_email_to`. Each channel is tried
-with bounded retries and backoff; a failed channel is logged and never stops the other or the
-doctor. A missing connection skips its channel with a log line.
+Delivery goes through `DoctorNotifier` (notifier.py, the providers' public hooks): email through
+connection `doctor_smtp` as HTML (templates/email.html); Slack through an incoming-webhook
+connection (`doctor_slack`, or one per DAG tag from Variable `doctor_slack_connections`) with
+Block Kit. Recipients come from Variable `doctor_recipients` (per dag_id), else the DAG's
+default_args["email"], else `doctor_email_to`. Each channel is tried with bounded retries and
+backoff (CHANNEL_ATTEMPTS, CHANNEL_BACKOFF_SECONDS); a failed channel is logged and never stops
+the other or the doctor. A missing connection skips its channel with a log line.
 
 When to send (Variable `doctor_notify_on_retry`): always on escalation and approval requests; an
 auto-retry gets one message when the retried try has ended ("outcome", the default), also one when
@@ -21,26 +22,23 @@ The only links are the doctor's own Airflow UI URLs (`links`).
 
 from __future__ import annotations
 
-import html
 import logging
 import re
-import time
 from collections import Counter
-from collections.abc import Callable
-from email.mime.multipart import MIMEMultipart
-from email.mime.text import MIMEText
-from email.utils import formatdate, make_msgid
+from functools import cache
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 from airflow_doctor.models import FailureRef
-from airflow_doctor.settings import SLACK_CONN_ID, SMTP_CONN_ID, DoctorSettings, connection_exists
+from airflow_doctor.notifications.notifier import CHANNEL_ATTEMPTS, CHANNEL_BACKOFF_SECONDS, DoctorNotifier
+from airflow_doctor.settings import SLACK_CONN_ID, SMTP_CONN_ID, DoctorSettings
 from airflow_doctor.settings import settings as load_settings
 
 log = logging.getLogger(__name__)
 
-CHANNEL_ATTEMPTS = 3
-CHANNEL_BACKOFF_SECONDS = 1.0  # doubled per attempt: 1 s, 2 s
+#: The messages' templates (the email's HTML), resolved from this module's location.
+TEMPLATES = Path(__file__).resolve().parent / "templates"
 
 
 # -- rendering untrusted text -------------------------------------------------------------------
@@ -315,28 +313,24 @@ def build_digest(
     return {**_assemble(subject, summary, fields, diag, similar, link, tail), "members": members}
 
 
+@cache
+def _template(name: str):
+    """A Jinja template from TEMPLATES, autoescaped: every value in a message is text, never markup."""
+    from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+    env = Environment(
+        loader=FileSystemLoader(str(TEMPLATES)),
+        autoescape=select_autoescape(["html"], default=True),
+        keep_trailing_newline=False,
+    )
+    return env.get_template(name)
+
+
 def render_html(msg: dict[str, Any]) -> str:
-    """The email's HTML part."""
-    esc = html.escape
-    rows = "".join(f"<tr><th align='left'>{esc(k)}</th><td>{esc(v)}</td></tr>" for k, v in msg["fields"])
-    steps = "".join(f"<li>{esc(s)}</li>" for s in msg["fix_steps"])
-    evidence = esc("\n".join(msg.get("evidence") or []))
-    similar = "".join(f"<li>{esc(s)}</li>" for s in msg["similar"])
-    listed = msg.get("members", [])
-    members = "".join(f"<li><a href='{esc(u)}'>{esc(line)}</a></li>" for line, u in listed[:DIGEST_LINES])
-    if len(listed) > DIGEST_LINES:
-        members += f"<li>... and {len(listed) - DIGEST_LINES} more</li>"
-    link_html = " | ".join(
-        f"<a href='{esc(u)}'>{esc(k.replace('_', ' '))}</a>" for k, u in msg["links"].items()
-    )
-    return (
-        f"<h2>{esc(msg['subject'])}</h2><table>{rows}</table>"
-        + (f"<h3>Fix steps</h3><ol>{steps}</ol>" if steps else "")
-        + (f"<h3>Evidence (lines from the log)</h3><pre>{evidence}</pre>" if evidence else "")
-        + (f"<h3>Similar cases</h3><ul>{similar}</ul>" if similar else "")
-        + (f"<h3>Task instances</h3><ul>{members}</ul>" if members else "")
-        + f"<p>{link_html}</p>"
-    )
+    """The email's HTML body (templates/email.html): subject, fields, fix steps, evidence, similar
+    cases, a digest's task instances (DIGEST_LINES at most) and the doctor's links, every value
+    escaped."""
+    return _template("email.html").render(msg=msg, members=msg.get("members") or [], shown=DIGEST_LINES)
 
 
 def render_blocks(msg: dict[str, Any]) -> list[dict]:
@@ -435,21 +429,6 @@ def render_approval_body(msg: dict[str, Any]) -> str:
     )
 
 
-def _with_retries(name: str, send: Callable[[], None]) -> str:
-    """Run `send` up to CHANNEL_ATTEMPTS times with exponential backoff; "sent" or the last error."""
-    error = ""
-    for attempt in range(1, CHANNEL_ATTEMPTS + 1):
-        try:
-            send()
-            return "sent"
-        except Exception as exc:  # noqa: BLE001 - one channel's failure must not stop the other
-            error = f"{type(exc).__name__}: {exc}"[:300]
-            log.warning("%s attempt %d/%d failed: %s", name, attempt, CHANNEL_ATTEMPTS, error)
-            if attempt < CHANNEL_ATTEMPTS:
-                time.sleep(CHANNEL_BACKOFF_SECONDS * 2 ** (attempt - 1))
-    return f"failed: {error}"
-
-
 def _dag_details(dag_id: str, api=None) -> dict:
     try:
         from airflow_doctor.hooks.airflow_api import AirflowAPI
@@ -480,54 +459,37 @@ def route(dag_id: str, settings: DoctorSettings, details: dict) -> tuple[list[st
     return recipients, slack
 
 
+def _notifier(msg: dict[str, Any], recipients: list[str], slack_conn_id: str) -> DoctorNotifier:
+    """The notifier for one message: its HTML email and its Slack payload, with the retry policy."""
+    return DoctorNotifier(
+        to=recipients,
+        subject=msg["subject"],
+        html_content=render_html(msg),
+        slack_payload=slack_payload(msg),
+        smtp_conn_id=SMTP_CONN_ID,
+        slack_conn_id=slack_conn_id,
+        attempts=CHANNEL_ATTEMPTS,
+        backoff_seconds=CHANNEL_BACKOFF_SECONDS,
+    )
+
+
 def send_email(recipients: list[str], msg: dict[str, Any]) -> None:
-    """Send `msg` as multipart/alternative (plain text, then HTML) through the SMTP provider's hook.
+    """Send `msg` once as an HTML email through the SMTP provider's hook (`DoctorNotifier.send_email`).
 
     Raises:
         whatever the SMTP provider raises (connection refused, auth, ...).
     """
-    from airflow.providers.smtp.hooks.smtp import SmtpHook
-
-    with SmtpHook(smtp_conn_id=SMTP_CONN_ID) as hook:
-        client = getattr(hook, "_smtp_client", None)
-        if client is None:  # a provider without the client attribute: HTML only, through its API
-            hook.send_email_smtp(to=recipients, subject=msg["subject"], html_content=render_html(msg))
-            return
-        mime = MIMEMultipart("alternative")
-        mime["Subject"] = msg["subject"]
-        mime["From"] = hook.from_email or "airflow-doctor@localhost"
-        mime["To"] = ", ".join(recipients)
-        mime["Date"] = formatdate(localtime=True)
-        mime["Message-ID"] = make_msgid(domain="airflow-doctor")
-        mime.attach(MIMEText(msg["text"], "plain", "utf-8"))
-        mime.attach(MIMEText(render_html(msg), "html", "utf-8"))
-        client.sendmail(mime["From"], recipients, mime.as_string())
+    _notifier(msg, recipients, SLACK_CONN_ID).send_email()
 
 
 def deliver(msg: dict[str, Any], recipients: list[str], slack_conn_id: str) -> dict[str, str]:
-    """Send one message on both channels. Never raises.
+    """Send one message on both channels (`DoctorNotifier.deliver`: bounded retries, a failed or
+    missing channel never stops the other). Never raises.
 
     Returns:
         {"email": "sent" | "skipped: ..." | "failed: ...", "slack": same, "subject": str}.
     """
-    result = {"subject": msg["subject"]}
-    if connection_exists(SMTP_CONN_ID):
-        result["email"] = _with_retries("email", lambda: send_email(recipients, msg))
-    else:
-        result["email"] = f"skipped: no connection {SMTP_CONN_ID}"
-        log.warning("No %s connection: email skipped", SMTP_CONN_ID)
-    if connection_exists(slack_conn_id):
-
-        def send_slack() -> None:
-            from airflow.providers.slack.hooks.slack_webhook import SlackWebhookHook
-
-            SlackWebhookHook(slack_webhook_conn_id=slack_conn_id, timeout=10).send(**slack_payload(msg))
-
-        result["slack"] = _with_retries("slack", send_slack)
-    else:
-        result["slack"] = f"skipped: no connection {slack_conn_id}"
-        log.warning("No %s connection: Slack skipped", slack_conn_id)
-    return result
+    return _notifier(msg, recipients, slack_conn_id).deliver()
 
 
 def should_notify(
