@@ -583,8 +583,12 @@ def check_demo(report: Report, cfg: stack.StackConfig) -> None:
 # --- main ---------------------------------------------------------------------------------------------------
 
 
+class Interrupted(SystemExit):
+    """SIGINT or SIGTERM arrived: unwind, so that the stack is stopped on the way out."""
+
+
 def _interrupted(signum: int, _frame) -> None:
-    raise SystemExit(128 + signum)
+    raise Interrupted(f"interrupted by {signal.Signals(signum).name}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -597,6 +601,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep-running", action="store_true", help="leave the stack up afterwards")
     args = parser.parse_args(argv)
     rebuild = args.fresh or bool(os.environ.get("CI"))
+    # Both set here: a shell that starts this in the background has SIGINT ignored by default.
+    signal.signal(signal.SIGINT, _interrupted)
     signal.signal(signal.SIGTERM, _interrupted)
     report = Report()
     cfg: stack.StackConfig | None = None
@@ -637,8 +643,8 @@ def main(argv: list[str] | None = None) -> int:
         check_demo(report, cfg)
     except CheckError as exc:
         stopped = str(exc).splitlines()[0]
-    except (KeyboardInterrupt, SystemExit) as exc:
-        stopped = f"interrupted ({type(exc).__name__} {getattr(exc, 'code', '')})".strip()
+    except Interrupted as exc:
+        stopped = str(exc)
     except Exception as exc:  # noqa: BLE001 - the table still says how far the check got
         traceback.print_exc()
         stopped = f"{type(exc).__name__}: {exc}"
