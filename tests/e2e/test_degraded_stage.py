@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import pytest
 
-from scripts.demo import api_for, case_for, kb_for, sink_messages, trigger, wait_until
+from scripts.demo import api_for, case_for, kb_for, sink_messages, trigger, wait_for_dags, wait_until
+from scripts.stack import down, up
+from tests.e2e.conftest import stack_config
 from tests.e2e.graph import settled_stage_states
 from tests.fakes.anthropic_server import AnthropicLoopback, error
 
@@ -20,38 +22,31 @@ pytestmark = pytest.mark.e2e
 LABEL = "example_flaky_warehouse.load_orders"
 
 
-@pytest.fixture
-def failing_llm(stack):
-    """`doctor_llm` pointing at a Messages API that answers 500, and memory-first off so that the
-    diagnose stage asks it; both undone afterwards."""
-    api = api_for(stack)
+@pytest.fixture(scope="module")
+def failing_llm(tmp_path_factory):
+    """A stack of its own whose `doctor_llm` points at a Messages API that answers 500, with
+    `[doctor] memory_first` off so that the diagnose stage asks it (a deployment setting, fixed when
+    the processes start). Its undiagnosed escalation is no other test's memory."""
     with AnthropicLoopback() as server:
         server.replies.append(error(500, "api_error", "scripted outage"))
-        api.request_json(
-            "POST",
-            "/api/v2/connections",
-            {
-                "connection_id": "doctor_llm",
-                "conn_type": "anthropic",
-                "host": server.base_url,
-                "password": "sk-ant-local-loopback",
-            },
+        cfg = stack_config(
+            tmp_path_factory,
+            "failing-llm-stack",
+            llm_base_url=server.base_url,
+            extra_env={"AIRFLOW__DOCTOR__MEMORY_FIRST": "False"},
         )
-        api.set_variable("doctor_memory_first", "false")
         try:
-            yield api, server
+            up(cfg)
+            wait_for_dags(api_for(cfg), ["doctor", "example_flaky_warehouse"])
+            yield cfg, server
         finally:
-            api.delete_variable("doctor_memory_first")
-            api.request_json("DELETE", "/api/v2/connections/doctor_llm")
+            down(cfg)
 
 
-def test_a_diagnose_stage_without_an_answer_is_red_and_the_failure_still_reaches_people(
-    stack, failing_llm, forget_run
-):
-    api, server = failing_llm
-    kb = kb_for(stack)
+def test_a_diagnose_stage_without_an_answer_is_red_and_the_failure_still_reaches_people(failing_llm):
+    stack, server = failing_llm
+    api, kb = api_for(stack), kb_for(stack)
     run = trigger(api, "example_flaky_warehouse")
-    forget_run.append(run)  # its escalation, undiagnosed, would be the next flaky failure's nearest case
 
     case = wait_until(lambda: case_for(kb, "example_flaky_warehouse", run, "load_orders"), 240, "the case")
     assert case["decision"] == "escalate" and not case["cleared"]

@@ -9,7 +9,9 @@ import time
 import psycopg2
 import pytest
 
-from scripts.demo import api_for, case_for, kb_for, sink_messages, trigger, wait_until
+from scripts.demo import api_for, case_for, kb_for, sink_messages, trigger, wait_for_dags, wait_until
+from scripts.stack import down, up
+from tests.e2e.conftest import stack_config
 from tests.e2e.graph import settled_stage_states
 
 pytestmark = pytest.mark.e2e
@@ -74,13 +76,19 @@ def test_a_task_that_keeps_failing_is_cleared_at_most_max_auto_retries_times(sta
         assert "retried and failed again" in mail["text"]
 
 
-@pytest.fixture
-def grey_zone(stack):
-    """Raise the confidence threshold so that a recognised transient failure lands in the grey zone."""
-    api = api_for(stack)
-    api.set_variable("doctor_confidence_threshold", "0.99")
-    yield api
-    api.delete_variable("doctor_confidence_threshold")
+@pytest.fixture(scope="module")
+def grey_zone(tmp_path_factory):
+    """A stack of its own whose confidence threshold, 0.99, puts a recognised transient failure in the
+    grey zone: `[doctor] confidence_threshold` is a deployment setting, fixed when the processes start."""
+    cfg = stack_config(
+        tmp_path_factory, "grey-zone-stack", extra_env={"AIRFLOW__DOCTOR__CONFIDENCE_THRESHOLD": "0.99"}
+    )
+    try:
+        up(cfg)
+        wait_for_dags(api_for(cfg), ["doctor", "example_flaky_warehouse"])
+        yield cfg
+    finally:
+        down(cfg)
 
 
 def _answer_approval(api, dag_run_marker: str, option: str, timeout: float = 240) -> dict:
@@ -105,8 +113,9 @@ def _answer_approval(api, dag_run_marker: str, option: str, timeout: float = 240
     return {"subject": detail["subject"], "body": detail.get("body")}
 
 
-def test_an_approved_grey_zone_retry_is_cleared(stack, grey_zone):
-    api, kb = grey_zone, kb_for(stack)
+def test_an_approved_grey_zone_retry_is_cleared(grey_zone):
+    stack = grey_zone
+    api, kb = api_for(stack), kb_for(stack)
     run = trigger(api, "example_flaky_warehouse")
     request = _answer_approval(api, run, "Approve")
     assert request["subject"].startswith("Retry example_flaky_warehouse.load_orders")
@@ -148,10 +157,10 @@ def test_an_approved_grey_zone_retry_is_cleared(stack, grey_zone):
     assert actor == "human"
 
 
-def test_a_rejected_grey_zone_retry_is_escalated(stack, grey_zone, forget_run):
-    api, kb = grey_zone, kb_for(stack)
+def test_a_rejected_grey_zone_retry_is_escalated(grey_zone):
+    stack = grey_zone  # its own stack: the rejection, a person's "permanent", is no other test's memory
+    api, kb = api_for(stack), kb_for(stack)
     run = trigger(api, "example_flaky_warehouse")
-    forget_run.append(run)  # a rejection is a person's "permanent" for this error: later tests heal it
     _answer_approval(api, run, "Reject")
     case = wait_until(lambda: case_for(kb, "example_flaky_warehouse", run, "load_orders"), 240, "the case")
     assert case["decision"] == "approval" and not case["cleared"]
