@@ -284,6 +284,25 @@ class DoctorSettings:
         "dag-processor's configuration counts).",
         minimum=1.0,
     )
+    backoff_sleep_max_seconds: float = option(
+        3.0,
+        "A backoff remainder up to this many seconds is slept in the clear_and_retry task; a longer "
+        "one is deferred to the triggerer (no worker slot held). A deferral costs about 2.6 s after "
+        "the backoff ends (bench/mttr, 2026-12-05: the triggerer fires, the scheduler queues the task "
+        "again, a new task process starts), so a shorter remainder clears sooner slept.",
+        minimum=0.0,
+    )
+    verify_poke_seconds: float = option(
+        2.0,
+        "Seconds between two reads of a retried task instance while verify_retry waits in the triggerer.",
+        minimum=0.1,
+    )
+    embed_timeout_seconds: float = option(
+        5.0,
+        "Read timeout, in seconds, of one call to the embedding service (a warm all-MiniLM-L6-v2 "
+        "embeds 100 short texts in about 0.3 s, bench/embed), plus a little per text.",
+        minimum=0.1,
+    )
     embed_url: str = option(
         "",
         "Base URL of the embedding service (`python -m airflow_doctor.knowledge.embed_service`) that "

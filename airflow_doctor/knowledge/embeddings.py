@@ -31,9 +31,7 @@ __all__ = ["embed", "embed_failure", "embedding_text", "encode", "load_model", "
 
 DEFAULT_MODEL_NAME = "all-MiniLM-L6-v2"
 EMBED_URL_ENV = "DOCTOR_EMBED_URL"
-EMBED_TIMEOUT_ENV = "DOCTOR_EMBED_TIMEOUT"
 CONNECT_TIMEOUT_SECONDS = 0.5  # loopback: a live service accepts at once; a dead one refuses at once
-DEFAULT_READ_TIMEOUT_SECONDS = 5.0  # warm MiniLM embeds 100 short texts in ~0.3 s (bench/embed)
 READ_SECONDS_PER_TEXT = 0.05  # a batch (seeding ~100 runbook examples) gets longer, on a busy CPU
 
 
@@ -111,7 +109,7 @@ def embed_via_service(
     Args:
         url: the service's base URL, e.g. http://127.0.0.1:8027.
         texts, configured, batch_size: as for `embed`.
-        timeout: read timeout in seconds; None means `DOCTOR_EMBED_TIMEOUT` (default 5 s) plus
+        timeout: read timeout in seconds; None means `[doctor] embed_timeout_seconds` (default 5 s) plus
             0.05 s per text. Connecting may take at most 0.5 s.
     Returns:
         one list[float] of length 384 per text.
@@ -123,7 +121,7 @@ def embed_via_service(
 
     client = _service_client(url)
     if timeout is None:
-        base = float(os.environ.get(EMBED_TIMEOUT_ENV) or DEFAULT_READ_TIMEOUT_SECONDS)
+        base = read_option("embed_timeout_seconds")
         timeout = base + READ_SECONDS_PER_TEXT * len(texts)
     body = {"texts": texts, "model": configured, "batch_size": batch_size}
     try:

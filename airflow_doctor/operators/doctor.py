@@ -9,7 +9,7 @@ inside the mapped task group (Airflow 3.3's SkipMixin skips only unmapped downst
 `ClearAndRetryOperator` is the clear_and_retry stage: when the gate asked for a backoff it defers to
 the standard provider's `DateTimeTrigger` (the wait runs in the triggerer; the task holds no worker
 or pool slot while it waits), then clears in `execute_complete`; a remainder of at most
-`BACKOFF_SLEEP_MAX_SECONDS` is slept in the task instead. Without a backoff it clears at once, in
+`[doctor] backoff_sleep_max_seconds` is slept in the task instead. Without a backoff it clears at once, in
 one task process, unless a member's try is not yet recorded as failed: that wait is deferred to
 `triggers.FailedStateTrigger`.
 
@@ -23,7 +23,6 @@ defers to `triggers.RetryOutcomeTrigger`, which polls in the triggerer.
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
@@ -33,6 +32,7 @@ from airflow.sdk import BaseOperator
 from airflow.sdk.bases.branch import BaseBranchOperator
 
 from airflow_doctor.models import Diagnosed, Group, GroupDecision
+from airflow_doctor.settings import read_option
 
 #: The stage each gate verdict leads to (GateOperator follows the downstream task of that stage).
 BRANCH_STAGES = {"auto_retry": "clear_and_retry", "approval": "prepare_approval", "escalate": "escalate"}
@@ -142,20 +142,12 @@ class GateOperator(BaseBranchOperator):
             raise DownstreamTasksSkipped(tasks=list(tasks))
 
 
-# A backoff remainder up to this many seconds is slept in clear_and_retry instead of deferred. A
-# deferral costs about 2.6 s after the backoff ends (bench/mttr 2026-12-05, offline: the triggerer
-# fires, the scheduler queues the task again, a new task process starts), so for a remainder
-# shorter than that round trip, sleeping clears sooner and costs less CPU, at the price of one
-# worker slot held for at most this long. Longer waits defer (no worker slot held).
-BACKOFF_SLEEP_MAX_SECONDS = float(os.environ.get("DOCTOR_BACKOFF_SLEEP_MAX_SECONDS", "3"))
-
-
 class ClearAndRetryOperator(BaseOperator):
     """Clear the auto-retried members of a group after their backoff (pipeline.clear_and_retry).
 
     The backoff counts from the failure (pipeline.retry_at). What is left of it when the task starts
-    is slept in the task when it is at most BACKOFF_SLEEP_MAX_SECONDS (env
-    DOCTOR_BACKOFF_SLEEP_MAX_SECONDS, default 3: the measured deferral round trip is ~2.6 s, so a
+    is slept in the task when it is at most `[doctor] backoff_sleep_max_seconds` (default 3: the
+    measured deferral round trip is ~2.6 s, so a
     shorter remainder clears sooner slept than deferred, holding the worker slot no longer than
     that); a longer one is deferred to the triggerer (DateTimeTrigger), holding no worker slot.
     Then, if a member's try is not yet recorded as failed (Airflow records it after the try's
@@ -241,10 +233,10 @@ def backoff_plan(at: datetime | None, now: datetime, sleep_max: float | None = N
 
     Returns:
         ("clear", 0.0) when nothing is left to wait; ("sleep", seconds left) when at most
-        `sleep_max` seconds (default BACKOFF_SLEEP_MAX_SECONDS) are left; else ("defer", seconds
+        `sleep_max` seconds (default `[doctor] backoff_sleep_max_seconds`) are left; else ("defer", seconds
         left), to wait in the triggerer.
     """
-    limit = BACKOFF_SLEEP_MAX_SECONDS if sleep_max is None else sleep_max
+    limit = read_option("backoff_sleep_max_seconds") if sleep_max is None else sleep_max
     left = (at - now).total_seconds() if at is not None else 0.0
     if left <= 0:
         return "clear", 0.0
@@ -304,9 +296,6 @@ class FetchLogsOperator(BaseOperator):
         return fetch_reported(reported or {}, context["run_id"])
 
 
-VERIFY_POKE_SECONDS = float(os.environ.get("DOCTOR_VERIFY_POKE_SECONDS", "2"))
-
-
 class VerifyRetryOperator(BaseOperator):
     """Wait for the retried tries of a group's cleared members to end and record their outcomes.
 
@@ -341,7 +330,7 @@ class VerifyRetryOperator(BaseOperator):
         if result["done"]:
             return result["verifications"]
         self.defer(
-            trigger=RetryOutcomeTrigger(group, clears, VERIFY_POKE_SECONDS),
+            trigger=RetryOutcomeTrigger(group, clears, read_option("verify_poke_seconds")),
             method_name="execute_complete",
             timeout=timedelta(hours=6),
         )

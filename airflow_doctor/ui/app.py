@@ -1,4 +1,4 @@
-"""The Doctor's FastAPI app on Airflow's API server (mounted at /doctor by airflow_doctor.plugins.DoctorUIPlugin).
+"""The Doctor's FastAPI app on Airflow's API server (mounted at /doctor by plugins.DoctorUIPlugin).
 
 Routes (all server-rendered HTML or JSON; every one requires an authenticated Airflow user):
 

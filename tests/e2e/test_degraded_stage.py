@@ -9,8 +9,11 @@ gate, which runs after it whatever its state, reads that partial output from the
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
+from airflow_doctor.models import Diagnosed
 from scripts.demo import api_for, case_for, kb_for, sink_messages, trigger, wait_for_dags, wait_until
 from scripts.stack import down, up
 from tests.e2e.conftest import stack_config
@@ -67,10 +70,12 @@ def test_a_diagnose_stage_without_an_answer_is_red_and_the_failure_still_reaches
         "GET", f"/api/v2/dags/doctor/dagRuns/{case['doctor_run_id']}/taskInstances?limit=1000"
     )["task_instances"]
     index = next(t["map_index"] for t in tis if t["map_index"] >= 0 and t.get("rendered_map_index") == LABEL)
-    partial = api.get_xcom_entry(
-        "doctor", case["doctor_run_id"], "handle_failures.diagnose", map_index=index, deserialize=True
-    )["value"]
-    assert partial["diagnosis"] is None and partial["llm_called"] is True and partial["error"], partial
+    stored = api.get_xcom_entry("doctor", case["doctor_run_id"], "handle_failures.diagnose", map_index=index)
+    # The Task SDK stores the model with its class name; its fields are the Diagnosed model's.
+    value = json.loads(stored["value"]) if isinstance(stored["value"], str) else stored["value"]
+    assert value["__classname__"] == "airflow_doctor.models.Diagnosed", value
+    partial = Diagnosed.model_validate(value["__data__"])
+    assert partial.diagnosis is None and partial.llm_called is True and partial.error, partial
 
     # Nothing was retried, and people heard of it.
     ti = api.get_task_instance("example_flaky_warehouse", run, "load_orders")
