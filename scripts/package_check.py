@@ -286,6 +286,38 @@ def check_wheel(report: Report, wheel: Path) -> list[str]:
     return sorted(metadata.get_all("Requires-Dist") or [])
 
 
+def check_pins(report: Report, requirements: list[str]) -> None:
+    """requirements.txt (what the Docker image installs) pins every dependency of the wheel, within range.
+
+    apache-airflow is left to the runtime image, which ships it.
+    """
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    pins = {}
+    for line in (PROJECT_ROOT / "requirements.txt").read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line:
+            pin = Requirement(line)
+            pins[canonicalize_name(pin.name)] = next(
+                (s.version for s in pin.specifier if s.operator == "=="), None
+            )
+    problems = []
+    needs = [Requirement(text) for text in requirements]
+    needs = [need for need in needs if canonicalize_name(need.name) != "apache-airflow"]
+    for need in needs:
+        name = canonicalize_name(need.name)
+        if pins.get(name) is None:
+            problems.append(f"{need.name}: no == pin")
+        elif not need.specifier.contains(pins[name], prereleases=True):
+            problems.append(f"{need.name}=={pins[name]} outside {need.specifier}")
+    report.add(
+        "requirements.txt pins every dependency of the wheel",
+        not problems,
+        "\n".join(problems) if problems else f"{len(needs)} dependencies pinned within their ranges",
+    )
+
+
 # --- 3: the fresh virtualenv ------------------------------------------------------------------------
 
 
@@ -611,6 +643,7 @@ def main(argv: list[str] | None = None) -> int:
         sdist, wheel = build(report)
         check_sdist(report, sdist)
         requirements = check_wheel(report, wheel)
+        check_pins(report, requirements)
         python = fresh_venv(report, wheel, requirements, rebuild)
 
         state_dir = STATE / "run"
