@@ -11,11 +11,17 @@ real thing (no image registry):
    Dockerfile's FROM line (Debian, Python 3.11, Airflow 3.3.2), Postgres for the CLI's metadata
    database and the override's pgvector image, and the mail catcher.
 5. The project's own Dockerfile, unchanged, built as the CLI names it (`<project>/airflow:latest`);
-   only the build argument TORCH_INDEX_URL points at the local index.
+   only the build argument TORCH_INDEX_URL points at the local index. Its first stage builds the
+   airflow-doctor wheel, the second installs it: the image must import `airflow_doctor` and its data
+   files from site-packages even with its working directory first on sys.path (as `python -m` puts
+   it), and `airflow plugins` in it must list the doctor's plugins, found through the wheel's entry
+   points.
 6. The CLI's Airflow 3 compose file rendered for this project (astro-cli
    `airflow/include/airflow3/composeyml.go.tmpl`, `airflow/container.go` generateConfig: service
    names, the `airflow` network, env file, ports, volumes, environment) and the project's
-   `docker-compose.override.yml` merged onto it the way the CLI does (a second compose file).
+   `docker-compose.override.yml` merged onto it the way the CLI does (a second compose file). The
+   CLI's mounts (dags/, plugins/, include/, tests/) carry no code of the doctor: the two one-line DAG
+   files call into the wheel installed in the image.
 7. `docker-compose up`, the CLI's health check (`/api/v2/monitor/health`), then airflow_settings.yaml
    applied as the CLI does (`/auth/token`, then POST and PATCH-on-409 per pool, Variable,
    connection: astro-cli `settings/settings.go`).
@@ -273,6 +279,44 @@ def build_standins(ctx: Path, override: dict) -> None:
         log="build-mailpit.log",
     )
     say(f"stand-in {mailpit}")
+
+
+DOCTOR_PROBE = """
+import json, os, sysconfig
+import airflow_doctor
+from airflow_doctor import resources
+print(json.dumps({"file": airflow_doctor.__file__, "site": sysconfig.get_paths()["purelib"],
+                  "prompts": str(resources.data_dir("prompts")), "cwd": os.getcwd()}))
+"""
+
+
+def installed_doctor() -> str:
+    """Where the project image imports the doctor from, and which of its plugins Airflow finds.
+
+    `python -c` runs from the image's working directory with it first on sys.path, as `python -m`
+    (the doctor-embed service) does: a source copy of the package there would win over the wheel.
+
+    Returns:
+        A line saying where the package and its data come from and which plugins are listed.
+    Raises:
+        RuntimeError: `airflow_doctor` or its data files do not come from site-packages, or
+            `airflow plugins` does not list doctor_listener and doctor_ui.
+    """
+    docker_run = ["docker", "run", "--rm", AIRFLOW_IMAGE]
+    out = run([*docker_run, "python", "-c", DOCTOR_PROBE], capture_output=True, text=True).stdout
+    info = json.loads(out.strip().splitlines()[-1])
+    outside = [key for key in ("file", "prompts") if not info[key].startswith(info["site"] + "/")]
+    if outside:
+        raise RuntimeError(f"the image's doctor is not the installed wheel (run from {info['cwd']}): {info}")
+    out = run([*docker_run, "airflow", "plugins", "-o", "json"], capture_output=True, text=True).stdout
+    listed = json.loads(next(line for line in reversed(out.splitlines()) if line.startswith("[")))
+    ours = sorted(p["name"] for p in listed if p["name"] in ("doctor_listener", "doctor_ui"))
+    if ours != ["doctor_listener", "doctor_ui"]:
+        raise RuntimeError(f"`airflow plugins` in the image lists {[p['name'] for p in listed]}")
+    return (
+        f"airflow_doctor and its data from {info['site']} (working directory {info['cwd']}); "
+        f"`airflow plugins` lists {', '.join(ours)}"
+    )
 
 
 # --- The CLI's compose project --------------------------------------------------------------------
@@ -608,6 +652,7 @@ def main() -> int:
             say(f"image runs Airflow {versions[0]}, Python {versions[1]}, torch {versions[2]}")
             if not versions[2].endswith("+cpu"):
                 raise RuntimeError(f"torch {versions[2]} is not the CPU build")
+            say(installed_doctor())
         with step("render the CLI's Airflow 3 compose file and merge the project override"):
             api_port, pg_port = free_port(8080), free_port(5432)
             env.update(DOCTOR_KB_PORT=str(free_port(5433)), MAILPIT_UI_PORT=str(free_port(8025)))
