@@ -341,7 +341,8 @@ class AirflowAPI:
     Args:
         base_url: API server URL, e.g. http://127.0.0.1:8080; None means the connection's host.
         username, password: credentials for `/auth/token`; None means the connection's.
-        conn_id: the HTTP connection to read when base_url is None (default `doctor_airflow_api`).
+        conn_id: the connection to read when base_url is None (default `doctor_airflow_api`);
+            `AirflowApiHook` is the way to build a client from a connection.
         timeout: seconds per HTTP request (connect, read and write each; logs get 3x).
         retries: extra attempts after a connection error, or after a 502/503/504 or read timeout
             of an idempotent request (module docstring); 0 disables retries.
