@@ -17,6 +17,7 @@ import email.policy
 import json
 import threading
 import time
+from html.parser import HTMLParser
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -28,8 +29,47 @@ def _append(path: Path, record: dict) -> None:
         fh.write(json.dumps(record) + "\n")
 
 
+class _VisibleText(HTMLParser):
+    """The text a reader sees in an HTML body: tags dropped, entities decoded, one line per block."""
+
+    BLOCKS = frozenset({"p", "div", "br", "li", "tr", "h1", "h2", "h3", "h4", "table", "ul", "ol", "pre"})
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.out: list[str] = []
+        self.hidden = 0
+
+    def handle_starttag(self, tag, attrs):
+        self.hidden += tag in {"style", "script", "head"}
+        if tag in self.BLOCKS:
+            self.out.append("\n")
+
+    def handle_endtag(self, tag):
+        self.hidden -= tag in {"style", "script", "head"} and self.hidden > 0
+        if tag in self.BLOCKS:
+            self.out.append("\n")
+
+    def handle_data(self, data):
+        if not self.hidden:
+            self.out.append(data)
+
+    def text(self) -> str:
+        lines = (" ".join(line.split()) for line in "".join(self.out).splitlines())
+        return "\n".join(line for line in lines if line)
+
+
+def visible_text(html: str) -> str:
+    """The text of an HTML body as a mail client shows it (see _VisibleText)."""
+    parser = _VisibleText()
+    parser.feed(html)
+    parser.close()
+    return parser.text()
+
+
 def parse_mail(raw: bytes) -> dict:
     """Split a raw RFC 5322 message into subject, plain-text part and HTML part.
+
+    The SMTP provider sends HTML only: `text` is then the HTML's visible text (what a reader sees).
 
     Returns:
         dict with keys subject, text, html (each str, "" when absent).
@@ -40,7 +80,8 @@ def parse_mail(raw: bytes) -> dict:
         ctype = part.get_content_type()
         if ctype in parts and not part.is_multipart():
             parts[ctype] += part.get_content()
-    return {"subject": str(msg.get("Subject", "")), "text": parts["text/plain"], "html": parts["text/html"]}
+    text = parts["text/plain"] or visible_text(parts["text/html"])
+    return {"subject": str(msg.get("Subject", "")), "text": text, "html": parts["text/html"]}
 
 
 class MailHandler:
