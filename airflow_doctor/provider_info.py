@@ -28,6 +28,7 @@ def get_provider_info() -> dict:
         ),
         "versions": [__version__],
         "connection-types": CONNECTION_TYPES,
+        "notifications": ["airflow_doctor.notifications.notifier.DoctorNotifier"],
         "plugins": [
             {"name": "doctor_listener", "plugin-class": "airflow_doctor.plugins.DoctorListenerPlugin"},
             {"name": "doctor_ui", "plugin-class": "airflow_doctor.plugins.DoctorUIPlugin"},

@@ -170,30 +170,25 @@ class FailedStateTrigger(BaseTrigger):
 
 
 async def _knowledge_base():
-    """The KnowledgeBase of connection doctor_db, its fields read the async way."""
+    """The KnowledgeBase of connection doctor_db (KnowledgeBaseHook), read the async way (the
+    triggerer's event loop must not block on a connection lookup)."""
     from asgiref.sync import sync_to_async
-    from psycopg2.extensions import make_dsn
 
+    from airflow_doctor.hooks.knowledge_base import KnowledgeBaseHook
     from airflow_doctor.knowledge.store import KnowledgeBase
-    from airflow_doctor.settings import DB_CONN_ID
 
-    db = KnowledgeBase(conn_id=DB_CONN_ID)
-    kwargs = await sync_to_async(lambda: db.connect_kwargs)()
-    return KnowledgeBase(dsn=make_dsn(**kwargs))
+    return KnowledgeBase(dsn=await sync_to_async(lambda: KnowledgeBaseHook().get_dsn())())
 
 
 async def _clients():
-    """(AirflowAPI, KnowledgeBase) built from the doctor's connections, read the async way (the
-    triggerer's event loop must not block on a connection lookup)."""
+    """(AirflowAPI, KnowledgeBase) built from the doctor's connections, read the async way."""
     return await _api(), await _knowledge_base()
 
 
 async def _api():
-    """The AirflowAPI of connection doctor_airflow_api, its fields read the async way."""
+    """The AirflowAPI of connection doctor_airflow_api (AirflowApiHook), read the async way."""
     from asgiref.sync import sync_to_async
 
-    from airflow_doctor.hooks.airflow_api import AirflowAPI, _connection_fields
-    from airflow_doctor.settings import API_CONN_ID
+    from airflow_doctor.hooks.airflow_api import AirflowApiHook
 
-    base_url, username, password = await sync_to_async(_connection_fields)(API_CONN_ID)
-    return AirflowAPI(base_url, username, password)
+    return await sync_to_async(lambda: AirflowApiHook().client)()
