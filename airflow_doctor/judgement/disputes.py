@@ -1,6 +1,6 @@
 """Disputed readings: a reading of the rules whose surface transient and permanent failures share,
-and when an independent diagnosis may settle it (issue "Judgement that generalises", docs/gate.md
-"Gate"; the README's gate table).
+and what in a log argues for a retry (docs/gate.md, "Disputed readings"; issue "Judgement that
+generalises").
 
 The rules read the primary error's surface. For most permanent classes the surface settles it (a
 KeyError, a rejected password, a missing module: a retry with nothing changed fails the same way).
@@ -10,22 +10,14 @@ memory kill a greedy task or a greedy neighbour, a unique-key violation bad data
 racing for a generated key, a 404 a wrong name or an object not there yet (or already collected).
 The catalogue documents each one (catalogue.DISPUTED). For these the rules' reading is a default,
 not a veto: an independent judge that has read the whole excerpt (the LLM, or the label in
-`eval --diagnoser oracle`; never the offline diagnoser, which is the rules themselves) may settle
-it as transient, when
+`eval --diagnoser oracle`; never the offline diagnoser, which is the rules themselves) may settle it
+as transient; gate.py says when (`settle`). A transient reading outside the catalogue (a refusal on
+a port that is not the protocol's standard one, a pod that did not start in time) is the same
+question the other way round.
 
-- it says transient, with a retry action, at confidence >= `dispute_confidence`;
-- the primary error comes from an authoritative source (gate.AUTHORITATIVE_SOURCES);
-- nothing else in the excerpt the judge read argues for a retry (`pleas`): the log is not trying
-  to talk the judge into it, so a confident "transient" rests on the judge's knowledge and not on
-  the log's words. A hostile log must argue (that is what makes it hostile); a log that argues
-  keeps the rules' reading as a veto, however sure the judge is;
-- the task instance has not been cleared by the doctor before (once per task instance: a second
-  failure is a verified failed retry, which memory records and which blocks the next one);
-- nothing in memory contradicts it and the class of the reading is not demoted (gate.py).
-
-A transient reading outside the catalogue (a refusal on a port that is not the protocol's standard
-one, a pod that did not start in time) is the same question the other way round: unsettled, it goes
-to a person (approval) unless this deployment's own verified retry vouches for it. Never raises.
+This module says which readings are disputed (`is_disputed`) and what in an excerpt argues for a
+retry (`pleas`). A hostile log must argue (that is what makes it hostile), so a log that argues keeps
+the rules' reading, however sure the judge is. Never raises.
 """
 
 from __future__ import annotations
@@ -42,10 +34,10 @@ from airflow_doctor.judgement.rules import (
     match_rule,
 )
 
-# Readings whose class is disputed but whose own rule settles it: a region that does not exist
-# resolves nowhere, ever; a try that Airflow says was set to failed, success or skipped from outside
-# was stopped by a person, the API or a DAG run timeout, whose decision a retry would undo.
-_SETTLED_READINGS = (WRONG_AWS_REGION, TRY_SET_FROM_OUTSIDE)
+# Readings whose class is disputed but whose own rule settles it (by Rule.id): a region that does not
+# exist resolves nowhere, ever; a try that Airflow says was set to failed, success or skipped from
+# outside was stopped by a person, the API or a DAG run timeout, whose decision a retry would undo.
+SETTLED_READINGS = frozenset({WRONG_AWS_REGION.id, TRY_SET_FROM_OUTSIDE.id})
 
 # Words that address whoever judges the log rather than describe what a library did: retry advice,
 # the doctor's own vocabulary (diagnosis, runbook, confidence, tool calls), jailbreak phrasing, and
@@ -74,11 +66,7 @@ def is_disputed(rule: Rule | None) -> bool:
     """Whether `rule` is a reading an independent diagnosis may settle (catalogue.DISPUTED, less the
     readings whose own rule settles them): a permanent one it may overrule, a transient one outside
     the catalogue (`connection_refused`, `pod_start_timeout`) it may vouch for."""
-    return (
-        rule is not None
-        and rule.error_class in DISPUTED
-        and not any(rule is settled for settled in _SETTLED_READINGS)
-    )
+    return rule is not None and rule.error_class in DISPUTED and rule.id not in SETTLED_READINGS
 
 
 def pleas(excerpt: dict, *, local_services: bool = False, limit: int = 3) -> list[str]:

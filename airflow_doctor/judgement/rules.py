@@ -7,6 +7,10 @@ certificate before a dropped TLS connection, an out-of-memory kill or a SIGTERM 
 worker). When the primary error matches nothing specific, its chained causes are tried. A
 transient class a rule names is retry-safe only if it is in the catalogue (catalogue.py).
 
+Every rule has a stable `id` (kebab-case; tests pin the published ones): a reading can be cited by
+it, whatever the rule's position in the table. Its class is an `ErrorClass` (error_classes.py),
+the vocabulary the catalogue and the disputed readings share.
+
 Confidences are the authors' estimates of how often the pattern alone names the right class
 and transience, from general Airflow operations experience (never fitted to a corpus line). A
 class whose permanent look-alike rarely wears its words ("no capacity" is seldom an unknown
@@ -19,286 +23,780 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from airflow_doctor.judgement.error_classes import ErrorClass
 from airflow_doctor.logs.excerpt import dbt_error, is_exception_type, is_wrapper
 from airflow_doctor.models import Action
 
+# How the table's patterns are compiled: case-insensitive (libraries differ in case: `Connection
+# reset`, `connection reset`) and multi-line (`^` anchors a line of a multi-line message).
+TABLE_FLAGS = re.IGNORECASE | re.MULTILINE
+# A permanent rule at least this sure outweighs a transient reading elsewhere in the excerpt: a
+# context line's (`classify`), a cause's (`permanent_causes`) and an LLM's "transient" (the cross-check).
+VETO_CONFIDENCE = 0.8
 
-@dataclass(frozen=True)
+
+@dataclass(frozen=True, kw_only=True)
 class Rule:
-    """A regex over `Type: message` and what a match means."""
+    """A regex over `Type: message` and what a match means.
 
+    Attributes:
+        id: stable kebab-case name of the rule (`db-statement-timeout`), unique across the rules.
+        pattern: the regex; a str is compiled with TABLE_FLAGS, a compiled pattern keeps its own flags.
+        error_class: the class a match reads the error as.
+        transient: whether a retry with nothing changed is expected to succeed.
+        action: the recommended action (models.Action).
+        confidence: the authors' estimate (0-1) that a match names the right class and transience.
+        root_cause: one sentence for people (notes, email, Slack, the UI).
+        fix_step: the first thing to do about it.
+    """
+
+    id: str
     pattern: re.Pattern[str]
-    error_class: str
+    error_class: ErrorClass
     transient: bool
     action: Action
     confidence: float
     root_cause: str
     fix_step: str
 
+    def __post_init__(self) -> None:
+        if isinstance(self.pattern, str):
+            object.__setattr__(self, "pattern", re.compile(self.pattern, TABLE_FLAGS))
 
-R, B, M, N = Action.retry, Action.retry_with_backoff, Action.retry_with_more_resources, Action.notify
 
-# fmt: off
-_TABLE: list[tuple[str, str, bool, Action, float, str, str]] = [
+RULES: tuple[Rule, ...] = (
     # Airflow 3's execution API (before the 401/403 and credentials rules its messages contain)
     # The task supervisor's own call to start or report the try refused (`HTTP Request: PATCH
     # .../execution/task-instances/<id>/run "HTTP/1.1 403 Forbidden"`): a task token that expired
     # while the try sat queued, or a state race; the supervisor then kills the child it forked.
-    (r"/execution/task-instances/\S+\"? \"HTTP/[\d.]+ 40[39]\b|"
-     r"API_SERVER_ERROR.{0,80}\b409\b|invalid_state|TI was not in (?:a )?running state|"
-     r"Invalid auth token: .{0,20}(?:Signature has )?expired|API_SERVER_ERROR.{0,80}\b50[0234]\b",
-     "execution_api_race", True, R, 0.8,
-     "Airflow's execution API refused a state change for a moment (a scheduler race or an expired task "
-     "token).", "Retry; upgrade Airflow if it recurs."),
+    Rule(
+        id="execution-api-refused-state-change",
+        pattern=(
+            r"/execution/task-instances/\S+\"? \"HTTP/[\d.]+ 40[39]\b|"
+            r"API_SERVER_ERROR.{0,80}\b409\b|invalid_state|TI was not in (?:a )?running state|"
+            r"Invalid auth token: .{0,20}(?:Signature has )?expired|API_SERVER_ERROR.{0,80}\b50[0234]\b"
+        ),
+        error_class=ErrorClass.execution_api_race,
+        transient=True,
+        action=Action.retry,
+        confidence=0.8,
+        root_cause=(
+            "Airflow's execution API refused a state change for a moment (a scheduler race or an expired task "
+            "token)."
+        ),
+        fix_step="Retry; upgrade Airflow if it recurs.",
+    ),
     # The Kubernetes API's optimistic-concurrency answer (409 Conflict on a stale resourceVersion): its
     # own message says to re-read and try again (API conventions, "Concurrency Control and Consistency").
-    (r"the object has been modified; please apply your changes to the latest version and try again",
-     "concurrent_update_conflict", True, R, 0.85,
-     "Another writer updated the same Kubernetes object first (a stale resourceVersion).",
-     "Retry; the next try reads the latest version."),
+    Rule(
+        id="kubernetes-409-object-modified",
+        pattern=r"the object has been modified; please apply your changes to the latest version and try again",
+        error_class=ErrorClass.concurrent_update_conflict,
+        transient=True,
+        action=Action.retry,
+        confidence=0.85,
+        root_cause="Another writer updated the same Kubernetes object first (a stale resourceVersion).",
+        fix_step="Retry; the next try reads the latest version.",
+    ),
     # Databricks' termination reason types (Clusters API, TerminationReason.type): SERVICE_FAULT and
     # CLOUD_FAILURE are documented as retryable, CLIENT_ERROR as "fix the parameters" (not matched).
-    (r"\((?:CLOUD_FAILURE|SERVICE_FAULT)\)|\btype\W{1,4}(?:CLOUD_FAILURE|SERVICE_FAULT)\b",
-     "remote_capacity_unavailable", True, B, 0.8,
-     "The remote compute platform failed to provide the cluster (a cloud or service fault, by its own "
-     "termination type).", "Retry later; check the platform's status page if it persists."),
+    Rule(
+        id="databricks-cloud-or-service-fault",
+        pattern=r"\((?:CLOUD_FAILURE|SERVICE_FAULT)\)|\btype\W{1,4}(?:CLOUD_FAILURE|SERVICE_FAULT)\b",
+        error_class=ErrorClass.remote_capacity_unavailable,
+        transient=True,
+        action=Action.retry_with_backoff,
+        confidence=0.8,
+        root_cause=(
+            "The remote compute platform failed to provide the cluster (a cloud or service fault, by its own "
+            "termination type)."
+        ),
+        fix_step="Retry later; check the platform's status page if it persists.",
+    ),
     # A throttle that wears a 403: BigQuery answers rateLimitExceeded with 403 Forbidden, and
     # Google's docs say to retry it with exponential backoff (before the access-denied rule).
-    (r"Exceeded rate limits|\b(?:user)?rateLimitExceeded\b", "rate_limited", True, B, 0.85,
-     "The service throttled the client's request rate.", "Retry with backoff; lower concurrency."),
+    Rule(
+        id="bigquery-rate-limit-exceeded",
+        pattern=r"Exceeded rate limits|\b(?:user)?rateLimitExceeded\b",
+        error_class=ErrorClass.rate_limited,
+        transient=True,
+        action=Action.retry_with_backoff,
+        confidence=0.85,
+        root_cause="The service throttled the client's request rate.",
+        fix_step="Retry with backoff; lower concurrency.",
+    ),
     # -- resources --------------------------------------------------------------------------
-    (r"return code -9\b|Negsignal\.SIGKILL|SIGKILL|exit code 137|exit status 137|OOMKilled|MemoryError|"
-     r"Cannot allocate memory|out of memory|OutOfMemory|memory limit|Resources exceeded|resourcesExceeded",
-     "oom_killed_sigkill", False, M, 0.8,
-     "The task ran out of memory (or its compute's resources) and was killed.",
-     "Give the task more memory or process its data in chunks."),
-    (r"No space left on device|Disk quota exceeded|ephemeral local storage usage exceeds|"
-     r"ephemeral-storage.{0,60}exceed", "disk_full", False, M, 0.85,
-     "The worker's disk is full.", "Free or enlarge the worker's disk; clean temporary files."),
+    Rule(
+        id="oom-or-sigkill",
+        pattern=(
+            r"return code -9\b|Negsignal\.SIGKILL|SIGKILL|exit code 137|exit status 137|OOMKilled|MemoryError|"
+            r"Cannot allocate memory|out of memory|OutOfMemory|memory limit|Resources exceeded|resourcesExceeded"
+        ),
+        error_class=ErrorClass.oom_killed_sigkill,
+        transient=False,
+        action=Action.retry_with_more_resources,
+        confidence=0.8,
+        root_cause="The task ran out of memory (or its compute's resources) and was killed.",
+        fix_step="Give the task more memory or process its data in chunks.",
+    ),
+    Rule(
+        id="disk-full",
+        pattern=(
+            r"No space left on device|Disk quota exceeded|ephemeral local storage usage exceeds|"
+            r"ephemeral-storage.{0,60}exceed"
+        ),
+        error_class=ErrorClass.disk_full,
+        transient=False,
+        action=Action.retry_with_more_resources,
+        confidence=0.85,
+        root_cause="The worker's disk is full.",
+        fix_step="Free or enlarge the worker's disk; clean temporary files.",
+    ),
     # A crash in native code (a segfault): the same input and binaries crash the same way again;
     # before the lost-worker rule, whose "worker exited prematurely" it also wears.
-    (r"SIGSEGV|Segmentation fault|signal 11\b|exit code 139\b|return code -11\b|Negsignal\.SIGSEGV",
-     "native_crash", False, N, 0.8, "The task's process crashed in native code (a segmentation fault).",
-     "Check the native libraries' versions (a wheel built for another platform, a driver mismatch)."),
+    Rule(
+        id="native-segfault",
+        pattern=r"SIGSEGV|Segmentation fault|signal 11\b|exit code 139\b|return code -11\b|Negsignal\.SIGSEGV",
+        error_class=ErrorClass.native_crash,
+        transient=False,
+        action=Action.notify,
+        confidence=0.8,
+        root_cause="The task's process crashed in native code (a segmentation fault).",
+        fix_step="Check the native libraries' versions (a wheel built for another platform, a driver mismatch).",
+    ),
     # -- credentials and permissions (before network look-alikes) ----------------------------
-    (r"password authentication failed|Incorrect username or password|invalid (?:credentials|api key|token)|"
-     r"\b401\b|Unauthorized|AuthenticationFailed|ClientAuthenticationError|InvalidClientTokenId|"
-     r"SignatureDoesNotMatch|ExpiredToken|token (?:has )?expired|failed to authenticate|"
-     r"Authentication (?:\(\w+\) )?failed|AuthenticationError|account (?:is |has been )?(?:temporarily )?locked|"
-     r"token is malformed|InvalidToken|Application-specific password", "invalid_credentials",
-     False, N, 0.85, "The credentials were rejected.", "Fix or rotate the credentials in the Airflow connection."),
-    (r"DefaultCredentialsError|NoCredentialsError|Unable to locate credentials|credentials were not found",
-     "missing_credentials", False, N, 0.85, "No credentials were found.", "Configure the connection's credentials."),
-    (r"PermissionError|Permission denied|Operation not permitted|Read-only file system", "file_permission_denied",
-     False, N, 0.75, "The worker's user may not access a path.", "Fix the path's ownership or mode."),
-    (r"AccessDenied|Access Denied|\b403\b|Forbidden|not authorized to perform|InsufficientPrivilege|"
-     r"insufficient privileges|permission .* denied|does not have .* access", "access_denied", False, N, 0.8,
-     "The identity lacks a permission.", "Grant the missing permission or use another identity."),
+    Rule(
+        id="credentials-rejected",
+        pattern=(
+            r"password authentication failed|Incorrect username or password|invalid (?:credentials|api key|token)|"
+            r"\b401\b|Unauthorized|AuthenticationFailed|ClientAuthenticationError|InvalidClientTokenId|"
+            r"SignatureDoesNotMatch|ExpiredToken|token (?:has )?expired|failed to authenticate|"
+            r"Authentication (?:\(\w+\) )?failed|AuthenticationError|account (?:is |has been )?(?:temporarily )?locked|"
+            r"token is malformed|InvalidToken|Application-specific password"
+        ),
+        error_class=ErrorClass.invalid_credentials,
+        transient=False,
+        action=Action.notify,
+        confidence=0.85,
+        root_cause="The credentials were rejected.",
+        fix_step="Fix or rotate the credentials in the Airflow connection.",
+    ),
+    Rule(
+        id="credentials-missing",
+        pattern=r"DefaultCredentialsError|NoCredentialsError|Unable to locate credentials|credentials were not found",
+        error_class=ErrorClass.missing_credentials,
+        transient=False,
+        action=Action.notify,
+        confidence=0.85,
+        root_cause="No credentials were found.",
+        fix_step="Configure the connection's credentials.",
+    ),
+    Rule(
+        id="file-permission-denied",
+        pattern=r"PermissionError|Permission denied|Operation not permitted|Read-only file system",
+        error_class=ErrorClass.file_permission_denied,
+        transient=False,
+        action=Action.notify,
+        confidence=0.75,
+        root_cause="The worker's user may not access a path.",
+        fix_step="Fix the path's ownership or mode.",
+    ),
+    Rule(
+        id="access-denied-403",
+        pattern=(
+            r"AccessDenied|Access Denied|\b403\b|Forbidden|not authorized to perform|InsufficientPrivilege|"
+            r"insufficient privileges|permission .* denied|does not have .* access"
+        ),
+        error_class=ErrorClass.access_denied,
+        transient=False,
+        action=Action.notify,
+        confidence=0.8,
+        root_cause="The identity lacks a permission.",
+        fix_step="Grant the missing permission or use another identity.",
+    ),
     # -- configuration -----------------------------------------------------------------------
-    (r"conn_id .* isn't defined|CONNECTION_NOT_FOUND|AirflowNotFoundException", "missing_airflow_connection",
-     False, N, 0.9, "An Airflow connection the task needs does not exist.", "Create the connection."),
-    (r"VARIABLE_NOT_FOUND|Variable .* does not exist", "missing_airflow_variable", False, N, 0.9,
-     "An Airflow Variable the task needs does not exist.", "Create the Variable or give it a default."),
-    (r"Name or service not known|nodename nor servname|No address associated with hostname|"
-     r"failed to resolve sockaddr|could not translate host name .* Name or service|Network is unreachable|"
-     r"No route to host", "connection_misconfigured",
-     False, N, 0.7, "A host in the connection does not resolve or cannot be routed to: likely a typo, a "
-     "placeholder or the wrong network.", "Fix the host in the Airflow connection."),
-    (r"CERTIFICATE_VERIFY_FAILED|certificate verify failed|SSLCertVerificationError|WRONG_VERSION_NUMBER",
-     "tls_certificate_error", False, N, 0.85, "The endpoint's TLS certificate or protocol could not be verified.",
-     "Install the CA bundle or fix the endpoint's TLS setup."),
+    Rule(
+        id="airflow-connection-missing",
+        pattern=r"conn_id .* isn't defined|CONNECTION_NOT_FOUND|AirflowNotFoundException",
+        error_class=ErrorClass.missing_airflow_connection,
+        transient=False,
+        action=Action.notify,
+        confidence=0.9,
+        root_cause="An Airflow connection the task needs does not exist.",
+        fix_step="Create the connection.",
+    ),
+    Rule(
+        id="airflow-variable-missing",
+        pattern=r"VARIABLE_NOT_FOUND|Variable .* does not exist",
+        error_class=ErrorClass.missing_airflow_variable,
+        transient=False,
+        action=Action.notify,
+        confidence=0.9,
+        root_cause="An Airflow Variable the task needs does not exist.",
+        fix_step="Create the Variable or give it a default.",
+    ),
+    Rule(
+        id="host-unresolvable-or-unroutable",
+        pattern=(
+            r"Name or service not known|nodename nor servname|No address associated with hostname|"
+            r"failed to resolve sockaddr|could not translate host name .* Name or service|Network is unreachable|"
+            r"No route to host"
+        ),
+        error_class=ErrorClass.connection_misconfigured,
+        transient=False,
+        action=Action.notify,
+        confidence=0.7,
+        root_cause=(
+            "A host in the connection does not resolve or cannot be routed to: likely a typo, a "
+            "placeholder or the wrong network."
+        ),
+        fix_step="Fix the host in the Airflow connection.",
+    ),
+    Rule(
+        id="tls-certificate-unverified",
+        pattern=r"CERTIFICATE_VERIFY_FAILED|certificate verify failed|SSLCertVerificationError|WRONG_VERSION_NUMBER",
+        error_class=ErrorClass.tls_certificate_error,
+        transient=False,
+        action=Action.notify,
+        confidence=0.85,
+        root_cause="The endpoint's TLS certificate or protocol could not be verified.",
+        fix_step="Install the CA bundle or fix the endpoint's TLS setup.",
+    ),
     # Airflow 3 task code that reaches for the metadata database: fails on every run.
-    (r"Direct database access via the ORM is not allowed", "orm_access_forbidden", False, N, 0.9,
-     "Task code used Airflow's ORM, which Airflow 3 forbids in tasks.", "Use the Task SDK or the REST API."),
+    Rule(
+        id="airflow3-orm-access-in-task",
+        pattern=r"Direct database access via the ORM is not allowed",
+        error_class=ErrorClass.orm_access_forbidden,
+        transient=False,
+        action=Action.notify,
+        confidence=0.9,
+        root_cause="Task code used Airflow's ORM, which Airflow 3 forbids in tasks.",
+        fix_step="Use the Task SDK or the REST API.",
+    ),
     # DockerOperator without the Docker socket: requests reports it as an aborted connection.
-    (r"Connection aborted.{0,20}FileNotFoundError|docker\.sock|Error while fetching server API version",
-     "docker_socket_missing", False, N, 0.85, "The Docker daemon's socket is not available to the worker.",
-     "Mount the Docker socket or use another operator."),
+    Rule(
+        id="docker-socket-missing",
+        pattern=r"Connection aborted.{0,20}FileNotFoundError|docker\.sock|Error while fetching server API version",
+        error_class=ErrorClass.docker_socket_missing,
+        transient=False,
+        action=Action.notify,
+        confidence=0.85,
+        root_cause="The Docker daemon's socket is not available to the worker.",
+        fix_step="Mount the Docker socket or use another operator.",
+    ),
     # A sensor whose condition never became true: not a network timeout.
-    (r"AirflowSensorTimeout|Sensor has timed out", "sensor_timeout", False, N, 0.7,
-     "The sensor's condition did not become true in time.", "Check what the sensor waits for and its timeout."),
+    Rule(
+        id="sensor-timed-out",
+        pattern=r"AirflowSensorTimeout|Sensor has timed out",
+        error_class=ErrorClass.sensor_timeout,
+        transient=False,
+        action=Action.notify,
+        confidence=0.7,
+        root_cause="The sensor's condition did not become true in time.",
+        fix_step="Check what the sensor waits for and its timeout.",
+    ),
     # -- quota before throttling -------------------------------------------------------------
-    (r"quota (?:has been )?(?:exceeded|exhausted)|exceeded your (?:daily|monthly|current)|plan limit|\b402\b|"
-     r"insufficient_quota|check your plan and billing|"
-     r"Payment Required|usage limit|storage quota", "api_quota_exhausted", False, N, 0.75,
-     "The API quota or plan limit is exhausted.", "Raise the quota or wait for the window to reset."),
+    Rule(
+        id="api-quota-exhausted",
+        pattern=(
+            r"quota (?:has been )?(?:exceeded|exhausted)|exceeded your (?:daily|monthly|current)|plan limit|\b402\b|"
+            r"insufficient_quota|check your plan and billing|"
+            r"Payment Required|usage limit|storage quota"
+        ),
+        error_class=ErrorClass.api_quota_exhausted,
+        transient=False,
+        action=Action.notify,
+        confidence=0.75,
+        root_cause="The API quota or plan limit is exhausted.",
+        fix_step="Raise the quota or wait for the window to reset.",
+    ),
     # -- the platform, not the code (before generic timeouts) --------------------------------
     # A person or a timeout stopped the task: not a platform hiccup, not retry-safe.
-    (r"Received SIGTERM|Signals?\.SIGTERM|Task received SIGTERM|marked (?:as )?failed|"
-     r"externally set to failed|execution_timeout|AirflowTaskTimeout|Timeout, PID|"
-     r"Server indicated the task shouldn't be running anymore|Process terminated by signal\.[^\n]*signal_name=SIGTERM|"
-     r"Reason: DeadlineExceeded|activeDeadlineSeconds", "task_terminated",
-     False, N, 0.6, "The task was stopped from outside (SIGTERM, a timeout, or a person marking it failed).",
-     "Find who or what stopped it: execution_timeout, a person, or the platform."),
-    (r"zombie|heartbeat (?:got an exception|timed? ?out|timeout|expired|missed|failed)|did not emit heartbeat|"
-     r"(?:no|missed|stale|without an?) heartbeats?\b|has not heartbeat|heartbeat.{0,30}(?:exceeded|older than)|"
-     r"was the task killed externally|killed externally|finished (?:\(failed\)|with state "
-     r"failed),? (?:although|but) the task|state attribute is queued|Failed to fetch log file from worker|"
-     r"worker .{0,40}(?:evicted|lost|finished abnormally)|WorkerLostError|Worker exited prematurely|"
-     r"preempted|spot (?:instance|node) .{0,40}(?:interrupt|reclaim)|node .{0,30}(?:shutdown|was deleted)|"
-     r"\bEvicted\b|was evicted|Log file (?:is not found|does not exist)|Failed to fetch log file",
-     "worker_lost", True, R, 0.8,
-     "The task's worker or pod was lost, not its code.", "Retry; check worker health if it recurs."),
+    Rule(
+        id="task-sigterm-or-timeout",
+        pattern=(
+            r"Received SIGTERM|Signals?\.SIGTERM|Task received SIGTERM|marked (?:as )?failed|"
+            r"externally set to failed|execution_timeout|AirflowTaskTimeout|Timeout, PID|"
+            r"Server indicated the task shouldn't be running anymore|Process terminated by signal\.[^\n]*signal_name=SIGTERM|"
+            r"Reason: DeadlineExceeded|activeDeadlineSeconds"
+        ),
+        error_class=ErrorClass.task_terminated,
+        transient=False,
+        action=Action.notify,
+        confidence=0.6,
+        root_cause="The task was stopped from outside (SIGTERM, a timeout, or a person marking it failed).",
+        fix_step="Find who or what stopped it: execution_timeout, a person, or the platform.",
+    ),
+    Rule(
+        id="worker-lost-or-zombie",
+        pattern=(
+            r"zombie|heartbeat (?:got an exception|timed? ?out|timeout|expired|missed|failed)|did not emit heartbeat|"
+            r"(?:no|missed|stale|without an?) heartbeats?\b|has not heartbeat|heartbeat.{0,30}(?:exceeded|older than)|"
+            r"was the task killed externally|killed externally|finished (?:\(failed\)|with state "
+            r"failed),? (?:although|but) the task|state attribute is queued|Failed to fetch log file from worker|"
+            r"worker .{0,40}(?:evicted|lost|finished abnormally)|WorkerLostError|Worker exited prematurely|"
+            r"preempted|spot (?:instance|node) .{0,40}(?:interrupt|reclaim)|node .{0,30}(?:shutdown|was deleted)|"
+            r"\bEvicted\b|was evicted|Log file (?:is not found|does not exist)|Failed to fetch log file"
+        ),
+        error_class=ErrorClass.worker_lost,
+        transient=True,
+        action=Action.retry,
+        confidence=0.8,
+        root_cause="The task's worker or pod was lost, not its code.",
+        fix_step="Retry; check worker health if it recurs.",
+    ),
     # The KubernetesPodOperator's pod stayed Pending past startup_timeout_seconds (cncf.kubernetes
     # pod_manager's PodLaunchTimeoutException): a node pool still scaling up or a slow image pull, or a
     # pod no node can ever take (requests above any node, an image that does not exist): disputed.
-    (r"Pod took too long to start|PodLaunchTimeoutException", "pod_start_timeout", True, B, 0.6,
-     "The task's pod stayed Pending longer than the operator's startup timeout.",
-     "Retry with backoff; if it recurs, read the pod's events (FailedScheduling, ErrImagePull)."),
+    Rule(
+        id="kubernetes-pod-start-timeout",
+        pattern=r"Pod took too long to start|PodLaunchTimeoutException",
+        error_class=ErrorClass.pod_start_timeout,
+        transient=True,
+        action=Action.retry_with_backoff,
+        confidence=0.6,
+        root_cause="The task's pod stayed Pending longer than the operator's startup timeout.",
+        fix_step="Retry with backoff; if it recurs, read the pod's events (FailedScheduling, ErrImagePull).",
+    ),
     # -- transient ---------------------------------------------------------------------------
-    (r"deadlock detected|Deadlock found|DeadlockDetected|chosen as the deadlock victim", "db_deadlock", True, B, 0.85,
-     "Two transactions deadlocked; the database aborted this one.", "Retry; order writes consistently."),
-    (r"Lock wait timeout|LockNotAvailable|could not obtain lock|Unable to acquire lock|lock timeout|"
-     r"database is locked|lock is (?:already )?held", "lock_contention", True, B, 0.8,
-     "Another process held a lock the task needed.", "Retry later; find the long-running lock holder."),
-    (r"SerializationFailure|could not serialize access|conflict with recovery", "db_serialization_failure", True, R, 0.85,
-     "A serializable transaction conflicted with a concurrent one.", "Retry."),
+    Rule(
+        id="db-deadlock",
+        pattern=r"deadlock detected|Deadlock found|DeadlockDetected|chosen as the deadlock victim",
+        error_class=ErrorClass.db_deadlock,
+        transient=True,
+        action=Action.retry_with_backoff,
+        confidence=0.85,
+        root_cause="Two transactions deadlocked; the database aborted this one.",
+        fix_step="Retry; order writes consistently.",
+    ),
+    Rule(
+        id="lock-wait-timeout",
+        pattern=(
+            r"Lock wait timeout|LockNotAvailable|could not obtain lock|Unable to acquire lock|lock timeout|"
+            r"database is locked|lock is (?:already )?held"
+        ),
+        error_class=ErrorClass.lock_contention,
+        transient=True,
+        action=Action.retry_with_backoff,
+        confidence=0.8,
+        root_cause="Another process held a lock the task needed.",
+        fix_step="Retry later; find the long-running lock holder.",
+    ),
+    Rule(
+        id="db-serialization-failure-40001",
+        pattern=r"SerializationFailure|could not serialize access|conflict with recovery",
+        error_class=ErrorClass.db_serialization_failure,
+        transient=True,
+        action=Action.retry,
+        confidence=0.85,
+        root_cause="A serializable transaction conflicted with a concurrent one.",
+        fix_step="Retry.",
+    ),
     # Google APIs' ABORTED (Spanner, Datastore, Firestore: "Transaction was aborted"): a concurrency
     # conflict the API design guide says to retry at a higher level, i.e. the whole transaction.
-    (r"google\.api_core\.exceptions\.Aborted\b|StatusCode\.ABORTED\b|Transaction was aborted",
-     "db_serialization_failure", True, R, 0.8,
-     "A transaction was aborted because it conflicted with a concurrent one.", "Retry the transaction."),
+    Rule(
+        id="google-transaction-aborted",
+        pattern=r"google\.api_core\.exceptions\.Aborted\b|StatusCode\.ABORTED\b|Transaction was aborted",
+        error_class=ErrorClass.db_serialization_failure,
+        transient=True,
+        action=Action.retry,
+        confidence=0.8,
+        root_cause="A transaction was aborted because it conflicted with a concurrent one.",
+        fix_step="Retry the transaction.",
+    ),
     # A query cancelled at its own time limit (PostgreSQL statement_timeout, SQLSTATE 57014; Snowflake
     # 000625 STATEMENT_TIMEOUT_IN_SECONDS; MySQL max_execution_time 3024): the same query is as slow
     # next time. Before the network timeouts, whose "timeout" it also says.
-    (r"canceling statement due to statement timeout|reached its statement or warehouse timeout|"
-     r"maximum statement execution time exceeded|Query execution was interrupted, maximum statement",
-     "statement_timeout", False, N, 0.75,
-     "The database cancelled the query at its statement time limit: the query is too slow for the limit.",
-     "Make the query faster (filters, indexes, a bigger warehouse) or raise the statement timeout."),
-    (r"too many clients|too many connections|remaining connection slots|no more connections allowed",
-     "db_connection_limit", True, B, 0.8,
-     "The database had no free connection slots.", "Retry; limit concurrency with an Airflow pool."),
-    (r"the database system is (?:starting up|shutting down|in recovery mode)|recovery is in progress|"
-     r"cannot connect to server|server login has been failing|query_wait_timeout|"
-     r"pgbouncer cannot connect|server conn crashed|BusyLoadingError|loading the dataset in memory|"
-     r"NotPrimaryError|NotMasterError|PrimarySteppedDown|InterruptedAtShutdown",
-     "db_failover", True, B, 0.8,
-     "The database was restarting or failing over.", "Retry after the failover; check the database's status."),
-    (r"server closed the connection unexpectedly|Lost connection to .*server|server has gone away|"
-     r"connection already closed|terminating connection due to administrator command|"
-     r"SSL SYSCALL error: EOF|SSL connection has been closed unexpectedly|"
-     r"Can't reconnect until invalid transaction is rolled back|connection was closed in the middle|"
-     r"ORA-0311[34]|ORA-03135|end-of-file on communication channel|\b08S01\b|Communication link failure|"
-     r"AutoReconnect|DBPROCESS is dead|DB-Lib error message 20047",
-     "db_connection_lost", True, B, 0.8,
-     "The database dropped the connection.", "Retry; enable pool_pre_ping or keepalives."),
+    Rule(
+        id="db-statement-timeout",
+        pattern=(
+            r"canceling statement due to statement timeout|reached its statement or warehouse timeout|"
+            r"maximum statement execution time exceeded|Query execution was interrupted, maximum statement"
+        ),
+        error_class=ErrorClass.statement_timeout,
+        transient=False,
+        action=Action.notify,
+        confidence=0.75,
+        root_cause="The database cancelled the query at its statement time limit: the query is too slow for the limit.",
+        fix_step="Make the query faster (filters, indexes, a bigger warehouse) or raise the statement timeout.",
+    ),
+    Rule(
+        id="db-connection-slots-exhausted",
+        pattern=r"too many clients|too many connections|remaining connection slots|no more connections allowed",
+        error_class=ErrorClass.db_connection_limit,
+        transient=True,
+        action=Action.retry_with_backoff,
+        confidence=0.8,
+        root_cause="The database had no free connection slots.",
+        fix_step="Retry; limit concurrency with an Airflow pool.",
+    ),
+    Rule(
+        id="db-failover-or-restart",
+        pattern=(
+            r"the database system is (?:starting up|shutting down|in recovery mode)|recovery is in progress|"
+            r"cannot connect to server|server login has been failing|query_wait_timeout|"
+            r"pgbouncer cannot connect|server conn crashed|BusyLoadingError|loading the dataset in memory|"
+            r"NotPrimaryError|NotMasterError|PrimarySteppedDown|InterruptedAtShutdown"
+        ),
+        error_class=ErrorClass.db_failover,
+        transient=True,
+        action=Action.retry_with_backoff,
+        confidence=0.8,
+        root_cause="The database was restarting or failing over.",
+        fix_step="Retry after the failover; check the database's status.",
+    ),
+    Rule(
+        id="db-connection-dropped",
+        pattern=(
+            r"server closed the connection unexpectedly|Lost connection to .*server|server has gone away|"
+            r"connection already closed|terminating connection due to administrator command|"
+            r"SSL SYSCALL error: EOF|SSL connection has been closed unexpectedly|"
+            r"Can't reconnect until invalid transaction is rolled back|connection was closed in the middle|"
+            r"ORA-0311[34]|ORA-03135|end-of-file on communication channel|\b08S01\b|Communication link failure|"
+            r"AutoReconnect|DBPROCESS is dead|DB-Lib error message 20047"
+        ),
+        error_class=ErrorClass.db_connection_lost,
+        transient=True,
+        action=Action.retry_with_backoff,
+        confidence=0.8,
+        root_cause="The database dropped the connection.",
+        fix_step="Retry; enable pool_pre_ping or keepalives.",
+    ),
     # EAI_AGAIN: the resolver itself says the failure is temporary.
-    (r"Temporary failure in name resolution|EAI_AGAIN", "dns_resolution_failure", True, B, 0.85,
-     "The resolver could not resolve a host name for a moment.", "Retry; check the worker's DNS if it persists."),
-    (r"NameResolutionError|getaddrinfo failed|Could not connect to the endpoint URL|Failed to resolve",
-     "dns_resolution_failure", True, B, 0.75,
-     "A host name could not be resolved for a moment.", "Retry; check the worker's DNS if it persists."),
-    (r"connection refused|ConnectionRefusedError|ECONNREFUSED|actively refused|Errno 111|Connect call failed|"
-     r"Can't connect to (?:MySQL |MariaDB )?server on [^\n]{0,80}\((?:111|10061)\)|ORA-12541|TNS:no listener",
-     "connection_refused", True, R, 0.8, "The remote service refused the connection: it was down or restarting.",
-     "Check that the service is up and listening; check the connection's host and port if it persists."),
-    (r"Connection reset|ConnectionResetError|RemoteDisconnected|Remote end closed connection|Broken pipe|"
-     r"BrokenPipeError|Connection aborted|IncompleteRead|ChunkedEncodingError|Response ended prematurely|"
-     r"InvalidChunkLength|Connection broken|ServerDisconnectedError|ClientConnectionError|"
-     r"ClientConnectorError|Cannot connect to host|RemoteProtocolError|Server disconnected|"
-     r"SMTPServerDisconnected|Connection unexpectedly closed|Error reading SSH protocol banner|"
-     r"No existing session|SSH session not active|Server connection dropped|"
-     r"TCP Provider: Error code 0x68\b|ConnectionAbortedError|Software caused connection abort|"
-     r"\bBrokenPipe:|server socket closed", "connection_reset_by_remote", True, B, 0.8,
-     "The remote end closed the connection mid-request.", "Retry; check proxies and keep-alive settings."),
-    (r"EOF occurred in violation of protocol|SSLEOFError|SSLZeroReturnError|TLS/SSL connection has been closed|"
-     r"UNEXPECTED_EOF_WHILE_READING|DECRYPTION_FAILED_OR_BAD_RECORD_MAC|bad record mac", "ssl_eof_error", True, B, 0.8,
-     "The TLS connection dropped.", "Retry; check the endpoint's TLS health if it persists."),
+    Rule(
+        id="dns-temporary-failure-eai-again",
+        pattern=r"Temporary failure in name resolution|EAI_AGAIN",
+        error_class=ErrorClass.dns_resolution_failure,
+        transient=True,
+        action=Action.retry_with_backoff,
+        confidence=0.85,
+        root_cause="The resolver could not resolve a host name for a moment.",
+        fix_step="Retry; check the worker's DNS if it persists.",
+    ),
+    Rule(
+        id="dns-resolution-failed",
+        pattern=r"NameResolutionError|getaddrinfo failed|Could not connect to the endpoint URL|Failed to resolve",
+        error_class=ErrorClass.dns_resolution_failure,
+        transient=True,
+        action=Action.retry_with_backoff,
+        confidence=0.75,
+        root_cause="A host name could not be resolved for a moment.",
+        fix_step="Retry; check the worker's DNS if it persists.",
+    ),
+    Rule(
+        id="connection-refused",
+        pattern=(
+            r"connection refused|ConnectionRefusedError|ECONNREFUSED|actively refused|Errno 111|Connect call failed|"
+            r"Can't connect to (?:MySQL |MariaDB )?server on [^\n]{0,80}\((?:111|10061)\)|ORA-12541|TNS:no listener"
+        ),
+        error_class=ErrorClass.connection_refused,
+        transient=True,
+        action=Action.retry,
+        confidence=0.8,
+        root_cause="The remote service refused the connection: it was down or restarting.",
+        fix_step="Check that the service is up and listening; check the connection's host and port if it persists.",
+    ),
+    Rule(
+        id="connection-reset",
+        pattern=(
+            r"Connection reset|ConnectionResetError|RemoteDisconnected|Remote end closed connection|Broken pipe|"
+            r"BrokenPipeError|Connection aborted|IncompleteRead|ChunkedEncodingError|Response ended prematurely|"
+            r"InvalidChunkLength|Connection broken|ServerDisconnectedError|ClientConnectionError|"
+            r"ClientConnectorError|Cannot connect to host|RemoteProtocolError|Server disconnected|"
+            r"SMTPServerDisconnected|Connection unexpectedly closed|Error reading SSH protocol banner|"
+            r"No existing session|SSH session not active|Server connection dropped|"
+            r"TCP Provider: Error code 0x68\b|ConnectionAbortedError|Software caused connection abort|"
+            r"\bBrokenPipe:|server socket closed"
+        ),
+        error_class=ErrorClass.connection_reset_by_remote,
+        transient=True,
+        action=Action.retry_with_backoff,
+        confidence=0.8,
+        root_cause="The remote end closed the connection mid-request.",
+        fix_step="Retry; check proxies and keep-alive settings.",
+    ),
+    Rule(
+        id="tls-connection-dropped",
+        pattern=(
+            r"EOF occurred in violation of protocol|SSLEOFError|SSLZeroReturnError|TLS/SSL connection has been closed|"
+            r"UNEXPECTED_EOF_WHILE_READING|DECRYPTION_FAILED_OR_BAD_RECORD_MAC|bad record mac"
+        ),
+        error_class=ErrorClass.ssl_eof_error,
+        transient=True,
+        action=Action.retry_with_backoff,
+        confidence=0.8,
+        root_cause="The TLS connection dropped.",
+        fix_step="Retry; check the endpoint's TLS health if it persists.",
+    ),
     # The Docker daemon answers 500 for a container it cannot create as asked (a missing bind
     # source, an invalid option): its quoted reason is the error, and it recurs.
-    (r"(?:docker\.errors\.APIError|http\+docker://).{0,300}(?:does not exist|invalid|no such|not found|"
-     r"conflict|is not a valid)", "container_config_error", False, N, 0.8,
-     "Docker refused to create or start the container as configured.",
-     "Fix the operator's image, mounts or options."),
+    Rule(
+        id="docker-container-config-rejected",
+        pattern=(
+            r"(?:docker\.errors\.APIError|http\+docker://).{0,300}(?:does not exist|invalid|no such|not found|"
+            r"conflict|is not a valid)"
+        ),
+        error_class=ErrorClass.container_config_error,
+        transient=False,
+        action=Action.notify,
+        confidence=0.8,
+        root_cause="Docker refused to create or start the container as configured.",
+        fix_step="Fix the operator's image, mounts or options.",
+    ),
     # AWS's InternalError/InternalFailure *codes* ("An error occurred (InternalError)"), not the DB-API
     # exception class InternalError (PEP 249), which drivers raise for unknown columns, unknown
     # databases and aborted transactions.
-    (r"\b(?:500|502|503|504)\b.{0,40}(?:Server Error|Bad Gateway|Service Unavailable|Gateway Time|"
-     r"Internal Server Error)|Service Unavailable|Bad Gateway|Gateway Timeout|backendError|InternalServerError|"
-     r"ServiceUnavailable|\[50[0234]\]|\b50[234]\s*:|too many 50[0234] error|(?<!Resource )temporarily unavailable|"
-     r"currently unavailable|\((?:InternalError|InternalFailure)\)|Internal error encountered|status code'?,?\s*50[0234]\b|"
-     r"HTTP(?:/[\d.]+)? 50[0234]\b|StatusCode\.UNAVAILABLE(?![^\n]{0,200}failed to connect)|"
-     r"HttpError: [^\n,]{1,80}, 50[0234]\b",
-     "http_5xx_server_error", True, B, 0.8,
-     "The upstream service answered 5xx: it was unavailable.", "Retry with backoff; check the provider's status."),
+    Rule(
+        id="http-5xx",
+        pattern=(
+            r"\b(?:500|502|503|504)\b.{0,40}(?:Server Error|Bad Gateway|Service Unavailable|Gateway Time|"
+            r"Internal Server Error)|Service Unavailable|Bad Gateway|Gateway Timeout|backendError|InternalServerError|"
+            r"ServiceUnavailable|\[50[0234]\]|\b50[234]\s*:|too many 50[0234] error|(?<!Resource )temporarily unavailable|"
+            r"currently unavailable|\((?:InternalError|InternalFailure)\)|Internal error encountered|status code'?,?\s*50[0234]\b|"
+            r"HTTP(?:/[\d.]+)? 50[0234]\b|StatusCode\.UNAVAILABLE(?![^\n]{0,200}failed to connect)|"
+            r"HttpError: [^\n,]{1,80}, 50[0234]\b"
+        ),
+        error_class=ErrorClass.http_5xx_server_error,
+        transient=True,
+        action=Action.retry_with_backoff,
+        confidence=0.8,
+        root_cause="The upstream service answered 5xx: it was unavailable.",
+        fix_step="Retry with backoff; check the provider's status.",
+    ),
     # A service's own back-pressure code (S3 "SlowDown ... reduce your request rate", AWS
     # "Throttling"/"Rate exceeded"/"RequestLimitExceeded"): a request-rate signal by definition; an
     # exhausted plan quota has its own codes (the quota rule above).
-    (r"SlowDown|reduce your request rate|Throttl|Rate exceeded|RequestLimitExceeded|REQUEST_LIMIT_EXCEEDED|"
-     r"ProvisionedThroughputExceeded|ServerBusy|server is busy",
-     "rate_limited", True, B, 0.85, "The service throttled the client's request rate.",
-     "Retry with backoff; lower concurrency."),
-    (r"NoBrokersAvailable|Broker transport failure|broker.*(?:unavailable|not available)|"
-     r"All broker connections are down", "kafka_broker_unavailable", True, B, 0.75,
-     "The message brokers were unreachable.", "Retry after the brokers are back; check bootstrap servers."),
+    Rule(
+        id="service-throttling",
+        pattern=(
+            r"SlowDown|reduce your request rate|Throttl|Rate exceeded|RequestLimitExceeded|REQUEST_LIMIT_EXCEEDED|"
+            r"ProvisionedThroughputExceeded|ServerBusy|server is busy"
+        ),
+        error_class=ErrorClass.rate_limited,
+        transient=True,
+        action=Action.retry_with_backoff,
+        confidence=0.85,
+        root_cause="The service throttled the client's request rate.",
+        fix_step="Retry with backoff; lower concurrency.",
+    ),
+    Rule(
+        id="kafka-brokers-unavailable",
+        pattern=(
+            r"NoBrokersAvailable|Broker transport failure|broker.*(?:unavailable|not available)|"
+            r"All broker connections are down"
+        ),
+        error_class=ErrorClass.kafka_broker_unavailable,
+        transient=True,
+        action=Action.retry_with_backoff,
+        confidence=0.75,
+        root_cause="The message brokers were unreachable.",
+        fix_step="Retry after the brokers are back; check bootstrap servers.",
+    ),
     # Selenium Grid 4's session queue (LocalNewSessionQueue) answers "New session request timed out"
     # when no node slot freed up within its session-request-timeout; Grid 3 said "timed out waiting
     # for a node to become available": busy browsers, not a slow network.
-    (r"New session request timed out|timed out waiting for a node to become available|"
-     r"INSUFFICIENT_INSTANCE_CAPACITY|InsufficientInstanceCapacity|InsufficientCapacity|"
-     r"ZONE_RESOURCE_POOL_EXHAUSTED|capacity is (?:currently )?unavailable|no capacity|"
-     r"no free .* slot|SpotMaxPriceTooLow|insufficient capacity|does not have enough resources available|"
-     r"NO_NODES_AVAILABLE|No nodes available to run query",
-     "remote_capacity_unavailable", True, B, 0.8,
-     "The remote compute had no capacity.", "Retry later; raise the remote pool's capacity."),
+    Rule(
+        id="remote-capacity-exhausted",
+        pattern=(
+            r"New session request timed out|timed out waiting for a node to become available|"
+            r"INSUFFICIENT_INSTANCE_CAPACITY|InsufficientInstanceCapacity|InsufficientCapacity|"
+            r"ZONE_RESOURCE_POOL_EXHAUSTED|capacity is (?:currently )?unavailable|no capacity|"
+            r"no free .* slot|SpotMaxPriceTooLow|insufficient capacity|does not have enough resources available|"
+            r"NO_NODES_AVAILABLE|No nodes available to run query"
+        ),
+        error_class=ErrorClass.remote_capacity_unavailable,
+        transient=True,
+        action=Action.retry_with_backoff,
+        confidence=0.8,
+        root_cause="The remote compute had no capacity.",
+        fix_step="Retry later; raise the remote pool's capacity.",
+    ),
     # A bare 429 or RESOURCE_EXHAUSTED is also what an exhausted quota answers.
-    (r"\b429\b|Too Many Requests|rate limit|TooManyRequests|RESOURCE_EXHAUSTED", "rate_limited", True, B, 0.75,
-     "The API throttled the client.", "Retry with backoff; lower concurrency."),
+    Rule(
+        id="http-429-rate-limit",
+        pattern=r"\b429\b|Too Many Requests|rate limit|TooManyRequests|RESOURCE_EXHAUSTED",
+        error_class=ErrorClass.rate_limited,
+        transient=True,
+        action=Action.retry_with_backoff,
+        confidence=0.75,
+        root_cause="The API throttled the client.",
+        fix_step="Retry with backoff; lower concurrency.",
+    ),
     # A read timeout: the service accepted the connection and the request, then answered too slowly,
     # so the address is right (the wrong-address and firewall look-alikes time out connecting).
-    (r"Read timed out|ReadTimeout|Timeout reading from socket|read timeout|timed out while reading",
-     "network_timeout", True, B, 0.8,
-     "The service accepted the call but did not answer in time.", "Retry; check the service's latency."),
-    (r"timed? ?out|TimeoutError|ReadTimeout|ConnectTimeout|deadline exceeded|DeadlineExceeded",
-     "network_timeout", True, B, 0.75,
-     "A call timed out waiting for a remote service.", "Retry; check the remote service's latency."),
+    Rule(
+        id="read-timeout",
+        pattern=r"Read timed out|ReadTimeout|Timeout reading from socket|read timeout|timed out while reading",
+        error_class=ErrorClass.network_timeout,
+        transient=True,
+        action=Action.retry_with_backoff,
+        confidence=0.8,
+        root_cause="The service accepted the call but did not answer in time.",
+        fix_step="Retry; check the service's latency.",
+    ),
+    Rule(
+        id="network-timeout",
+        pattern=r"timed? ?out|TimeoutError|ReadTimeout|ConnectTimeout|deadline exceeded|DeadlineExceeded",
+        error_class=ErrorClass.network_timeout,
+        transient=True,
+        action=Action.retry_with_backoff,
+        confidence=0.75,
+        root_cause="A call timed out waiting for a remote service.",
+        fix_step="Retry; check the remote service's latency.",
+    ),
     # snowflake-connector-python (network.py) raises this only when its own retry loop, which
     # retries connection errors, timeouts and 5xx, ran out: the connector already judged it retryable.
     # 250003 "Failed to get the response. Hanging?": no answer after the same retry loop.
-    (r"Could not connect to Snowflake backend after \d+ attempt|Failed to get the response\. Hanging\?",
-     "service_unreachable", True, B, 0.8,
-     "A managed service's client gave up after its own retries of a network error.",
-     "Retry with backoff; check the provider's status and the worker's network if it persists."),
-    (r"Could not connect to .{0,60}(?:backend|server)|Failed to connect to|Unable to connect to|"
-     r"could not connect to server", "connection_refused", True, B, 0.7,
-     "The service could not be reached.", "Retry; check the service and the connection if it persists."),
+    Rule(
+        id="snowflake-client-gave-up",
+        pattern=r"Could not connect to Snowflake backend after \d+ attempt|Failed to get the response\. Hanging\?",
+        error_class=ErrorClass.service_unreachable,
+        transient=True,
+        action=Action.retry_with_backoff,
+        confidence=0.8,
+        root_cause="A managed service's client gave up after its own retries of a network error.",
+        fix_step="Retry with backoff; check the provider's status and the worker's network if it persists.",
+    ),
+    Rule(
+        id="could-not-connect",
+        pattern=(
+            r"Could not connect to .{0,60}(?:backend|server)|Failed to connect to|Unable to connect to|"
+            r"could not connect to server"
+        ),
+        error_class=ErrorClass.connection_refused,
+        transient=True,
+        action=Action.retry_with_backoff,
+        confidence=0.7,
+        root_cause="The service could not be reached.",
+        fix_step="Retry; check the service and the connection if it persists.",
+    ),
     # -- code, data, templates ---------------------------------------------------------------
-    (r"ModuleNotFoundError|No module named|cannot import name|ImportError", "module_not_found", False, N, 0.9,
-     "A Python module the task imports is missing or incompatible.", "Pin the package in requirements.txt."),
-    (r"TemplateNotFound", "template_not_found", False, N, 0.9,
-     "A Jinja template file was not found.", "Fix the template path or template_searchpath."),
-    (r"UndefinedError|TemplateSyntaxError|is undefined", "jinja_template_error", False, N, 0.85,
-     "A Jinja template could not be rendered.", "Fix the template."),
-    (r"command not found|executable file not found|No such file or directory: '[\w.-]+'$", "executable_not_found",
-     False, N, 0.8, "A command is not installed on the worker.", "Install it in the image."),
-    (r"syntax error|SyntaxError|SQL compilation error|ParseException", "sql_syntax_error", False, N, 0.8,
-     "The SQL or code has a syntax error.", "Fix the statement."),
-    (r"duplicate key|UniqueViolation|IntegrityError|NotNullViolation|ForeignKeyViolation|already exists",
-     "duplicate_key_violation", False, N, 0.8, "A write violated a constraint.", "Make the load idempotent."),
-    (r"invalid input syntax|out of range|Numeric value .* is not recognized|could not convert|"
-     r"invalid literal|Cannot convert|InvalidTextRepresentation|DataError|value too long|"
-     r"Incorrect \w+ value|Data truncated for column",
-     "data_type_conversion_error", False, N, 0.8, "Data did not fit the expected type.", "Clean or cast the data."),
-    (r"JSONDecodeError|ParserError|Error tokenizing|Expecting (?:value|property name)|BadGzipFile|BadZipFile|"
-     r"Compressed file ended|corrupt", "data_parse_error", False, N, 0.8,
-     "Input data could not be parsed.", "Fix or quarantine the malformed input."),
-    (r"does not exist|UndefinedTable|UndefinedColumn|not found|NoSuchKey|NotFound|Unrecognized name|"
-     r"Unknown (?:table|column|database)|FileNotFoundError|No such file|\b404\b", "missing_object", False, N, 0.75,
-     "A table, column, file or key the task needs does not exist.", "Create it or fix the name the task uses."),
-    (r"^(?:KeyError|IndexError|AttributeError|TypeError|ValueError|NameError|ZeroDivisionError|AssertionError|"
-     r"UnboundLocalError|RecursionError|NotImplementedError|StopIteration)\b", "task_code_error", False, N, 0.8,
-     "The task's own code raised an error on its input.", "Read the traceback; fix the task code or input."),
-    (r"Test failed|test failure|Failure in test|expectation|Validation failed|data quality",
-     "data_quality_check_failed", False, N, 0.75, "A data-quality check failed.", "Inspect the failing rows."),
-]
-# fmt: on
-
-GENERIC_CODE_ERROR = "task_code_error"
-
-RULES: tuple[Rule, ...] = tuple(
-    Rule(re.compile(p, re.I | re.M), c, t, a, conf, cause, step) for p, c, t, a, conf, cause, step in _TABLE
+    Rule(
+        id="python-module-missing",
+        pattern=r"ModuleNotFoundError|No module named|cannot import name|ImportError",
+        error_class=ErrorClass.module_not_found,
+        transient=False,
+        action=Action.notify,
+        confidence=0.9,
+        root_cause="A Python module the task imports is missing or incompatible.",
+        fix_step="Pin the package in requirements.txt.",
+    ),
+    Rule(
+        id="jinja-template-not-found",
+        pattern=r"TemplateNotFound",
+        error_class=ErrorClass.template_not_found,
+        transient=False,
+        action=Action.notify,
+        confidence=0.9,
+        root_cause="A Jinja template file was not found.",
+        fix_step="Fix the template path or template_searchpath.",
+    ),
+    Rule(
+        id="jinja-template-error",
+        pattern=r"UndefinedError|TemplateSyntaxError|is undefined",
+        error_class=ErrorClass.jinja_template_error,
+        transient=False,
+        action=Action.notify,
+        confidence=0.85,
+        root_cause="A Jinja template could not be rendered.",
+        fix_step="Fix the template.",
+    ),
+    Rule(
+        id="executable-not-found",
+        pattern=r"command not found|executable file not found|No such file or directory: '[\w.-]+'$",
+        error_class=ErrorClass.executable_not_found,
+        transient=False,
+        action=Action.notify,
+        confidence=0.8,
+        root_cause="A command is not installed on the worker.",
+        fix_step="Install it in the image.",
+    ),
+    Rule(
+        id="syntax-error",
+        pattern=r"syntax error|SyntaxError|SQL compilation error|ParseException",
+        error_class=ErrorClass.sql_syntax_error,
+        transient=False,
+        action=Action.notify,
+        confidence=0.8,
+        root_cause="The SQL or code has a syntax error.",
+        fix_step="Fix the statement.",
+    ),
+    Rule(
+        id="constraint-violation",
+        pattern=r"duplicate key|UniqueViolation|IntegrityError|NotNullViolation|ForeignKeyViolation|already exists",
+        error_class=ErrorClass.duplicate_key_violation,
+        transient=False,
+        action=Action.notify,
+        confidence=0.8,
+        root_cause="A write violated a constraint.",
+        fix_step="Make the load idempotent.",
+    ),
+    Rule(
+        id="data-type-conversion",
+        pattern=(
+            r"invalid input syntax|out of range|Numeric value .* is not recognized|could not convert|"
+            r"invalid literal|Cannot convert|InvalidTextRepresentation|DataError|value too long|"
+            r"Incorrect \w+ value|Data truncated for column"
+        ),
+        error_class=ErrorClass.data_type_conversion_error,
+        transient=False,
+        action=Action.notify,
+        confidence=0.8,
+        root_cause="Data did not fit the expected type.",
+        fix_step="Clean or cast the data.",
+    ),
+    Rule(
+        id="data-parse-error",
+        pattern=(
+            r"JSONDecodeError|ParserError|Error tokenizing|Expecting (?:value|property name)|BadGzipFile|BadZipFile|"
+            r"Compressed file ended|corrupt"
+        ),
+        error_class=ErrorClass.data_parse_error,
+        transient=False,
+        action=Action.notify,
+        confidence=0.8,
+        root_cause="Input data could not be parsed.",
+        fix_step="Fix or quarantine the malformed input.",
+    ),
+    Rule(
+        id="object-not-found",
+        pattern=(
+            r"does not exist|UndefinedTable|UndefinedColumn|not found|NoSuchKey|NotFound|Unrecognized name|"
+            r"Unknown (?:table|column|database)|FileNotFoundError|No such file|\b404\b"
+        ),
+        error_class=ErrorClass.missing_object,
+        transient=False,
+        action=Action.notify,
+        confidence=0.75,
+        root_cause="A table, column, file or key the task needs does not exist.",
+        fix_step="Create it or fix the name the task uses.",
+    ),
+    Rule(
+        id="python-code-error",
+        pattern=(
+            r"^(?:KeyError|IndexError|AttributeError|TypeError|ValueError|NameError|ZeroDivisionError|AssertionError|"
+            r"UnboundLocalError|RecursionError|NotImplementedError|StopIteration)\b"
+        ),
+        error_class=ErrorClass.task_code_error,
+        transient=False,
+        action=Action.notify,
+        confidence=0.8,
+        root_cause="The task's own code raised an error on its input.",
+        fix_step="Read the traceback; fix the task code or input.",
+    ),
+    Rule(
+        id="data-quality-check-failed",
+        pattern=r"Test failed|test failure|Failure in test|expectation|Validation failed|data quality",
+        error_class=ErrorClass.data_quality_check_failed,
+        transient=False,
+        action=Action.notify,
+        confidence=0.75,
+        root_cause="A data-quality check failed.",
+        fix_step="Inspect the failing rows.",
+    ),
 )
+
+GENERIC_CODE_ERROR = ErrorClass.task_code_error
 
 # A line inside a message that reads like another exception (`ConnectionResetError: ...`): in a real
 # exception it is a quoted cause at best; in a forged one it is bait. It may support a permanent
@@ -333,19 +831,24 @@ def _trusted(subject: str) -> str:
 # unless the settings say local services are real (`DoctorSettings.local_services`).
 _LOCALHOST = r"(?:localhost|127\.0\.0\.\d+|\[?::1\]?|0\.0\.0\.0)"
 LOCALHOST_REFUSED = Rule(
-    re.compile(
+    id="localhost-refused-in-container",
+    pattern=re.compile(
         rf"(?:host=['\"]?{_LOCALHOST}\b|server at \"{_LOCALHOST}\"|(?:to|connect to|at) {_LOCALHOST}\b)"
         r"[^\n]{0,300}?(?:refused|Connect call failed|Errno 111|Failed to establish a new connection)",
         re.I,
     ),
-    "connection_refused_localhost",
-    False,
-    Action.notify,
-    0.75,
-    "A connection to localhost was refused: inside a container, localhost is the container itself, "
-    "so the service is not where the connection points.",
-    "Point the Airflow connection at the service's host name on the container network "
-    "(not localhost), or start the service.",
+    error_class=ErrorClass.connection_refused_localhost,
+    transient=False,
+    action=Action.notify,
+    confidence=0.75,
+    root_cause=(
+        "A connection to localhost was refused: inside a container, localhost is the container itself, "
+        "so the service is not where the connection points."
+    ),
+    fix_step=(
+        "Point the Airflow connection at the service's host name on the container network "
+        "(not localhost), or start the service."
+    ),
 )
 
 
@@ -381,22 +884,24 @@ _QUANTITY_SUFFIX = {
     "Ei": 2**60,
 }
 K8S_QUOTA_IN_USE = Rule(
-    _K8S_QUOTA,
-    "remote_capacity_unavailable",
-    True,
-    Action.retry_with_backoff,
-    0.8,
-    "The namespace's ResourceQuota was used up by other pods: the pod fits the quota once they finish.",
-    "Retry later; raise the quota or lower the DAG's concurrency if it recurs.",
+    id="kubernetes-quota-in-use",
+    pattern=_K8S_QUOTA,
+    error_class=ErrorClass.remote_capacity_unavailable,
+    transient=True,
+    action=Action.retry_with_backoff,
+    confidence=0.8,
+    root_cause="The namespace's ResourceQuota was used up by other pods: the pod fits the quota once they finish.",
+    fix_step="Retry later; raise the quota or lower the DAG's concurrency if it recurs.",
 )
 K8S_QUOTA_TOO_SMALL = Rule(
-    _K8S_QUOTA,
-    "resource_quota_too_small",
-    False,
-    Action.notify,
-    0.9,
-    "The pod requests more than the namespace's ResourceQuota allows at all: no retry can fit it.",
-    "Lower the pod's requests or raise the namespace's ResourceQuota.",
+    id="kubernetes-quota-too-small",
+    pattern=_K8S_QUOTA,
+    error_class=ErrorClass.resource_quota_too_small,
+    transient=False,
+    action=Action.notify,
+    confidence=0.9,
+    root_cause="The pod requests more than the namespace's ResourceQuota allows at all: no retry can fit it.",
+    fix_step="Lower the pod's requests or raise the namespace's ResourceQuota.",
 )
 
 
@@ -527,14 +1032,17 @@ _TARGET = re.compile(
 # replaced); the wrong-port look-alike (a host-side published port used inside the container
 # network, a typo) uses a port that is not the standard one.
 SERVICE_REFUSED_DEFAULT_PORT = Rule(
-    _TARGET,
-    "service_unreachable",
-    True,
-    Action.retry_with_backoff,
-    0.8,
-    "A service refused or failed the connection at its standard port on a remote host: the address is "
-    "right, the service was not listening for a moment (restarting, failing over, being replaced).",
-    "Retry with backoff; check that the service is up if it persists.",
+    id="refused-at-standard-port",
+    pattern=_TARGET,
+    error_class=ErrorClass.service_unreachable,
+    transient=True,
+    action=Action.retry_with_backoff,
+    confidence=0.8,
+    root_cause=(
+        "A service refused or failed the connection at its standard port on a remote host: the address is "
+        "right, the service was not listening for a moment (restarting, failing over, being replaced)."
+    ),
+    fix_step="Retry with backoff; check that the service is up if it persists.",
 )
 
 
@@ -591,17 +1099,23 @@ AWS_REGIONS = frozenset(
 _REGION_SHAPED = re.compile(r"[a-z]{2,4}(?:-gov|-iso[a-z]?)?-[a-z]{3,12}-\d{1,2}")
 _AWS_HOST = re.compile(r"\b((?:[a-z0-9-]+\.)+)amazonaws\.com(?:\.cn)?\b", re.I)
 WRONG_AWS_REGION = Rule(
-    _AWS_HOST,
-    "connection_misconfigured",
-    False,
-    Action.notify,
-    0.85,
-    "The AWS endpoint names a region that does not exist (a typo or a placeholder): it fails on every try.",
-    "Fix the region in the Airflow connection (region_name) or the endpoint URL.",
+    id="aws-region-does-not-exist",
+    pattern=_AWS_HOST,
+    error_class=ErrorClass.connection_misconfigured,
+    transient=False,
+    action=Action.notify,
+    confidence=0.85,
+    root_cause="The AWS endpoint names a region that does not exist (a typo or a placeholder): it fails on every try.",
+    fix_step="Fix the region in the Airflow connection (region_name) or the endpoint URL.",
 )
 # Network readings a wrong endpoint also produces: DNS, refused, unreachable, timed out.
 _NETWORK_CLASSES = frozenset(
-    {"dns_resolution_failure", "service_unreachable", "connection_refused", "network_timeout"}
+    {
+        ErrorClass.dns_resolution_failure,
+        ErrorClass.service_unreachable,
+        ErrorClass.connection_refused,
+        ErrorClass.network_timeout,
+    }
 )
 
 
@@ -654,28 +1168,34 @@ _STOPPED_BECAUSE = re.compile(
 )
 _STOPPED = re.compile(r"SIGTERM|Task killed|shouldn't be running anymore|externally set to|Terminating")
 TRY_RESET_BY_SCHEDULER = Rule(
-    re.compile(r"State of this instance has been externally set to None\b"),
-    "worker_lost",
-    True,
-    Action.retry,
-    0.8,
-    "The scheduler reset the running try's state to none (orphaned-task adoption after a scheduler "
-    "restart or failover) and Airflow stopped it with SIGTERM: the platform lost track of the try, not "
-    "its code.",
-    "Retry; check the scheduler's restarts and HA failovers if it recurs.",
+    id="airflow-try-reset-by-scheduler",
+    pattern=re.compile(r"State of this instance has been externally set to None\b"),
+    error_class=ErrorClass.worker_lost,
+    transient=True,
+    action=Action.retry,
+    confidence=0.8,
+    root_cause=(
+        "The scheduler reset the running try's state to none (orphaned-task adoption after a scheduler "
+        "restart or failover) and Airflow stopped it with SIGTERM: the platform lost track of the try, not "
+        "its code."
+    ),
+    fix_step="Retry; check the scheduler's restarts and HA failovers if it recurs.",
 )
 
 TRY_SET_FROM_OUTSIDE = Rule(
-    re.compile(
+    id="airflow-try-set-from-outside",
+    pattern=re.compile(
         r"externally set to (?:failed|success|skipped)\b|current_state\W{1,4}(?:failed|success|skipped)\b"
     ),
-    "task_terminated",
-    False,
-    Action.notify,
-    0.8,
-    "A person, the REST API or a DAG run timeout set the running try's state to failed, success or "
-    "skipped, and Airflow stopped it: someone decided it should not run on.",
-    "Ask who stopped it (the task instance's audit log) before running it again.",
+    error_class=ErrorClass.task_terminated,
+    transient=False,
+    action=Action.notify,
+    confidence=0.8,
+    root_cause=(
+        "A person, the REST API or a DAG run timeout set the running try's state to failed, success or "
+        "skipped, and Airflow stopped it: someone decided it should not run on."
+    ),
+    fix_step="Ask who stopped it (the task instance's audit log) before running it again.",
 )
 
 
@@ -695,9 +1215,9 @@ def classify(excerpt: dict, *, local_services: bool = False) -> Rule | None:
     """`match_rule` on an excerpt (as dict): its primary error and chained causes; for a log without
     a traceback (source `log_line`) also the lines around its error line (`context`).
 
-    Context lines speak only where the error line says little: a permanent rule at least 0.8 sure on
-    any of them wins (the safe direction); otherwise, when the error line matches nothing specific,
-    the newest context line a rule recognises does.
+    Context lines speak only where the error line says little: a permanent rule at least
+    VETO_CONFIDENCE sure on any of them wins (the safe direction); otherwise, when the error line
+    matches nothing specific, the newest context line a rule recognises does.
 
     A refused connection is then read by where it was aimed (`refused_target`): localhost is
     LOCALHOST_REFUSED (unless `local_services`, where localhost is a host like any other), a host
@@ -711,7 +1231,7 @@ def classify(excerpt: dict, *, local_services: bool = False) -> Rule | None:
     rule = _classify(excerpt, local_services=local_services)
     if (
         rule is not None
-        and rule.error_class == "task_terminated"
+        and rule.error_class == ErrorClass.task_terminated
         and _STOPPED.search(excerpt.get("message") or "")
     ):
         # A SIGTERM says only that a signal came; Airflow's line before it says who sent it.
@@ -722,7 +1242,7 @@ def classify(excerpt: dict, *, local_services: bool = False) -> Rule | None:
             return TRY_SET_FROM_OUTSIDE
     if (
         rule is not None
-        and rule.error_class == "connection_refused"
+        and rule.error_class == ErrorClass.connection_refused
         and not local_services
         and _LOCALHOST_TARGET.search(excerpt.get("message") or "")
     ):
@@ -734,7 +1254,9 @@ def classify(excerpt: dict, *, local_services: bool = False) -> Rule | None:
         if any(unknown_aws_region(text) for text in said):
             return WRONG_AWS_REGION
     target = (
-        refused_target(excerpt) if rule is not None and rule.error_class == "connection_refused" else None
+        refused_target(excerpt)
+        if rule is not None and rule.error_class == ErrorClass.connection_refused
+        else None
     )
     if target is not None:
         if not local_services and re.fullmatch(_LOCALHOST, target[0], re.I):
@@ -759,7 +1281,7 @@ def _classify(excerpt: dict, *, local_services: bool) -> Rule | None:
     lines = [dbt_error(line) or line for line in excerpt["context"] if not _SUPERVISOR_KILL.search(line)]
     around = [match_rule(None, line, local_services=local_services) for line in lines]
     around = [r for r in around if r is not None and r.error_class != GENERIC_CODE_ERROR]
-    permanent = [r for r in around if not r.transient and r.confidence >= 0.8]
+    permanent = [r for r in around if not r.transient and r.confidence >= VETO_CONFIDENCE]
     if permanent and (rule is None or rule.transient):
         return permanent[-1]
     if rule is None or rule.error_class in _UNSPECIFIC:
@@ -770,10 +1292,10 @@ def _classify(excerpt: dict, *, local_services: bool) -> Rule | None:
 _SUPERVISOR_KILL = re.compile(r"\bsignal_sent=SIG(?:KILL|TERM|INT)\b")
 
 # Classes that say only that something is missing or broken in the code: a context line may say more.
-_UNSPECIFIC = frozenset({GENERIC_CODE_ERROR, "missing_object"})
+_UNSPECIFIC = frozenset({GENERIC_CODE_ERROR, ErrorClass.missing_object})
 
 
-def permanent_causes(excerpt: dict, min_confidence: float = 0.8) -> list[Rule]:
+def permanent_causes(excerpt: dict, min_confidence: float = VETO_CONFIDENCE) -> list[Rule]:
     """Permanent rules at least `min_confidence` sure that match one of the excerpt's causes (its
     chained exceptions, or the other errors a wrapper's output printed)."""
     found = []
