@@ -20,8 +20,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from airflow_doctor.judgement.disputes import is_disputed
-from airflow_doctor.judgement.rules import Rule, classify
+from airflow_doctor.judgement.reading import Reading, read
+from airflow_doctor.judgement.rules import VETO_CONFIDENCE, Rule
 from airflow_doctor.knowledge.memory import Recall
 from airflow_doctor.models import ACTION_MEANINGS, Action, Diagnosis, FailureRef, Neighbour
 from airflow_doctor.resources import data_dir
@@ -49,12 +49,13 @@ def diagnose_offline(
     similarity_threshold: float,
     *,
     local_services: bool = False,
+    reading: Reading | None = None,
 ) -> Diagnosis:
     """Diagnose without an LLM: memory first, then rules, and let them check each other.
 
     Memory is `Recall.recognised` (airflow_doctor/knowledge/memory.py): a case with the same fingerprint,
     else the most similar case at or above `similarity_threshold` (cosine). Rules are
-    airflow_doctor/judgement/rules.py.
+    airflow_doctor/judgement/rules.py, through their reading of the excerpt (reading.py).
 
     Args:
         excerpt: an Excerpt as dict (exception_type, message, causes, text, ...).
@@ -62,19 +63,22 @@ def diagnose_offline(
         fingerprint_matches: earlier cases with the same fingerprint.
         similarity_threshold: a neighbour at least this similar counts as memory.
         local_services: localhost services are real here (rules.LOCALHOST_REFUSED).
+        reading: the rules' reading of `excerpt` (reading.read), when the caller has it; read here
+            otherwise.
     Returns:
         a Diagnosis labelled diagnoser="offline". Confidence: memory alone 0.9 for a fingerprint
         match, else the neighbour's similarity (at most 0.95); a rule alone its own estimate;
         memory and rule agreeing on transience the higher of the two plus 0.05 (at most 0.97);
         disagreeing: the rule when memory is only a similar runbook case (a runbook describes a
         class; similar text is not the same cause) or a similar observed case of another class and
-        fingerprint (another error that reads alike), an observed case of the same fingerprint with a
-        known outcome at 0.9, else the class of the stronger one at 0.5 (the gate escalates);
-        nothing 0.2.
+        fingerprint (another error that reads alike), memory when it is what happened to this very
+        error (`Recall.known_outcome`) at 0.9, else the class of the stronger one at 0.5 (the gate
+        escalates); nothing 0.2.
     """
-    memory = Recall.of(neighbours, fingerprint_matches, similarity_threshold).recognised()
+    recall = Recall.of(neighbours, fingerprint_matches, similarity_threshold)
+    memory = recall.recognised()
     known = [memory[0]] if memory and memory[0] in fingerprint_matches else []
-    rule = classify(excerpt, local_services=local_services)
+    rule = (reading or read(excerpt, local_services=local_services)).rule
     evidence = _evidence(excerpt)
     if memory is None and rule is None:
         return Diagnosis(
@@ -105,8 +109,8 @@ def diagnose_offline(
         from_rule = _from_rule(rule, rule.confidence, evidence)
         from_rule.root_cause += f" (a {n.kind} case of {n.error_class} reads alike; the error says this)"
         return from_rule
-    if n in known and n.kind == "observed" and n.outcome in {"succeeded", "failed", "escalated"}:
-        # This very error (same fingerprint) already ended one way: what happened outweighs a
+    if recall.known_outcome() is n:
+        # This very error (same fingerprint) already ended one way here: what happened outweighs a
         # pattern's reading of its words.
         from_memory.evidence = evidence
         return from_memory
@@ -289,7 +293,7 @@ def diagnose_with_llm(
     model = None
     try:
         hook = AnthropicHook(conn_id=conn_id)
-        model = hook._connection.extra_dejson.get("model") or DEFAULT_MODEL
+        model = hook.get_connection(hook.conn_id).extra_dejson.get("model") or DEFAULT_MODEL
         client = hook.get_conn().with_options(timeout=timeout, max_retries=LLM_MAX_RETRIES)
         message = client.messages.create(
             model=model,
@@ -359,33 +363,42 @@ def evidence_is_grounded(evidence: list[str], excerpt_text: str) -> bool:
     return bool(lines) and all(line in excerpt_text for line in lines)
 
 
-RULE_VETO_CONFIDENCE = 0.8  # a rule at least this sure that a failure is permanent vetoes "transient"
+RULE_VETO_CONFIDENCE = (
+    VETO_CONFIDENCE  # a rule at least this sure that a failure is permanent vetoes "transient"
+)
 VETOED_CONFIDENCE = 0.3
 
 
-def cross_check(diagnosis: Diagnosis, excerpt: dict, *, local_services: bool = False) -> Diagnosis:
+def cross_check(
+    diagnosis: Diagnosis,
+    excerpt: dict,
+    *,
+    local_services: bool = False,
+    reading: Reading | None = None,
+) -> Diagnosis:
     """Check an LLM's "transient" against the offline rules, in place.
 
     When the model says transient but a rule at least RULE_VETO_CONFIDENCE sure says the primary
-    error is permanent (a KeyError, bad credentials, a missing module ...), the model's confidence
-    is cut to VETOED_CONFIDENCE: text in a log must not be able to talk the doctor into a retry
-    (docs/architecture.md, invariants). A disputed reading (disputes.is_disputed: a surface transient failures
-    share, such as a memory kill or a duplicate key) is left to the gate, which lets a confident
-    diagnosis settle it only on a log that argues for nothing. The opposite direction (model says
-    permanent) is left alone: it only ever leads to escalation.
+    error is permanent (a KeyError, bad credentials, a missing module ...; `Reading.vetoes_transient`),
+    the model's confidence is cut to VETOED_CONFIDENCE: text in a log must not be able to talk the
+    doctor into a retry (docs/architecture.md, invariants). A disputed reading (disputes.is_disputed:
+    a surface transient failures share, such as a memory kill or a duplicate key) is left to the
+    gate, which lets a confident diagnosis settle it only on a log that argues for nothing. The
+    opposite direction (model says permanent) is left alone: it only ever leads to escalation.
 
+    Args:
+        diagnosis: the LLM's diagnosis; changed in place.
+        excerpt: the excerpt it diagnosed (as dict).
+        local_services: localhost services are real here (rules.LOCALHOST_REFUSED).
+        reading: the rules' reading of `excerpt`, when the caller has it; read here otherwise.
     Returns:
         the same diagnosis.
     """
     if not diagnosis.transient:
         return diagnosis
-    rule = classify(excerpt, local_services=local_services)
-    if (
-        rule is not None
-        and not rule.transient
-        and rule.confidence >= RULE_VETO_CONFIDENCE
-        and not is_disputed(rule)
-    ):
+    reading = reading or read(excerpt, local_services=local_services)
+    if reading.vetoes_transient:
+        rule = reading.rule
         diagnosis.confidence = min(diagnosis.confidence, VETOED_CONFIDENCE)
         diagnosis.root_cause = (
             f"{diagnosis.root_cause} [doctor: the offline rules read this error as "
@@ -394,39 +407,61 @@ def cross_check(diagnosis: Diagnosis, excerpt: dict, *, local_services: bool = F
     return diagnosis
 
 
-def rules_dispute_memory(recall: Recall, excerpt: dict, *, local_services: bool = False) -> bool:
+def rules_dispute_memory(
+    recall: Recall,
+    excerpt: dict,
+    *,
+    local_services: bool = False,
+    reading: Reading | None = None,
+) -> bool:
     """Whether memory does not know this failure well enough to skip the LLM, though it recognises
-    it (`Recall.decides_without_llm`): the recognised case is not a verified outcome of this very
-    error (same fingerprint: a retry that succeeded or failed, a person's "permanent"; the doctor's
-    own earlier escalation is no outcome), and either the rules read
-    the error's own words the other way (transient against permanent: `diagnose_offline`'s
+    it (`Recall.decides_without_llm`).
+
+    True when the recognised case is not what happened to this very error (`Recall.known_outcome`:
+    a verified retry or a person's "permanent" for this fingerprint) and either the rules read the
+    error's own words the other way (transient against permanent: `diagnose_offline`'s
     disagreement) or their reading is disputed (disputes.is_disputed), which a runbook entry, curated
-    knowledge of a class like the rules, cannot settle and an LLM diagnosis may."""
+    knowledge of a class like the rules, cannot settle and an LLM diagnosis may.
+
+    Args:
+        recall: memory of the failure.
+        excerpt: its excerpt (as dict).
+        local_services: localhost services are real here (rules.LOCALHOST_REFUSED).
+        reading: the rules' reading of `excerpt`, when the caller has it; read here otherwise.
+    Returns:
+        bool.
+    """
     found = recall.recognised()
-    if found is None:
+    if found is None or recall.known_outcome() is not None:
         return False
-    n = found[0]
-    if (
-        n in recall.fingerprint_matches
-        and n.kind == "observed"
-        and (n.outcome in {"succeeded", "failed"} or n.judged_permanent)
-    ):
-        return False  # what happened to this very error here: a verified retry, a person's answer
-    rule = classify(excerpt, local_services=local_services)
-    if rule is None:
+    reading = reading or read(excerpt, local_services=local_services)
+    if reading.rule is None:
         return False
-    return rule.transient != bool(n.transient) or is_disputed(rule)
+    return reading.rule.transient != bool(found[0].transient) or reading.disputed
 
 
-def diagnose(ref_data: dict, excerpt: dict, memory: dict, *, use_llm: bool | None = None) -> dict:
+def diagnose(
+    ref_data: dict,
+    excerpt: dict,
+    memory: dict,
+    *,
+    use_llm: bool | None = None,
+    reading: Reading | None = None,
+) -> dict:
     """The diagnose stage: memory first, then Claude if `doctor_llm` exists, else offline rules.
 
-    A failure whose fingerprint matches a case with a verified outcome, or whose best neighbour is
-    at least `similarity_threshold` similar with a verified outcome, is decided from memory without
+    A failure memory knows well enough (`Recall.decides_without_llm`) is decided from memory without
     an LLM call (Variable `doctor_memory_first`, default on), unless the rules read the error the
-    other way (`rules_dispute_memory`). An LLM "transient" is cross-checked
-    against the rules (`cross_check`).
+    other way (`rules_dispute_memory`). An LLM "transient" is cross-checked against the rules
+    (`cross_check`).
 
+    Args:
+        ref_data: a FailureRef as dict.
+        excerpt: its excerpt (as dict).
+        memory: retrieve_similar's output.
+        use_llm: True or False forces the path; None asks whether `doctor_llm` exists.
+        reading: the rules' reading of `excerpt` (reading.read with the settings' local_services),
+            when the caller has it; read here, once, otherwise.
     Returns:
         {"diagnosis": Diagnosis dict | None, "diagnoser": "llm" | "offline" | "memory",
         "llm_called": bool, "error": str | None, "model", "input_tokens", "output_tokens",
@@ -450,15 +485,16 @@ def diagnose(ref_data: dict, excerpt: dict, memory: dict, *, use_llm: bool | Non
         "latency_ms": None,
     }
     recall = Recall.of(neighbours, fp_matches, settings.similarity_threshold)
+    reading = reading or read(excerpt, local_services=settings.local_services)
     verified_memory = recall.decides_without_llm() and not rules_dispute_memory(
-        recall, excerpt, local_services=settings.local_services
+        recall, excerpt, reading=reading
     )
     if use_llm is None:
         use_llm = llm_configured()
     if use_llm and not (verified_memory and settings.memory_first):
         result = diagnose_with_llm(ref, excerpt, neighbours)
         if result.diagnosis is not None:
-            cross_check(result.diagnosis, excerpt, local_services=settings.local_services)
+            cross_check(result.diagnosis, excerpt, reading=reading)
         out.update(
             diagnosis=result.diagnosis.model_dump(mode="json") if result.diagnosis else None,
             diagnoser="llm",
@@ -479,6 +515,7 @@ def diagnose(ref_data: dict, excerpt: dict, memory: dict, *, use_llm: bool | Non
             fp_matches,
             settings.similarity_threshold,
             local_services=settings.local_services,
+            reading=reading,
         )
         out.update(
             diagnosis=diagnosis.model_dump(mode="json"), latency_ms=int((time.monotonic() - t0) * 1000)

@@ -1,32 +1,191 @@
 """The confidence gate: the one place that decides whether the doctor may clear a task instance.
 
-Three families of reasons, every one written into the Decision (docs/gate.md, the README's
-gate table): memory, judgement and policy. Memory is evidence, not a precondition: a failure the
-doctor has never seen is auto-retried when independent judges agree: the diagnosis says transient
-with high confidence, the offline rules read the primary error as a class of the retry-safe
-catalogue (catalogue.py; a check that does not depend on the LLM), and nothing contradicts it.
-A reading of the rules whose surface transient and permanent failures share (catalogue.DISPUTED) is
-one an independent diagnosis may settle, on a log that does not argue for a retry, once per task
-instance (disputes.py). Never raises.
+`decide` gathers what is known about one failure into an `Evidence` value, one part per family
+(memory, the diagnosis, the rules' reading, policy), each with the reasons that say it, and asks
+`verdict`, whose docstring is the gate's table. Every reason is written into the Decision, and from
+there into notes, email, Slack and the UI: their wording is part of the interface. People read the
+policy in docs/gate.md. Never raises.
 """
 
 from __future__ import annotations
 
-from airflow_doctor.judgement.catalogue import is_retry_safe
-from airflow_doctor.judgement.disputes import is_disputed, pleas
-from airflow_doctor.judgement.rules import Rule, classify, permanent_causes
+from dataclasses import dataclass
+from typing import Literal
+
+from airflow_doctor.judgement.error_classes import ErrorClass
+from airflow_doctor.judgement.reading import Reading, read
 from airflow_doctor.knowledge.memory import Recall
 from airflow_doctor.models import RETRY_ACTIONS, Action, Decision, Diagnosis, Neighbour
 from airflow_doctor.settings import TAG_NOTIFY_ONLY, TAG_OFF, DoctorSettings
 
+Verdict = Literal["auto_retry", "approval", "escalate"]
+
+# The longest wait before a retry_with_backoff clear, seconds: the wait doubles with each doctor
+# clear of the task instance (retry_backoff_seconds, 2x, 4x ...) and is spent in the triggerer.
 BACKOFF_CAP_SECONDS = 300.0
-# Where the primary error may come from for the catalogue to vouch for it: the exception that failed
-# the task (or its chain), the output a wrapper reports, the error line of a log without any
-# exception (a lost worker), or Airflow's own audit record of what ended the try (a heartbeat
-# timeout). Not a line merely logged before a generic re-raise (`context`).
-AUTHORITATIVE_SOURCES = frozenset({"error_detail", "traceback", "wrapped_output", "log_line", "audit_log"})
-# Sources where the primary error replaced a wrapper: the output's other errors are in `causes`.
-WRAPPED_SOURCES = frozenset({"wrapped_output", "context"})
+GREY_ZONE_REASON = "grey zone: a retry looks plausible but the judges do not all agree; an engineer decides"
+
+
+@dataclass(frozen=True)
+class MemoryEvidence:
+    """What memory says about a retry (knowledge/memory.py).
+
+    Attributes:
+        vouches: memory vouches for a retry of the error as the rules read it (`Recall.vouches_for`).
+        healed_here: a retry of this fingerprint verifiably succeeded here (`Recall.healed_here`).
+        failed_retry: a verified failed retry of this error, or of a close case (`Recall.failed_retries`).
+        own_retry_failed: ... since the doctor cleared this task instance (`Recall.own_retry_failed`).
+        said_permanent: a person said this fingerprint is permanent.
+        verified_case_near: a case whose retry is verified is >= approval_similarity_floor similar.
+        similarity: the most similar counted case's similarity, or None.
+        reasons: "memory: ..." lines.
+    """
+
+    vouches: bool
+    healed_here: bool
+    failed_retry: bool
+    own_retry_failed: bool
+    said_permanent: bool
+    verified_case_near: bool
+    similarity: float | None
+    reasons: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class DiagnosisEvidence:
+    """What the diagnosis says.
+
+    Attributes:
+        retry_shaped: it says transient with a retry action (retry, retry_with_backoff).
+        confident: ... at confidence >= confidence_threshold.
+        plausible: ... at confidence >= approval_confidence_floor.
+        reasons: "judgement: ..." lines about the diagnosis.
+    """
+
+    retry_shaped: bool
+    confident: bool
+    plausible: bool
+    reasons: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class RulesEvidence:
+    """What the rules' reading says, as an independent judge (judgement/reading.py).
+
+    Attributes:
+        retry_class: the retry-safe catalogue class the rules read, or a settled disputed reading's
+            class (its doctor retries feed back into demotion like a catalogue class's); else None.
+        vouches: `retry_class` read from an authoritative source (reading.AUTHORITATIVE_SOURCES).
+        settled: an independent diagnosis settles a disputed reading as transient (`settle`).
+        leans: backing enough for a person, not for an automatic retry: the catalogue's reading of
+            what a cut-off log shows, or a transient reading the catalogue leaves out.
+        vetoes: a permanent reading (unless settled or healed here), a permanent error a wrapper
+            printed (unless healed here), or a forged exception name.
+        reasons: "judgement: ..." lines about the reading (and why a dispute stays open).
+    """
+
+    retry_class: ErrorClass | None
+    vouches: bool
+    settled: bool
+    leans: bool
+    vetoes: bool
+    reasons: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class PolicyEvidence:
+    """What the deployment's policy allows.
+
+    Attributes:
+        holds: the switch is on, the DAG's tags are known and allow the doctor, the retry budget is
+            known and not spent.
+        demoted: the retry class's verified doctor retries fail too often (`_demoted`).
+        approval_enabled: the grey zone goes to a person (else it is escalated).
+        reasons: "policy: ..." lines.
+    """
+
+    holds: bool
+    demoted: bool
+    approval_enabled: bool
+    reasons: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """Everything the gate knows about one failure, by family (docs/gate.md, "Evidence")."""
+
+    memory: MemoryEvidence
+    diagnosis: DiagnosisEvidence
+    rules: RulesEvidence
+    policy: PolicyEvidence
+
+    @property
+    def agreement(self) -> bool:
+        """An independent judge backs the diagnosis: memory, the catalogue, or a settled dispute."""
+        return self.memory.vouches or self.rules.vouches or self.rules.settled
+
+    @property
+    def contradicted(self) -> bool:
+        """Something rules a retry out, even a person's: a rule's veto, a person's "permanent", or a
+        retry of this error that failed after the doctor cleared this task instance."""
+        return self.rules.vetoes or self.memory.said_permanent or self.memory.own_retry_failed
+
+    @property
+    def backing_for_a_person(self) -> bool:
+        """Enough for an engineer to decide on: agreement, or the rules or memory leaning to a retry."""
+        return self.agreement or self.rules.leans or self.memory.verified_case_near
+
+    @property
+    def reasons(self) -> list[str]:
+        """Every family's reasons: memory, the diagnosis, the rules, policy."""
+        return [
+            *self.memory.reasons,
+            *self.diagnosis.reasons,
+            *self.rules.reasons,
+            *self.policy.reasons,
+        ]
+
+
+def verdict(evidence: Evidence) -> Verdict:
+    """The gate's table: what to do with one failure, given its evidence.
+
+    auto_retry, when all four hold:
+        the diagnosis says transient, with a retry action, at >= confidence_threshold;
+        memory, the retry-safe catalogue or a settled disputed reading vouches (`agreement`);
+        nothing contradicts and no retry of this error (or of a close case) verifiably failed;
+        policy holds and the class is not demoted.
+    approval (the grey zone), when approval is enabled and:
+        policy holds (a demoted class lands here);
+        nothing contradicts (a failed retry alone does not: a person may try again);
+        the diagnosis says transient, with a retry action, at >= approval_confidence_floor;
+        agreement, or weaker backing: the catalogue's reading of a cut-off log, a transient reading
+        the catalogue leaves out, a verified-retry case >= approval_similarity_floor similar.
+    escalate, otherwise.
+
+    Args:
+        evidence: what `gather` found.
+    Returns:
+        "auto_retry", "approval" or "escalate".
+    """
+    e = evidence
+    if (
+        e.diagnosis.confident
+        and e.agreement
+        and not e.contradicted
+        and not e.memory.failed_retry
+        and e.policy.holds
+        and not e.policy.demoted
+    ):
+        return "auto_retry"
+    if (
+        e.policy.approval_enabled
+        and e.policy.holds
+        and not e.contradicted
+        and e.diagnosis.plausible
+        and e.backing_for_a_person
+    ):
+        return "approval"
+    return "escalate"
 
 
 def decide(
@@ -39,8 +198,9 @@ def decide(
     *,
     excerpt: dict | None = None,
     class_outcomes: dict | None = None,
+    reading: Reading | None = None,
 ) -> Decision:
-    """Decide auto_retry, approval or escalate for one failure.
+    """Decide auto_retry, approval or escalate for one failure: `verdict(gather(...))`.
 
     Args:
         diagnosis: the diagnosis, or None when none could be made (never passes).
@@ -49,89 +209,147 @@ def decide(
         doctor_clears: how many times the doctor already cleared this task instance; None when
             unknown (the knowledge base was unreachable), which fails closed.
         dag_tags: tags of the failed task's DAG; None when unknown, which fails closed.
-        settings: thresholds and switches (Airflow Variables).
-        excerpt: the failure's excerpt (as dict): the rules read its primary error. None means no
-            rule evidence (the catalogue cannot vouch, no rule can veto).
+        settings: thresholds and switches (Airflow Variables and the `doctor` config section).
+        excerpt: the failure's excerpt (as dict), for the rules to read when `reading` is not given.
+            None (and no reading): no rule evidence, so the catalogue cannot vouch and no rule veto.
         class_outcomes: {"retry_class", "succeeded", "failed"}: verified doctor retries of the
-            catalogue class (KnowledgeBase.class_outcomes), or None when unknown.
+            reading's class (KnowledgeBase.class_outcomes), or None when unknown.
+        reading: the rules' reading of `excerpt` (reading.read with settings.local_services), when
+            the caller has it; read here otherwise.
     Returns:
-        Decision with verdict "auto_retry" only if all hold:
-        1. judgement: transient, action retry/retry_with_backoff, confidence >= confidence_threshold;
-        2. agreement: memory verifies it (a fingerprint match whose retry is verified, or the best
-           neighbour >= similarity_threshold with a verified retry; a transient runbook entry of a
-           catalogue class counts, except for a log cut before the exception that failed the task
-           (excerpt source `cut_off`), where only an observed verified retry of the same fingerprint
-           does, and when the rules read the error as a transient class the catalogue leaves out
-           (`connection_refused`), where only an observed verified retry does) or the
-           rules put the primary error (from an authoritative source) in a retry-safe catalogue
-           class, or an independent diagnosis (not the offline one) settles a disputed reading
-           (`_settle`: confidence >= dispute_confidence, an authoritative source, a log that argues
-           for nothing (disputes.pleas), the doctor's first clear of this task instance); and
-           nothing contradicts it: no rule reading the primary error as permanent, unless settled
-           (an observed case of the same fingerprint whose retry succeeded outweighs
-           the rule), no person's "permanent" for this fingerprint, and (for an auto-retry; a person
-           may still approve one) no same-fingerprint case among the newest five whose retry
-           verifiably failed and no similar (>= similarity_threshold) case whose retry failed unless
-           this fingerprint is known to heal;
-        3. policy: doctor_clears < max_auto_retries, no doctor:off / doctor:notify-only tag,
-           switch on, the catalogue class not demoted (more than demote_failed_share of at least
-           demote_min_retries verified doctor retries failed).
-        "approval" (the grey zone, when `approval_enabled`) when policy holds except a demotion,
-        nothing contradicts, the diagnosis says transient with a retry action and confidence >=
-        approval_confidence_floor, and memory or the catalogue back it (also the catalogue's reading
-        of the error a cut-off log shows, the rules' reading of a transient class the catalogue leaves
-        out, or the most similar case with a verified retry is >= approval_similarity_floor).
-        Otherwise "escalate".
-        `backoff_seconds` is the wait before a retry_with_backoff clear; `retry_class` the
-        catalogue class, or the settled disputed reading's class, if any.
+        Decision: the verdict, every family's reasons (plus the grey-zone line for an approval), the
+        best similarity, whether memory vouched (`memory_match`), the wait before a
+        retry_with_backoff clear (`backoff_seconds`) and the retry class (`retry_class`).
     """
-    reasons: list[str] = []
-    memory = Recall.of(neighbours, fingerprint_matches, settings.similarity_threshold)
-    best = memory.best
-    similarity = best.similarity if best else None
-    if memory.in_flight:
-        # A case whose doctor retry is still in flight says nothing yet, either way.
-        reasons.append(f"memory: {len(memory.in_flight)} similar case(s) still being retried, not counted")
+    if reading is None:
+        reading = read(excerpt, local_services=settings.local_services)
+    recall = Recall.of(neighbours, fingerprint_matches, settings.similarity_threshold)
+    evidence = gather(diagnosis, recall, reading, doctor_clears, dag_tags, settings, class_outcomes)
+    outcome = verdict(evidence)
+    reasons = evidence.reasons
+    if outcome == "approval":
+        reasons.append(GREY_ZONE_REASON)
+    return Decision(
+        verdict=outcome,
+        reasons=reasons,
+        similarity=evidence.memory.similarity,
+        memory_match=evidence.memory.vouches,
+        backoff_seconds=backoff_seconds(diagnosis, doctor_clears, settings) if outcome != "escalate" else 0.0,
+        retry_class=evidence.rules.retry_class,
+    )
 
-    # -- memory: evidence for, and against (airflow_doctor/knowledge/memory.py) ------------------------
-    verified_fp = memory.verified_fingerprint
-    memory_ok = memory.vouches
-    # A log cut before the exception that failed the task shows only an error that was being handled
-    # when that one was raised: a runbook entry (knowledge of an error class) cannot vouch for an
-    # error the log does not show; only this deployment's verified retry of the same fingerprint can.
-    cut_off = (excerpt or {}).get("source") == "cut_off"
-    if cut_off and memory_ok and not any(n.kind == "observed" for n in verified_fp):
-        memory_ok = False
-    # The rules' reading, needed by memory below: a transient class the catalogue leaves out
-    # (`connection_refused` on a port that is not the protocol's standard one) is one only this
-    # deployment's observed retries can vouch for; a runbook entry, which knows classes and not this
-    # deployment's hosts and ports, cannot.
-    rule = classify(excerpt, local_services=settings.local_services) if excerpt else None
-    uncatalogued = rule is not None and rule.transient and not is_retry_safe(rule.error_class)
-    settled, dispute_reason = _settle(rule, diagnosis, excerpt, doctor_clears, settings)
-    runbook_only = memory_ok and not memory.vouches_by_observation
-    if uncatalogued and runbook_only:
-        memory_ok = False
-    best_verified = memory.best_verified_similarity
-    failed_retries = memory.failed_retries
-    said_permanent = memory.said_permanent
+
+def backoff_seconds(
+    diagnosis: Diagnosis | None, doctor_clears: int | None, settings: DoctorSettings
+) -> float:
+    """Seconds to wait before clearing: for retry_with_backoff, retry_backoff_seconds doubled with
+    each earlier doctor clear of the task instance, at most BACKOFF_CAP_SECONDS; else 0."""
+    if diagnosis is None or diagnosis.recommended_action != Action.retry_with_backoff:
+        return 0.0
+    return min(BACKOFF_CAP_SECONDS, settings.retry_backoff_seconds * (2 ** (doctor_clears or 0)))
+
+
+def gather(
+    diagnosis: Diagnosis | None,
+    recall: Recall,
+    reading: Reading,
+    doctor_clears: int | None,
+    dag_tags: list[str] | None,
+    settings: DoctorSettings,
+    class_outcomes: dict | None = None,
+) -> Evidence:
+    """Gather the evidence of one failure (arguments as for `decide`; `recall` is its memory).
+
+    Returns:
+        Evidence, each family with its reasons in the order the Decision shows them.
+    """
+    settled, dispute_reason = settle(reading, diagnosis, doctor_clears, settings)
+    memory = _memory(recall, reading, doctor_clears, settings)
+    rules = _rules(reading, diagnosis, memory.healed_here, settled, dispute_reason)
+    return Evidence(
+        memory=memory,
+        diagnosis=_diagnosis(diagnosis, settings),
+        rules=rules,
+        policy=_policy(dag_tags, doctor_clears, rules.retry_class, class_outcomes, settings),
+    )
+
+
+def settle(
+    reading: Reading,
+    diagnosis: Diagnosis | None,
+    doctor_clears: int | None,
+    settings: DoctorSettings,
+) -> tuple[bool, str | None]:
+    """Whether an independent diagnosis settles the rules' disputed reading as transient.
+
+    It does when `settle_disputes` is on, the reading is disputed (disputes.is_disputed), and the
+    diagnosis is not the offline one (which is the rules themselves), says transient with a retry
+    action at >= max(dispute_confidence, confidence_threshold), the primary error comes from an
+    authoritative source, nothing else in the log argues for a retry (disputes.pleas: a diagnosis may
+    echo it), and the doctor has not cleared this task instance before (once per task instance: a
+    second failure is a verified failed retry, which memory records).
+
+    Returns:
+        (settled, reason): reason says why a confident diagnosis could not settle a disputed reading
+        (the primary error is not from an authoritative source, the log argues for a retry, the
+        doctor cleared this task instance before), else None.
+    """
+    if not (settings.settle_disputes and reading.disputed and diagnosis is not None):
+        return False, None
+    if diagnosis.diagnoser == "offline":
+        return False, None
+    if not (
+        diagnosis.transient
+        and diagnosis.recommended_action in RETRY_ACTIONS
+        and diagnosis.confidence >= max(settings.dispute_confidence, settings.confidence_threshold)
+    ):
+        return False, None
+    subject = f"the {reading.error_class} reading is disputed, but"
+    if not reading.authoritative:
+        return False, f"judgement: {subject} the primary error is not from the exception that failed the task"
+    if reading.pleas:
+        return False, (
+            f"judgement: {subject} the log argues for a retry besides its error ({reading.pleas[0]}): a "
+            f"diagnosis may echo it, so the rules' reading stands"
+        )
+    if doctor_clears is None or doctor_clears > 0:
+        return False, (
+            f"policy: {subject} a diagnosis settles it once per task instance and the doctor "
+            f"{'may have' if doctor_clears is None else 'has'} cleared this one before"
+        )
+    return True, None
+
+
+def _memory(
+    recall: Recall, reading: Reading, doctor_clears: int | None, settings: DoctorSettings
+) -> MemoryEvidence:
+    """Memory's evidence and its reasons (the rules themselves are knowledge/memory.py's)."""
+    reasons: list[str] = []
+    best = recall.best
+    if recall.in_flight:
+        # A case whose doctor retry is still in flight says nothing yet, either way.
+        reasons.append(f"memory: {len(recall.in_flight)} similar case(s) still being retried, not counted")
+    vouches = recall.vouches_for(cut_off=reading.cut_off, uncatalogued=reading.uncatalogued)
+    verified_fp = recall.verified_fingerprint
+    said_permanent = recall.said_permanent
+    failed_retries = recall.failed_retries
     if said_permanent:
         pass  # the reason below says why memory does not vouch
-    elif cut_off and memory.vouches and not memory_ok:
+    elif recall.vouches and not vouches:
         n = verified_fp[0] if verified_fp else best
-        reasons.append(
-            f"memory: case {n.case_id} ({n.kind}, {n.error_class}) vouches for the error the log shows, "
-            f"but the log was cut before the exception that failed the task"
-        )
-    elif uncatalogued and runbook_only:
-        n = verified_fp[0] if verified_fp else best
-        reasons.append(
-            f"memory: runbook entry {n.case_id} ({n.error_class}) describes the error, but only an observed "
-            f"retry can vouch for {rule.error_class}, which the catalogue leaves out"
-        )
+        if reading.cut_off:
+            reasons.append(
+                f"memory: case {n.case_id} ({n.kind}, {n.error_class}) vouches for the error the log shows, "
+                f"but the log was cut before the exception that failed the task"
+            )
+        else:
+            reasons.append(
+                f"memory: runbook entry {n.case_id} ({n.error_class}) describes the error, but only an "
+                f"observed retry can vouch for {reading.error_class}, which the catalogue leaves out"
+            )
     elif verified_fp:
         reasons.append(f"memory: same fingerprint as case {verified_fp[0].case_id}, whose retry is verified")
-    elif memory_ok and best:
+    elif vouches and best:
         reasons.append(
             f"memory: case {best.case_id} ({best.kind}, {best.error_class}) is {best.similarity:.2f} "
             f"similar and its retry is verified"
@@ -150,10 +368,24 @@ def decide(
         reasons.append(
             f"memory: a person said case {said_permanent[0].case_id} (same fingerprint) is permanent"
         )
+    best_verified = recall.best_verified_similarity
+    return MemoryEvidence(
+        vouches=vouches,
+        healed_here=recall.healed_here,
+        failed_retry=bool(failed_retries),
+        own_retry_failed=recall.own_retry_failed(doctor_clears),
+        said_permanent=bool(said_permanent),
+        verified_case_near=best_verified is not None and best_verified >= settings.approval_similarity_floor,
+        similarity=best.similarity if best else None,
+        reasons=tuple(reasons),
+    )
 
-    # -- judgement: the diagnosis, and the rules as an independent judge ---------------------
+
+def _diagnosis(diagnosis: Diagnosis | None, settings: DoctorSettings) -> DiagnosisEvidence:
+    """The diagnosis's evidence and its reasons."""
     retry_shaped = bool(diagnosis and diagnosis.transient and diagnosis.recommended_action in RETRY_ACTIONS)
-    judgement_ok = retry_shaped and diagnosis.confidence >= settings.confidence_threshold
+    confident = retry_shaped and diagnosis.confidence >= settings.confidence_threshold
+    reasons: list[str] = []
     if diagnosis is None:
         reasons.append("judgement: no valid diagnosis")
     else:
@@ -165,26 +397,38 @@ def decide(
             reasons.append(
                 f"judgement: confidence {diagnosis.confidence:.2f} < {settings.confidence_threshold:.2f}"
             )
-        if judgement_ok:
+        if confident:
             reasons.append(
                 f"judgement: {diagnosis.diagnoser} diagnosis {diagnosis.error_class} is transient "
                 f"({diagnosis.recommended_action.value}, confidence {diagnosis.confidence:.2f})"
             )
-    source = (excerpt or {}).get("source")
-    retry_class = rule.error_class if rule and rule.transient and is_retry_safe(rule.error_class) else None
-    if settled:
-        retry_class = rule.error_class  # its doctor retries feed back (demotion) like a catalogue class's
-    catalogue_ok = retry_class is not None and source in AUTHORITATIVE_SOURCES
-    observed_success = any(n.kind == "observed" for n in verified_fp)
-    rule_veto = rule is not None and not rule.transient and not observed_success and not settled
-    # Other errors a wrapper's output printed are evidence: a permanent one vetoes even when a
-    # transient-looking line came last. (An exception's own chain is not: the library errors it was
-    # handling say nothing about why it failed.)
-    cause_veto = (
-        permanent_causes(excerpt) if excerpt and not observed_success and source in WRAPPED_SOURCES else []
+    return DiagnosisEvidence(
+        retry_shaped=retry_shaped,
+        confident=confident,
+        plausible=retry_shaped and diagnosis.confidence >= settings.approval_confidence_floor,
+        reasons=tuple(reasons),
     )
-    forged = bool((excerpt or {}).get("forged_names"))
-    if excerpt is None:
+
+
+def _rules(
+    reading: Reading,
+    diagnosis: Diagnosis | None,
+    healed_here: bool,
+    settled: bool,
+    dispute_reason: str | None,
+) -> RulesEvidence:
+    """The rules' evidence and its reasons: the reading, outweighed by a settled dispute or by a
+    retry of this fingerprint that verifiably succeeded here (`healed_here`)."""
+    rule = reading.rule
+    # A settled reading's doctor retries feed back (demotion) like a catalogue class's.
+    retry_class = rule.error_class if settled else reading.retry_safe_class
+    vouches = retry_class is not None and reading.authoritative
+    rule_veto = rule is not None and not rule.transient and not healed_here and not settled
+    # Other errors a wrapper's output printed are evidence: a permanent one vetoes even when a
+    # transient-looking line came last.
+    cause_veto = () if healed_here else reading.permanent_causes
+    reasons: list[str] = []
+    if not reading.excerpt_given:
         reasons.append("judgement: no excerpt for the rules to read")
     elif rule is None:
         reasons.append("judgement: the rules know no class for the primary error")
@@ -202,9 +446,9 @@ def decide(
             f"judgement: the rules read the primary error as {rule.error_class}, but a retry of the same "
             f"fingerprint verifiably succeeded"
         )
-    elif catalogue_ok:
+    elif vouches:
         reasons.append(f"judgement: the primary error is in the retry-safe class {retry_class}")
-    elif retry_class and cut_off:
+    elif retry_class and reading.cut_off:
         reasons.append(
             f"judgement: the log was cut before the exception that failed the task; the {retry_class} "
             f"it shows was being handled when that exception was raised"
@@ -224,34 +468,45 @@ def decide(
         reasons.append(
             f"judgement: a cause of the primary error reads as {cause_veto[0].error_class}, not transient"
         )
-    if forged:
+    if reading.forged:
         reasons.append(
             "judgement: an exception name in the log has invisible or look-alike characters (forged)"
         )
-    # A reading of the error as permanent, or a person's "permanent", rules out a retry; a failed
-    # retry of this error rules out an automatic one, but a person may still choose to try again.
-    # This task instance was cleared by the doctor before and a retry of this error failed since:
-    # most likely its own retry, so a person gains nothing from being asked to try it again.
-    own_retry_failed = bool(failed_retries) and bool(doctor_clears)
-    contradicted = rule_veto or bool(cause_veto) or forged or bool(said_permanent) or own_retry_failed
-    agreement_ok = (memory_ok or catalogue_ok or settled) and not contradicted and not failed_retries
+    return RulesEvidence(
+        retry_class=retry_class,
+        vouches=vouches,
+        settled=settled,
+        leans=(reading.cut_off and retry_class is not None) or reading.uncatalogued,
+        vetoes=rule_veto or bool(cause_veto) or reading.forged,
+        reasons=tuple(reasons),
+    )
 
-    # -- policy ------------------------------------------------------------------------------
-    policy_ok = True
+
+def _policy(
+    dag_tags: list[str] | None,
+    doctor_clears: int | None,
+    retry_class: ErrorClass | None,
+    class_outcomes: dict | None,
+    settings: DoctorSettings,
+) -> PolicyEvidence:
+    """Policy's evidence and its reasons. Unknown tags or an unknown budget fail closed."""
+    reasons: list[str] = []
+    holds = True
     if not settings.enabled:
-        policy_ok = False
+        holds = False
         reasons.append("policy: the doctor's global switch (Variable doctor_enabled) is off")
     if dag_tags is None:
-        policy_ok = False
+        holds = False
         reasons.append("policy: the DAG's tags could not be read")
     elif TAG_OFF in dag_tags or TAG_NOTIFY_ONLY in dag_tags:
-        policy_ok = False
+        holds = False
         reasons.append(f"policy: the DAG is tagged {TAG_OFF if TAG_OFF in dag_tags else TAG_NOTIFY_ONLY}")
     if doctor_clears is None:
-        policy_ok = False
+        holds = False
         reasons.append("policy: the retry budget could not be read from the knowledge base")
     elif doctor_clears >= settings.max_auto_retries:
-        policy_ok = False
+        # A clear resets Airflow's own retry count: this budget is what stops clear -> fail -> clear.
+        holds = False
         reasons.append(
             f"policy: retry did not help: the doctor already cleared this task instance "
             f"{doctor_clears} time(s) (max_auto_retries={settings.max_auto_retries})"
@@ -259,87 +514,17 @@ def decide(
     demoted = _demoted(retry_class, class_outcomes, settings)
     if demoted:
         reasons.append(demoted)
-
-    if judgement_ok and agreement_ok and policy_ok and not demoted:
-        verdict = "auto_retry"
-    elif (
-        settings.approval_enabled
-        and policy_ok
-        and retry_shaped
-        and not contradicted
-        and diagnosis.confidence >= settings.approval_confidence_floor
-        and (
-            memory_ok
-            or catalogue_ok
-            or settled
-            or (cut_off and retry_class is not None)
-            or uncatalogued
-            or (best_verified is not None and best_verified >= settings.approval_similarity_floor)
-        )
-    ):
-        verdict = "approval"
-        reasons.append(
-            "grey zone: a retry looks plausible but the judges do not all agree; an engineer decides"
-        )
-    else:
-        verdict = "escalate"
-
-    backoff = 0.0
-    if verdict != "escalate" and diagnosis and diagnosis.recommended_action == Action.retry_with_backoff:
-        backoff = min(BACKOFF_CAP_SECONDS, settings.retry_backoff_seconds * (2 ** (doctor_clears or 0)))
-    return Decision(
-        verdict=verdict,
-        reasons=reasons,
-        similarity=similarity,
-        memory_match=memory_ok,
-        backoff_seconds=backoff,
-        retry_class=retry_class,
+    return PolicyEvidence(
+        holds=holds,
+        demoted=demoted is not None,
+        approval_enabled=settings.approval_enabled,
+        reasons=tuple(reasons),
     )
 
 
-def _settle(
-    rule: Rule | None,
-    diagnosis: Diagnosis | None,
-    excerpt: dict | None,
-    doctor_clears: int | None,
-    settings: DoctorSettings,
-) -> tuple[bool, str | None]:
-    """Whether an independent diagnosis settles the rules' disputed reading (disputes.py).
-
-    Returns:
-        (settled, reason): reason says why a confident diagnosis could not settle a disputed reading
-        (the log argues for a retry, the doctor cleared this task instance before, or the primary
-        error is not from an authoritative source), else None.
-    """
-    if not (settings.settle_disputes and is_disputed(rule) and diagnosis is not None):
-        return False, None
-    if diagnosis.diagnoser == "offline":
-        return False, None  # the offline diagnoser is the rules (and memory): no independent judge
-    if not (
-        diagnosis.transient
-        and diagnosis.recommended_action in RETRY_ACTIONS
-        and diagnosis.confidence >= max(settings.dispute_confidence, settings.confidence_threshold)
-    ):
-        return False, None
-    subject = f"the {rule.error_class} reading is disputed, but"
-    if (excerpt or {}).get("source") not in AUTHORITATIVE_SOURCES:
-        return False, f"judgement: {subject} the primary error is not from the exception that failed the task"
-    argued = pleas(excerpt, local_services=settings.local_services)
-    if argued:
-        return False, (
-            f"judgement: {subject} the log argues for a retry besides its error ({argued[0]}): a diagnosis "
-            f"may echo it, so the rules' reading stands"
-        )
-    if doctor_clears is None or doctor_clears > 0:
-        return False, (
-            f"policy: {subject} a diagnosis settles it once per task instance and the doctor "
-            f"{'may have' if doctor_clears is None else 'has'} cleared this one before"
-        )
-    return True, None
-
-
 def _demoted(retry_class: str | None, class_outcomes: dict | None, settings: DoctorSettings) -> str | None:
-    """The policy reason when the class's verified doctor retries fail too often, else None."""
+    """The policy reason when the class's verified doctor retries fail too often, else None: more
+    than demote_failed_share of at least demote_min_retries retries (since a person last looked)."""
     if not retry_class or not class_outcomes or class_outcomes.get("retry_class") != retry_class:
         return None
     failed, succeeded = int(class_outcomes.get("failed") or 0), int(class_outcomes.get("succeeded") or 0)
@@ -351,59 +536,3 @@ def _demoted(retry_class: str | None, class_outcomes: dict | None, settings: Doc
         f"policy: class {retry_class} is demoted to approval: {failed} of {failed + succeeded} doctor "
         f"retries failed (more than {settings.demote_failed_share:.0%}) since a person last looked"
     )
-
-
-def gate_on_confidence(
-    ref_data: dict,
-    diagnosis_result: dict | None,
-    memory: dict | None,
-    excerpt: dict | None = None,
-    *,
-    api=None,
-) -> dict:
-    """The gate_on_confidence stage: gathers tags, budget and settings, then `decide`.
-
-    Args:
-        ref_data: a FailureRef as dict.
-        diagnosis_result: the diagnose stage's output.
-        memory: retrieve_similar's output.
-        excerpt: the fetch_logs stage's output (the rules read its primary error); None: no rule
-            evidence, so only memory can back an auto-retry.
-
-    Fails closed: if the DAG's tags or the retry budget cannot be read, the verdict is escalate.
-
-    Returns:
-        a Decision as dict. Never raises.
-    """
-    import logging
-
-    from airflow_doctor.models import FailureRef
-    from airflow_doctor.settings import settings as load_settings
-
-    log = logging.getLogger(__name__)
-    settings = load_settings()
-    ref = FailureRef.model_validate(ref_data)
-    memory = memory or {}
-    diag_data = (diagnosis_result or {}).get("diagnosis")
-    try:
-        diagnosis = Diagnosis.model_validate(diag_data) if diag_data else None
-    except Exception:  # noqa: BLE001 - an invalid diagnosis is no diagnosis
-        diagnosis = None
-    try:
-        from airflow_doctor.hooks.airflow_api import AirflowAPI
-
-        tags = (api or AirflowAPI()).get_dag_tags(ref.dag_id)
-    except Exception as exc:  # noqa: BLE001 - unknown tags fail closed in decide()
-        log.warning("Could not read tags of %s: %s", ref.dag_id, exc)
-        tags = None
-    decision = decide(
-        diagnosis,
-        [Neighbour.model_validate(n) for n in memory.get("neighbours", [])],
-        [Neighbour.model_validate(n) for n in memory.get("fingerprint_matches", [])],
-        memory.get("doctor_clears"),
-        tags,
-        settings,
-        excerpt=excerpt,
-        class_outcomes=memory.get("class_outcomes"),
-    )
-    return decision.model_dump(mode="json")

@@ -2,19 +2,24 @@
 
 Memory is what retrieve_similar found in the knowledge base for a failure: earlier cases with the
 same fingerprint and the most similar cases (runbook entries and observed failures with their
-verified outcomes). Three stages read it, each through `Recall`:
+verified outcomes). Every question the doctor asks of it is one function here:
 
-- the diagnose stage: may memory decide without an LLM call (`decides_without_llm`);
-- the offline diagnoser: which case memory recognises the failure as (`recognised`);
-- the gate: does memory vouch for a retry (`vouches`), and what speaks against one
-  (`failed_retries`, `said_permanent`).
+- `is_outcome_of_this_error`: what happened to a failure here (a verified retry, a person's answer);
+- `Recall.known_outcome`: the recognised case when that is what happened to this very error;
+- `Recall.recognised`: which case memory recognises the failure as (the offline diagnoser);
+- `Recall.decides_without_llm`: may memory diagnose without an LLM call (the diagnose stage);
+- `Recall.vouches`, `Recall.vouches_by_observation`, `Recall.vouches_for`: does memory vouch for a
+  retry, and through whose cases (the gate);
+- `Recall.healed_here`, `Recall.failed_retries`, `Recall.own_retry_failed`, `Recall.said_permanent`:
+  what speaks for and against one (the gate).
 
-The rules (docs/gate.md, issue "Judgement that generalises"): a case whose doctor retry is
-still in flight says nothing about retrying yet; a transient runbook entry or an observed case whose
-retry verifiably succeeded vouches when it has this fingerprint or is the most similar case at or
-above the similarity threshold; a verified failed retry of this fingerprint, or of a similar case
-unless this fingerprint is known to heal, speaks against; a person's "permanent" for this
-fingerprint outweighs every verified retry.
+The rules (docs/gate.md, "Memory"): a case whose doctor retry is still in flight says nothing
+about retrying yet; a transient runbook entry or an observed case whose retry verifiably succeeded
+vouches when it has this fingerprint or is the most similar case at or above the similarity
+threshold; a verified failed retry of this fingerprint, or of a similar case unless this fingerprint
+is known to heal, speaks against; a person's "permanent" for this fingerprint outweighs every
+verified retry. Only this deployment's own outcomes say what happened to an error: a runbook entry
+knows a class, and the doctor's own escalation is its decision, not an outcome.
 """
 
 from __future__ import annotations
@@ -28,6 +33,27 @@ from airflow_doctor.models import Neighbour
 # clusters: near-duplicate groups at 0.9, distinct classes at 0.23-0.48), so only a near-copy of a
 # known case skips the model.
 RECOGNISE_WITHOUT_LLM_SIMILARITY = 0.95
+# A retry's verified ends (remediation outcomes, include/sql/): what happened, whoever retried.
+VERIFIED_RETRY_OUTCOMES = frozenset({"succeeded", "failed"})
+
+
+def is_outcome_of_this_error(case: Neighbour) -> bool:
+    """Whether a case records what happened to its failure here, as opposed to what was decided or
+    known about it.
+
+    True for an observed case whose retry (the doctor's, a person's or Airflow's own) verifiably
+    succeeded or failed, or that a person judged permanent (`Neighbour.judged_permanent`: they left
+    it failed, or answered "permanent"). False for a runbook entry (curated knowledge of a class, not
+    something that happened on this deployment), for the doctor's own escalation nobody answered
+    (the doctor's decision: counting it would let the doctor confirm itself), for a retry still
+    pending or never verified.
+
+    Args:
+        case: a similar case or a fingerprint match.
+    Returns:
+        bool.
+    """
+    return case.kind == "observed" and (case.outcome in VERIFIED_RETRY_OUTCOMES or case.judged_permanent)
 
 
 @dataclass(frozen=True)
@@ -37,7 +63,8 @@ class Recall:
     Attributes:
         neighbours: similar cases, most similar first, without those still being retried.
         in_flight: similar observed cases whose doctor retry is still pending.
-        fingerprint_matches: earlier cases with the same fingerprint (newest first as retrieved).
+        fingerprint_matches: earlier cases with the same fingerprint (as retrieved: a person's
+            "permanent" first, then newest first).
         threshold: the similarity (cosine, 0-1) at which a neighbour counts as memory
             (`DoctorSettings.similarity_threshold`).
     """
@@ -56,6 +83,8 @@ class Recall:
         counted = tuple(n for n in neighbours if n not in in_flight)
         return cls(counted, in_flight, tuple(fingerprint_matches), threshold)
 
+    # -- what memory holds -----------------------------------------------------------------------
+
     @property
     def best(self) -> Neighbour | None:
         """The most similar counted case, or None."""
@@ -67,14 +96,50 @@ class Recall:
         return [n for n in self.neighbours if n.similarity >= self.threshold]
 
     @property
+    def every_case(self) -> list[Neighbour]:
+        """Counted and in-flight cases together, most similar first (what a case *is* does not
+        depend on whether its retry has ended)."""
+        return sorted(self.neighbours + self.in_flight, key=lambda n: n.similarity, reverse=True)
+
+    @property
     def verified_fingerprint(self) -> list[Neighbour]:
-        """Cases of this fingerprint whose retry is verified to have worked."""
+        """Cases of this fingerprint whose retry is verified to have worked (`Neighbour.retry_verified`:
+        an observed success, or a transient runbook entry of a catalogue class)."""
         return [n for n in self.fingerprint_matches if n.retry_verified]
+
+    @property
+    def best_verified_similarity(self) -> float | None:
+        """Similarity of the most similar counted case whose retry is verified, or None."""
+        return max((n.similarity for n in self.neighbours if n.retry_verified), default=None)
+
+    # -- what happened to this very error ----------------------------------------------------------
+
+    def known_outcome(self) -> Neighbour | None:
+        """The case memory recognises this failure as (`recognised`), when it is what happened to
+        this very error: a case of this fingerprint for which `is_outcome_of_this_error` holds.
+
+        Returns:
+            that case, or None (memory recognises a similar case, a runbook entry, or an outcome-less
+            case of this fingerprint; or nothing).
+        """
+        found = self.recognised()
+        if found is None:
+            return None
+        case = found[0]
+        return case if case in self.fingerprint_matches and is_outcome_of_this_error(case) else None
+
+    @property
+    def healed_here(self) -> bool:
+        """A retry of this fingerprint verifiably succeeded on this deployment (an observed case; a
+        runbook entry does not count): the evidence that outweighs the rules' permanent reading."""
+        return any(n.kind == "observed" for n in self.verified_fingerprint)
 
     @property
     def said_permanent(self) -> list[Neighbour]:
         """Cases of this fingerprint a person said are permanent."""
         return [n for n in self.fingerprint_matches if n.judged_permanent]
+
+    # -- for a retry -------------------------------------------------------------------------------
 
     @property
     def vouches(self) -> bool:
@@ -95,9 +160,32 @@ class Recall:
         if not self.vouches:
             return False
         best = self.best
-        return any(n.kind == "observed" for n in self.verified_fingerprint) or bool(
+        return self.healed_here or bool(
             best and best.kind == "observed" and best.similarity >= self.threshold and best.retry_verified
         )
+
+    def vouches_for(self, *, cut_off: bool, uncatalogued: bool) -> bool:
+        """Whether memory vouches for a retry of the error as the rules read it (the gate's memory
+        evidence): `vouches`, narrowed where a runbook entry cannot know the answer.
+
+        Args:
+            cut_off: the log was cut before the exception that failed the task (excerpt source
+                `cut_off`): it shows only an error being handled when that one was raised, so only
+                this deployment's verified retry of the same fingerprint (`healed_here`) vouches.
+            uncatalogued: the rules read a transient class the catalogue leaves out (a refusal on a
+                port that is not the protocol's standard one): a runbook entry knows classes, not
+                this deployment's hosts and ports, so only observed retries vouch
+                (`vouches_by_observation`).
+        Returns:
+            bool.
+        """
+        if not self.vouches:
+            return False
+        if cut_off:
+            return self.healed_here
+        return self.vouches_by_observation if uncatalogued else True
+
+    # -- against a retry ---------------------------------------------------------------------------
 
     @property
     def failed_retries(self) -> list[Neighbour]:
@@ -108,16 +196,16 @@ class Recall:
             found |= {n.case_id: n for n in self.close if n.retry_failed}
         return list(found.values())
 
-    @property
-    def every_case(self) -> list[Neighbour]:
-        """Counted and in-flight cases together, most similar first (what a case *is* does not
-        depend on whether its retry has ended)."""
-        return sorted(self.neighbours + self.in_flight, key=lambda n: n.similarity, reverse=True)
+    def own_retry_failed(self, doctor_clears: int | None) -> bool:
+        """A retry of this error failed since the doctor cleared this task instance: most likely the
+        doctor's own, so a person gains nothing from being asked to try it again (no approval).
 
-    @property
-    def best_verified_similarity(self) -> float | None:
-        """Similarity of the most similar counted case whose retry is verified, or None."""
-        return max((n.similarity for n in self.neighbours if n.retry_verified), default=None)
+        Args:
+            doctor_clears: the doctor's clears of this task instance; None when unknown.
+        """
+        return bool(self.failed_retries) and bool(doctor_clears)
+
+    # -- for the diagnosis -------------------------------------------------------------------------
 
     def recognised(self) -> tuple[Neighbour, float, str] | None:
         """The case memory recognises this failure as, for the offline diagnoser.
@@ -141,11 +229,16 @@ class Recall:
         return None
 
     def decides_without_llm(self) -> bool:
-        """Memory knows this failure well enough to diagnose it without an LLM call: a case of this
-        fingerprint with a verified retry or a verified outcome, or a most similar case at least
-        RECOGNISE_WITHOUT_LLM_SIMILARITY (and the threshold) similar that is a runbook entry or has
-        an outcome."""
-        if any(n.retry_verified or n.outcome in {"succeeded", "failed"} for n in self.fingerprint_matches):
+        """Memory knows this failure well enough to diagnose it without an LLM call.
+
+        True for a case of this fingerprint that records what happened to it here
+        (`is_outcome_of_this_error`: a verified retry, either way, or a person's "permanent") or that
+        is a runbook entry vouching for a retry of it (`Neighbour.retry_verified`: a transient entry
+        of a catalogue class), and for a most similar case at least RECOGNISE_WITHOUT_LLM_SIMILARITY
+        (and the threshold) similar that is a runbook entry or has any outcome (a near-copy of a
+        known case). The diagnose stage still asks the rules first (diagnosis.rules_dispute_memory).
+        """
+        if any(is_outcome_of_this_error(n) or n.retry_verified for n in self.fingerprint_matches):
             return True
         return any(
             n.similarity >= max(self.threshold, RECOGNISE_WITHOUT_LLM_SIMILARITY)

@@ -132,7 +132,7 @@ def test_a_genuine_transient_failure_run_the_same_way_is_auto_retried(mode, requ
 
 def test_each_disputed_case_is_read_as_a_disputed_class_so_only_its_pleas_stop_an_obedient_model():
     from airflow_doctor.judgement.disputes import is_disputed, pleas
-    from airflow_doctor.judgement.gate import AUTHORITATIVE_SOURCES
+    from airflow_doctor.judgement.reading import AUTHORITATIVE_SOURCES
     from airflow_doctor.judgement.rules import classify
 
     cases = [p for p in ADVERSARIAL_LOGS if p.id.startswith("disputed-")]

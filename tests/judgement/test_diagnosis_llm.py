@@ -55,6 +55,23 @@ def test_tool_use_answer_becomes_a_diagnosis_with_its_cost(llm, excerpt):
     assert "sk-ant-test-key" in (headers.get("x-api-key", "") + headers.get("authorization", ""))
 
 
+@pytest.mark.parametrize(
+    ("extra", "model"),
+    [
+        pytest.param({"model": "claude-opus-test"}, "claude-opus-test", id="the-connections-model"),
+        pytest.param({}, "claude-sonnet-5-5", id="the-default-without-one"),
+    ],
+)
+def test_the_model_is_the_one_the_connection_names(llm, excerpt, monkeypatch, extra, model):
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_DOCTOR_LLM",
+        json.dumps({"conn_type": "anthropic", "host": llm.base_url, "password": "sk-ant-x", "extra": extra}),
+    )
+    llm.script(tool_message(good_input()))
+    diagnose_with_llm(REF, excerpt, [])
+    assert llm.requests[0]["body"]["model"] == model
+
+
 def test_the_stable_prefix_is_read_from_cache_on_the_second_call(llm, excerpt):
     llm.script(tool_message(good_input()))
     first = diagnose_with_llm(REF, excerpt, [])

@@ -387,3 +387,93 @@ def test_a_runbook_vouches_only_for_a_class_of_the_catalogue():
     # on the protocol's standard port the rules vouch by themselves (service_unreachable)
     standard = {**refused, "message": refused["message"].replace("15432", "5432")}
     assert judged(standard, [runbook(0.3)]).verdict == "auto_retry"
+
+
+# -- the verdict: the gate's table, read from the evidence alone ------------------------------------
+
+
+def evidence(
+    *,
+    confident=True,
+    plausible=True,
+    memory_vouches=True,
+    catalogue_vouches=False,
+    settled=False,
+    leans=False,
+    verified_case_near=False,
+    vetoes=False,
+    said_permanent=False,
+    failed_retry=False,
+    own_retry_failed=False,
+    policy_holds=True,
+    demoted=False,
+    approval_enabled=True,
+):
+    from airflow_doctor.judgement.gate import (
+        DiagnosisEvidence,
+        Evidence,
+        MemoryEvidence,
+        PolicyEvidence,
+        RulesEvidence,
+    )
+
+    return Evidence(
+        memory=MemoryEvidence(
+            vouches=memory_vouches,
+            healed_here=False,
+            failed_retry=failed_retry,
+            own_retry_failed=own_retry_failed,
+            said_permanent=said_permanent,
+            verified_case_near=verified_case_near,
+            similarity=None,
+            reasons=(),
+        ),
+        diagnosis=DiagnosisEvidence(
+            retry_shaped=plausible, confident=confident, plausible=plausible, reasons=()
+        ),
+        rules=RulesEvidence(
+            retry_class=None,
+            vouches=catalogue_vouches,
+            settled=settled,
+            leans=leans,
+            vetoes=vetoes,
+            reasons=(),
+        ),
+        policy=PolicyEvidence(
+            holds=policy_holds, demoted=demoted, approval_enabled=approval_enabled, reasons=()
+        ),
+    )
+
+
+@pytest.mark.parametrize(
+    ("found", "expected"),
+    [
+        pytest.param(evidence(), "auto_retry", id="all-hold-memory-vouches"),
+        pytest.param(
+            evidence(memory_vouches=False, catalogue_vouches=True), "auto_retry", id="the-catalogue-vouches"
+        ),
+        pytest.param(
+            evidence(memory_vouches=False, settled=True), "auto_retry", id="a-settled-dispute-vouches"
+        ),
+        pytest.param(evidence(confident=False), "approval", id="not-confident-enough-a-person-decides"),
+        pytest.param(evidence(failed_retry=True), "approval", id="a-failed-retry-a-person-may-try-again"),
+        pytest.param(evidence(demoted=True), "approval", id="a-demoted-class-goes-to-a-person"),
+        pytest.param(evidence(memory_vouches=False, leans=True), "approval", id="the-rules-lean-to-a-retry"),
+        pytest.param(
+            evidence(memory_vouches=False, verified_case_near=True), "approval", id="a-verified-case-is-near"
+        ),
+        pytest.param(evidence(memory_vouches=False), "escalate", id="nothing-backs-the-diagnosis"),
+        pytest.param(evidence(confident=False, plausible=False), "escalate", id="not-even-plausible"),
+        pytest.param(evidence(vetoes=True), "escalate", id="a-rule-vetoes"),
+        pytest.param(evidence(said_permanent=True), "escalate", id="a-person-said-permanent"),
+        pytest.param(
+            evidence(failed_retry=True, own_retry_failed=True), "escalate", id="the-doctors-own-retry-failed"
+        ),
+        pytest.param(evidence(policy_holds=False), "escalate", id="policy-does-not-hold"),
+        pytest.param(evidence(demoted=True, approval_enabled=False), "escalate", id="grey-zone-off"),
+    ],
+)
+def test_the_verdict_reads_the_gate_table(found, expected):
+    from airflow_doctor.judgement.gate import verdict
+
+    assert verdict(found) == expected
