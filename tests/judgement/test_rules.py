@@ -361,14 +361,90 @@ def test_a_client_that_gave_up_after_its_own_retries_and_a_full_browser_grid_are
     assert grid.error_class == "remote_capacity_unavailable" and is_retry_safe(grid.error_class)
 
 
-def test_the_readme_documents_every_class_of_the_catalogue_as_the_code_does():
+def test_the_gate_page_documents_every_class_of_the_catalogue_as_the_code_does():
+    """docs/gate.md's generated block `catalogue` holds a row per class of the catalogue and per
+    disputed reading, in the code's words (scripts/docs.py writes it from catalogue_markdown)."""
+    import re
     from pathlib import Path
 
-    from airflow_doctor.judgement.catalogue import CATALOGUE, DISPUTED
+    from airflow_doctor.judgement.catalogue import CATALOGUE, DISPUTED, catalogue_markdown
 
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    page = (Path(__file__).resolve().parents[2] / "docs" / "gate.md").read_text(encoding="utf-8")
+    block = re.search(
+        r"^<!-- generated:catalogue -->\n(.*?)^<!-- /generated:catalogue -->$", page, re.S | re.M
+    )
+    assert block, "docs/gate.md has no generated block `catalogue`"
+    assert block.group(1) == catalogue_markdown() + "\n", "stale: python -m scripts.docs --write"
     for c in (*CATALOGUE.values(), *DISPUTED.values()):
-        assert f"| `{c.name}` | {c.what} | {c.why_retry_helps} | {c.permanent_look_alike} |" in readme
+        assert f"| `{c.name}` | {c.what} | {c.why_retry_helps} | {c.permanent_look_alike} |" in block.group(1)
+
+
+# Every rule id ever published. An id may be added; renaming or removing one breaks whatever cites it
+# (a reason, a note, a stored decision), so this list only grows.
+PUBLISHED_RULE_IDS = frozenset(
+    {
+        "execution-api-refused-state-change", "kubernetes-409-object-modified",
+        "databricks-cloud-or-service-fault", "bigquery-rate-limit-exceeded", "oom-or-sigkill", "disk-full",
+        "native-segfault", "credentials-rejected", "credentials-missing", "file-permission-denied",
+        "access-denied-403", "airflow-connection-missing", "airflow-variable-missing",
+        "host-unresolvable-or-unroutable", "tls-certificate-unverified", "airflow3-orm-access-in-task",
+        "docker-socket-missing", "sensor-timed-out", "api-quota-exhausted", "task-sigterm-or-timeout",
+        "worker-lost-or-zombie", "kubernetes-pod-start-timeout", "db-deadlock", "lock-wait-timeout",
+        "db-serialization-failure-40001", "google-transaction-aborted", "db-statement-timeout",
+        "db-connection-slots-exhausted", "db-failover-or-restart", "db-connection-dropped",
+        "dns-temporary-failure-eai-again", "dns-resolution-failed", "connection-refused", "connection-reset",
+        "tls-connection-dropped", "docker-container-config-rejected", "http-5xx", "service-throttling",
+        "kafka-brokers-unavailable", "remote-capacity-exhausted", "http-429-rate-limit", "read-timeout",
+        "network-timeout", "snowflake-client-gave-up", "could-not-connect", "python-module-missing",
+        "jinja-template-not-found", "jinja-template-error", "executable-not-found", "syntax-error",
+        "constraint-violation", "data-type-conversion", "data-parse-error", "object-not-found",
+        "python-code-error", "data-quality-check-failed", "localhost-refused-in-container",
+        "kubernetes-quota-in-use", "kubernetes-quota-too-small", "refused-at-standard-port",
+        "aws-region-does-not-exist", "airflow-try-reset-by-scheduler", "airflow-try-set-from-outside",
+    }
+)  # fmt: skip
+
+
+def _every_rule():
+    from airflow_doctor.judgement import rules
+
+    return [*rules.RULES, *(v for v in vars(rules).values() if isinstance(v, rules.Rule))]
+
+
+def test_every_rule_has_a_stable_unique_id():
+    import re
+
+    ids = [rule.id for rule in dict.fromkeys(_every_rule())]
+    assert len(ids) == len(set(ids)), sorted(i for i in ids if ids.count(i) > 1)
+    assert all(re.fullmatch(r"[a-z0-9]+(?:-[a-z0-9]+)*", i) for i in ids), ids
+    assert set(ids) >= PUBLISHED_RULE_IDS, sorted(PUBLISHED_RULE_IDS - set(ids))
+
+
+def test_rules_catalogue_and_disputes_share_one_error_class_vocabulary():
+    from airflow_doctor.judgement.catalogue import CATALOGUE, DISPUTED
+    from airflow_doctor.judgement.error_classes import ErrorClass
+
+    named = {rule.error_class for rule in _every_rule()}
+    assert all(isinstance(c, ErrorClass) for c in named | set(CATALOGUE) | set(DISPUTED))
+    # the catalogue and the disputed readings name only classes a rule can read
+    assert set(CATALOGUE) | set(DISPUTED) <= named
+    # and every member of the vocabulary is read by some rule
+    assert named == set(ErrorClass)
+
+
+def test_an_error_class_is_the_string_the_knowledge_base_and_the_corpora_store():
+    import json
+
+    from airflow_doctor.judgement.error_classes import ErrorClass
+    from airflow_doctor.models import Decision
+
+    assert ErrorClass.db_deadlock == "db_deadlock" and f"{ErrorClass.db_deadlock}" == "db_deadlock"
+    assert {"db_deadlock": 1}[ErrorClass.db_deadlock] == 1 and is_retry_safe("db_deadlock")
+    assert json.dumps([ErrorClass.db_deadlock]) == '["db_deadlock"]'
+    decision = Decision(verdict="auto_retry", reasons=[], retry_class=ErrorClass.db_deadlock)
+    assert (
+        type(decision.retry_class) is str and decision.model_dump(mode="json")["retry_class"] == "db_deadlock"
+    )
 
 
 def _quota(requested: str, used: str, limited: str) -> str:
