@@ -235,9 +235,8 @@ CATALOGUE: dict[ErrorClass, RetryClass] = {
 # so the rules alone cannot settle them. For each, `why_retry_helps` says when it is transient and
 # `permanent_look_alike` when it is not. A transient class here (`connection_refused`,
 # `pod_start_timeout`) is not in the catalogue: memory, a person (approval) or an independent
-# diagnosis must vouch for it. A permanent one is the rules' default reading. Either way an
-# independent diagnosis may settle it as transient on a log that does not argue for a retry, once per
-# task instance (airflow_doctor/judgement/disputes.py).
+# diagnosis must vouch for it. A permanent one is the rules' default reading, not a veto. When an
+# independent diagnosis settles one: gate.settle.
 DISPUTED: dict[ErrorClass, RetryClass] = {
     c.name: c
     for c in (

@@ -77,7 +77,6 @@ def diagnose_offline(
     """
     recall = Recall.of(neighbours, fingerprint_matches, similarity_threshold)
     memory = recall.recognised()
-    known = [memory[0]] if memory and memory[0] in fingerprint_matches else []
     rule = (reading or read(excerpt, local_services=local_services)).rule
     evidence = _evidence(excerpt)
     if memory is None and rule is None:
@@ -100,7 +99,7 @@ def diagnose_offline(
         from_memory.confidence = min(0.97, max(mem_conf, rule.confidence) + 0.05)
         from_memory.evidence = evidence
         return from_memory
-    if n not in known and (n.kind == "runbook" or n.error_class != rule.error_class):
+    if n not in recall.fingerprint_matches and (n.kind == "runbook" or n.error_class != rule.error_class):
         # A runbook case describes a class, and an observed case of another class and fingerprint is
         # another error; their vectors say only that the text reads alike (often the same API's error
         # format with another code: a 403 beside this 503). The rule read this error's own words. An
@@ -451,7 +450,7 @@ def diagnose(
     """The diagnose stage: memory first, then Claude if `doctor_llm` exists, else offline rules.
 
     A failure memory knows well enough (`Recall.decides_without_llm`) is decided from memory without
-    an LLM call (Variable `doctor_memory_first`, default on), unless the rules read the error the
+    an LLM call (`[doctor] memory_first`, default on), unless the rules read the error the
     other way (`rules_dispute_memory`). An LLM "transient" is cross-checked against the rules
     (`cross_check`).
 
