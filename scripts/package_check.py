@@ -158,7 +158,7 @@ class Report:
         verdict = "PASSED" if self.passed and not stopped else "FAILED"
         print(
             f"\nPACKAGE CHECK {verdict} in {total:.0f}s ({sum(c.passed for c in self.checks)} of "
-            f"{len(self.checks)} checks passed; logs in {STATE / 'logs'})"
+            f"{len(self.checks)} checks passed; logs in {STATE / 'logs'} and {STATE / 'run' / 'logs'})"
         )
 
 
