@@ -226,8 +226,8 @@ def airflow_env(cfg: StackConfig) -> dict[str, str]:
         "AIRFLOW__API__PORT": str(cfg.api_port),
         "AIRFLOW__API__BASE_URL": f"http://localhost:{cfg.api_port}",
         "AIRFLOW__API_AUTH__JWT_SECRET": secret_file.read_text(),
-        # Local latency knobs (docs/architecture.md, "Airflow facts the doctor relies on"): a short idle sleep cuts failure -> retry,
-        # a short refresh lets the dag-processor see DAG files within seconds.
+        # Local latency knobs (docs/architecture.md, "Airflow facts the doctor relies on"): a short
+        # idle sleep cuts failure -> retry, a short refresh lets the dag-processor see DAG files soon.
         "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": "0.2",
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
         "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "5",
