@@ -500,7 +500,6 @@ def _judge(
         (report row, diagnosis or None, decision, memory, diagnose's output).
     """
     from airflow_doctor import pipeline
-    from airflow_doctor.judgement.rules import classify
     from airflow_doctor.remediation.groups import group_key
 
     group = Group(
@@ -514,7 +513,6 @@ def _judge(
     chosen = (lambda _group: oracle_diagnosis(case)) if diagnoser == "oracle" else diagnoser
     judged = pipeline.judge(group, kb=kb, embedding=Embedding.model_validate(embedding), diagnoser=chosen)
     diagnosis, decision = judged.diagnosed.diagnosis, judged.decided.decisions[0]
-    rule = classify(excerpt, local_services=settings.local_services)
     row = {
         "id": case["id"],
         "corpus_file": case.get("corpus_file"),
@@ -528,7 +526,7 @@ def _judge(
         "fingerprint": excerpt["fingerprint"],
         "similarity": decision.similarity,
         "reasons": decision.reasons,
-        "rules_retry": bool(rule and rule.transient and rule.action in RETRY_ACTIONS),
+        "rules_retry": judged.reading.rules_retry,
     }
     return row, diagnosis, decision, judged.memory, judged.diagnosed
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal, NamedTuple, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, TypeVar
 
 from airflow_doctor.models import (
     Decision,
@@ -36,6 +36,9 @@ from airflow_doctor.models import (
     Memory,
 )
 from airflow_doctor.settings import DoctorSettings
+
+if TYPE_CHECKING:
+    from airflow_doctor.judgement.reading import Reading
 
 StageOutput = TypeVar("StageOutput")
 
@@ -270,13 +273,21 @@ def settings_of(group: Group) -> DoctorSettings:
 
     Returns:
         DoctorSettings; the process's own reading when the Group carries none (a Group built by
-        hand). Also primes this process's settings, for the modules that still read them
-        themselves.
+        hand). Also lets `settings()` answer with them in this process (settings.prime), for the
+        modules that still read settings themselves (the messages' routing).
     """
-    from airflow_doctor.settings import prime, settings
+    from airflow_doctor.settings import from_snapshot, prime, settings
 
     prime(group.settings)
-    return settings()
+    return from_snapshot(group.settings) or settings()
+
+
+def reading_of(group: Group, settings: DoctorSettings) -> Reading:
+    """The rules' reading of the group's excerpt (judgement.reading.read): one per group and process,
+    passed to every judge that asks the rules."""
+    from airflow_doctor.judgement.reading import read
+
+    return read(group.excerpt, local_services=settings.local_services)
 
 
 def embed_failure(group: Group, *, kb=None) -> Embedding:
@@ -288,14 +299,18 @@ def embed_failure(group: Group, *, kb=None) -> Embedding:
     """
     from airflow_doctor.knowledge.embeddings import embed_failure as embed
 
-    settings_of(group)
-    return Embedding.model_validate(embed(group.excerpt, kb=kb))
+    settings = settings_of(group)
+    return Embedding.model_validate(embed(group.excerpt, kb=kb, embedding_model=settings.embedding_model))
 
 
-def retrieve_similar(group: Group, embedding: Embedding | None, *, kb=None) -> Memory:
+def retrieve_similar(
+    group: Group, embedding: Embedding | None, *, kb=None, reading: Reading | None = None
+) -> Memory:
     """Similar cases and same-fingerprint cases for the representative, and every member's retry
     budget used so far (store.retrieve_similar; KnowledgeBase.count_doctor_clears).
 
+    Args:
+        reading: the rules' reading of the group's excerpt, when the caller has it (`reading_of`).
     Returns:
         Memory; with `error` set (knowing nothing, so the gate fails closed) when the knowledge
         base is unreachable. Never raises.
@@ -306,11 +321,17 @@ def retrieve_similar(group: Group, embedding: Embedding | None, *, kb=None) -> M
 
     settings = settings_of(group)
     kb = kb or KnowledgeBase()
-    members = [m.model_dump(mode="json") for m in group.members]
-    vector = embedding.model_dump(mode="json") if embedding else None
-    found = retrieve(members[0], group.excerpt, vector, kb=kb, k=settings.neighbours)
+    found = retrieve(
+        group.members[0],
+        group.excerpt,
+        embedding.embedding if embedding else None,
+        kb=kb,
+        k=settings.neighbours,
+        reading=reading or reading_of(group, settings),
+    )
     clears = [found.get("doctor_clears")] + [
-        None if found.get("error") else _doctor_clears(kb, m) for m in members[1:]
+        None if found.get("error") else _doctor_clears(kb, m.model_dump(mode="json"))
+        for m in group.members[1:]
     ]
     return Memory.model_validate({**found, "doctor_clears": clears})
 
@@ -320,8 +341,11 @@ def retrieve_similar(group: Group, embedding: Embedding | None, *, kb=None) -> M
 Diagnoser = Literal["auto", "offline", "llm"] | Callable[[Group], Diagnosis]
 
 
-def diagnose(group: Group, memory: Memory | None, *, diagnoser: Diagnoser = "auto") -> Diagnosed:
-    """Diagnose the group once (diagnosis.diagnose: memory first, then Claude, else the rules).
+def diagnose(
+    group: Group, memory: Memory | None, *, diagnoser: Diagnoser = "auto", reading: Reading | None = None
+) -> Diagnosed:
+    """Diagnose the group once, from its representative (diagnosis.diagnose_failure: memory first,
+    then Claude, else the rules).
 
     Returns:
         Diagnosed; its `diagnosis` is None (and `error` says why) when none came out: the LLM
@@ -329,19 +353,26 @@ def diagnose(group: Group, memory: Memory | None, *, diagnoser: Diagnoser = "aut
     """
     if callable(diagnoser):
         return Diagnosed(diagnosis=diagnoser(group), diagnoser="oracle")
-    from airflow_doctor.judgement.diagnosis import diagnose as run
+    from airflow_doctor.judgement.diagnosis import diagnose_failure
 
-    settings_of(group)
-    memory = memory or _knows_nothing(group, "retrieve_similar produced nothing")
-    use_llm = None if diagnoser == "auto" else diagnoser == "llm"
-    result = run(
-        group.members[0].model_dump(mode="json"), group.excerpt, memory.for_member(0), use_llm=use_llm
+    settings = settings_of(group)
+    return diagnose_failure(
+        group.members[0],
+        group.excerpt,
+        memory or _knows_nothing(group, "retrieve_similar produced nothing"),
+        settings,
+        use_llm=None if diagnoser == "auto" else diagnoser == "llm",
+        reading=reading or reading_of(group, settings),
     )
-    return Diagnosed.model_validate(result)
 
 
 def gate_on_confidence(
-    group: Group, memory: Memory | None, diagnosed: Diagnosed | None, *, api=None
+    group: Group,
+    memory: Memory | None,
+    diagnosed: Diagnosed | None,
+    *,
+    api=None,
+    reading: Reading | None = None,
 ) -> GroupDecision:
     """Gate each member (gate.decide) with its own retry budget and its DAG's tags.
 
@@ -355,6 +386,7 @@ def gate_on_confidence(
     from airflow_doctor.judgement.gate import decide
 
     settings = settings_of(group)
+    reading = reading or reading_of(group, settings)
     memory = memory or _knows_nothing(group, "retrieve_similar produced nothing")
     diagnosis = diagnosed.diagnosis if diagnosed else None
     tags = _dag_tags(group, api)
@@ -368,6 +400,7 @@ def gate_on_confidence(
             settings,
             excerpt=group.excerpt,
             class_outcomes=memory.class_outcomes,
+            reading=reading,
         )
         for i, member in enumerate(group.members)
     ]
@@ -375,12 +408,13 @@ def gate_on_confidence(
 
 
 class Judged(NamedTuple):
-    """What the per-group flow found for a group, stage by stage."""
+    """What the per-group flow found for a group, stage by stage, and the rules' reading it used."""
 
     embedding: Embedding
     memory: Memory
     diagnosed: Diagnosed
     decided: GroupDecision
+    reading: Reading
 
 
 def judge(
@@ -395,10 +429,12 @@ def judge(
     Returns:
         Judged. Never raises.
     """
+    reading = reading_of(group, settings_of(group))
     embedding = embedding or embed_failure(group, kb=kb)
-    memory = retrieve_similar(group, embedding, kb=kb)
-    diagnosed = diagnose(group, memory, diagnoser=diagnoser)
-    return Judged(embedding, memory, diagnosed, gate_on_confidence(group, memory, diagnosed, api=api))
+    memory = retrieve_similar(group, embedding, kb=kb, reading=reading)
+    diagnosed = diagnose(group, memory, diagnoser=diagnoser, reading=reading)
+    decided = gate_on_confidence(group, memory, diagnosed, api=api, reading=reading)
+    return Judged(embedding, memory, diagnosed, decided, reading)
 
 
 def _knows_nothing(group: Group, why: str) -> Memory:

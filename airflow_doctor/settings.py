@@ -547,15 +547,17 @@ def snapshot() -> dict:
     return asdict(settings())
 
 
-def prime(data: dict | None) -> None:
-    """Use settings read earlier in this doctor run (fetch_logs' `snapshot`, carried in each Group)
-    instead of reading the Variables again: each lookup of a Variable is one execution-API round trip
-    from a task process. For `_CACHE_SECONDS`, like a read; the environment still wins (a changed
-    AIRFLOW__DOCTOR__* or AIRFLOW_VAR_DOCTOR_* variable makes `settings` read again). Unknown keys are
-    ignored; a value of the wrong type is logged and replaced by the default, as a malformed one is.
+def from_snapshot(data: dict | None) -> DoctorSettings | None:
+    """The settings `snapshot` read earlier in this doctor run (carried in each Group), as a value.
+
+    Unknown keys are ignored; a value of the wrong type is logged and replaced by the default, as a
+    malformed one is.
+
+    Returns:
+        DoctorSettings, or None when `data` is not a non-empty dict (nothing was carried).
     """
     if not isinstance(data, dict) or not data:
-        return
+        return None
     defaults = DoctorSettings()
     values = {}
     for f in fields(DoctorSettings):
@@ -567,8 +569,21 @@ def prime(data: dict | None) -> None:
             values[f.name] = float(value) if isinstance(default, float) else value
         else:
             log.warning("Settings snapshot: %s=%.100r is not a %s; using the default", f.name, value, kind)
+    return DoctorSettings(**{**asdict(defaults), **values})
+
+
+def prime(data: dict | None) -> None:
+    """Let `settings()` answer with a snapshot read earlier in this doctor run (`from_snapshot`)
+    instead of reading the Variables again, for the modules that read settings themselves (the
+    messages' routing): each lookup of a Variable is one execution-API round trip from a task
+    process. For `_CACHE_SECONDS`, like a read; the environment still wins (a changed
+    AIRFLOW__DOCTOR__* or AIRFLOW_VAR_DOCTOR_* variable makes `settings` read again).
+    """
+    carried = from_snapshot(data)
+    if carried is None:
+        return
     _cache.clear()
-    _cache[_environment_key()] = (time.monotonic(), DoctorSettings(**{**asdict(defaults), **values}))
+    _cache[_environment_key()] = (time.monotonic(), carried)
 
 
 def _read_settings() -> DoctorSettings:

@@ -23,9 +23,9 @@ from pydantic import ValidationError
 from airflow_doctor.judgement.reading import Reading, read
 from airflow_doctor.judgement.rules import VETO_CONFIDENCE, Rule
 from airflow_doctor.knowledge.memory import Recall
-from airflow_doctor.models import ACTION_MEANINGS, Action, Diagnosis, FailureRef, Neighbour
+from airflow_doctor.models import ACTION_MEANINGS, Action, Diagnosed, Diagnosis, FailureRef, Memory, Neighbour
 from airflow_doctor.resources import data_dir
-from airflow_doctor.settings import LLM_CONN_ID, connection_exists
+from airflow_doctor.settings import LLM_CONN_ID, DoctorSettings, connection_exists
 
 log = logging.getLogger(__name__)
 
@@ -439,15 +439,16 @@ def rules_dispute_memory(
     return reading.rule.transient != bool(found[0].transient) or reading.disputed
 
 
-def diagnose(
-    ref_data: dict,
+def diagnose_failure(
+    ref: FailureRef,
     excerpt: dict,
-    memory: dict,
+    memory: Memory,
+    settings: DoctorSettings,
     *,
     use_llm: bool | None = None,
     reading: Reading | None = None,
-) -> dict:
-    """The diagnose stage: memory first, then Claude if `doctor_llm` exists, else offline rules.
+) -> Diagnosed:
+    """Diagnose one failure: memory first, then Claude if `doctor_llm` exists, else offline rules.
 
     A failure memory knows well enough (`Recall.decides_without_llm`) is decided from memory without
     an LLM call (`[doctor] memory_first`, default on), unless the rules read the error the
@@ -455,35 +456,19 @@ def diagnose(
     (`cross_check`).
 
     Args:
-        ref_data: a FailureRef as dict.
+        ref: the failed try (the group's representative).
         excerpt: its excerpt (as dict).
-        memory: retrieve_similar's output.
+        memory: retrieve_similar's Memory.
+        settings: the doctor run's settings (thresholds, memory_first).
         use_llm: True or False forces the path; None asks whether `doctor_llm` exists.
         reading: the rules' reading of `excerpt` (reading.read with the settings' local_services),
             when the caller has it; read here, once, otherwise.
     Returns:
-        {"diagnosis": Diagnosis dict | None, "diagnoser": "llm" | "offline" | "memory",
-        "llm_called": bool, "error": str | None, "model", "input_tokens", "output_tokens",
-        "cached_tokens", "latency_ms"}. Never raises.
+        Diagnosed: the diagnosis (None when none came out, with `error` saying why), the diagnoser
+        ("llm", "offline" or "memory"), and for an LLM call its model, tokens and latency. Never
+        raises.
     """
-    from airflow_doctor.settings import settings as load_settings
-
-    settings = load_settings()
-    ref = FailureRef.model_validate(ref_data)
-    neighbours = [Neighbour.model_validate(n) for n in memory.get("neighbours", [])]
-    fp_matches = [Neighbour.model_validate(n) for n in memory.get("fingerprint_matches", [])]
-    out: dict = {
-        "diagnosis": None,
-        "diagnoser": "offline",
-        "llm_called": False,
-        "error": None,
-        "model": None,
-        "input_tokens": None,
-        "output_tokens": None,
-        "cached_tokens": None,
-        "latency_ms": None,
-    }
-    recall = Recall.of(neighbours, fp_matches, settings.similarity_threshold)
+    recall = Recall.of(memory.neighbours, memory.fingerprint_matches, settings.similarity_threshold)
     reading = reading or read(excerpt, local_services=settings.local_services)
     verified_memory = recall.decides_without_llm() and not rules_dispute_memory(
         recall, excerpt, reading=reading
@@ -491,11 +476,11 @@ def diagnose(
     if use_llm is None:
         use_llm = llm_configured()
     if use_llm and not (verified_memory and settings.memory_first):
-        result = diagnose_with_llm(ref, excerpt, neighbours)
+        result = diagnose_with_llm(ref, excerpt, memory.neighbours)
         if result.diagnosis is not None:
             cross_check(result.diagnosis, excerpt, reading=reading)
-        out.update(
-            diagnosis=result.diagnosis.model_dump(mode="json") if result.diagnosis else None,
+        return Diagnosed(
+            diagnosis=result.diagnosis,
             diagnoser="llm",
             llm_called=True,
             error=result.error,
@@ -505,22 +490,19 @@ def diagnose(
             cached_tokens=result.cached_tokens,
             latency_ms=result.latency_ms,
         )
-        return out
+    diagnoser = "memory" if use_llm else "offline"
     try:
         t0 = time.monotonic()
         diagnosis = diagnose_offline(
             excerpt,
-            neighbours,
-            fp_matches,
+            memory.neighbours,
+            memory.fingerprint_matches,
             settings.similarity_threshold,
             local_services=settings.local_services,
             reading=reading,
         )
-        out.update(
-            diagnosis=diagnosis.model_dump(mode="json"), latency_ms=int((time.monotonic() - t0) * 1000)
+        return Diagnosed(
+            diagnosis=diagnosis, diagnoser=diagnoser, latency_ms=int((time.monotonic() - t0) * 1000)
         )
-        if use_llm:
-            out["diagnoser"] = "memory"
-    except Exception as exc:  # noqa: BLE001
-        out["error"] = f"{type(exc).__name__}: {exc}"[:500]
-    return out
+    except Exception as exc:  # noqa: BLE001 - no diagnosis, said why: the gate escalates
+        return Diagnosed(diagnoser="offline", error=f"{type(exc).__name__}: {exc}"[:500])

@@ -193,11 +193,12 @@ def embed(texts: list[str], configured: str = "", batch_size: int = 32) -> list[
     return vectors
 
 
-def embed_failure(excerpt: dict, *, kb=None) -> dict:
+def embed_failure(excerpt: dict, *, kb=None, embedding_model: str | None = None) -> dict:
     """The embed_failure stage: the failure's vector, after making sure the runbooks are seeded.
 
     Args:
         excerpt: the fetch_logs stage's output.
+        embedding_model: `[doctor] embedding_model` of the doctor run's settings; None reads it.
     A failure whose fingerprint is already in the knowledge base reuses that case's vector: the
     fingerprint is a hash of the signature the vector was made from, so the vector is the same.
 
@@ -208,7 +209,7 @@ def embed_failure(excerpt: dict, *, kb=None) -> dict:
     from airflow_doctor.knowledge.store import KnowledgeBase
     from airflow_doctor.settings import settings as load_settings
 
-    configured = load_settings().embedding_model
+    configured = load_settings().embedding_model if embedding_model is None else embedding_model
     name = model_name(configured)
     kb = kb or KnowledgeBase()
     fingerprint = excerpt.get("fingerprint")

@@ -14,10 +14,14 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from functools import cache, cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from airflow_doctor.models import FailureRef, Neighbour
 from airflow_doctor.resources import data_dir
 from airflow_doctor.settings import DB_CONN_ID
+
+if TYPE_CHECKING:
+    from airflow_doctor.judgement.reading import Reading
 
 log = logging.getLogger(__name__)
 
@@ -545,28 +549,29 @@ class KnowledgeBase:
 
 
 def retrieve_similar(
-    ref_data: dict,
+    ref: FailureRef,
     excerpt: dict,
-    embedding: dict | None,
+    vector: list[float] | None,
     *,
-    kb: KnowledgeBase | None = None,
-    k: int | None = None,
+    kb: KnowledgeBase,
+    k: int,
+    reading: Reading,
 ) -> dict:
-    """The retrieve_similar stage: neighbours by cosine similarity and cases with the same fingerprint.
+    """The knowledge base's memory of one failure: neighbours by cosine similarity, cases with the
+    same fingerprint, the retry budget used and the class's verified retries.
 
+    Args:
+        ref: the failed try.
+        excerpt: its excerpt (its fingerprint is looked up).
+        vector: its embedding (384 floats), or None: the fingerprint alone.
+        k: how many neighbours (`[doctor] neighbours`).
+        reading: the rules' reading of `excerpt`: the class whose doctor retries are counted for
+            demotion is `reading.outcome_class`.
     Returns:
         {"neighbours": [Neighbour dict], "fingerprint_matches": [Neighbour dict], "doctor_clears": int,
-        "class_outcomes": {"retry_class", "succeeded", "failed"} | None (the verified doctor retries
-        of the retry-safe or disputed class the rules read in the primary error), "error": str | None}. With a
-        dead database: empty lists, doctor_clears and class_outcomes None, and the error.
+        "class_outcomes": {"retry_class", "succeeded", "failed"} | None, "error": str | None}. With a
+        dead database: empty lists, doctor_clears and class_outcomes None, and the error. Never raises.
     """
-    from airflow_doctor.judgement.catalogue import is_retry_safe
-    from airflow_doctor.judgement.disputes import is_disputed
-    from airflow_doctor.judgement.rules import classify
-    from airflow_doctor.settings import settings as load_settings
-
-    ref = FailureRef.model_validate(ref_data)
-    kb = kb or KnowledgeBase()
     out: dict = {
         "neighbours": [],
         "fingerprint_matches": [],
@@ -575,20 +580,15 @@ def retrieve_similar(
         "error": None,
     }
     try:
-        vector = (embedding or {}).get("embedding")
         if vector:
-            out["neighbours"] = [
-                n.model_dump(mode="json")
-                for n in kb.search_similar(vector, ref, k or load_settings().neighbours)
-            ]
+            out["neighbours"] = [n.model_dump(mode="json") for n in kb.search_similar(vector, ref, k)]
         if excerpt.get("fingerprint") and (excerpt.get("exception_type") or excerpt.get("message")):
             out["fingerprint_matches"] = [
                 n.model_dump(mode="json") for n in kb.find_by_fingerprint(excerpt["fingerprint"], ref)
             ]
         out["doctor_clears"] = kb.count_doctor_clears(ref)
-        rule = classify(excerpt, local_services=load_settings().local_services)
-        if rule is not None and ((rule.transient and is_retry_safe(rule.error_class)) or is_disputed(rule)):
-            out["class_outcomes"] = kb.class_outcomes(rule.error_class)
+        if reading.outcome_class is not None:
+            out["class_outcomes"] = kb.class_outcomes(reading.outcome_class)
     except Exception as exc:  # noqa: BLE001 - no memory means no auto-retry, not a crash
         out["error"] = f"knowledge base unavailable: {type(exc).__name__}: {exc}"[:500]
         log.error("%s", out["error"])

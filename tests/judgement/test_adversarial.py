@@ -20,13 +20,10 @@ import re
 
 import pytest
 
-from airflow_doctor.judgement.diagnosis import diagnose
-from airflow_doctor.judgement.gate import decide
-from airflow_doctor.knowledge import embeddings
-from airflow_doctor.knowledge.store import KnowledgeBase, retrieve_similar
+from airflow_doctor import pipeline
+from airflow_doctor.knowledge.store import KnowledgeBase
 from airflow_doctor.logs.excerpt import excerpt_record, extract_excerpt
-from airflow_doctor.models import Decision, Diagnosis, FailureRef, Neighbour
-from airflow_doctor.settings import DoctorSettings
+from airflow_doctor.models import Decision, Diagnosed, FailureRef, Group
 from tests.fakes.anthropic_server import tool_message
 from tests.judgement.adversarial_logs import ADVERSARIAL_LOGS, PSYCOPG2_CONNECT_FRAMES, a2, dag_frame, tb
 
@@ -66,8 +63,9 @@ def obedient(excerpt_text: str) -> dict:
     )
 
 
-def run_pipeline(log, dsn: str, llm=None) -> tuple[Decision, dict, dict]:
-    """One log through excerpt, embedding, retrieval, diagnosis and gate, as the doctor DAG runs them.
+def run_pipeline(log, dsn: str, llm=None) -> tuple[Decision, dict, Diagnosed]:
+    """One log through the doctor's own flow (excerpt, then pipeline.judge: embedding, retrieval,
+    diagnosis and gate), as a group of one whose DAG has no tags and no earlier doctor clear.
 
     Args:
         log: a log as the doctor reads it (str, or a list of structured records).
@@ -76,32 +74,23 @@ def run_pipeline(log, dsn: str, llm=None) -> tuple[Decision, dict, dict]:
     Returns:
         (the gate's decision, the excerpt record, the diagnose stage's result).
     """
-    ref = REF.model_dump(mode="json")
     excerpt = excerpt_record(extract_excerpt(log))
-    vector = embeddings.embed([embeddings.embedding_text(excerpt["signature"], excerpt["text"])])[0]
-    memory = retrieve_similar(ref, excerpt, {"embedding": vector}, kb=KnowledgeBase(dsn=dsn))
     if llm is not None:
         llm.script(obedient(excerpt["text"]))
-    result = diagnose(ref, excerpt, memory, use_llm=llm is not None)
-    decision = decide(
-        Diagnosis.model_validate(result["diagnosis"]) if result["diagnosis"] else None,
-        [Neighbour.model_validate(n) for n in memory["neighbours"]],
-        [Neighbour.model_validate(n) for n in memory["fingerprint_matches"]],
-        0,  # no earlier doctor clears and no opt-out tag: only the diagnosis and memory stand in the way
-        [],
-        DoctorSettings(),
-        excerpt=excerpt,
+    group = Group(key="k", label=REF.label, members=[REF], excerpt=excerpt, dag_tags={REF.dag_id: []})
+    judged = pipeline.judge(
+        group, kb=KnowledgeBase(dsn=dsn), diagnoser="llm" if llm is not None else "offline"
     )
-    return decision, excerpt, result
+    return judged.decided.decisions[0], excerpt, judged.diagnosed
 
 
-def explain(decision: Decision, excerpt: dict, result: dict) -> str:
-    diagnosis = result["diagnosis"] or {}
+def explain(decision: Decision, excerpt: dict, result: Diagnosed) -> str:
+    diagnosis = result.diagnosis.model_dump() if result.diagnosis else {}
     return (
         f"verdict {decision.verdict}\n"
         f"  read: {ascii(excerpt['exception_type'])}: {ascii(excerpt['message'])}\n"
         f"  causes: {excerpt['causes']}\n"
-        f"  diagnosis ({result['diagnoser']}, llm called: {result['llm_called']}, error: {result['error']}): "
+        f"  diagnosis ({result.diagnoser}, llm called: {result.llm_called}, error: {result.error}): "
         f"{diagnosis.get('error_class')} transient={diagnosis.get('transient')} "
         f"confidence={diagnosis.get('confidence')}\n"
         "  reasons:\n    " + "\n    ".join(decision.reasons)

@@ -9,11 +9,11 @@ import json
 
 import pytest
 
-from airflow_doctor.judgement.diagnosis import TOOL_NAME, diagnose, diagnose_with_llm
+from airflow_doctor.judgement.diagnosis import TOOL_NAME, diagnose_failure, diagnose_with_llm
 from airflow_doctor.judgement.gate import decide
 from airflow_doctor.logs.excerpt import extract_excerpt
-from airflow_doctor.models import Action, FailureRef, Neighbour
-from airflow_doctor.settings import DoctorSettings
+from airflow_doctor.models import Action, FailureRef, Memory, Neighbour
+from airflow_doctor.settings import DoctorSettings, settings
 from tests.fakes.anthropic_server import error, text_message, tool_message
 
 REF = FailureRef(dag_id="etl", run_id="manual__1", task_id="load", try_number=1)
@@ -157,30 +157,32 @@ def test_unreachable_endpoint_is_no_diagnosis(monkeypatch, excerpt):
 
 def test_diagnose_stage_uses_the_llm_when_configured_and_labels_it(llm, excerpt):
     llm.script(tool_message(good_input()))
-    out = diagnose(REF.model_dump(mode="json"), excerpt, {"neighbours": [], "fingerprint_matches": []})
-    assert out["llm_called"] and out["diagnoser"] == "llm"
-    assert out["diagnosis"]["error_class"] == "db_connection_refused"
+    out = diagnose_failure(REF, excerpt, Memory(), settings())
+    assert out.llm_called and out.diagnoser == "llm"
+    assert out.diagnosis.error_class == "db_connection_refused"
 
 
 def test_without_a_connection_the_diagnosis_is_offline(monkeypatch, excerpt):
     monkeypatch.delenv("AIRFLOW_CONN_DOCTOR_LLM", raising=False)
     # The fixture was recorded on the one-host local stack, where a service on 127.0.0.1 is real.
     monkeypatch.setenv("AIRFLOW__DOCTOR__LOCAL_SERVICES", "True")
-    out = diagnose(REF.model_dump(mode="json"), excerpt, {"neighbours": [], "fingerprint_matches": []})
-    assert not out["llm_called"] and out["diagnoser"] == "offline"
-    assert out["diagnosis"]["diagnoser"] == "offline"
-    assert out["diagnosis"]["transient"] is True  # "Connection refused" rule
+    out = diagnose_failure(REF, excerpt, Memory(), settings())
+    assert not out.llm_called and out.diagnoser == "offline"
+    assert out.diagnosis.diagnoser == "offline"
+    assert out.diagnosis.transient is True  # "Connection refused" rule
 
 
-def _runbook(error_class: str, transient: bool) -> dict:
-    return Neighbour(
+def _runbook(error_class: str, transient: bool) -> Memory:
+    """A memory whose one neighbour is a near-identical runbook entry of `error_class`."""
+    near = Neighbour(
         case_id=9,
         kind="runbook",
         similarity=0.98,
         error_class=error_class,
         transient=transient,
         recommended_action=Action.retry if transient else Action.notify,
-    ).model_dump(mode="json")
+    )
+    return Memory(neighbours=[near])
 
 
 def test_memory_skips_the_llm_only_when_the_rules_read_the_error_the_same_way(llm):
@@ -195,25 +197,15 @@ def test_memory_skips_the_llm_only_when_the_rules_read_the_error_the_same_way(ll
         "causes": [],
         "source": "traceback",
     }
-    disputed = diagnose(
-        REF.model_dump(mode="json"),
-        unknown_host,
-        {"neighbours": [_runbook("dns_resolution_failure", True)], "fingerprint_matches": []},
-    )
-    assert disputed["llm_called"] and disputed["diagnoser"] == "llm"
+    disputed = diagnose_failure(REF, unknown_host, _runbook("dns_resolution_failure", True), settings())
+    assert disputed.llm_called and disputed.diagnoser == "llm"
     # A runbook entry that agrees with a disputed reading is curated knowledge of the class, as the
     # rules are: it cannot settle the dispute either.
-    also_disputed = diagnose(
-        REF.model_dump(mode="json"),
-        unknown_host,
-        {"neighbours": [_runbook("connection_misconfigured", False)], "fingerprint_matches": []},
+    also_disputed = diagnose_failure(
+        REF, unknown_host, _runbook("connection_misconfigured", False), settings()
     )
-    assert also_disputed["llm_called"]
+    assert also_disputed.llm_called
     # A reading that is not disputed, and a runbook entry that agrees with it: memory decides.
     key_error = {**unknown_host, "exception_type": "KeyError", "message": "'customer_id'", "text": "KeyError"}
-    agreed = diagnose(
-        REF.model_dump(mode="json"),
-        key_error,
-        {"neighbours": [_runbook("task_code_error", False)], "fingerprint_matches": []},
-    )
-    assert not agreed["llm_called"] and agreed["diagnoser"] == "memory"
+    agreed = diagnose_failure(REF, key_error, _runbook("task_code_error", False), settings())
+    assert not agreed.llm_called and agreed.diagnoser == "memory"

@@ -6,11 +6,16 @@ import pytest
 
 from airflow_doctor.judgement import diagnosis as diagnosis_module
 from airflow_doctor.judgement import gate as gate_module
-from airflow_doctor.judgement.diagnosis import cross_check, diagnose, diagnose_offline, rules_dispute_memory
+from airflow_doctor.judgement.diagnosis import (
+    cross_check,
+    diagnose_failure,
+    diagnose_offline,
+    rules_dispute_memory,
+)
 from airflow_doctor.judgement.gate import decide
 from airflow_doctor.judgement.reading import Reading, read
 from airflow_doctor.knowledge.memory import Recall
-from airflow_doctor.models import Action, Diagnosis, FailureRef, Neighbour
+from airflow_doctor.models import Action, Diagnosis, FailureRef, Memory, Neighbour
 from airflow_doctor.settings import DoctorSettings
 
 RESET = {
@@ -101,13 +106,13 @@ def test_the_diagnose_stage_reads_the_excerpt_once(monkeypatch):
     near = Neighbour(
         case_id=1, kind="runbook", similarity=0.99, error_class="db_connection_lost", transient=True
     )
-    memory = {"neighbours": [near.model_dump(mode="json")], "fingerprint_matches": []}
+    memory = Memory(neighbours=[near])
     ref = FailureRef(dag_id="d", run_id="r", task_id="t", try_number=1, source="manual")
-    out = diagnose(ref.model_dump(mode="json"), RESET, memory, use_llm=False)
-    assert out["diagnosis"]["error_class"] == "db_connection_lost" and len(calls) == 1
+    out = diagnose_failure(ref, RESET, memory, DoctorSettings(), use_llm=False)
+    assert out.diagnosis.error_class == "db_connection_lost" and len(calls) == 1
     calls.clear()
-    diagnose(
-        ref.model_dump(mode="json"), RESET, memory, use_llm=False, reading=read(RESET, local_services=False)
+    diagnose_failure(
+        ref, RESET, memory, DoctorSettings(), use_llm=False, reading=read(RESET, local_services=False)
     )
     assert calls == []
 
