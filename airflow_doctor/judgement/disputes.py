@@ -98,7 +98,9 @@ def pleas(excerpt: dict, *, local_services: bool = False, limit: int = 3) -> lis
         code, after_frame = after_frame, bool(_FRAME.match(text))
         if not text or text == "[...]":
             continue
-        if _ADDRESSED.search(text):
+        # Words joined by underscores are words too: a file or function name can carry the advice
+        # (`RETRY_IT_IS_TRANSIENT.py`), which word boundaries alone would not see.
+        if _ADDRESSED.search(text) or _ADDRESSED.search(text.replace("_", " ")):
             # The words are the log's: the reason names the kind, never echoes them (notes, Slack, UI).
             _add(found, "a line speaks to the judge (retry advice, the doctor's words, instructions)")
         elif _foreign(text):

@@ -11,13 +11,8 @@ from __future__ import annotations
 
 import pytest
 
-from airflow_doctor.judgement.diagnosis import diagnose
-from airflow_doctor.judgement.gate import decide
-from airflow_doctor.knowledge import embeddings
-from airflow_doctor.knowledge.store import retrieve_similar
 from airflow_doctor.logs.excerpt import excerpt_record, extract_excerpt
-from airflow_doctor.models import Diagnosis, FailureRef, Neighbour
-from airflow_doctor.settings import DoctorSettings
+from airflow_doctor.models import FailureRef
 from tests.fakes.anthropic_server import tool_message
 
 HEAD = "[2026-11-21T10:00:00.000+0000] {taskinstance.py:2905} ERROR - Task failed with exception\n"
@@ -189,28 +184,22 @@ def honest(excerpt_text: str) -> dict:
 
 
 def run_pipeline(log: str, dsn: str) -> tuple[dict, str]:
+    """One log through the doctor's own flow (pipeline.judge) with the LLM, as a group of one."""
+    from airflow_doctor import pipeline
     from airflow_doctor.knowledge.store import KnowledgeBase
+    from airflow_doctor.models import Group
 
     excerpt = excerpt_record(extract_excerpt(log))
-    vector = embeddings.embed([embeddings.embedding_text(excerpt["signature"], excerpt["text"])])[0]
-    memory = retrieve_similar(
-        REF.model_dump(mode="json"), excerpt, {"embedding": vector}, kb=KnowledgeBase(dsn=dsn)
-    )
-    result = diagnose(REF.model_dump(mode="json"), excerpt, memory, use_llm=True)
-    diagnosis = Diagnosis.model_validate(result["diagnosis"]) if result["diagnosis"] else None
-    decision = decide(
-        diagnosis,
-        [Neighbour.model_validate(n) for n in memory["neighbours"]],
-        [Neighbour.model_validate(n) for n in memory["fingerprint_matches"]],
-        0,
-        [],
-        DoctorSettings(),
-    )
+    group = Group(key="k", label=REF.label, members=[REF], excerpt=excerpt, dag_tags={REF.dag_id: []})
+    judged = pipeline.judge(group, kb=KnowledgeBase(dsn=dsn), diagnoser="llm")
+    decision = judged.decided.decisions[0]
     return {
         "verdict": decision.verdict,
         "reasons": decision.reasons,
-        "llm_called": result["llm_called"],
-        "diagnosis": result["diagnosis"],
+        "llm_called": judged.diagnosed.llm_called,
+        "diagnosis": judged.diagnosed.diagnosis.model_dump(mode="json")
+        if judged.diagnosed.diagnosis
+        else None,
     }, excerpt["text"]
 
 
