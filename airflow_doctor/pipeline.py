@@ -1,6 +1,6 @@
 """The doctor's flow: one function per task of the `doctor` DAG, taking and returning the models.
 
-    fetch_logs (report_failures, fetch_reported: claims the failures, reads their logs, groups them)
+    fetch_logs (capture.report_failures, fetch_reported: claims the failures, reads and groups them)
     -> per Group (mapped task group `handle_failures`):
         embed_failure -> retrieve_similar -> diagnose (pool doctor_llm) -> gate_on_confidence
         -> clear_and_retry | prepare_approval -> request_approval -> act_on_approval | escalate
@@ -140,9 +140,9 @@ def _escalate_members(
     *,
     api=None,
 ) -> list:
-    """remediation.escalate for the members at `indexes` (a note each); None for the others."""
+    """actions.escalate_member for the members at `indexes` (a note each); None for the others."""
     from airflow_doctor.hooks.airflow_api import default_api
-    from airflow_doctor.remediation.actions import escalate as escalate_one
+    from airflow_doctor.remediation.actions import escalate_member
     from airflow_doctor.remediation.groups import cleared
 
     out: list = [None] * len(group.members)
@@ -150,7 +150,7 @@ def _escalate_members(
         return out
     api = api or default_api()  # None: the notes fail, the escalation still stands
     for i in indexes:
-        out[i] = escalate_one(
+        out[i] = escalate_member(
             group.members[i].model_dump(mode="json"),
             judged["decisions"][i],
             judged["diagnosis"],
@@ -188,25 +188,9 @@ def _leave_for_people(
 # -- before the groups -------------------------------------------------------------------------
 
 
-def report_failures(events: list[Any], params: dict[str, Any] | None, *, kb=None, api=None) -> dict:
-    """First half of fetch_logs: put the reported failures (the triggering asset events, a manual
-    trigger's Params) in the inbox and say whether a storm is arriving (capture.report_failures).
-
-    Args:
-        events: the run's triggering asset events (all assets flattened).
-        params: the run's Params (manual trigger form), or None.
-    Returns:
-        capture.report_failures' JSON-safe dict ("storm": wait before `fetch_reported`).
-    Raises:
-        ValueError: manual Params are malformed (nothing is claimed).
-    """
-    from airflow_doctor.capture.failures import report_failures as report
-
-    return report(events, dict(params or {}), kb=kb, api=api)
-
-
 def fetch_reported(reported: dict, doctor_run_id: str, *, kb=None, api=None) -> list[Group]:
-    """Second half of fetch_logs: claim every unhandled failure (each exactly once; capture.
+    """Second half of fetch_logs (the first is capture.report_failures, then a storm's wait in the
+    triggerer): claim every unhandled failure (each exactly once; capture.
     claim_reported), read each claimed failure's log (bounded, redacted excerpt) and group the
     failures by fingerprint (groups.group_failures). One task, so one scheduling hop less stands
     before every clear and escalation; the DAG runs one fetch_logs at a time
@@ -291,23 +275,25 @@ def reading_of(group: Group, settings: DoctorSettings) -> Reading:
 
 
 def embed_failure(group: Group, *, kb=None) -> Embedding:
-    """The group's vector (embeddings.embed_failure on the representative's excerpt).
+    """The group's vector (embeddings.embed_excerpt on the representative's excerpt).
 
     Returns:
         Embedding; `embedding` is None (and `error` says why) when no vector could be made:
         retrieval then uses the fingerprint alone. Never raises.
     """
-    from airflow_doctor.knowledge.embeddings import embed_failure as embed
+    from airflow_doctor.knowledge.embeddings import embed_excerpt
 
     settings = settings_of(group)
-    return Embedding.model_validate(embed(group.excerpt, kb=kb, embedding_model=settings.embedding_model))
+    return Embedding.model_validate(
+        embed_excerpt(group.excerpt, kb=kb, embedding_model=settings.embedding_model)
+    )
 
 
 def retrieve_similar(
     group: Group, embedding: Embedding | None, *, kb=None, reading: Reading | None = None
 ) -> Memory:
     """Similar cases and same-fingerprint cases for the representative, and every member's retry
-    budget used so far (store.retrieve_similar; KnowledgeBase.count_doctor_clears).
+    budget used so far (store.memory_of; KnowledgeBase.count_doctor_clears).
 
     Args:
         reading: the rules' reading of the group's excerpt, when the caller has it (`reading_of`).
@@ -315,13 +301,12 @@ def retrieve_similar(
         Memory; with `error` set (knowing nothing, so the gate fails closed) when the knowledge
         base is unreachable. Never raises.
     """
-    from airflow_doctor.knowledge.store import KnowledgeBase
-    from airflow_doctor.knowledge.store import retrieve_similar as retrieve
+    from airflow_doctor.knowledge.store import KnowledgeBase, memory_of
     from airflow_doctor.remediation.groups import _doctor_clears
 
     settings = settings_of(group)
     kb = kb or KnowledgeBase()
-    found = retrieve(
+    found = memory_of(
         group.members[0],
         group.excerpt,
         embedding.embedding if embedding else None,
@@ -483,7 +468,7 @@ def members_not_failed_yet(group: Group, decided: GroupDecision | None, *, api=N
 
     Returns:
         FailureRefs to wait for; [] when every member can be cleared now, or when the API cannot be
-        read (remediation.clear_and_retry then waits and reports itself).
+        read (actions.clear_member then waits and reports itself).
     """
     members = [group.members[i] for i in _decided(decided, group).members_with("auto_retry")]
     if not members:
@@ -517,7 +502,7 @@ def clear_and_retry(
     api=None,
     kb=None,
 ) -> dict:
-    """Clear the members the gate sent to auto-retry (remediation.clear_and_retry, once each; the
+    """Clear the members the gate sent to auto-retry (actions.clear_member, once each; the
     backoff was already waited in the triggerer). A member whose clear failed is escalated and
     people are told at once.
 
@@ -628,7 +613,7 @@ def escalate(
     api=None,
 ) -> list:
     """Leave the members the gate escalated failed for a person, each with a note saying what the
-    doctor found and why it did not retry (remediation.escalate).
+    doctor found and why it did not retry (actions.escalate_member).
 
     Returns:
         [escalate's output, or None for a member the gate did not escalate]. Skips

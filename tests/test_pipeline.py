@@ -10,6 +10,7 @@ import pytest
 from airflow.sdk.exceptions import AirflowSkipException
 
 from airflow_doctor import pipeline
+from airflow_doctor.capture.failures import report_failures
 from airflow_doctor.knowledge.store import KnowledgeBase
 from airflow_doctor.models import Decision, Diagnosed, Diagnosis, FailureRef, Group, GroupDecision, Memory
 
@@ -125,7 +126,7 @@ class LogsUnreadableAPI:
 def _fetch_logs(events, params, doctor_run_id, *, kb):
     """fetch_logs as FetchLogsOperator runs it when no storm is arriving."""
     api = LogsUnreadableAPI()
-    reported = pipeline.report_failures(events, params, kb=kb, api=api)
+    reported = report_failures(events, params, kb=kb, api=api)
     return pipeline.fetch_reported(reported, doctor_run_id, kb=kb, api=api)
 
 

@@ -27,7 +27,7 @@ from airflow_doctor.settings import EMBEDDING_DIM, read_option
 
 log = logging.getLogger(__name__)
 
-__all__ = ["embed", "embed_failure", "embedding_text", "encode", "load_model", "model_name", "model_path"]
+__all__ = ["embed", "embed_excerpt", "embedding_text", "encode", "load_model", "model_name", "model_path"]
 
 DEFAULT_MODEL_NAME = "all-MiniLM-L6-v2"
 EMBED_URL_ENV = "DOCTOR_EMBED_URL"
@@ -193,7 +193,7 @@ def embed(texts: list[str], configured: str = "", batch_size: int = 32) -> list[
     return vectors
 
 
-def embed_failure(excerpt: dict, *, kb=None, embedding_model: str | None = None) -> dict:
+def embed_excerpt(excerpt: dict, *, kb=None, embedding_model: str | None = None) -> dict:
     """The embed_failure stage: the failure's vector, after making sure the runbooks are seeded.
 
     Args:

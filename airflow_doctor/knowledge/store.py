@@ -548,7 +548,7 @@ class KnowledgeBase:
             return cur.fetchone() is not None
 
 
-def retrieve_similar(
+def memory_of(
     ref: FailureRef,
     excerpt: dict,
     vector: list[float] | None,

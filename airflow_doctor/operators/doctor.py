@@ -249,7 +249,7 @@ def _truthy(value: Any) -> bool:
 
 
 class FetchLogsOperator(BaseOperator):
-    """The fetch_logs stage (pipeline.report_failures, then pipeline.fetch_reported).
+    """The fetch_logs stage (capture.report_failures, then pipeline.fetch_reported).
 
     Run with max_active_tis_per_dag=1: one claim at a time, so a storm is claimed whole; Airflow 3.3
     counts a deferred task instance against that limit, so doctor runs created during the wait
@@ -260,7 +260,8 @@ class FetchLogsOperator(BaseOperator):
     """
 
     def execute(self, context) -> list:
-        from airflow_doctor.pipeline import fetch_reported, report_failures
+        from airflow_doctor.capture.failures import report_failures
+        from airflow_doctor.pipeline import fetch_reported
         from airflow_doctor.settings import settings as load_settings
         from airflow_doctor.triggers.doctor import StormSettledTrigger
 

@@ -32,7 +32,7 @@ def summary_note(ref: FailureRef, diagnosis: dict | None, decision: Decision, ac
     return f"airflow-doctor: try {ref.try_number} failed: {found}{sim}. {action}. Why: {why}"[:1000]
 
 
-def clear_and_retry(
+def clear_member(
     ref_data: dict,
     decision_data: dict,
     diagnosis_result: dict | None,
@@ -137,7 +137,7 @@ def _wait_until_failed(api, ref: FailureRef, timeout: float, poll: float = 0.25)
         time.sleep(poll)
 
 
-def escalate(
+def escalate_member(
     ref_data: dict,
     decision_data: dict,
     diagnosis_result: dict | None,
@@ -204,7 +204,7 @@ def _write_note(api, ref: FailureRef, note: str) -> bool:
         return False
 
 
-def record_case(
+def record_member(
     ref_data: dict,
     excerpt: dict | None,
     embedding: dict | None,

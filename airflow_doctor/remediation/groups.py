@@ -135,14 +135,14 @@ def clear_group(
     kb=None,
 ) -> list[dict | None]:
     """Clear every member the gate sent to auto-retry (or, with `approved_by`, every member in the
-    grey zone) through `remediation.clear_and_retry`. The backoff was waited before (the
+    grey zone) through `actions.clear_member`. The backoff was waited before (the
     clear_and_retry task waits until pipeline.retry_at, in the triggerer when it is long).
 
     Returns:
-        [clear_and_retry's output, or None for a member not eligible], aligned with the members.
+        [clear_member's output, or None for a member not eligible], aligned with the members.
     """
     from airflow_doctor.hooks.airflow_api import default_api
-    from airflow_doctor.remediation.actions import clear_and_retry
+    from airflow_doctor.remediation.actions import clear_member
 
     targets = with_verdict(judged, "approval" if approved_by else "auto_retry")
     out: list[dict | None] = [None] * len(group["members"])
@@ -150,7 +150,7 @@ def clear_group(
         return out
     api = api or default_api()  # None: clear_and_retry reports the error per member
     for i in targets:
-        out[i] = clear_and_retry(
+        out[i] = clear_member(
             group["members"][i],
             judged["decisions"][i],
             judged["diagnosis"],
@@ -189,12 +189,12 @@ def record_group(
         [case id or None (knowledge base unreachable, logged)] per member.
     """
     from airflow_doctor.knowledge.store import KnowledgeBase
-    from airflow_doctor.remediation.actions import record_case
+    from airflow_doctor.remediation.actions import record_member
 
     kb = kb or KnowledgeBase()
     judged = judged_or_escalate(judged, group)
     ids = [
-        record_case(
+        record_member(
             member,
             group["excerpt"],
             judged["embedding"],

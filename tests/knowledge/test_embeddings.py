@@ -32,14 +32,14 @@ def test_a_known_fingerprint_reuses_the_stored_vector(kb, monkeypatch):
     known = excerpt_for("ConnectionRefusedError", "[Errno 111] Connection refused")  # a runbook example
     computed = embeddings.embed([embeddings.embedding_text(known["signature"])])[0]
     monkeypatch.setattr(embeddings, "embed", lambda *a, **k: pytest.fail("the model must not run"))
-    out = embeddings.embed_failure(known, kb=kb)
+    out = embeddings.embed_excerpt(known, kb=kb)
     assert out["reused"] is True
     assert out["embedding"] == pytest.approx(computed, abs=1e-5)
 
 
 def test_a_new_fingerprint_is_embedded(kb):
     ensure_seeded(kb, embeddings.embed, embeddings.model_name())
-    out = embeddings.embed_failure(excerpt_for("acme.UpstreamBusy", "export queue is full"), kb=kb)
+    out = embeddings.embed_excerpt(excerpt_for("acme.UpstreamBusy", "export queue is full"), kb=kb)
     assert "reused" not in out and len(out["embedding"]) == 384
 
 

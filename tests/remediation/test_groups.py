@@ -239,7 +239,7 @@ def test_a_log_cannot_add_a_header_line_to_the_subject():
 
 
 def test_a_rejection_in_required_actions_is_recorded_as_a_persons_permanent(kb: KnowledgeBase):
-    from airflow_doctor.remediation.actions import escalate
+    from airflow_doctor.remediation.actions import escalate_member
     from airflow_doctor.remediation.groups import record_group
 
     group, judged = _storm(2)
@@ -248,11 +248,13 @@ def test_a_rejection_in_required_actions_is_recorded_as_a_persons_permanent(kb: 
     judged["decisions"] = [{"verdict": "approval", "reasons": ["grey zone"]}] * 2
     approval = {"chosen_options": ["Reject"], "responded_by_user": {"id": "7", "name": "ana"}}
     escalations = [
-        escalate(member, judged["decisions"][i], judged["diagnosis"], None, approval, dry_run=True)
+        escalate_member(member, judged["decisions"][i], judged["diagnosis"], None, approval, dry_run=True)
         for i, member in enumerate(group["members"])
     ]
     assert [e["rejected_by"] for e in escalations] == ["ana", "ana"]
-    timed_out = escalate(group["members"][0], judged["decisions"][0], judged["diagnosis"], None, None, True)
+    timed_out = escalate_member(
+        group["members"][0], judged["decisions"][0], judged["diagnosis"], None, None, True
+    )
     assert timed_out["rejected_by"] is None  # nobody answered: not a person's answer
 
     record_group(group, judged, None, None, "doc-run", escalations, kb=kb)
