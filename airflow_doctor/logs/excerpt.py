@@ -643,6 +643,17 @@ def _looks_forged(line: str) -> bool:
 
 
 _OPERATOR = re.compile(r"\b([A-Z][A-Za-z0-9]{0,80}(?:Operator|Sensor|Hook))\b")
+# The doctor's own logger: its listener runs in the failing task's process, so what it logs ("airflow-
+# doctor reported ...") lands in the task's log after the failure record. It is not the task's.
+_DOCTOR_LOGGER = "airflow_doctor"
+
+
+def _doctors_own(record: dict | str) -> bool:
+    """A structured record the doctor itself logged in the task's process (its listener)."""
+    if not isinstance(record, dict):
+        return False
+    logger = str(record.get("logger") or record.get("logger_name") or "")
+    return logger == _DOCTOR_LOGGER or logger.startswith(_DOCTOR_LOGGER + ".")
 
 
 def extract_excerpt(log: Any, max_bytes: int = MAX_EXCERPT_BYTES) -> Excerpt:
@@ -654,7 +665,7 @@ def extract_excerpt(log: Any, max_bytes: int = MAX_EXCERPT_BYTES) -> Excerpt:
     Returns:
         an Excerpt; for an empty log, an Excerpt with empty text and message "empty log".
     """
-    records = parse_records(log)
+    records = [r for r in parse_records(log) if not _doctors_own(r)]
     authority = _authority_record(records)
     chain: list[_Error] = []
     if authority is not None:

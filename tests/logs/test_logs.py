@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from airflow_doctor.logs.excerpt import MAX_EXCERPT_BYTES, extract_excerpt
+from airflow_doctor.logs.excerpt import MAX_EXCERPT_BYTES, excerpt_record, extract_excerpt
 
 AIRFLOW2_LOG = """\
 [2024-06-17T19:33:10.101+0000] {taskinstance.py:1157} INFO - Dependencies all met for <TaskInstance: nba.fetch>
@@ -459,3 +459,38 @@ def test_what_the_task_printed_reaches_the_excerpt_though_airflow_3_logs_it_afte
     assert "received 0 rows" in text and text.index("ValueError: no rows") < text.index(
         "querying partner API"
     )
+
+
+def test_what_the_doctor_itself_logged_in_the_task_s_process_is_not_the_task_s_evidence():
+    """The doctor's listener runs in the failing task's process and logs that it reported the failure
+    (logger airflow_doctor.*): that line is in the task's log after the failure record, and must
+    not be read as the task's output, an error line or a plea (it names the doctor)."""
+    from airflow_doctor.judgement.disputes import pleas
+    from tests.judgement.adversarial_logs import a3_failed, a3_started, exc, rec
+
+    gaierror = exc(
+        "socket.gaierror", "[Errno -2] Name or service not known", ("/opt/airflow/dags/p.py", 9, "pull")
+    )
+    log = (
+        a3_started(1, "partner")
+        + a3_failed(3, gaierror)
+        + [
+            rec(
+                3,
+                "airflow-doctor reported partner.pull (try 1), asset event 7",
+                logger="airflow_doctor.capture.failures",
+            )
+        ]
+        + [
+            rec(
+                3,
+                "airflow-doctor could not post: failures queued",
+                "error",
+                "airflow_doctor.listeners.failures",
+            )
+        ]
+    )
+    excerpt = extract_excerpt(log)
+    assert excerpt.exception_type == "socket.gaierror"
+    assert "airflow-doctor" not in excerpt.text
+    assert pleas(excerpt_record(excerpt)) == []
