@@ -187,7 +187,7 @@ def embed(texts: list[str], configured: str = "", batch_size: int = 32) -> list[
     log.info(
         "Embedded %d text(s) with the model in this process (cold path%s) in %.0f ms",
         len(texts),
-        "" if url else f": {EMBED_URL_ENV} not set",
+        "" if url else ": [doctor] embed_url not set",
         (time.monotonic() - t0) * 1000,
     )
     return vectors

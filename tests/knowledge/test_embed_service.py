@@ -100,7 +100,7 @@ def test_without_the_variable_the_cold_path_says_why(monkeypatch, caplog):
     monkeypatch.delenv("DOCTOR_EMBED_URL", raising=False)
     with caplog.at_level(logging.INFO, logger="airflow_doctor.knowledge.embeddings"):
         assert len(embeddings.embed([TEXTS[1]])[0]) == 384
-    assert "cold path: DOCTOR_EMBED_URL not set" in caplog.text
+    assert "cold path: [doctor] embed_url not set" in caplog.text
 
 
 def test_a_service_holding_another_model_is_not_used(service_url, monkeypatch, caplog):
