@@ -22,7 +22,7 @@ from airflow.sdk import Asset, Param, dag, get_current_context, serde, task, tas
 from airflow.sdk.exceptions import AirflowSkipException
 
 from airflow_doctor import pipeline
-from airflow_doctor.models import Diagnosed, Embedding, Group, GroupDecision, Memory
+from airflow_doctor.models import Diagnosed, Embedding, Group, GroupDecision, Memory, PerMember
 from airflow_doctor.operators.doctor import (
     ClearAndRetryOperator,
     DiagnoseOperator,
@@ -176,8 +176,9 @@ def _doctor():
             ctx = _label(group)
             return pipeline.act_on_approval(group, decided, diagnosed, answer, ctx["run_id"])
 
-        @task(map_index_template=LABEL, trigger_rule="none_skipped")
-        def escalate(group: Group, decided: GroupDecision, diagnosed: Diagnosed | None) -> list:
+        # A PerMember is one XCom (a dict return would otherwise be pushed key by key).
+        @task(map_index_template=LABEL, trigger_rule="none_skipped", multiple_outputs=False)
+        def escalate(group: Group, decided: GroupDecision, diagnosed: Diagnosed | None) -> PerMember:
             ctx = _label(group)
             return pipeline.escalate(group, decided, diagnosed, dry_run=ctx["params"]["dry_run"])
 
@@ -187,12 +188,12 @@ def _doctor():
             memory: Memory | None,
             diagnosed: Diagnosed | None,
             decided: GroupDecision,
-            escalations: list | None,
+            escalations: PerMember | None,
         ) -> list:
             ctx = _label(group)
             return pipeline.notify_humans(group, memory, diagnosed, decided, escalations, ctx["run_id"])
 
-        @task(map_index_template=LABEL, trigger_rule="all_done")
+        @task(map_index_template=LABEL, trigger_rule="all_done", multiple_outputs=False)
         def record_case(
             group: Group,
             embedding: Embedding | None,
@@ -200,8 +201,8 @@ def _doctor():
             decided: GroupDecision | None,
             retried: dict | None,
             approved: dict | None,
-            escalated: list | None,
-        ) -> list:
+            escalated: PerMember | None,
+        ) -> dict[str, int | None]:
             ctx = _label(group)
             if ctx["params"]["dry_run"]:
                 raise AirflowSkipException("dry_run: nothing is recorded")
@@ -217,12 +218,12 @@ def _doctor():
             decided: GroupDecision,
             retried: dict | None,
             approved: dict | None,
-            verifications: list | None,
+            verifications: PerMember | None,
         ) -> list:
             ctx = _label(group)
             if verifications is None:
                 raise AirflowSkipException("no retried try to report")
-            clears = pipeline.cleared_members(retried, approved, len(group.members))
+            clears = pipeline.cleared_members(retried, approved, group)
             return pipeline.notify_humans(
                 group,
                 memory,

@@ -118,6 +118,12 @@ class FailureRef(BaseModel):
         return (self.dag_id, self.run_id, self.task_id, self.map_index, self.try_number)
 
     @property
+    def member_key(self) -> str:
+        """`key` as one string (its fields joined by U+001F, a character no id may hold): how the
+        per-member results of a group's tasks name their member (`PerMember`)."""
+        return "\x1f".join(map(str, self.key))
+
+    @property
     def label(self) -> str:
         """The label of the doctor's mapped task instances in the UI: `dag_id.task_id[map_index]`."""
         suffix = f"[{self.map_index}]" if self.map_index >= 0 else ""
@@ -274,6 +280,11 @@ class Memory(BaseModel):
         data = self.model_dump(mode="json")
         data["doctor_clears"] = self.doctor_clears[i] if i < len(self.doctor_clears) else None
         return data
+
+
+#: What a group's task did to each member it handled: {FailureRef.member_key: its result (JSON)}. A
+#: member the task did nothing for is absent; nothing depends on the members' order.
+PerMember = dict[str, dict]
 
 
 class Diagnosed(BaseModel):

@@ -34,6 +34,7 @@ from airflow_doctor.models import (
     Group,
     GroupDecision,
     Memory,
+    PerMember,
 )
 from airflow_doctor.settings import DoctorSettings
 
@@ -134,27 +135,28 @@ def _escalate_members(
     group: Group,
     judged: dict,
     indexes: list[int],
-    clears: list | None,
+    clears: PerMember | None,
     approval: dict | None,
     dry_run: bool = False,
     *,
     api=None,
-) -> list:
-    """actions.escalate_member for the members at `indexes` (a note each); None for the others."""
+) -> PerMember:
+    """actions.escalate_member for the members at `indexes` (a note each), by member_key."""
     from airflow_doctor.hooks.airflow_api import default_api
     from airflow_doctor.remediation.actions import escalate_member
     from airflow_doctor.remediation.groups import cleared
 
-    out: list = [None] * len(group.members)
+    out: PerMember = {}
     if not indexes:
         return out
     api = api or default_api()  # None: the notes fail, the escalation still stands
     for i in indexes:
-        out[i] = escalate_member(
+        key = group.members[i].member_key
+        out[key] = escalate_member(
             group.members[i].model_dump(mode="json"),
             judged["decisions"][i],
             judged["diagnosis"],
-            cleared(clears, index=i),
+            cleared(clears, key=key),
             approval,
             dry_run=dry_run,
             api=api,
@@ -166,7 +168,7 @@ def _leave_for_people(
     group: Group,
     judged: dict,
     indexes: list[int],
-    clears: list | None,
+    clears: PerMember | None,
     approval: dict | None,
     doctor_run_id: str,
     *,
@@ -175,7 +177,7 @@ def _leave_for_people(
     """Escalate the members at `indexes` (a note each) and tell people at once.
 
     Returns:
-        {"escalations": [escalate's output or None per member], "notified": [deliver() results]}
+        {"escalations": PerMember of escalate_member's output, "notified": [deliver() results]}
         (nothing escalated or sent when `indexes` is empty).
     """
     escalations = _escalate_members(group, judged, indexes, clears, approval, api=api)
@@ -507,8 +509,8 @@ def clear_and_retry(
     people are told at once.
 
     Returns:
-        {"clears": [clear_and_retry's output or None per member], "escalations": [escalate's
-        output or None per member], "notified": [deliver() results]}. Skips (AirflowSkipException)
+        {"clears": PerMember of clear_member's output, "escalations": PerMember of
+        escalate_member's output, "notified": [deliver() results]}. Skips (AirflowSkipException)
         when no member is to be auto-retried. Raises StageError (after pushing it) when a decided
         clear failed.
     """
@@ -522,11 +524,12 @@ def clear_and_retry(
     clears = clear_group(
         group.model_dump(mode="json"), judged, doctor_run_id, dry_run=dry_run, api=api, kb=kb
     )
-    failed = [i for i in retried if not (clears[i] or {}).get("cleared")]
-    out: dict[str, Any] = {"clears": clears, "escalations": [None] * len(clears), "notified": []}
+    failed = [i for i in retried if not (clears.get(group.members[i].member_key) or {}).get("cleared")]
+    out: dict[str, Any] = {"clears": clears, "escalations": {}, "notified": []}
     if failed and not dry_run:
         out |= _leave_for_people(group, judged, failed, clears, None, doctor_run_id, api=api)
-        _push_and_fail(out, f"{len(failed)} decided clear(s) failed: {clears[failed[0]]['reason']}")
+        first = clears.get(group.members[failed[0]].member_key) or {}
+        _push_and_fail(out, f"{len(failed)} decided clear(s) failed: {first.get('reason')}")
     return out
 
 
@@ -574,9 +577,8 @@ def act_on_approval(
         answer: request_approval's result ({"chosen_options", "responded_by_user", ...}) or None.
 
     Returns:
-        {"clears": [...], "escalations": [...]} aligned with the members (None where not asked),
-        "notified": [deliver() results]. Skips (AirflowSkipException) when no member was in the
-        grey zone.
+        {"clears": PerMember, "escalations": PerMember} of the members asked, "notified": [deliver()
+        results]. Skips (AirflowSkipException) when no member was in the grey zone.
     """
     from airflow_doctor.remediation.actions import approver
     from airflow_doctor.remediation.groups import clear_group
@@ -586,7 +588,7 @@ def act_on_approval(
     if not asked:
         _skip("no member of this group was in the grey zone")
     who = approver(answer)
-    clears: list = [None] * len(group.members)
+    clears: PerMember = {}
     if who:
         clears = clear_group(
             group.model_dump(mode="json"),
@@ -596,7 +598,7 @@ def act_on_approval(
             api=api,
             kb=kb,
         )
-    left = [i for i in asked if not (clears[i] or {}).get("cleared")]
+    left = [i for i in asked if not (clears.get(group.members[i].member_key) or {}).get("cleared")]
     # Rejected, unanswered or a failed clear: whoever else watches the DAG learns it stays failed.
     return {
         "clears": clears,
@@ -611,13 +613,13 @@ def escalate(
     dry_run: bool = False,
     *,
     api=None,
-) -> list:
+) -> PerMember:
     """Leave the members the gate escalated failed for a person, each with a note saying what the
     doctor found and why it did not retry (actions.escalate_member).
 
     Returns:
-        [escalate's output, or None for a member the gate did not escalate]. Skips
-        (AirflowSkipException) when the gate escalated no member.
+        PerMember of escalate_member's output. Skips (AirflowSkipException) when the gate escalated
+        no member.
     """
     chosen = _decided(decided, group).members_with("escalate")
     if not chosen:
@@ -631,11 +633,11 @@ def notify_humans(
     memory: Memory | None,
     diagnosed: Diagnosed | None,
     decided: GroupDecision | None,
-    escalations: list | None,
+    escalations: PerMember | None,
     doctor_run_id: str | None,
     *,
-    clears: list | None = None,
-    verifications: list | None = None,
+    clears: PerMember | None = None,
+    verifications: PerMember | None = None,
     api=None,
 ) -> list:
     """Tell people about the members that need them (escalated ones, failed clears) or, after
@@ -655,22 +657,21 @@ def notify_humans(
 def _notify(
     group: Group,
     judged: dict,
-    escalations: list | None,
+    escalations: PerMember | None,
     doctor_run_id: str | None,
     *,
-    clears: list | None = None,
-    verifications: list | None = None,
+    clears: PerMember | None = None,
+    verifications: PerMember | None = None,
     api=None,
 ) -> list:
     """notify_humans on an already assembled `_judged` shape."""
     from airflow_doctor.notifications.messages import notify_members
 
-    n = len(group.members)
     items = []
     for i, member in enumerate(group.members):
-        escalation = (escalations or [None] * n)[i]
-        clear = (clears or [None] * n)[i]
-        verification = (verifications or [None] * n)[i]
+        key = member.member_key
+        escalation = (escalations or {}).get(key)
+        clear = (clears or {}).get(key)
         if escalation is None and clear is None:
             continue  # not this message's member: handled (and reported) on another branch
         items.append(
@@ -679,7 +680,7 @@ def _notify(
                 "decision": judged["decisions"][i],
                 "remediation": clear,
                 "escalation": escalation,
-                "verification": verification,
+                "verification": (verifications or {}).get(key),
                 "doctor_clears": judged["doctor_clears"][i],
             }
         )
@@ -695,22 +696,22 @@ def record_case(
     decided: GroupDecision | None,
     retried: dict | None,
     approved: dict | None,
-    escalated: list | None,
+    escalated: PerMember | None,
     doctor_run_id: str,
     *,
     kb=None,
-) -> list:
+) -> dict[str, int | None]:
     """Record every member as a case (groups.record_group), with what happened to it on whichever
     branch handled it; an engineer's rejection in Required Actions is recorded as their answer.
 
     Returns:
-        [case id or None per member]. Raises StageError when no case could be recorded.
+        {member_key: case id or None}. Raises StageError when no case could be recorded.
     """
     from airflow_doctor.remediation.groups import record_group
 
     judged = _judged(group, embedding, None, diagnosed, decided)
-    escalations = _merge(
-        len(group.members), escalated, (retried or {}).get("escalations"), (approved or {}).get("escalations")
+    escalations = _first_of(
+        escalated, (retried or {}).get("escalations"), (approved or {}).get("escalations")
     )
     ids = record_group(
         group.model_dump(mode="json"),
@@ -721,23 +722,28 @@ def record_case(
         escalations,
         kb=kb,
     )
-    if ids and all(i is None for i in ids):
+    if ids and all(i is None for i in ids.values()):
         _push_and_fail({"case_ids": ids}, "the knowledge base recorded no case (unreachable?)")
     return ids
 
 
-def _merge(n: int, *lists: list | None) -> list:
-    """Per member, the first non-None entry among aligned lists."""
-    out: list = [None] * n
-    for values in lists:
-        for i, v in enumerate(values or []):
-            if i < n and out[i] is None and v is not None:
-                out[i] = v
+def _first_of(*results: PerMember | None) -> PerMember:
+    """Per member, the first result among the branches' (a member is handled on one branch)."""
+    out: PerMember = {}
+    for result in results:
+        for key, value in (result or {}).items():
+            if value is not None:
+                out.setdefault(key, value)
     return out
 
 
-def cleared_members(retried: dict | None, approved: dict | None, n: int) -> list:
-    """Per member, the clear that happened (auto or approved), else None."""
+def cleared_members(retried: dict | None, approved: dict | None, group: Group) -> PerMember:
+    """Per member, the clear that happened (auto or approved), else its attempt; members without one
+    are absent."""
     from airflow_doctor.remediation.groups import cleared
 
-    return [cleared((retried or {}).get("clears"), (approved or {}).get("clears"), index=i) for i in range(n)]
+    clears = {
+        m.member_key: cleared((retried or {}).get("clears"), (approved or {}).get("clears"), key=m.member_key)
+        for m in group.members
+    }
+    return {key: clear for key, clear in clears.items() if clear is not None}

@@ -96,7 +96,7 @@ def test_each_branch_task_skips_without_its_verdict():
     with pytest.raises(AirflowSkipException):
         pipeline.prepare_approval(group, None, None, decided, "run")
     escalations = pipeline.escalate(group, decided, None, dry_run=True)
-    assert [e is not None for e in escalations] == [False, True, True]
+    assert set(escalations) == {group.members[1].member_key, group.members[2].member_key}
     with pytest.raises(AirflowSkipException):
         pipeline.clear_and_retry(group, _decided("escalate", "escalate", "escalate"), None, "run")
 
@@ -159,3 +159,14 @@ def test_the_gate_uses_the_tags_fetch_logs_read_and_reads_them_itself_when_none_
     decided = pipeline.gate_on_confidence(_group(), memory, None)
     assert all("policy: the DAG's tags could not be read" in d.reasons for d in decided.decisions)
     assert {d.verdict for d in decided.decisions} == {"escalate"}
+
+
+def test_per_member_results_name_their_member_whatever_the_order():
+    group = _group(3)
+    first, second, third = (m.member_key for m in group.members)
+    retried = {"clears": {third: {"cleared": True}, first: {"cleared": False, "reason": "409"}}}
+    approved = {"clears": {first: {"cleared": True, "approved_by": "ana"}}}
+    clears = pipeline.cleared_members(retried, approved, group)
+    assert clears == {first: {"cleared": True, "approved_by": "ana"}, third: {"cleared": True}}
+    assert second not in clears  # nothing happened to it here: absent, not a None in a slot
+    assert len({m.member_key for m in group.members}) == 3  # map_index tells the members apart

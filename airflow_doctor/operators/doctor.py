@@ -302,7 +302,8 @@ class VerifyRetryOperator(BaseOperator):
 
     Args (templated, usually XComArgs): group (Group), retried (clear_and_retry's output or
     None), approved (act_on_approval's output or None).
-    Returns (XCom): [check_retry's result or None per member]. Skips when nothing was cleared.
+    Returns (XCom): {member_key: check_retry's result} of the cleared members. Skips when nothing
+    was cleared.
     Raises:
         RuntimeError: the trigger could not reach the API or the knowledge base.
     """
@@ -323,11 +324,11 @@ class VerifyRetryOperator(BaseOperator):
         from airflow_doctor.triggers.doctor import RetryOutcomeTrigger
 
         _label(context, self.group)
-        clears = cleared_members(self.retried, self.approved, len(self.group.members))
-        if not any(c and c.get("cleared") for c in clears):
+        clears = cleared_members(self.retried, self.approved, self.group)
+        if not any(c.get("cleared") for c in clears.values()):
             raise AirflowSkipException("nothing was cleared")
         group = self.group.model_dump(mode="json")
-        result = check_group(group, clears, None)
+        result = check_group(group, clears)
         if result["done"]:
             return result["verifications"]
         self.defer(

@@ -10,14 +10,15 @@ per failure (`airflow_doctor/notifications/messages.py`, `notify_members`).
 The doctor's flow (`pipeline.py`) calls these functions with JSON shapes: `group` is one
 of fetch_logs' groups, `judged` is {"embedding", "memory", "diagnosis", "decisions",
 "doctor_clears"} assembled from the stages' outputs (`pipeline._judged`), and per-member results are
-lists aligned with `group["members"]` (None where a stage did nothing for that member).
+keyed by the member (`models.PerMember`: {FailureRef.member_key: result}; absent where a stage did
+nothing for that member).
 """
 
 from __future__ import annotations
 
 import logging
 
-from airflow_doctor.models import FailureRef
+from airflow_doctor.models import FailureRef, PerMember
 
 log = logging.getLogger(__name__)
 
@@ -133,24 +134,24 @@ def clear_group(
     *,
     api=None,
     kb=None,
-) -> list[dict | None]:
+) -> PerMember:
     """Clear every member the gate sent to auto-retry (or, with `approved_by`, every member in the
     grey zone) through `actions.clear_member`. The backoff was waited before (the
     clear_and_retry task waits until pipeline.retry_at, in the triggerer when it is long).
 
     Returns:
-        [clear_member's output, or None for a member not eligible], aligned with the members.
+        {member_key: clear_member's output} for the eligible members.
     """
     from airflow_doctor.hooks.airflow_api import default_api
     from airflow_doctor.remediation.actions import clear_member
 
     targets = with_verdict(judged, "approval" if approved_by else "auto_retry")
-    out: list[dict | None] = [None] * len(group["members"])
+    out: PerMember = {}
     if not targets:
         return out
-    api = api or default_api()  # None: clear_and_retry reports the error per member
+    api = api or default_api()  # None: clear_member reports the error per member
     for i in targets:
-        out[i] = clear_member(
+        out[_key(group["members"][i])] = clear_member(
             group["members"][i],
             judged["decisions"][i],
             judged["diagnosis"],
@@ -163,51 +164,56 @@ def clear_group(
     return out
 
 
-def cleared(*results: list[dict | None] | None, index: int) -> dict | None:
+def _key(member: dict) -> str:
+    """A member's `FailureRef.member_key`, from its JSON form."""
+    return FailureRef.model_validate(member).member_key
+
+
+def cleared(*results: PerMember | None, key: str) -> dict | None:
     """The member's clear that happened (auto or approved), else its attempted clear, else None."""
-    attempts = [r[index] for r in results if r and r[index]]
+    attempts = [r[key] for r in results if r and r.get(key)]
     return next((a for a in attempts if a.get("cleared")), attempts[0] if attempts else None)
 
 
 def record_group(
     group: dict,
     judged: dict | None,
-    retried: list | None,
-    approved: list | None,
+    retried: PerMember | None,
+    approved: PerMember | None,
     doctor_run_id: str,
-    escalations: list | None = None,
+    escalations: PerMember | None = None,
     *,
     kb=None,
-) -> list[int | None]:
+) -> dict[str, int | None]:
     """Record every member as a case with the group's diagnosis and its own decision.
 
-    A member whose grey-zone retry an engineer rejected in Required Actions (`escalations[i]
-    ["rejected_by"]`) also gets that person's answer: a remediation with actor human that marks the
+    A member whose grey-zone retry an engineer rejected in Required Actions (its escalation's
+    "rejected_by") also gets that person's answer: a remediation with actor human that marks the
     case not transient, which the gate reads as a person's "permanent" for its fingerprint.
 
     Returns:
-        [case id or None (knowledge base unreachable, logged)] per member.
+        {member_key: case id, or None (knowledge base unreachable, logged)} for every member.
     """
     from airflow_doctor.knowledge.store import KnowledgeBase
     from airflow_doctor.remediation.actions import record_member
 
     kb = kb or KnowledgeBase()
     judged = judged_or_escalate(judged, group)
-    ids = [
-        record_member(
+    ids = {
+        _key(member): record_member(
             member,
             group["excerpt"],
             judged["embedding"],
             judged["diagnosis"],
             judged["decisions"][i],
-            cleared(retried, approved, index=i),
+            cleared(retried, approved, key=_key(member)),
             doctor_run_id,
             kb=kb,
         )
         for i, member in enumerate(group["members"])
-    ]
-    for case_id, escalation in zip(ids, escalations or [], strict=False):
-        who = (escalation or {}).get("rejected_by")
+    }
+    for key, case_id in ids.items():
+        who = ((escalations or {}).get(key) or {}).get("rejected_by")
         if case_id is None or not who:
             continue
         try:
@@ -224,22 +230,29 @@ def record_group(
     return ids
 
 
-def check_group(group: dict, retried: list | None, approved: list | None, *, api=None, kb=None) -> dict:
+def check_group(group: dict, clears: PerMember, *, api=None, kb=None) -> dict:
     """One poke of verify_retry for the group: have all retried tries ended?
 
+    Args:
+        clears: the members' clears (pipeline.cleared_members).
     Returns:
-        {"done": bool, "verifications": [check_retry's result or None per member]}; done when every
-        cleared member's retried try has ended (each outcome is recorded as it is seen).
+        {"done": bool, "verifications": {member_key: check_retry's result}} for the cleared members
+        whose retried try has ended; done when every cleared member's has (each outcome is recorded
+        as it is seen).
     """
     from airflow_doctor.hooks.airflow_api import AirflowAPI
     from airflow_doctor.remediation.actions import check_retry
 
     api = api or AirflowAPI()
-    out: list[dict | None] = []
+    out: PerMember = {}
     done = True
-    for i, member in enumerate(group["members"]):
-        clear = cleared(retried, approved, index=i)
-        result = check_retry(member, clear, api=api, kb=kb) if clear and clear.get("cleared") else None
-        done = done and (result is not None or not (clear and clear.get("cleared")))
-        out.append(result)
+    for member in group["members"]:
+        clear = clears.get(_key(member))
+        if not (clear and clear.get("cleared")):
+            continue
+        result = check_retry(member, clear, api=api, kb=kb)
+        if result is None:
+            done = False
+        else:
+            out[_key(member)] = result
     return {"done": done, "verifications": out}

@@ -31,12 +31,12 @@ class RetryOutcomeTrigger(BaseTrigger):
     """Fire when every cleared member's retried try has ended.
 
     Args:
-        group: the Group (dict). clears: per member, its clear (clear_and_retry's output) or None.
+        group: the Group (dict). clears: {member_key: its clear} (pipeline.cleared_members).
         poke_seconds: seconds between two reads of the task instances.
-    Event payload: {"verifications": [check_retry's result or None per member]} or {"error": str}.
+    Event payload: {"verifications": {member_key: check_retry's result}} or {"error": str}.
     """
 
-    def __init__(self, group: dict, clears: list, poke_seconds: float = 2.0) -> None:
+    def __init__(self, group: dict, clears: dict, poke_seconds: float = 2.0) -> None:
         super().__init__()
         self.group = group
         self.clears = clears
@@ -57,7 +57,7 @@ class RetryOutcomeTrigger(BaseTrigger):
             yield TriggerEvent({"error": f"cannot reach the API or the knowledge base: {exc}"[:500]})
             return
         while True:
-            result = await asyncio.to_thread(check_group, self.group, self.clears, None, api=api, kb=kb)
+            result = await asyncio.to_thread(check_group, self.group, self.clears, api=api, kb=kb)
             if result["done"]:
                 yield TriggerEvent({"verifications": result["verifications"]})
                 return

@@ -91,8 +91,17 @@ def _storm(n: int) -> tuple[dict, dict]:
     return group, judged
 
 
+def per_member(group: dict, results: list) -> dict:
+    """Results listed in the members' order, as the stages hand them on: by member key."""
+    return {
+        FailureRef.model_validate(m).member_key: r
+        for m, r in zip(group["members"], results, strict=True)
+        if r
+    }
+
+
 def notify_group(group, judged, escalations, run_id, api=None):
-    """The notify_humans stage with the outputs of the stages before it."""
+    """The notify_humans stage with the outputs of the stages before it (escalations in member order)."""
     decided = {
         "decisions": judged["decisions"],
         "doctor_clears": judged["doctor_clears"],
@@ -103,7 +112,7 @@ def notify_group(group, judged, escalations, run_id, api=None):
         Memory.model_validate(judged["memory"]),
         Diagnosed.model_validate(judged["diagnosis"]),
         GroupDecision.model_validate(decided),
-        escalations,
+        per_member(group, escalations),
         run_id,
         api=api,
     )
@@ -139,7 +148,7 @@ def test_a_group_of_one_gets_the_ordinary_message(sinks):
 def test_when_the_gate_failed_every_member_is_escalated_and_reported(sinks):
     group, _ = _storm(3)
     escalations = stages.escalate(Group.model_validate(group), None, None, dry_run=True)
-    assert [e["escalated"] for e in escalations] == [True] * 3
+    assert [e["escalated"] for e in escalations.values()] == [True] * 3 and len(escalations) == 3
     stages.notify_humans(Group.model_validate(group), None, None, None, escalations, None)
     [mail] = sinks.mails()
     assert "storm: 3 failures" in mail["subject"] and "its gate failed" in mail["html"]
@@ -257,7 +266,7 @@ def test_a_rejection_in_required_actions_is_recorded_as_a_persons_permanent(kb: 
     )
     assert timed_out["rejected_by"] is None  # nobody answered: not a person's answer
 
-    record_group(group, judged, None, None, "doc-run", escalations, kb=kb)
+    record_group(group, judged, None, None, "doc-run", per_member(group, escalations), kb=kb)
     [latest, *_] = kb.find_by_fingerprint("fp-rejected", None)
     assert latest.actor == "human" and latest.judged_permanent
 
