@@ -251,7 +251,8 @@ class Group(BaseModel):
     dag_tags: dict[str, list[str]] | None = Field(
         default=None,
         description="{dag_id: tag names} of the members' DAGs as fetch_logs read them for the claim "
-        "(doctor:off); the gate uses them instead of reading the tags again. None: not read.",
+        "(doctor:off); the gate uses them instead of reading the tags again, and reads a DAG missing "
+        "here itself. None: not read.",
     )
 
 

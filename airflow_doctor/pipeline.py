@@ -229,7 +229,11 @@ def fetch_reported(reported: dict, doctor_run_id: str, *, kb=None, api=None) -> 
     t3 = time.monotonic()
     out = [
         Group.model_validate(
-            {**g, "settings": settings, "dag_tags": _known_tags(api, [m["dag_id"] for m in g["members"]])}
+            {
+                **g,
+                "settings": settings,
+                "dag_tags": _read_tags(api, [m["dag_id"] for m in g["members"]]) if api else None,
+            }
         )
         for g in groups
     ]
@@ -239,16 +243,17 @@ def fetch_reported(reported: dict, doctor_run_id: str, *, kb=None, api=None) -> 
     return out
 
 
-def _known_tags(api, dag_ids: list[str]) -> dict[str, list[str]] | None:
-    """{dag_id: tags} for `dag_ids` as `api` read them for the claim (capture._without_opted_out;
-    the client keeps what it read), or None when it could not read them all."""
-    if api is None:
-        return None
-    try:
-        return {d: api.get_dag_tags(d) for d in dict.fromkeys(dag_ids)}
-    except Exception as exc:  # noqa: BLE001 - the gate reads them itself (and fails closed)
-        log.warning("Tags not carried to the gate: %s", exc)
-        return None
+def _read_tags(api, dag_ids: list[str]) -> dict[str, list[str]]:
+    """{dag_id: tags} for those of `dag_ids` whose tags `api` could read (the others are logged and
+    left out: the gate fails closed on a DAG whose tags are unknown). For the claim's DAGs the client
+    answers from what capture._without_opted_out read."""
+    tags: dict[str, list[str]] = {}
+    for dag_id in dict.fromkeys(dag_ids):
+        try:
+            tags[dag_id] = api.get_dag_tags(dag_id)
+        except Exception as exc:  # noqa: BLE001 - unknown tags fail closed in decide()
+            log.warning("Could not read the DAG tags of %s: %s", dag_id, exc)
+    return tags
 
 
 # -- per group: the pure flow the DAG's tasks, `eval` and the CLI all run ----------------------
@@ -262,10 +267,9 @@ def settings_of(group: Group) -> DoctorSettings:
         hand). Also lets `settings()` answer with them in this process (settings.prime), for the
         modules that still read settings themselves (the messages' routing).
     """
-    from airflow_doctor.settings import from_snapshot, prime, settings
+    from airflow_doctor.settings import prime, settings
 
-    prime(group.settings)
-    return from_snapshot(group.settings) or settings()
+    return prime(group.settings) or settings()
 
 
 def reading_of(group: Group, settings: DoctorSettings) -> Reading:
@@ -429,20 +433,18 @@ def _knows_nothing(group: Group, why: str) -> Memory:
     return Memory(doctor_clears=[None] * len(group.members), error=why)
 
 
-def _dag_tags(group: Group, api) -> dict[str, list[str] | None]:
-    """{dag_id: tags, or None when unknown} for the members' DAGs: carried, else read once each."""
-    tags: dict[str, list[str] | None] = dict(group.dag_tags or {})
+def _dag_tags(group: Group, api) -> dict[str, list[str]]:
+    """{dag_id: tags} for the members' DAGs: those fetch_logs carried, the others read once each
+    through `api` (the REST client when None); a DAG whose tags stay unknown is absent."""
+    tags = dict(group.dag_tags or {})
     missing = [m.dag_id for m in group.members if m.dag_id not in tags]
     if missing:
-        try:
-            if api is None:
-                from airflow_doctor.hooks.airflow_api import default_api
+        if api is None:
+            from airflow_doctor.hooks.airflow_api import default_api
 
-                api = default_api()
-            for dag_id in dict.fromkeys(missing):
-                tags[dag_id] = api.get_dag_tags(dag_id)
-        except Exception as exc:  # noqa: BLE001 - unknown tags fail closed in decide()
-            log.warning("Could not read the DAG tags of %s: %s", ", ".join(missing), exc)
+            api = default_api()
+        if api is not None:
+            tags |= _read_tags(api, missing)
     return tags
 
 

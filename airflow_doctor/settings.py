@@ -572,18 +572,22 @@ def from_snapshot(data: dict | None) -> DoctorSettings | None:
     return DoctorSettings(**{**asdict(defaults), **values})
 
 
-def prime(data: dict | None) -> None:
+def prime(data: dict | None) -> DoctorSettings | None:
     """Let `settings()` answer with a snapshot read earlier in this doctor run (`from_snapshot`)
     instead of reading the Variables again, for the modules that read settings themselves (the
     messages' routing): each lookup of a Variable is one execution-API round trip from a task
     process. For `_CACHE_SECONDS`, like a read; the environment still wins (a changed
     AIRFLOW__DOCTOR__* or AIRFLOW_VAR_DOCTOR_* variable makes `settings` read again).
+
+    Returns:
+        the snapshot's DoctorSettings, or None when `data` carries none (nothing primed).
     """
     carried = from_snapshot(data)
     if carried is None:
-        return
+        return None
     _cache.clear()
     _cache[_environment_key()] = (time.monotonic(), carried)
+    return carried
 
 
 def _read_settings() -> DoctorSettings:
