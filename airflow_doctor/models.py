@@ -182,29 +182,43 @@ class Neighbour(BaseModel):
     recommended_action: Action | None = None
     fingerprint: str | None = None
     fix_steps: list[str] = Field(default_factory=list)
-    outcome: Literal["succeeded", "failed", "pending", "unverified", "escalated", "none"] = "none"
-    actor: Literal["doctor", "human"] | None = None
+    outcome: Literal[
+        "succeeded", "failed", "pending", "unverified", "escalated", "fixed_by_change", "fixed_by_person", "none"
+    ] = "none"
+    actor: Literal["doctor", "human", "airflow"] | None = None
     dag_id: str | None = None
     task_id: str | None = None
 
     @property
     def retry_verified(self) -> bool:
-        """A retry of this case is known to have worked: a transient runbook entry of a retry-safe
-        catalogue class (catalogue.py; an entry describing a class the catalogue leaves out, such as
-        `connection_refused`, is knowledge for the diagnosis, not evidence for a retry), or an
-        observed case whose doctor retry was verified to succeed (docs/gate.md)."""
-        if self.kind == "runbook":
-            return (
-                bool(self.transient)
-                and self.recommended_action in RETRY_ACTIONS
-                and is_retry_safe(self.error_class)
-            )
-        return self.outcome == "succeeded"
+        """A retry of this failure verifiably succeeded on this deployment: an observed case whose
+        retry (the doctor's, a person's or Airflow's own, `actor`) ended in success. A runbook entry
+        never is: it is curated text about a class, not a retry this deployment made (docs/gate.md)."""
+        return self.kind == "observed" and self.outcome == "succeeded"
+
+    @property
+    def describes_retry(self) -> bool:
+        """A transient runbook entry of a retry-safe catalogue class (catalogue.py): knowledge for
+        the diagnosis that a retry of the class usually works, not evidence that one did here."""
+        return (
+            self.kind == "runbook"
+            and bool(self.transient)
+            and self.recommended_action in RETRY_ACTIONS
+            and is_retry_safe(self.error_class)
+        )
 
     @property
     def retry_failed(self) -> bool:
-        """A retry of this observed case was verified to fail again (the doctor's or a person's)."""
+        """A retry of this observed case was verified to fail again (the doctor's, a person's or
+        Airflow's own on the same DAG version)."""
         return self.kind == "observed" and self.outcome == "failed"
+
+    @property
+    def fixed(self) -> bool:
+        """This observed failure ended only after a change, not by a retry: the next success ran on
+        a newer DAG version (`fixed_by_change`), or followed a person's action: a late clear, or a
+        connection or Variable changed in between (`fixed_by_person`). Never a transient failure."""
+        return self.kind == "observed" and self.outcome in {"fixed_by_change", "fixed_by_person"}
 
     @property
     def judged_permanent(self) -> bool:
@@ -235,6 +249,64 @@ class Decision(BaseModel):
 # models; airflow_doctor/dags.py allows them for deserialisation; airflow_doctor/pipeline.py) ------
 
 
+class TryRecord(BaseModel):
+    """One try of a task instance as Airflow recorded it (REST `.../tries`, `.../taskInstances`)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    run_id: str
+    try_number: int
+    state: str | None = None
+    dag_version: int | None = Field(default=None, description="The DAG version's version_number it ran on.")
+    start_date: datetime | None = None
+    end_date: datetime | None = None
+
+
+class TaskHistory(BaseModel):
+    """What Airflow recorded about a failed task instance and its task: evidence the failing task
+    cannot write (capture/history.py reads it through the REST API; judgement/gate.py weighs it).
+
+    Every field is None or empty when it could not be read; `error` then says why, and the gate
+    treats the unknown as no corroboration (it never vouches for a retry by default).
+    """
+
+    model_config = ConfigDict(extra="ignore")
+
+    failed_version: int | None = Field(default=None, description="DAG version number of the failed try.")
+    earlier_tries: list[TryRecord] = Field(
+        default_factory=list, description="This task instance's earlier tries (Airflow's own retries)."
+    )
+    recent: list[TryRecord] = Field(
+        default_factory=list,
+        description="This task's task instances in other DAG runs, newest first (their latest try).",
+    )
+    last_success: TryRecord | None = Field(default=None, description="The task's newest successful try.")
+    new_lines: list[str] = Field(
+        default_factory=list,
+        description="Line templates only the failed try printed, against the last successful try's log "
+        "(redacted; text from the log, untrusted).",
+    )
+    compared_with: str | None = Field(default=None, description="'run_id try n' of the log compared with.")
+    error: str | None = None
+
+    @property
+    def changed_since_success(self) -> bool:
+        """The failed try ran on a newer DAG version than the task's last success: a change."""
+        return (
+            self.failed_version is not None
+            and self.last_success is not None
+            and self.last_success.dag_version is not None
+            and self.failed_version > self.last_success.dag_version
+        )
+
+    @property
+    def successes_on_version(self) -> int:
+        """Successful task instances of this task, in other runs, on the failed try's DAG version."""
+        if self.failed_version is None:
+            return 0
+        return sum(1 for t in self.recent if t.state == "success" and t.dag_version == self.failed_version)
+
+
 class Group(BaseModel):
     """The failures one mapped `handle_failures` instance handles: the same fingerprint, or one
     failure whose log gave nothing to fingerprint (fetch_logs' output, one per group)."""
@@ -253,6 +325,11 @@ class Group(BaseModel):
         description="{dag_id: tag names} of the members' DAGs as fetch_logs read them for the claim "
         "(doctor:off); the gate uses them instead of reading the tags again, and reads a DAG missing "
         "here itself. None: not read.",
+    )
+    history: dict[str, TaskHistory] = Field(
+        default_factory=dict,
+        description="{FailureRef.member_key: TaskHistory} as fetch_logs read it; a member absent here "
+        "has no known history (no corroboration).",
     )
 
 
