@@ -14,7 +14,8 @@ every task process (bench/startup measures both); httpx ships with Airflow and
 imports in about 0.1 s. The request and response bodies of the endpoints the doctor uses are the
 Pydantic models below (fields the doctor reads are typed, the rest is kept as given); public
 methods return plain JSON data (dicts without null fields, datetimes as ISO strings), the shape
-the official client's `to_json()` gave.
+the official client's `to_json()` gave; a task instance or try also carries `dag_version_number`,
+the `version_number` of its nested `dag_version` (Airflow 3.3's DagVersionResponse).
 
 One token logic: a JWT from `POST /auth/token`, fetched on first use and fetched again once when
 the API refuses it: 401 (expired) or 403 "Invalid JWT token" (e.g. signed with a secret the API
@@ -37,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from airflow.sdk import BaseHook
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, computed_field
 
 from airflow_doctor.models import FailureRef
 from airflow_doctor.settings import API_CONN_ID, FAILURE_ASSET_NAME, FAILURE_ASSET_URI
@@ -51,6 +52,8 @@ NOTE_MAX_CHARS = 1000  # the API rejects longer notes (Airflow 3.3's REST API v2
 RETRY_STATUSES = frozenset({502, 503, 504})  # a proxy or a restarting API server: worth a retry
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "PATCH", "DELETE"})
 BACKOFF_SECONDS = 0.5  # first retry waits this long, each next one twice as long
+#: States of a task instance whose latest try ran to an end: what `task_history` lists by default.
+HISTORY_STATES = ("success", "failed", "up_for_retry")
 
 
 # -- request and response bodies (REST API v2, Airflow 3.3) --------------------------------------
@@ -76,7 +79,30 @@ class TokenResponse(_Response):
     access_token: str
 
 
-class TaskInstance(_Response):
+class DagVersion(_Response):
+    """Airflow 3.3's DagVersionResponse, nested in task instances and tries: the version of the
+    DAG (its serialised form and bundle version) a try ran on. `version_number` counts from 1 per
+    DAG and grows each time the dag-processor stores a changed DAG."""
+
+    version_number: int | None = None
+    bundle_name: str | None = None
+    bundle_version: str | None = None
+
+
+class _RanOnVersion(_Response):
+    """A task instance or one of its tries: `dag_version` is the nested DagVersionResponse as given
+    (null before Airflow recorded one), and `.plain()` adds its number as `dag_version_number`."""
+
+    dag_version: DagVersion | None = None
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def dag_version_number(self) -> int | None:
+        """The DAG version's `version_number` the try ran on (None when unknown)."""
+        return self.dag_version.version_number if self.dag_version else None
+
+
+class TaskInstance(_RanOnVersion):
     dag_id: str
     dag_run_id: str
     task_id: str
@@ -96,7 +122,7 @@ class TaskInstanceCollection(_Response):
     total_entries: int | None = None
 
 
-class TaskInstanceTry(_Response):
+class TaskInstanceTry(_RanOnVersion):
     dag_id: str
     dag_run_id: str
     task_id: str
@@ -105,6 +131,11 @@ class TaskInstanceTry(_Response):
     state: str | None = None
     start_date: datetime | None = None
     end_date: datetime | None = None
+
+
+class TaskInstanceTryCollection(_Response):
+    task_instances: list[TaskInstanceTry]
+    total_entries: int | None = None
 
 
 class LogPage(_Response):
@@ -606,7 +637,8 @@ class AirflowAPI:
         return self._call(TaskInstance, "GET", path).plain()
 
     def get_try(self, ref: FailureRef, try_number: int | None = None) -> dict:
-        """One try of a task instance (state, start_date, end_date) from its try history.
+        """One try of a task instance (state, start_date, end_date, dag_version_number) from its try
+        history.
 
         Raises:
             AirflowAPIError: the try does not exist.
@@ -615,6 +647,24 @@ class AirflowAPI:
         params = {"map_index": ref.map_index} if ref.map_index >= 0 else None
         path = f"{_ti_path(ref.dag_id, ref.run_id, ref.task_id)}/tries/{int(number)}"
         return self._call(TaskInstanceTry, "GET", path, params=params).plain()
+
+    def list_tries(self, ref: FailureRef) -> list[dict]:
+        """Every try of the task instance `ref` names (its run, task and map_index; ref.try_number is
+        not a filter), oldest first: `GET .../taskInstances/{task_id}/tries`, or
+        `.../{task_id}/{map_index}/tries` for a mapped instance. One request: Airflow 3.3 answers
+        all tries at once (its task instance history plus the current try, unpaged).
+
+        Returns:
+            dicts with dag_run_id, try_number, state, start_date, end_date, `dag_version` (the
+            nested DagVersionResponse) and `dag_version_number` (int) when Airflow recorded them.
+        Raises:
+            AirflowAPIError: HTTP 404 when the task instance does not exist, or unreachable.
+        """
+        path = _ti_path(ref.dag_id, ref.run_id, ref.task_id) + (
+            f"/{int(ref.map_index)}/tries" if ref.map_index >= 0 else "/tries"
+        )
+        tries = self._call(TaskInstanceTryCollection, "GET", path).task_instances
+        return [t.plain() for t in sorted(tries, key=lambda t: t.try_number)]
 
     def get_log(self, ref: FailureRef, max_pages: int = 20) -> list:
         """The failed try's log: structured records (dicts) or plain strings, oldest first.
@@ -732,6 +782,54 @@ class AirflowAPI:
             timeout=timeout,
         )
         return [ti.plain() for ti in resp.task_instances]
+
+    def task_history(
+        self,
+        dag_id: str,
+        task_id: str,
+        *,
+        map_index: int = -1,
+        limit: int = 10,
+        exclude_run_id: str | None = None,
+        state: tuple[str, ...] | list[str] | None = HISTORY_STATES,
+    ) -> list[dict]:
+        """One task's task instances across DAG runs, newest first: `GET /api/v2/dags/{dag_id}/
+        dagRuns/~/taskInstances?task_id=..&map_index=..&state=..&order_by=-start_date&limit=..`
+        (one request; the parameter names are those of Airflow 3.3's `get_task_instances` route).
+
+        A task instance is the latest try of its run; the state filter (by default the ends of a try
+        that ran, HISTORY_STATES) keeps out task instances that never started, which Postgres would
+        otherwise sort first (null start_date, descending).
+
+        Args:
+            map_index: the mapped instance to follow (the same index in every run), or -1 for an
+                unmapped task.
+            limit: at most this many task instances (the server caps it at [api] maximum_page_limit,
+                100 by default).
+            exclude_run_id: a DAG run left out (the failed one); one more is asked for in its place.
+            state: the states to list; None or empty for every state.
+        Returns:
+            dicts as `get_task_instance` gives (dag_run_id, try_number, state, start_date, end_date,
+            dag_version_number, ...), newest start_date first.
+        Raises:
+            AirflowAPIError: the API refused or could not be reached.
+        """
+        if limit <= 0:
+            return []
+        params = {
+            "task_id": task_id,
+            "map_index": [int(map_index)],
+            "state": list(state) if state else None,
+            "order_by": ["-start_date"],
+            "limit": limit + (1 if exclude_run_id is not None else 0),
+        }
+        resp = self._call(
+            TaskInstanceCollection,
+            "GET",
+            f"/api/v2/dags/{_seg(dag_id)}/dagRuns/~/taskInstances",
+            params=params,
+        )
+        return [ti.plain() for ti in resp.task_instances if ti.dag_run_id != exclude_run_id][:limit]
 
     def list_failed_task_instances(self, since, limit: int = 1000) -> list[dict]:
         """Task instances of every DAG in state `failed` whose end_date >= `since` (datetime, UTC)."""

@@ -428,3 +428,116 @@ def test_health_is_read_without_a_token(fake):
     fake.answer("GET", "/api/v2/monitor/health", (200, health, 0))
     assert AirflowAPI(fake.url).get_health() == health
     assert fake.requests[-1][4] is None and fake.hits("POST", "/auth/token") == 0
+
+
+# -- DAG versions, tries and the task's history ---------------------------------------------------
+
+
+def _dag_version(number: int) -> dict:
+    """Airflow 3.3's DagVersionResponse as the API nests it in task instances and tries."""
+    return {
+        "id": f"0196a1b2-0000-7000-8000-00000000000{number}",
+        "version_number": number,
+        "dag_id": "etl",
+        "bundle_name": "dags-folder",
+        "bundle_version": None,
+        "created_at": "2026-01-01T00:00:00Z",
+        "dag_display_name": "etl",
+        "bundle_url": None,
+    }
+
+
+def _try(number: int, state: str, version: int | None, run_id: str = TI["dag_run_id"], map_index: int = -1):
+    return {
+        "dag_id": "etl",
+        "dag_run_id": run_id,
+        "task_id": "load",
+        "map_index": map_index,
+        "try_number": number,
+        "state": state,
+        "start_date": f"2026-01-01T00:0{number}:00Z",
+        "end_date": f"2026-01-01T00:0{number}:30Z",
+        "dag_version": _dag_version(version) if version else None,
+    }
+
+
+def test_a_task_instance_names_the_dag_version_it_ran_on_and_keeps_the_nested_object(fake):
+    fake.answer("GET", TI_PATH, (200, {**TI, "dag_version": _dag_version(3)}, 0))
+    ti = client(fake).get_task_instance("etl", TI["dag_run_id"], "load")
+    assert ti["dag_version_number"] == 3
+    assert ti["dag_version"]["version_number"] == 3 and ti["dag_version"]["bundle_name"] == "dags-folder"
+    assert ti["state"] == "failed"  # everything else as before
+
+    fake.answer("GET", TI_PATH, (200, {**TI, "dag_version": None}, 0))  # no version recorded
+    ti = client(fake).get_task_instance("etl", TI["dag_run_id"], "load")
+    assert "dag_version" not in ti and "dag_version_number" not in ti
+
+
+def test_one_try_carries_its_dag_version_number(fake):
+    fake.answer("GET", f"{TI_PATH}/tries/2", (200, _try(2, "failed", 4), 0))
+    ref = FailureRef(dag_id="etl", run_id=TI["dag_run_id"], task_id="load", try_number=2)
+    assert client(fake).get_try(ref)["dag_version_number"] == 4
+
+
+def test_list_tries_reads_every_try_oldest_first(fake):
+    answer = {"task_instances": [_try(2, "failed", 5), _try(1, "up_for_retry", 4)], "total_entries": 2}
+    fake.answer("GET", f"{TI_PATH}/tries", (200, answer, 0))
+    ref = FailureRef(dag_id="etl", run_id=TI["dag_run_id"], task_id="load", try_number=2)
+    tries = client(fake).list_tries(ref)
+    assert [(t["try_number"], t["state"], t["dag_version_number"]) for t in tries] == [
+        (1, "up_for_retry", 4),
+        (2, "failed", 5),
+    ]
+    assert fake.requests[-1][:3] == ("GET", f"{TI_PATH}/tries", {})
+
+
+def test_list_tries_of_a_mapped_instance_uses_its_map_index_in_the_path(fake):
+    answer = {"task_instances": [_try(1, "failed", 2, map_index=7)], "total_entries": 1}
+    fake.answer("GET", f"{TI_PATH}/7/tries", (200, answer, 0))
+    ref = FailureRef(dag_id="etl", run_id=TI["dag_run_id"], task_id="load", map_index=7, try_number=1)
+    [only] = client(fake).list_tries(ref)
+    assert only["map_index"] == 7 and only["dag_version_number"] == 2
+
+
+def test_list_tries_of_an_unknown_task_instance_is_a_404(fake):
+    fake.answer("GET", f"{TI_PATH}/tries", (404, {"detail": "not found"}, 0))
+    ref = FailureRef(dag_id="etl", run_id=TI["dag_run_id"], task_id="load", try_number=1)
+    with pytest.raises(AirflowAPIError) as err:
+        client(fake).list_tries(ref)
+    assert err.value.status == 404
+
+
+ALL_RUNS_PATH = "/api/v2/dags/etl/dagRuns/~/taskInstances"
+
+
+def test_task_history_asks_for_the_task_newest_first_and_leaves_out_the_failed_run(fake):
+    runs = [
+        _try(1, "failed", 5, run_id=TI["dag_run_id"]),  # the failed run itself
+        _try(1, "success", 5, run_id="scheduled__b"),
+        _try(2, "success", 4, run_id="scheduled__a"),
+    ]
+    fake.answer("GET", ALL_RUNS_PATH, (200, {"task_instances": runs, "total_entries": 3}, 0))
+    history = client(fake).task_history("etl", "load", limit=2, exclude_run_id=TI["dag_run_id"])
+    assert [(h["dag_run_id"], h["state"], h["dag_version_number"]) for h in history] == [
+        ("scheduled__b", "success", 5),
+        ("scheduled__a", "success", 4),
+    ]
+    method, path, query, _, _ = fake.requests[-1]
+    assert (method, path) == ("GET", ALL_RUNS_PATH)
+    assert query == {
+        "task_id": ["load"],
+        "map_index": ["-1"],
+        "state": ["success", "failed", "up_for_retry"],
+        "order_by": ["-start_date"],
+        "limit": ["3"],  # one more than asked: the excluded run may be among them
+    }
+
+
+def test_task_history_of_a_mapped_task_follows_the_same_map_index_and_is_cut_to_the_limit(fake):
+    runs = [_try(1, "success", 1, run_id=f"scheduled__{n}", map_index=4) for n in range(5)]
+    fake.answer("GET", ALL_RUNS_PATH, (200, {"task_instances": runs, "total_entries": 5}, 0))
+    history = client(fake).task_history("etl", "load", map_index=4, limit=3, state=None)
+    assert [h["dag_run_id"] for h in history] == ["scheduled__0", "scheduled__1", "scheduled__2"]
+    query = fake.requests[-1][2]
+    assert query["map_index"] == ["4"] and query["limit"] == ["3"] and "state" not in query
+    assert client(fake).task_history("etl", "load", limit=0) == []
