@@ -10,18 +10,30 @@ verdicts against the labels. Three modes:
 - stream: the corpus replayed as production sees it: every case recurs `recurrences` times, pass 1
   as written, later passes with the volatile details of the log varied (`vary_log`), each pass in
   its own seeded shuffle, each occurrence a new failure, each outcome fed back. It measures what
-  memory adds: the share of transient recurrences healed, wrong retries after a person had already
-  answered for that case, and recall@5 of earlier occurrences.
+  memory adds: the share of transient recurrences healed (auto-retried by the doctor), wrong retries
+  after feedback for that case had been recorded (a person's answer, or Airflow's failed retry), and
+  recall@5 of earlier occurrences.
 
 Three diagnosers: "offline" (memory + rules), "llm" (Claude through connection `doctor_llm`,
 memory first) and "oracle", which takes each case's label as the diagnosis so that the gate and
 memory are measured alone.
 
-Feedback (`_feed_back`): an auto-retried transient case becomes the doctor's verified successful
-retry, an auto-retried permanent one its verified failed retry; an escalated case is recorded with
-the label a person gives it (actor human: a transient one cleared by that person and retried with
-success, a permanent one left failed); an "approval" is approved by the person for a transient case
-(retry succeeds) and rejected for a permanent one, both with actor human.
+Feedback (`_feed_back`), from three sources, in replay and stream modes:
+
+- the doctor, always: an auto-retried transient case becomes the doctor's verified successful retry,
+  an auto-retried permanent one its verified failed retry (actor doctor, decision auto_retry: what
+  its verify step sees).
+- a person, `feedback="person"` (the default): an escalated case is recorded with the label the
+  person gives it (actor human: a transient one cleared by that person and retried with success, a
+  permanent one left failed); an "approval" is approved by the person for a transient case (retry
+  succeeds) and rejected for a permanent one.
+- Airflow, `feedback="airflow"`: nobody answers. Each occurrence is a failure of a task with retries
+  left, so Airflow's own retry of the failed try is the feedback for whatever the doctor did not
+  auto-retry (actor airflow, decision airflow_retry, not cleared by the doctor): a transient case's
+  retry succeeds on the same DAG version (outcome succeeded; the doctor's diagnosis recorded as
+  transient, with a retry action, diagnoser airflow); a permanent case's retry fails again the same
+  way on the same DAG version (outcome failed, no diagnosis: Airflow only saw it fail again, so the
+  case's class and transience stay unknown). The labels' classes are never recorded.
 
 Writes only to the knowledge base it is given (an embedded one by default).
 """
@@ -40,7 +52,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from airflow_doctor.models import (
     RETRY_ACTIONS,
@@ -60,6 +72,12 @@ log = logging.getLogger(__name__)
 REQUIRED_FIELDS = ("id", "log", "transient", "action", "error_class")
 ACTIONS = {a.value for a in Action}
 DIAGNOSERS = ("offline", "llm", "oracle")
+#: Who answers for what the doctor did not auto-retry (module docstring, "Feedback").
+FEEDBACKS = ("person", "airflow")
+Feedback = Literal["person", "airflow"]
+#: The actors whose feedback is a case's outcome from outside the doctor (a person's, Airflow's).
+OUTSIDE_ACTORS = frozenset({"human", "airflow"})
+_RETRY_ACTION_VALUES = frozenset(a.value for a in RETRY_ACTIONS)
 #: Issue "Judgement that generalises": share of transient recurrences the doctor heals by itself.
 RECURRENCE_TARGET = 0.90
 #: Neighbours that count for recall@k (the issue's recall@5).
@@ -368,6 +386,7 @@ def run_eval(
     seed: int = 0,
     settings: DoctorSettings | None = None,
     prices: Prices = Prices(),
+    feedback: Feedback = "person",
 ) -> dict:
     """Evaluate the pipeline on `cases` with knowledge base `kb` (migrated, any state).
 
@@ -383,14 +402,19 @@ def run_eval(
         seed: seed of the stream's shuffles and variations.
         settings: gate thresholds (default: the code defaults).
         prices: token prices for the LLM cost.
+        feedback: who answers for what the doctor did not auto-retry, in replay and stream modes:
+            "person" (the label, actor human) or "airflow" (Airflow's own retry, actor airflow);
+            module docstring.
     Returns:
         the report: n (occurrences judged), corpora ([{file, n, transient}]), mode, diagnoser,
-        auto_retried, auto_retry_precision, transient_recall, approval, escalated, llm_calls,
-        llm_calls_saved, tokens and cost_usd, transient_share, baselines (retry_all, rules_only),
-        per_class, seconds (wall clock), thresholds, cases (one row per occurrence), and in stream
-        mode `stream` (see `_stream_summary`).
+        feedback (None in cold mode, which feeds nothing back), auto_retried, auto_retry_precision,
+        transient_recall, approval, escalated, llm_calls, llm_calls_saved, tokens and cost_usd,
+        transient_share, baselines (retry_all, rules_only), per_class, seconds (wall clock),
+        thresholds, cases (one row per occurrence, with feedback_before: the actors whose outcome for
+        an earlier occurrence of the case was recorded, and answered_before: a person's among them),
+        and in stream mode `stream` (see `_stream_summary`).
     Raises:
-        ValueError: an unknown diagnoser, or recurrences < 1.
+        ValueError: an unknown diagnoser or feedback, or recurrences < 1.
     """
     from airflow_doctor.knowledge import embeddings
     from airflow_doctor.knowledge.runbooks import ensure_seeded
@@ -398,6 +422,8 @@ def run_eval(
 
     if diagnoser not in DIAGNOSERS:
         raise ValueError(f"diagnoser {diagnoser!r} is not one of {', '.join(DIAGNOSERS)}")
+    if feedback not in FEEDBACKS:
+        raise ValueError(f"feedback {feedback!r} is not one of {', '.join(FEEDBACKS)}")
     if recurrences < 1:
         raise ValueError("recurrences must be at least 1")
     settings = settings or DoctorSettings()
@@ -410,7 +436,8 @@ def run_eval(
     rows: list[dict] = []
     usage: dict[str, int] = defaultdict(int)
     case_of: dict[int, str] = {}  # knowledge-base case id -> corpus case id (recall@5)
-    answered: set[str] = set()  # corpus case ids a person has already answered for
+    # corpus case id -> actors whose outcome for an earlier occurrence of it was recorded
+    fed_back: dict[str, set[str]] = defaultdict(set)
     for pass_number in sorted({p for p, _ in order}):
         batch = [cases[i] for p, i in order if p == pass_number]
         logs = [
@@ -438,16 +465,17 @@ def run_eval(
                 usage[key] += getattr(result, key) or 0
             row["pass"] = pass_number
             row["run_id"] = ref.run_id
-            row["answered_before"] = str(case["id"]) in answered
+            before = fed_back[str(case["id"])]
+            row["feedback_before"] = sorted(before)
+            row["answered_before"] = "human" in before  # a person had answered for this case
             if stream and pass_number > 1:
                 top = memory.neighbours[:RECALL_AT]
                 row["recalled"] = any(case_of.get(n.case_id) == str(case["id"]) for n in top)
             rows.append(row)
             if learn:
-                case_id, actor = _feed_back(kb, ref, case, excerpt, embedding, diagnosis, decision)
+                case_id, actor = _feed_back(kb, ref, case, excerpt, embedding, diagnosis, decision, feedback)
                 case_of[case_id] = str(case["id"])
-                if actor == "human":
-                    answered.add(str(case["id"]))
+                fed_back[str(case["id"])].add(actor)
 
     labels = [r["transient"] for r in rows]
     report = {
@@ -455,6 +483,7 @@ def run_eval(
         "corpora": _corpora(cases),
         "mode": "stream" if stream else "replay" if replay else "cold",
         "diagnoser": diagnoser,
+        "feedback": feedback if learn else None,
         **score([r["auto_retried"] for r in rows], labels),
         "approval": sum(r["verdict"] == "approval" for r in rows),
         "escalated": sum(r["verdict"] == "escalate" for r in rows),
@@ -484,7 +513,7 @@ def run_eval(
         },
     }
     if stream:
-        report["stream"] = _stream_summary(rows, recurrences, seed)
+        report["stream"] = _stream_summary(rows, recurrences, seed, feedback)
     report["seconds"] = round(time.monotonic() - t0, 1)
     report["cases"] = rows
     return report
@@ -532,12 +561,19 @@ def _judge(
 
 
 def _feed_back(
-    kb, ref: FailureRef, case: dict, excerpt: dict, embedding: dict, diagnosis, decision: Decision
+    kb,
+    ref: FailureRef,
+    case: dict,
+    excerpt: dict,
+    embedding: dict,
+    diagnosis: Diagnosis | None,
+    decision: Decision,
+    feedback: Feedback = "person",
 ) -> tuple[int, str]:
-    """Record one occurrence as production would have learnt it (module docstring).
+    """Record one occurrence as production would have learnt it (module docstring, "Feedback").
 
     Returns:
-        (the knowledge base's case id, the actor recorded: "doctor" or "human").
+        (the knowledge base's case id, the actor recorded: "doctor", "human" or "airflow").
     """
     case_fields = {
         "operator": case.get("operator"),
@@ -559,6 +595,8 @@ def _feed_back(
             outcome="succeeded" if case["transient"] else "failed",
         )
         return case_id, "doctor"
+    if feedback == "airflow":
+        return _airflow_retry(kb, ref, case, case_fields, diagnosis, decision), "airflow"
     # Escalated, or sent for approval: a person answers with the label. A transient case is
     # cleared by that person (or its retry approved) and succeeds; a permanent one is left failed
     # (or its retry rejected).
@@ -575,6 +613,61 @@ def _feed_back(
         actor="human",
     )
     return case_id, "human"
+
+
+def _airflow_retry(
+    kb, ref: FailureRef, case: dict, case_fields: dict, diagnosis: Diagnosis | None, decision: Decision
+) -> int:
+    """Record Airflow's own retry of a failed try the doctor did not auto-retry (module docstring).
+
+    The remediation is actor airflow, decision airflow_retry (the doctor decided nothing: the task
+    had retries left), not cleared by the doctor, on the same DAG version: a transient case's retry
+    succeeded, and the case keeps the doctor's diagnosis as transient with a retry action
+    (diagnoser airflow); a permanent case's retry failed again the same way, and the case has no
+    diagnosis (Airflow saw only the failure, so class and transience stay unknown).
+
+    Returns:
+        the knowledge base's case id.
+    """
+    healed = bool(case["transient"])
+    happened = "it succeeded" if healed else "it failed again the same way"
+    airflow_decision = {
+        "verdict": "airflow_retry",
+        "reasons": [
+            f"airflow: the task had retries left; Airflow retried the failed try on the same DAG version "
+            f"and {happened}",
+            f"doctor: the gate's verdict was {decision.verdict}; nobody answered",
+        ],
+        "similarity": None,
+        "retry_class": None,
+    }
+    recorded = None
+    if healed:
+        seen = diagnosis.model_dump(mode="json") if diagnosis else {}
+        action = seen.get("recommended_action")
+        what = seen.get("root_cause") or "The doctor could not recognise this failure."
+        retried = "Airflow's own retry of the failed try succeeded on the same DAG version"
+        recorded = seen | {
+            "error_class": seen.get("error_class") or "unknown_error",
+            "root_cause": f"{what} ({retried})"[:1000],
+            "transient": True,
+            "recommended_action": action if action in _RETRY_ACTION_VALUES else Action.retry.value,
+            "confidence": seen.get("confidence", 0.0),
+            "fix_steps": seen.get("fix_steps", []) if seen.get("transient") else [],
+            "evidence": seen.get("evidence", []),
+            "diagnoser": "airflow",
+            "model": None,
+        }
+    return kb.record_case(
+        ref=ref,
+        case=case_fields,
+        diagnosis=recorded,
+        decision=airflow_decision,
+        cleared=False,
+        doctor_run_id="eval",
+        outcome="succeeded" if healed else "failed",
+        actor="airflow",
+    )
 
 
 def _corpora(cases: list[dict]) -> list[dict]:
@@ -604,15 +697,22 @@ def _pass_figures(rows: list[dict]) -> dict:
     }
 
 
-def _stream_summary(rows: list[dict], recurrences: int, seed: int) -> dict:
-    """The stream's figures.
+def _stream_summary(rows: list[dict], recurrences: int, seed: int, feedback: Feedback = "person") -> dict:
+    """The stream's figures, defined the same way whatever the feedback.
 
     Returns:
-        {"recurrences", "seed", "passes": [per-pass figures with "pass"], "recurrence": figures of
-        passes 2..N together (None with one pass), "target_healed_share", "meets_target",
-        "wrong_retries": [{id, pass, error_class, after_persons_answer, reasons}],
-        "wrong_retries_after_persons_answer": int, "recall_at_5": over passes 2..N,
-        "unhealed_transient_recurrences": [{id, pass, verdict, reasons}]}.
+        {"recurrences", "seed", "feedback", "passes": [per-pass figures with "pass"], "recurrence":
+        figures of passes 2..N together (None with one pass), "transient_recurrences" and
+        "transient_recurrences_healed" (of passes 2..N, auto-retried by the doctor), "healed_share"
+        (their share, also recurrence's), "target_healed_share", "meets_target",
+        "wrong_retries": [{id, pass, error_class, feedback_before (actors whose outcome for an
+        earlier occurrence of the case was recorded), after_feedback (a person's or Airflow's among
+        them), after_persons_answer, reasons}],
+        "wrong_retries_after_feedback": wrong retries after a person's answer or Airflow's failed
+        retry of the case had been recorded, "wrong_retries_after_persons_answer": after a person's
+        answer, "wrong_retries_after_airflow_retry": after Airflow's failed retry,
+        "recall_at_5": over passes 2..N, "unhealed_transient_recurrences": [{id, pass, verdict,
+        reasons}]}.
     """
     passes = [
         {"pass": p, **_pass_figures([r for r in rows if r["pass"] == p])} for p in range(1, recurrences + 1)
@@ -624,22 +724,31 @@ def _stream_summary(rows: list[dict], recurrences: int, seed: int) -> dict:
             "id": r["id"],
             "pass": r["pass"],
             "error_class": r["error_class"],
+            "feedback_before": r["feedback_before"],
+            "after_feedback": bool(OUTSIDE_ACTORS & set(r["feedback_before"])),
             "after_persons_answer": r["answered_before"],
             "reasons": r["reasons"],
         }
         for r in rows
         if r["auto_retried"] and not r["transient"]
     ]
+    transient_later = [r for r in later if r["transient"]]
     healed = recurrence["healed_share"] if recurrence else None
     return {
         "recurrences": recurrences,
         "seed": seed,
+        "feedback": feedback,
         "passes": passes,
         "recurrence": recurrence,
+        "transient_recurrences": len(transient_later),
+        "transient_recurrences_healed": sum(r["auto_retried"] for r in transient_later),
+        "healed_share": healed,
         "target_healed_share": RECURRENCE_TARGET,
         "meets_target": healed is not None and healed >= RECURRENCE_TARGET,
         "wrong_retries": wrong,
+        "wrong_retries_after_feedback": sum(w["after_feedback"] for w in wrong),
         "wrong_retries_after_persons_answer": sum(w["after_persons_answer"] for w in wrong),
+        "wrong_retries_after_airflow_retry": sum("airflow" in w["feedback_before"] for w in wrong),
         f"recall_at_{RECALL_AT}": recurrence[f"recall_at_{RECALL_AT}"] if recurrence else None,
         "unhealed_transient_recurrences": [
             {"id": r["id"], "pass": r["pass"], "verdict": r["verdict"], "reasons": r["reasons"]}
@@ -668,9 +777,10 @@ def format_report(report: dict) -> str:
     """A plain-text table of the report for people."""
     files = ", ".join(f"{c['file']} ({c['n']})" for c in report.get("corpora", []))
     unit = "occurrences" if report["mode"] == "stream" else "cases"
+    fed = f", feedback {report['feedback']}" if report.get("feedback") else ""
     lines = [
         f"eval: {report['n']} {unit}, mode {report['mode']}, "
-        f"diagnoser {report['diagnoser']}, {report['seconds']}s",
+        f"diagnoser {report['diagnoser']}{fed}, {report['seconds']}s",
         f"corpora: {files}",
         "",
         f"{'policy':<22}{'auto-retried':>13}{'precision':>11}{'recall':>9}",
@@ -710,10 +820,20 @@ def format_report(report: dict) -> str:
     return "\n".join(lines)
 
 
+#: How the stream table names each feedback mode.
+_FEEDBACK_TEXT = {
+    "person": "a person answers for what the doctor did not auto-retry",
+    "airflow": "Airflow's own retry of what the doctor did not auto-retry, nobody answers",
+}
+_ACTOR_TEXT = {"doctor": "the doctor's retry", "human": "a person's answer", "airflow": "Airflow's retry"}
+
+
 def _format_stream(stream: dict) -> list[str]:
     recall_key = f"recall_at_{RECALL_AT}"
+    feedback = stream.get("feedback", "person")
     lines = [
-        f"stream: {stream['recurrences']} passes, seed {stream['seed']}",
+        f"stream: {stream['recurrences']} passes, seed {stream['seed']}, "
+        f"feedback {feedback} ({_FEEDBACK_TEXT.get(feedback, feedback)})",
         f"{'pass':<6}{'occurrences':>12}{'transient':>10}{'retried':>8}{'healed':>8}{'precision':>10}"
         f"{'wrong':>6}{'approval':>9}{'escalated':>10}{f'recall@{RECALL_AT}':>10}",
     ]
@@ -732,12 +852,15 @@ def _format_stream(stream: dict) -> list[str]:
         f"healed share of transient recurrences {_pct(healed)} "
         f"(target >= {stream['target_healed_share']:.2f}: {'met' if stream['meets_target'] else 'not met'}); "
         f"recall@{RECALL_AT} of earlier occurrences {_pct(stream[recall_key])}",
-        f"wrong retries {len(stream['wrong_retries'])}, after a person's answer "
-        f"{stream['wrong_retries_after_persons_answer']}",
+        f"wrong retries {len(stream['wrong_retries'])}, after feedback on the case "
+        f"{stream.get('wrong_retries_after_feedback', stream['wrong_retries_after_persons_answer'])} "
+        f"(a person's answer {stream['wrong_retries_after_persons_answer']}, Airflow's failed retry "
+        f"{stream.get('wrong_retries_after_airflow_retry', 0)})",
     ]
     for w in stream["wrong_retries"]:
-        answered = "after a person's answer" if w["after_persons_answer"] else "no answer yet"
-        lines.append(f"  {w['id']} (pass {w['pass']}, {answered}): {'; '.join(w['reasons'])[:160]}")
+        actors = w.get("feedback_before", ["human"] if w["after_persons_answer"] else [])
+        before = "after " + ", ".join(_ACTOR_TEXT.get(a, a) for a in actors) if actors else "no feedback yet"
+        lines.append(f"  {w['id']} (pass {w['pass']}, {before}): {'; '.join(w['reasons'])[:160]}")
     unhealed = stream["unhealed_transient_recurrences"]
     if unhealed:
         lines.append(f"transient recurrences not auto-retried: {len(unhealed)}")

@@ -1,6 +1,7 @@
 """The eval command end to end: real pipeline, embedded Postgres + pgvector, real embeddings.
 
-Cold, replay and stream modes with the offline and oracle diagnosers, on small corpora of my own.
+Cold, replay and stream modes with the offline and oracle diagnosers, and the stream's two feedback
+sources (a person's answer, Airflow's own retry), on small corpora of my own.
 """
 
 from __future__ import annotations
@@ -14,7 +15,15 @@ from pathlib import Path
 
 import pytest
 
-from airflow_doctor.evaluate import load_corpora, load_corpus, run_eval, score, stream_order, vary_log
+from airflow_doctor.evaluate import (
+    format_report,
+    load_corpora,
+    load_corpus,
+    run_eval,
+    score,
+    stream_order,
+    vary_log,
+)
 from airflow_doctor.logs.excerpt import extract_excerpt
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -170,13 +179,125 @@ def test_stream_retries_a_novel_transient_failure_once_a_person_has_answered(kb,
 def test_stream_never_retries_a_permanent_failure_after_a_persons_answer(kb):
     report = run_eval([WRONG_PORT, CORPUS[1]], kb, stream=True, recurrences=3, seed=0, diagnoser="offline")
     stream = report["stream"]
-    assert stream["wrong_retries_after_persons_answer"] == 0
+    assert report["feedback"] == stream["feedback"] == "person"
+    assert stream["wrong_retries_after_persons_answer"] == stream["wrong_retries_after_feedback"] == 0
+    assert stream["wrong_retries_after_airflow_retry"] == 0
+    assert {a for r in report["cases"] for a in r["feedback_before"]} <= {"doctor", "human"}
     answered = [r for r in report["cases"] if r["id"] == "wrong-port" and r["answered_before"]]
     assert answered and not any(r["auto_retried"] for r in answered)
     # A wrong retry before anyone answered is listed with its pass.
     for wrong in stream["wrong_retries"]:
         assert wrong["id"] == "wrong-port" and not wrong["after_persons_answer"]
         assert wrong["pass"] in {1, 2, 3}
+
+
+def remediations_by_case(kb) -> dict[str, list[dict]]:
+    """Every recorded remediation with its case's transience and diagnosers, by corpus case id."""
+    with kb.connection() as conn, conn.cursor() as cur:
+        cur.execute(
+            "SELECT c.run_id, r.actor, r.decision, r.outcome, r.cleared, c.transient,"
+            " array(SELECT d.diagnoser FROM doctor.diagnoses d WHERE d.case_id = c.id)"
+            " FROM doctor.remediations r JOIN doctor.failure_cases c ON c.id = r.case_id"
+            " WHERE c.kind = 'observed'"
+        )
+        rows = cur.fetchall()
+    out: dict[str, list[dict]] = {}
+    for run_id, actor, decision, outcome, cleared, transient, diagnosers in rows:
+        out.setdefault(run_id.split("__", 2)[2], []).append(
+            {
+                "actor": actor,
+                "decision": decision,
+                "outcome": outcome,
+                "cleared": cleared,
+                "transient": transient,
+                "diagnosers": list(diagnosers),
+            }
+        )
+    return out
+
+
+def test_airflow_feedback_records_airflows_retries_and_no_person(kb):
+    report = run_eval(
+        [CORPUS[0], LEDGER], kb, stream=True, recurrences=2, seed=3, diagnoser="offline", feedback="airflow"
+    )
+    assert report["feedback"] == report["stream"]["feedback"] == "airflow"
+    recorded = remediations_by_case(kb)
+    actors = {r["actor"] for rows in recorded.values() for r in rows}
+    assert "airflow" in actors and "human" not in actors
+    assert not any(r["answered_before"] for r in report["cases"])
+    # What the doctor did not auto-retry, Airflow retried itself: the transient case's retry
+    # succeeded, its diagnosis kept as transient; the permanent one failed again, with no diagnosis.
+    for case_id, outcome, transient, diagnosers in (
+        ("novel-1", "succeeded", True, ["airflow"]),
+        ("ledger", "failed", None, []),
+    ):
+        by_airflow = [r for r in recorded[case_id] if r["actor"] == "airflow"]
+        assert by_airflow
+        for r in by_airflow:
+            assert r["decision"] == "airflow_retry" and not r["cleared"]
+            assert (r["outcome"], r["transient"], r["diagnosers"]) == (outcome, transient, diagnosers)
+    # The doctor's own auto-retries still feed back their verified outcome.
+    assert all(
+        r["decision"] == "auto_retry" for rows in recorded.values() for r in rows if r["actor"] == "doctor"
+    )
+    assert "feedback airflow" in format_report(report)
+
+
+@pytest.mark.parametrize("diagnoser", ["offline", "oracle"])
+def test_airflow_feedback_heals_a_transient_recurrence(kb, diagnoser):
+    report = run_eval(
+        [CORPUS[0], LEDGER], kb, stream=True, recurrences=2, seed=3, diagnoser=diagnoser, feedback="airflow"
+    )
+    first, second = sorted((r for r in report["cases"] if r["id"] == "novel-1"), key=lambda r: r["pass"])
+    # Nobody answered: the recurrence is auto-retried on the strength of Airflow's successful retry
+    # of the first occurrence, which memory recalls.
+    assert first["verdict"] != "auto_retry" and first["feedback_before"] == []
+    assert second["verdict"] == "auto_retry" and second["feedback_before"] == ["airflow"]
+    assert second["recalled"]
+    assert "auto_retry" not in verdicts_by_pass(report, "ledger")
+    stream = report["stream"]
+    assert [p["healed_share"] for p in stream["passes"]] == [0.0, 1.0]
+    assert stream["healed_share"] == stream["recurrence"]["healed_share"] == 1.0
+    assert (stream["transient_recurrences"], stream["transient_recurrences_healed"]) == (1, 1)
+
+
+# A permanent failure worded like NOVEL: memory of NOVEL's healed retry can vouch for it until Airflow
+# has seen a retry of it fail.
+CLOSED = {
+    "id": "closed",
+    "log": log(NOVEL.replace("queue position 7", "account 7 is closed for good")),
+    "transient": False,
+    "action": "notify",
+    "error_class": "account_closed",
+}
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_airflow_feedback_never_retries_a_permanent_failure_after_airflows_failed_retry(kb, seed):
+    report = run_eval(
+        [CORPUS[0], CLOSED],
+        kb,
+        stream=True,
+        recurrences=3,
+        seed=seed,
+        diagnoser="offline",
+        feedback="airflow",
+    )
+    after = [r for r in report["cases"] if r["id"] == "closed" and "airflow" in r["feedback_before"]]
+    assert after and not any(r["auto_retried"] for r in after)
+    stream = report["stream"]
+    assert stream["wrong_retries_after_airflow_retry"] == stream["wrong_retries_after_feedback"] == 0
+    assert stream["wrong_retries_after_persons_answer"] == 0
+    for wrong in stream["wrong_retries"]:  # before any feedback on the case, listed as such
+        assert wrong["id"] == "closed" and not wrong["after_feedback"]
+        assert "airflow" not in wrong["feedback_before"]
+    # The look-alike's failed retry does not stop the transient case's recurrences from healing.
+    assert stream["healed_share"] == 1.0
+
+
+def test_unknown_feedback_is_refused():
+    with pytest.raises(ValueError, match="feedback"):
+        run_eval(CORPUS, None, feedback="oracle")
 
 
 TRACEBACK_LOG = (
