@@ -30,10 +30,10 @@ Feedback (`_feed_back`), from three sources, in replay and stream modes:
 - Airflow, `feedback="airflow"`: nobody answers. Each occurrence is a failure of a task with retries
   left, so Airflow's own retry of the failed try is the feedback for whatever the doctor did not
   auto-retry (actor airflow, decision airflow_retry, not cleared by the doctor): a transient case's
-  retry succeeds on the same DAG version (outcome succeeded; the doctor's diagnosis recorded as
-  transient, with a retry action, diagnoser airflow); a permanent case's retry fails again the same
-  way on the same DAG version (outcome failed, no diagnosis: Airflow only saw it fail again, so the
-  case's class and transience stay unknown). The labels' classes are never recorded.
+  retry succeeds on the same DAG version (outcome succeeded; the case carries the doctor's diagnosis
+  made transient, with a retry action); a permanent case's retry fails again the same way on the
+  same DAG version (outcome failed, no diagnosis: Airflow only saw it fail again, so the case's class
+  and transience stay unknown). The labels' classes are never recorded.
 
 Writes only to the knowledge base it is given (an embedded one by default).
 """
@@ -622,9 +622,10 @@ def _airflow_retry(
 
     The remediation is actor airflow, decision airflow_retry (the doctor decided nothing: the task
     had retries left), not cleared by the doctor, on the same DAG version: a transient case's retry
-    succeeded, and the case keeps the doctor's diagnosis as transient with a retry action
-    (diagnoser airflow); a permanent case's retry failed again the same way, and the case has no
-    diagnosis (Airflow saw only the failure, so class and transience stay unknown).
+    succeeded, and the case carries the doctor's diagnosis made transient with a retry action
+    (labelled diagnoser airflow; the store keeps it on the case); a permanent case's retry failed
+    again the same way, and the case has no diagnosis (Airflow saw only the failure, so class and
+    transience stay unknown).
 
     Returns:
         the knowledge base's case id.

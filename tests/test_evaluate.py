@@ -192,17 +192,16 @@ def test_stream_never_retries_a_permanent_failure_after_a_persons_answer(kb):
 
 
 def remediations_by_case(kb) -> dict[str, list[dict]]:
-    """Every recorded remediation with its case's transience and diagnosers, by corpus case id."""
+    """Every recorded remediation with its case's transience (what memory reads), by corpus case id."""
     with kb.connection() as conn, conn.cursor() as cur:
         cur.execute(
-            "SELECT c.run_id, r.actor, r.decision, r.outcome, r.cleared, c.transient,"
-            " array(SELECT d.diagnoser FROM doctor.diagnoses d WHERE d.case_id = c.id)"
+            "SELECT c.run_id, r.actor, r.decision, r.outcome, r.cleared, c.transient"
             " FROM doctor.remediations r JOIN doctor.failure_cases c ON c.id = r.case_id"
             " WHERE c.kind = 'observed'"
         )
         rows = cur.fetchall()
     out: dict[str, list[dict]] = {}
-    for run_id, actor, decision, outcome, cleared, transient, diagnosers in rows:
+    for run_id, actor, decision, outcome, cleared, transient in rows:
         out.setdefault(run_id.split("__", 2)[2], []).append(
             {
                 "actor": actor,
@@ -210,7 +209,6 @@ def remediations_by_case(kb) -> dict[str, list[dict]]:
                 "outcome": outcome,
                 "cleared": cleared,
                 "transient": transient,
-                "diagnosers": list(diagnosers),
             }
         )
     return out
@@ -226,16 +224,13 @@ def test_airflow_feedback_records_airflows_retries_and_no_person(kb):
     assert "airflow" in actors and "human" not in actors
     assert not any(r["answered_before"] for r in report["cases"])
     # What the doctor did not auto-retry, Airflow retried itself: the transient case's retry
-    # succeeded, its diagnosis kept as transient; the permanent one failed again, with no diagnosis.
-    for case_id, outcome, transient, diagnosers in (
-        ("novel-1", "succeeded", True, ["airflow"]),
-        ("ledger", "failed", None, []),
-    ):
+    # succeeded and the case is transient; the permanent one failed again, transience unknown.
+    for case_id, outcome, transient in (("novel-1", "succeeded", True), ("ledger", "failed", None)):
         by_airflow = [r for r in recorded[case_id] if r["actor"] == "airflow"]
         assert by_airflow
         for r in by_airflow:
             assert r["decision"] == "airflow_retry" and not r["cleared"]
-            assert (r["outcome"], r["transient"], r["diagnosers"]) == (outcome, transient, diagnosers)
+            assert (r["outcome"], r["transient"]) == (outcome, transient)
     # The doctor's own auto-retries still feed back their verified outcome.
     assert all(
         r["decision"] == "auto_retry" for rows in recorded.values() for r in rows if r["actor"] == "doctor"
