@@ -5,7 +5,10 @@ Commands:
     seed      embed and load the curated runbook entries (include/knowledge/)
     eval      score the doctor's decisions on labelled corpora, cold, replayed or as a stream of
               recurring failures, with the offline, LLM or oracle diagnoser (airflow_doctor/evaluate.py)
-`migrate` and `seed` use `--dsn` or, without it, the Airflow connection `doctor_db`. `eval` uses
+    history   import the last days' retried tries through the REST API and learn what Airflow's own
+              retries did (airflow_doctor/knowledge/airflow_retries.py); resumable
+`migrate`, `seed` and `history` use `--dsn` or, without it, the Airflow connection `doctor_db`
+(`history` reads Airflow through the connection `doctor_airflow_api`). `eval` uses
 `--dsn` or, without it, an embedded Postgres with pgvector in a temporary folder (it deletes the
 observed cases of the knowledge base it uses, so never point it at production).
 """
@@ -48,6 +51,15 @@ def main(argv: list[str] | None = None) -> int:
     for name, help_text in (("migrate", "apply SQL migrations"), ("seed", "load runbook entries")):
         p = sub.add_parser(name, help=help_text)
         p.add_argument("--dsn", help="libpq connection string (default: Airflow connection doctor_db)")
+    hi = sub.add_parser("history", help="learn from Airflow's retries of the last days (resumable)")
+    hi.add_argument("--days", type=int, default=30, help="how many days back to read (default 30)")
+    hi.add_argument(
+        "--max-task-instances",
+        type=int,
+        default=None,
+        help="at most this many task instances read in this run (default 10000); run again to resume",
+    )
+    hi.add_argument("--dsn", help="libpq connection string (default: Airflow connection doctor_db)")
     ev = sub.add_parser("eval", help="score decisions on labelled JSONL corpora")
     ev.add_argument(
         "--corpus",
@@ -91,6 +103,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "eval":
         return _eval(args)
     kb = KnowledgeBase(dsn=args.dsn)
+    if args.command == "history":
+        return _history(args, kb)
     if args.command == "migrate":
         applied = kb.migrate()
         print(f"migrations applied: {', '.join(applied) or 'none (up to date)'}")
@@ -102,6 +116,44 @@ def main(argv: list[str] | None = None) -> int:
         written = ensure_seeded(kb, embeddings.embed, embeddings.model_name())
         print(f"runbook cases written: {written}")
     return 0
+
+
+def _history(args, kb, api=None) -> int:
+    """`history`: import the retried tries of the last `--days` days, then learn from all of them
+    (airflow_retries.import_history, then learn_from_airflow over every unlearnt row).
+
+    Returns:
+        the exit code: 0, 1 when something could not be read (run it again: it resumes), 2 for bad
+        arguments.
+    """
+    from airflow_doctor.knowledge import airflow_retries
+
+    if args.days < 1 or (args.max_task_instances is not None and args.max_task_instances < 1):
+        print("error: --days and --max-task-instances must be at least 1", file=sys.stderr)
+        return 2
+    if api is None:
+        from airflow_doctor.hooks.airflow_api import default_api
+
+        api = default_api()
+        if api is None:
+            print("error: no Airflow API client (is the connection doctor_airflow_api set?)", file=sys.stderr)
+            return 1
+    imported = airflow_retries.import_history(
+        args.days,
+        api=api,
+        kb=kb,
+        max_task_instances=args.max_task_instances or airflow_retries.HISTORY_MAX_TASK_INSTANCES,
+        progress=print,
+    )
+    learnt = airflow_retries.learn_from_airflow(
+        api=api, kb=kb, limit=airflow_retries.HISTORY_MAX_TRIES, progress=print
+    )
+    print(
+        "learnt: "
+        + ", ".join(f"{k} {v}" for k, v in learnt.items())
+        + ("" if imported["finished"] else " (the import is not finished: run it again to resume)")
+    )
+    return 1 if imported["errors"] or learnt["errors"] else 0
 
 
 def _eval(args) -> int:

@@ -72,6 +72,13 @@ doctor escalated in the last 7 days, it reads the task instance and records what
 cleared it and the retry succeeded (a verified transient case), cleared it and it failed again, or
 left it failed for 24 hours (a person's "permanent"). The gate reads these as memory.
 
+And it learns from Airflow's own retries (`learn_from_airflow`): for each try that went to
+`up_for_retry` (the listener notes it), it reads what the next try did: succeeded on the same DAG
+version (a verified transient failure), succeeded on a newer DAG version or after a person changed
+something (fixed, not transient), or failed again the same way (a retry that did not help). Until a
+history import has finished, each sweep first imports a slice of the last 30 days' retried tries
+(`python -m airflow_doctor history` imports them all at once).
+
 Interval: `[doctor] sweeper_interval_minutes` (default 3); look-back: `[doctor]
 sweeper_lookback_minutes` (default 60).
 """
@@ -333,5 +340,12 @@ def _doctor_sweeper():
 
         return learning.learn_from_people()
 
+    @task
+    def learn_from_airflow() -> dict:
+        from airflow_doctor.knowledge import airflow_retries
+
+        return airflow_retries.learn_during_sweep()
+
     sweep_failed_task_instances()
     learn_from_people()
+    learn_from_airflow()

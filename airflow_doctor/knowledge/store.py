@@ -388,7 +388,10 @@ class KnowledgeBase:
             cleared: whether the doctor cleared the task instance.
             doctor_run_id: the doctor DAG run that handled it.
             outcome: the remediation's outcome; None means "pending" if cleared, else "escalated".
-            actor: who acted: "doctor" or "human" (a person's label, e.g. in `eval --replay`).
+            actor: who acted: "doctor", "human" (a person's label, e.g. in `eval --replay`) or
+                "airflow" (Airflow's own retry, airflow_doctor/knowledge/airflow_retries.py: the
+                diagnosis's error_class, transient, recommended_action, root_cause and fix_steps go
+                on the case, and no `doctor.diagnoses` row is written, since no diagnoser ran).
         Returns:
             the case id.
         """
@@ -414,7 +417,7 @@ class KnowledgeBase:
                 },
             )
             case_id = cur.fetchone()[0]
-            if diagnosis:
+            if diagnosis and actor != "airflow":
                 cur.execute(
                     sql("insert_diagnosis"),
                     {
@@ -546,6 +549,120 @@ class KnowledgeBase:
                 },
             )
             return cur.fetchone() is not None
+
+    # -- Airflow's own retries (airflow_doctor/knowledge/airflow_retries.py) ----------------------
+
+    def record_retried_tries(self, refs: Iterable[FailureRef | dict], source: str) -> int:
+        """Note tries Airflow retried, for the sweeper to judge once their next try has ended
+        (queries/insert_retried_try.sql; table `doctor.retried_tries`, 007_deployment_record.sql).
+
+        A try already noted, or one the doctor was told about as a final failure (the inbox, or a
+        case of its own), is left as it is.
+
+        Args:
+            refs: the failed tries: FailureRefs or dicts with dag_id, run_id, task_id, map_index
+                (default -1), try_number and failed_at (datetime or None).
+            source: "listener" (a try going to up_for_retry) or "history" (the history import).
+        Returns:
+            how many were new.
+        Raises:
+            psycopg2.Error: the database cannot be reached or refused a row (nothing is written).
+        """
+        new = 0
+        with self.connection() as conn, conn.cursor() as cur:
+            for ref in refs:
+                row = ref.model_dump() if isinstance(ref, FailureRef) else dict(ref)
+                cur.execute(
+                    sql("insert_retried_try"),
+                    {
+                        "dag_id": row["dag_id"],
+                        "run_id": row["run_id"],
+                        "task_id": row["task_id"],
+                        "map_index": int(row.get("map_index", -1)),
+                        "try_number": int(row["try_number"]),
+                        "source": source,
+                        "failed_at": row.get("failed_at"),
+                    },
+                )
+                new += cur.rowcount
+        return new
+
+    def unlearnt_retried_tries(self, limit: int = 50) -> list[dict]:
+        """Retried tries not judged yet (queries/list_unlearnt_retried_tries.sql).
+
+        Args:
+            limit: at most this many.
+        Returns:
+            those looked at least often first, then oldest first: dicts with dag_id, run_id, task_id,
+            map_index, try_number, source, failed_at and received_at (datetimes), looked_at (int),
+            doctor_case (bool: the doctor's own record covers this try) and recorded (bool: Airflow's
+            retry of it is recorded already).
+        """
+        with self.connection() as conn, conn.cursor() as cur:
+            cur.execute(sql("list_unlearnt_retried_tries"), {"limit": limit})
+            return _dicts(cur)
+
+    def mark_retried_try(self, row: dict, verdict: str | None) -> bool:
+        """Record that the sweeper looked at a retried try (queries/mark_retried_try.sql).
+
+        Args:
+            row: the try's dag_id, run_id, task_id, map_index and try_number.
+            verdict: what was learnt ("succeeded", "other", "doctor_case", ...): the row is then
+                learnt for good; None: nothing yet (its `looked_at` grows, it is looked at again).
+        Returns:
+            True if the row was updated (False: no such unlearnt row).
+        """
+        with self.connection() as conn, conn.cursor() as cur:
+            cur.execute(
+                sql("mark_retried_try"),
+                {k: row[k] for k in ("dag_id", "run_id", "task_id", "map_index", "try_number")}
+                | {"verdict": verdict},
+            )
+            return cur.rowcount > 0
+
+    def open_history_import(self, since) -> dict:
+        """The history import to work on: the newest unfinished one, else a new one from `since`
+        (queries/open_history_import.sql; table `doctor.history_imports`).
+
+        Args:
+            since: a timezone-aware datetime: a new import reads task instances that ended since then.
+        Returns:
+            {"id", "since", "started_at", "cursor" (datetime | None: the end_date of the last task
+            instance read), "finished_at", "task_instances", "tries"}.
+        """
+        with self.connection() as conn, conn.cursor() as cur:
+            cur.execute(sql("open_history_import"), {"since": since})
+            return _dicts(cur)[0]
+
+    def update_history_import(
+        self, import_id: int, *, cursor, task_instances: int = 0, tries: int = 0, finished: bool = False
+    ) -> None:
+        """Record a history import's progress (queries/update_history_import.sql).
+
+        Args:
+            import_id: the import's id.
+            cursor: the end_date of the last task instance read (a datetime; None or an earlier
+                time leaves the stored cursor).
+            task_instances, tries: task instances read and retried tries found since the last update.
+            finished: the import has read its whole window.
+        """
+        with self.connection() as conn, conn.cursor() as cur:
+            cur.execute(
+                sql("update_history_import"),
+                {
+                    "id": import_id,
+                    "cursor": cursor,
+                    "task_instances": task_instances,
+                    "tries": tries,
+                    "finished": finished,
+                },
+            )
+
+    def history_import_finished(self) -> bool:
+        """Whether any history import has read its whole window (queries/history_import_finished.sql)."""
+        with self.connection() as conn, conn.cursor() as cur:
+            cur.execute(sql("history_import_finished"))
+            return bool(cur.fetchone()[0])
 
 
 def memory_of(

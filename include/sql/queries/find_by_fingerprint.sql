@@ -9,6 +9,9 @@
 -- they rejected in Required Actions says "permanent" for its own DAG and task alone (when the caller
 -- names one): another task's neglected escalation (a notify-only DAG, a run the next schedule made
 -- moot) reads as no outcome here, not as a veto on every DAG. An answer on the Doctor tab is global.
+-- Airflow's own retries of the very task instance asking (actor 'airflow',
+-- airflow_doctor/knowledge/airflow_retries.py) are left out: its earlier failed tries are part of the
+-- same incident, not memory of another one.
 SELECT c.id, c.kind, 1.0 AS similarity, c.title,
        coalesce(wc.error_class, c.error_class) AS error_class,
        CASE v.answer WHEN 'permanent' THEN false WHEN 'transient' THEN true ELSE c.transient END AS transient,
@@ -39,5 +42,8 @@ WHERE c.fingerprint = %(fingerprint)s
   AND NOT (c.dag_id IS NOT DISTINCT FROM %(dag_id)s AND c.run_id IS NOT DISTINCT FROM %(run_id)s
            AND c.task_id IS NOT DISTINCT FROM %(task_id)s AND c.map_index IS NOT DISTINCT FROM %(map_index)s
            AND c.try_number IS NOT DISTINCT FROM %(try_number)s)
+  AND NOT ((r.actor = 'airflow') IS TRUE
+           AND c.dag_id IS NOT DISTINCT FROM %(dag_id)s AND c.run_id IS NOT DISTINCT FROM %(run_id)s
+           AND c.task_id IS NOT DISTINCT FROM %(task_id)s AND c.map_index IS NOT DISTINCT FROM %(map_index)s)
 ORDER BY (v.answer = 'permanent') IS TRUE DESC, c.created_at DESC
 LIMIT 5

@@ -2,6 +2,8 @@
 -- DAGs in %(dag_ids)s (those the user may read, narrowed by the filters), newest first, at most
 -- %(limit)s. Per case: the doctor's own (first) remediation, whether any person acted, the latest
 -- diagnosis with its token counts, when the failure happened (inbox) and a person's active verdict.
+-- Cases only Airflow's own retries recorded (actor 'airflow', airflow_doctor/knowledge/airflow_retries.py)
+-- are left out: the dashboard counts the doctor's decisions.
 SELECT c.id, c.dag_id, c.task_id, c.fingerprint, c.error_class, c.created_at,
        coalesce(i.failed_at, i.received_at, c.created_at) AS failed_at,
        r.decision, r.cleared, r.outcome, r.verified_at, r.acted_at,
@@ -20,5 +22,7 @@ LEFT JOIN LATERAL (
 ) d ON true
 WHERE c.kind = 'observed' AND c.created_at >= %(since)s AND c.created_at < %(until)s
   AND c.dag_id = ANY(%(dag_ids)s)
+  AND (NOT EXISTS (SELECT 1 FROM doctor.remediations x WHERE x.case_id = c.id AND x.actor = 'airflow')
+       OR EXISTS (SELECT 1 FROM doctor.remediations x WHERE x.case_id = c.id AND x.actor <> 'airflow'))
 ORDER BY c.created_at DESC
 LIMIT %(limit)s
