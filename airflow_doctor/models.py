@@ -183,7 +183,14 @@ class Neighbour(BaseModel):
     fingerprint: str | None = None
     fix_steps: list[str] = Field(default_factory=list)
     outcome: Literal[
-        "succeeded", "failed", "pending", "unverified", "escalated", "fixed_by_change", "fixed_by_person", "none"
+        "succeeded",
+        "failed",
+        "pending",
+        "unverified",
+        "escalated",
+        "fixed_by_change",
+        "fixed_by_person",
+        "none",
     ] = "none"
     actor: Literal["doctor", "human", "airflow"] | None = None
     dag_id: str | None = None

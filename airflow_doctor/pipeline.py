@@ -237,10 +237,43 @@ def fetch_reported(reported: dict, doctor_run_id: str, *, kb=None, api=None) -> 
         )
         for g in groups
     ]
+    t4 = time.monotonic()
+    runs = int(settings.get("history_runs", 10)) if isinstance(settings, dict) else 10
+    for group in out:
+        group.history = read_task_histories(group, api, runs=runs)
     log.info(
-        "fetch_logs: settings %.2f s, claim %.2f s, %d log(s) %.2f s", t1 - t0, t2 - t1, len(refs), t3 - t2
+        "fetch_logs: settings %.2f s, claim %.2f s, %d log(s) %.2f s, tags %.2f s, history %.2f s",
+        t1 - t0,
+        t2 - t1,
+        len(refs),
+        t3 - t2,
+        t4 - t3,
+        time.monotonic() - t4,
     )
     return out
+
+
+def read_task_histories(group: Group, api, *, runs: int = 10) -> dict:
+    """What Airflow recorded about each member's task instance and task (capture.history.
+    read_histories: DAG versions, recent outcomes, and for the representative what only the failed
+    try printed against the task's last success), as {member_key: TaskHistory}.
+
+    Args:
+        api: the REST client; None reads nothing.
+        runs: the task's other DAG runs to read (`[doctor] history_runs`); 0 reads nothing.
+    Returns:
+        {FailureRef.member_key: TaskHistory}; {} when nothing is read (the gate then has no
+        corroboration from the record). Never raises.
+    """
+    if api is None or runs <= 0:
+        return {}
+    from airflow_doctor.capture.history import read_histories
+
+    try:
+        return read_histories(api, group.members, runs=runs)
+    except Exception as exc:  # noqa: BLE001 - no history is no corroboration, never a stop
+        log.warning("Could not read the task history of %s: %s", group.label, exc)
+        return {}
 
 
 def _read_tags(api, dag_ids: list[str]) -> dict[str, list[str]]:
@@ -354,6 +387,7 @@ def diagnose(
         settings,
         use_llm=None if diagnoser == "auto" else diagnoser == "llm",
         reading=reading or reading_of(group, settings),
+        history=group.history.get(group.members[0].member_key),
     )
 
 
@@ -392,6 +426,7 @@ def gate_on_confidence(
             excerpt=group.excerpt,
             class_outcomes=memory.class_outcomes,
             reading=reading,
+            history=group.history.get(member.member_key),
         )
         for i, member in enumerate(group.members)
     ]
@@ -684,6 +719,7 @@ def _notify(
                 "escalation": escalation,
                 "verification": (verifications or {}).get(key),
                 "doctor_clears": judged["doctor_clears"][i],
+                "history": group.history[key].model_dump(mode="json") if key in group.history else None,
             }
         )
     if not items:

@@ -222,6 +222,28 @@ class DoctorSettings:
         minimum=0.0,
         maximum=1.0,
     )
+    history_runs: int = option(
+        10,
+        "How many of the failed task's latest task instances in other DAG runs the doctor reads "
+        "(REST API, with their DAG versions) as evidence: its recent outcomes and its last success "
+        '(docs/gate.md, "Evidence sources"). 0 reads no history.',
+        minimum=0,
+        maximum=100,
+    )
+    history_min_successes: int = option(
+        1,
+        "Successes of the failed task on the failed try's DAG version, among those read, that "
+        "corroborate a passing cause: with nothing changed since, they let a confident diagnosis "
+        "settle a disputed reading or an error the rules know no class for.",
+        minimum=1,
+    )
+    history_import_days: int = option(
+        30,
+        "Days of failed tries the history import (`python -m airflow_doctor history`, and the "
+        "sweeper's first runs) reads to learn from Airflow's own retries.",
+        minimum=1,
+        maximum=365,
+    )
     notify_on_retry: str = option(
         "outcome",
         "Messages about auto-retries: `outcome` (one, when the retried try has ended), `both` (also "

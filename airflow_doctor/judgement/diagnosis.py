@@ -23,7 +23,16 @@ from pydantic import ValidationError
 from airflow_doctor.judgement.reading import Reading, read
 from airflow_doctor.judgement.rules import VETO_CONFIDENCE, Rule
 from airflow_doctor.knowledge.memory import Recall
-from airflow_doctor.models import ACTION_MEANINGS, Action, Diagnosed, Diagnosis, FailureRef, Memory, Neighbour
+from airflow_doctor.models import (
+    ACTION_MEANINGS,
+    Action,
+    Diagnosed,
+    Diagnosis,
+    FailureRef,
+    Memory,
+    Neighbour,
+    TaskHistory,
+)
 from airflow_doctor.resources import data_dir
 from airflow_doctor.settings import LLM_CONN_ID, DoctorSettings, connection_exists
 
@@ -175,8 +184,13 @@ def system_prompt() -> str:
     return _prompt("diagnose_system.md").replace("{action_catalogue}", catalogue)
 
 
-def user_prompt(ref: FailureRef, excerpt: dict, neighbours: list[Neighbour]) -> str:
-    """The per-failure prompt (include/prompts/diagnose_user.md.j2) with the log as untrusted data."""
+def user_prompt(
+    ref: FailureRef, excerpt: dict, neighbours: list[Neighbour], history: TaskHistory | None = None
+) -> str:
+    """The per-failure prompt (include/prompts/diagnose_user.md.j2) with the log as untrusted data,
+    and the deployment's record (Airflow's DAG versions and the task's recent outcomes: facts the
+    failing task could not write) beside it; the lines only the failed try printed are log text and
+    go in their own untrusted block."""
     import jinja2
 
     env = jinja2.Environment(autoescape=False, undefined=jinja2.StrictUndefined)  # noqa: S701 - plain text
@@ -184,12 +198,17 @@ def user_prompt(ref: FailureRef, excerpt: dict, neighbours: list[Neighbour]) -> 
     text = (excerpt.get("text") or excerpt.get("message") or "").replace(
         "</untrusted_log>", "</untrusted-log>"
     )
+    new_lines = "\n".join((history.new_lines if history else []) or []).replace(
+        "</untrusted_log_diff>", "</untrusted-log-diff>"
+    )
     return env.from_string(_prompt("diagnose_user.md.j2")).render(
         ref=ref,
         operator=excerpt.get("operator"),
         neighbours=neighbours,
         exception_type=excerpt.get("exception_type"),
         excerpt=text,
+        history=history,
+        new_lines=new_lines,
     )
 
 
@@ -272,6 +291,8 @@ def diagnose_with_llm(
     neighbours: list[Neighbour],
     conn_id: str = LLM_CONN_ID,
     timeout: float = LLM_TIMEOUT_SECONDS,
+    *,
+    history: TaskHistory | None = None,
 ) -> LLMResult:
     """Ask Claude for a Diagnosis through tool use.
 
@@ -281,6 +302,8 @@ def diagnose_with_llm(
         neighbours: similar cases to show the model.
         conn_id: the Anthropic connection (default `doctor_llm`).
         timeout: seconds for the whole request, per attempt.
+        history: the task's history (DAG versions, recent outcomes, what only the failed try
+            printed), shown as the deployment's record; None: "not read".
     Returns:
         LLMResult; `diagnosis` is None (with `error` set) when the answer was refused, truncated,
         empty, not the tool, invalid, or the call failed. Evidence lines not found verbatim in the
@@ -302,7 +325,7 @@ def diagnose_with_llm(
             # "auto", not a forced tool: current Claude models with thinking reject forced tool_choice
             # (400). The system prompt asks for exactly one call; prose instead of it is no diagnosis.
             tool_choice={"type": "auto"},
-            messages=[{"role": "user", "content": user_prompt(ref, excerpt, neighbours)}],
+            messages=[{"role": "user", "content": user_prompt(ref, excerpt, neighbours, history)}],
         )
     except Exception as exc:  # noqa: BLE001 - any failure of the call is "no diagnosis", never a crash
         log.warning("LLM call failed for %s: %s: %s", ref.label, type(exc).__name__, exc)
@@ -447,6 +470,7 @@ def diagnose_failure(
     *,
     use_llm: bool | None = None,
     reading: Reading | None = None,
+    history: TaskHistory | None = None,
 ) -> Diagnosed:
     """Diagnose one failure: memory first, then Claude if `doctor_llm` exists, else offline rules.
 
@@ -463,6 +487,8 @@ def diagnose_failure(
         use_llm: True or False forces the path; None asks whether `doctor_llm` exists.
         reading: the rules' reading of `excerpt` (reading.read with the settings' local_services),
             when the caller has it; read here, once, otherwise.
+        history: what Airflow recorded about the task (capture/history.py), shown to the model as
+            the deployment's record; None when not read.
     Returns:
         Diagnosed: the diagnosis (None when none came out, with `error` saying why), the diagnoser
         ("llm", "offline" or "memory"), and for an LLM call its model, tokens and latency. Never
@@ -476,7 +502,7 @@ def diagnose_failure(
     if use_llm is None:
         use_llm = llm_configured()
     if use_llm and not (verified_memory and settings.memory_first):
-        result = diagnose_with_llm(ref, excerpt, memory.neighbours)
+        result = diagnose_with_llm(ref, excerpt, memory.neighbours, history=history)
         if result.diagnosis is not None:
             cross_check(result.diagnosis, excerpt, reading=reading)
         return Diagnosed(

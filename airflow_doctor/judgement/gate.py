@@ -1,7 +1,8 @@
 """The confidence gate: the one place that decides whether the doctor may clear a task instance.
 
 `decide` gathers what is known about one failure into an `Evidence` value, one part per family
-(memory, the diagnosis, the rules' reading, policy), each with the reasons that say it, and asks
+(memory, the diagnosis, the rules' reading, the deployment's record, policy), each with the reasons
+that say it, and asks
 `verdict`, whose docstring is the gate's table. Every reason is written into the Decision, and from
 there into notes, email, Slack and the UI: their wording is part of the interface. People read the
 policy in docs/gate.md. Never raises.
@@ -15,7 +16,7 @@ from typing import Literal
 from airflow_doctor.judgement.error_classes import ErrorClass
 from airflow_doctor.judgement.reading import Reading, read
 from airflow_doctor.knowledge.memory import Recall
-from airflow_doctor.models import RETRY_ACTIONS, Action, Decision, Diagnosis, Neighbour
+from airflow_doctor.models import RETRY_ACTIONS, Action, Decision, Diagnosis, Neighbour, TaskHistory
 from airflow_doctor.settings import TAG_NOTIFY_ONLY, TAG_OFF, DoctorSettings
 
 Verdict = Literal["auto_retry", "approval", "escalate"]
@@ -36,6 +37,8 @@ class MemoryEvidence:
         failed_retry: a verified failed retry of this error, or of a close case (`Recall.failed_retries`).
         own_retry_failed: ... since the doctor cleared this task instance (`Recall.own_retry_failed`).
         said_permanent: a person said this fingerprint is permanent.
+        fixed: a failure of this fingerprint ended only after a change (a new DAG version, a
+            person's fix) (`Recall.fixed`).
         verified_case_near: a case whose retry is verified is >= approval_similarity_floor similar.
         similarity: the most similar counted case's similarity, or None.
         reasons: "memory: ..." lines.
@@ -46,6 +49,7 @@ class MemoryEvidence:
     failed_retry: bool
     own_retry_failed: bool
     said_permanent: bool
+    fixed: bool
     verified_case_near: bool
     similarity: float | None
     reasons: tuple[str, ...]
@@ -93,6 +97,30 @@ class RulesEvidence:
 
 
 @dataclass(frozen=True)
+class HistoryEvidence:
+    """What the deployment's own record says: Airflow's DAG versions and the task's recent outcomes
+    (capture/history.py), and verified retries of this fingerprint here (memory). None of it can be
+    written by the failing task.
+
+    Attributes:
+        known: the task's history could be read.
+        changed: the failed try ran on a DAG version newer than the task's last success: evidence of
+            a change (a typo'd host just deployed), never of a passing cause.
+        corroborates: something outside the log speaks for a passing cause: the task succeeded on
+            the failed try's DAG version at least `history_min_successes` times among its recent
+            task instances and nothing changed since its last success, or a retry of this
+            fingerprint verifiably succeeded here (`Recall.healed_here`: Airflow's, the doctor's or
+            a person's).
+        reasons: "history: ..." lines.
+    """
+
+    known: bool
+    changed: bool
+    corroborates: bool
+    reasons: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class PolicyEvidence:
     """What the deployment's policy allows.
 
@@ -117,6 +145,7 @@ class Evidence:
     memory: MemoryEvidence
     diagnosis: DiagnosisEvidence
     rules: RulesEvidence
+    history: HistoryEvidence
     policy: PolicyEvidence
 
     @property
@@ -126,9 +155,15 @@ class Evidence:
 
     @property
     def contradicted(self) -> bool:
-        """Something rules a retry out, even a person's: a rule's veto, a person's "permanent", or a
-        retry of this error that failed after the doctor cleared this task instance."""
-        return self.rules.vetoes or self.memory.said_permanent or self.memory.own_retry_failed
+        """Something rules a retry out, even a person's: a rule's veto, a person's "permanent", a
+        retry of this error that failed after the doctor cleared this task instance, or a failure of
+        this fingerprint that only a change fixed."""
+        return (
+            self.rules.vetoes
+            or self.memory.said_permanent
+            or self.memory.own_retry_failed
+            or self.memory.fixed
+        )
 
     @property
     def backing_for_a_person(self) -> bool:
@@ -137,11 +172,12 @@ class Evidence:
 
     @property
     def reasons(self) -> list[str]:
-        """Every family's reasons: memory, the diagnosis, the rules, policy."""
+        """Every family's reasons: memory, the diagnosis, the rules, the record, policy."""
         return [
             *self.memory.reasons,
             *self.diagnosis.reasons,
             *self.rules.reasons,
+            *self.history.reasons,
             *self.policy.reasons,
         ]
 
@@ -149,17 +185,20 @@ class Evidence:
 def verdict(evidence: Evidence) -> Verdict:
     """The gate's table: what to do with one failure, given its evidence.
 
-    auto_retry, when all four hold:
+    auto_retry, when all five hold:
         the diagnosis says transient, with a retry action, at >= confidence_threshold;
-        memory, the retry-safe catalogue or a settled disputed reading vouches (`agreement`);
+        memory, the retry-safe catalogue or a settled reading vouches (`agreement`; a reading is
+        settled only with corroboration from the deployment's record, `settle`);
         nothing contradicts and no retry of this error (or of a close case) verifiably failed;
+        the failed try's DAG version is not newer than the task's last success (a change);
         policy holds and the class is not demoted.
     approval (the grey zone), when approval is enabled and:
         policy holds (a demoted class lands here);
         nothing contradicts (a failed retry alone does not: a person may try again);
         the diagnosis says transient, with a retry action, at >= approval_confidence_floor;
         agreement, or weaker backing: the catalogue's reading of a cut-off log, a transient reading
-        the catalogue leaves out, a verified-retry case >= approval_similarity_floor similar.
+        the catalogue leaves out, a verified-retry case >= approval_similarity_floor similar (a
+        change of DAG version since the last success lands here too: a person decides).
     escalate, otherwise.
 
     Args:
@@ -173,6 +212,7 @@ def verdict(evidence: Evidence) -> Verdict:
         and e.agreement
         and not e.contradicted
         and not e.memory.failed_retry
+        and not e.history.changed
         and e.policy.holds
         and not e.policy.demoted
     ):
@@ -199,6 +239,7 @@ def decide(
     excerpt: dict | None = None,
     class_outcomes: dict | None = None,
     reading: Reading | None = None,
+    history: TaskHistory | None = None,
 ) -> Decision:
     """Decide auto_retry, approval or escalate for one failure: `verdict(gather(...))`.
 
@@ -216,6 +257,8 @@ def decide(
             reading's class (KnowledgeBase.class_outcomes), or None when unknown.
         reading: the rules' reading of `excerpt` (reading.read with settings.local_services), when
             the caller has it; read here otherwise.
+        history: what Airflow recorded about the failed task instance and its task
+            (capture/history.py); None when unknown, which corroborates nothing.
     Returns:
         Decision: the verdict, every family's reasons (plus the grey-zone line for an approval), the
         best similarity, whether memory vouched (`memory_match`), the wait before a
@@ -224,7 +267,9 @@ def decide(
     if reading is None:
         reading = read(excerpt, local_services=settings.local_services)
     recall = Recall.of(neighbours, fingerprint_matches, settings.similarity_threshold)
-    evidence = gather(diagnosis, recall, reading, doctor_clears, dag_tags, settings, class_outcomes)
+    evidence = gather(
+        diagnosis, recall, reading, doctor_clears, dag_tags, settings, class_outcomes, history=history
+    )
     outcome = verdict(evidence)
     reasons = evidence.reasons
     if outcome == "approval":
@@ -257,19 +302,23 @@ def gather(
     dag_tags: list[str] | None,
     settings: DoctorSettings,
     class_outcomes: dict | None = None,
+    *,
+    history: TaskHistory | None = None,
 ) -> Evidence:
     """Gather the evidence of one failure (arguments as for `decide`; `recall` is its memory).
 
     Returns:
         Evidence, each family with its reasons in the order the Decision shows them.
     """
-    settled, dispute_reason = settle(reading, diagnosis, doctor_clears, settings)
+    record = _history(history, recall, settings)
+    settled, dispute_reason = settle(reading, diagnosis, doctor_clears, settings, record)
     memory = _memory(recall, reading, doctor_clears, settings)
     rules = _rules(reading, diagnosis, memory.healed_here, settled, dispute_reason)
     return Evidence(
         memory=memory,
         diagnosis=_diagnosis(diagnosis, settings),
         rules=rules,
+        history=record,
         policy=_policy(dag_tags, doctor_clears, rules.retry_class, class_outcomes, settings),
     )
 
@@ -279,22 +328,26 @@ def settle(
     diagnosis: Diagnosis | None,
     doctor_clears: int | None,
     settings: DoctorSettings,
+    record: HistoryEvidence | None = None,
 ) -> tuple[bool, str | None]:
-    """Whether an independent diagnosis settles the rules' disputed reading as transient.
+    """Whether an independent diagnosis, corroborated by the deployment's record, settles a reading
+    the rules cannot settle as transient.
 
-    It does when `settle_disputes` is on, the reading is disputed (disputes.is_disputed), and the
-    diagnosis is not the offline one (which is the rules themselves), says transient with a retry
-    action at >= max(dispute_confidence, confidence_threshold), the primary error comes from an
-    authoritative source, nothing else in the log argues for a retry (disputes.pleas: a diagnosis may
-    echo it), and the doctor has not cleared this task instance before (once per task instance: a
-    second failure is a verified failed retry, which memory records).
+    The reading must be `settleable` (a disputed surface, an error the rules know no class for, or a
+    transient class the catalogue leaves out) and `settle_disputes` on. It is settled when all hold:
+    the diagnosis is not the offline one (which is the rules themselves) and says transient with a
+    retry action at >= max(dispute_confidence, confidence_threshold); the primary error comes from
+    an authoritative source; nothing else in the log argues for a retry (disputes.pleas: a diagnosis
+    may echo it); the doctor has not cleared this task instance before (once per task instance);
+    the failed try's DAG version is not newer than the task's last success; and the record
+    corroborates a passing cause (`HistoryEvidence.corroborates`). The log, and an LLM reading it,
+    are text the failing task wrote: a diagnosis alone never settles.
 
     Returns:
-        (settled, reason): reason says why a confident diagnosis could not settle a disputed reading
-        (the primary error is not from an authoritative source, the log argues for a retry, the
-        doctor cleared this task instance before), else None.
+        (settled, reason): reason says why a confident diagnosis could not settle the reading, else
+        None.
     """
-    if not (settings.settle_disputes and reading.disputed and diagnosis is not None):
+    if not (settings.settle_disputes and reading.settleable and diagnosis is not None):
         return False, None
     if diagnosis.diagnoser == "offline":
         return False, None
@@ -304,7 +357,12 @@ def settle(
         and diagnosis.confidence >= max(settings.dispute_confidence, settings.confidence_threshold)
     ):
         return False, None
-    subject = f"the {reading.error_class} reading is disputed, but"
+    if reading.rule is None:
+        subject = "the rules know no class for the primary error, and"
+    elif reading.disputed:
+        subject = f"the {reading.error_class} reading is disputed, but"
+    else:
+        subject = f"the catalogue leaves {reading.error_class} out, and"
     if not reading.authoritative:
         return False, f"judgement: {subject} the primary error is not from the exception that failed the task"
     if reading.pleas:
@@ -317,7 +375,66 @@ def settle(
             f"policy: {subject} a diagnosis settles it once per task instance and the doctor "
             f"{'may have' if doctor_clears is None else 'has'} cleared this one before"
         )
+    if record is not None and record.changed:
+        return False, (
+            f"judgement: {subject} the DAG changed since the task's last success: a diagnosis does not "
+            f"settle a failure that follows a change"
+        )
+    if record is None or not record.corroborates:
+        return False, (
+            f"judgement: {subject} a diagnosis alone does not settle it: nothing outside the log "
+            f"corroborates a passing cause (no recent success of this task on the same DAG version, "
+            f"no verified retry of this fingerprint here)"
+        )
     return True, None
+
+
+def _history(history: TaskHistory | None, recall: Recall, settings: DoctorSettings) -> HistoryEvidence:
+    """The deployment's record and its reasons (no log text in them: versions, states, counts)."""
+    reasons: list[str] = []
+    healed = recall.healed_here
+    if history is None:
+        reasons.append("history: the task's history was not read")
+        return HistoryEvidence(known=False, changed=False, corroborates=healed, reasons=tuple(reasons))
+    if history.error:
+        reasons.append("history: the task's history could be read only in part")
+    last = history.last_success
+    changed = history.changed_since_success
+    on_version = history.successes_on_version
+    version = (
+        f"DAG version {history.failed_version}"
+        if history.failed_version is not None
+        else "an unknown DAG version"
+    )
+    if changed:
+        reasons.append(
+            f"history: the failed try ran on DAG version {history.failed_version}, newer than the task's "
+            f"last success (version {last.dag_version}): a change, not a passing cause"
+        )
+    elif last is None:
+        reasons.append(f"history: no successful run of this task among the {len(history.recent)} read")
+    else:
+        reasons.append(
+            f"history: the task succeeded {on_version} time(s) on {version} among its last "
+            f"{len(history.recent)} run(s); nothing changed since its last success"
+            if on_version
+            else f"history: the task's last success ran on DAG version {last.dag_version}; "
+            f"the failed try on {version}"
+        )
+    failed_before = [t for t in history.earlier_tries if t.state in {"failed", "up_for_retry"}]
+    if failed_before:
+        reasons.append(
+            f"history: Airflow retried this task instance {len(failed_before)} time(s) before this try"
+        )
+    for n in recall.healed_by_airflow[:1]:
+        reasons.append(f"history: Airflow's own retry of case {n.case_id} (same fingerprint) succeeded here")
+    corroborates = healed or (
+        not changed
+        and last is not None
+        and last.dag_version == history.failed_version
+        and on_version >= settings.history_min_successes
+    )
+    return HistoryEvidence(known=True, changed=changed, corroborates=corroborates, reasons=tuple(reasons))
 
 
 def _memory(
@@ -333,8 +450,9 @@ def _memory(
     verified_fp = recall.verified_fingerprint
     said_permanent = recall.said_permanent
     failed_retries = recall.failed_retries
-    if said_permanent:
-        pass  # the reason below says why memory does not vouch
+    fixed = recall.fixed
+    if said_permanent or fixed:
+        pass  # the reasons below say why memory does not vouch
     elif recall.vouches and not vouches:
         n = verified_fp[0] if verified_fp else best
         if reading.cut_off:
@@ -343,12 +461,12 @@ def _memory(
                 f"but the log was cut before the exception that failed the task"
             )
         else:
-            reasons.append(
-                f"memory: runbook entry {n.case_id} ({n.error_class}) describes the error, but only an "
-                f"observed retry can vouch for {reading.error_class}, which the catalogue leaves out"
-            )
+            reasons.append(f"memory: case {n.case_id} vouches for the error, but not as the rules read it")
     elif verified_fp:
-        reasons.append(f"memory: same fingerprint as case {verified_fp[0].case_id}, whose retry is verified")
+        who = {"airflow": "Airflow's own retry", "human": "a person's retry"}.get(
+            verified_fp[0].actor or "", "its retry"
+        )
+        reasons.append(f"memory: same fingerprint as case {verified_fp[0].case_id}; {who} succeeded here")
     elif vouches and best:
         reasons.append(
             f"memory: case {best.case_id} ({best.kind}, {best.error_class}) is {best.similarity:.2f} "
@@ -358,6 +476,11 @@ def _memory(
         reasons.append("memory: no similar case in the knowledge base")
     elif best.similarity < settings.similarity_threshold:
         reasons.append(f"memory: best similarity {best.similarity:.2f} < {settings.similarity_threshold:.2f}")
+    elif best.kind == "runbook":
+        reasons.append(
+            f"memory: runbook entry {best.case_id} ({best.error_class}) describes the error; curated text, "
+            f"not a retry made here, so it does not vouch"
+        )
     else:
         reasons.append(
             f"memory: most similar case {best.case_id} ({best.error_class}) has no verified successful retry"
@@ -368,6 +491,9 @@ def _memory(
         reasons.append(
             f"memory: a person said case {said_permanent[0].case_id} (same fingerprint) is permanent"
         )
+    for n in fixed[:1]:
+        how = "a new DAG version" if n.outcome == "fixed_by_change" else "a person's change"
+        reasons.append(f"memory: case {n.case_id} (same fingerprint) was fixed by {how}, not by a retry")
     best_verified = recall.best_verified_similarity
     return MemoryEvidence(
         vouches=vouches,
@@ -375,6 +501,7 @@ def _memory(
         failed_retry=bool(failed_retries),
         own_retry_failed=recall.own_retry_failed(doctor_clears),
         said_permanent=bool(said_permanent),
+        fixed=bool(fixed),
         verified_case_near=best_verified is not None and best_verified >= settings.approval_similarity_floor,
         similarity=best.similarity if best else None,
         reasons=tuple(reasons),
@@ -421,7 +548,7 @@ def _rules(
     retry of this fingerprint that verifiably succeeded here (`healed_here`)."""
     rule = reading.rule
     # A settled reading's doctor retries feed back (demotion) like a catalogue class's.
-    retry_class = rule.error_class if settled else reading.retry_safe_class
+    retry_class = (rule.error_class if rule else None) if settled else reading.retry_safe_class
     vouches = retry_class is not None and reading.authoritative
     rule_veto = rule is not None and not rule.transient and not healed_here and not settled
     # Other errors a wrapper's output printed are evidence: a permanent one vetoes even when a
@@ -430,12 +557,21 @@ def _rules(
     reasons: list[str] = []
     if not reading.excerpt_given:
         reasons.append("judgement: no excerpt for the rules to read")
+    elif rule is None and settled:
+        reasons.append(
+            f"judgement: the rules know no class for the primary error; the {diagnosis.diagnoser} "
+            f"diagnosis, corroborated by the deployment's record, settles it as transient"
+        )
     elif rule is None:
         reasons.append("judgement: the rules know no class for the primary error")
     elif settled:
+        shared = (
+            "a surface transient failures share" if reading.disputed else "a class the catalogue leaves out"
+        )
         reasons.append(
-            f"judgement: the rules read the primary error as {rule.error_class}, a surface transient "
-            f"failures share; the {diagnosis.diagnoser} diagnosis settles it as transient"
+            f"judgement: the rules read the primary error as {rule.error_class}, {shared}; the "
+            f"{diagnosis.diagnoser} diagnosis, corroborated by the deployment's record, settles it as "
+            f"transient"
         )
     elif rule_veto:
         reasons.append(

@@ -39,7 +39,8 @@ class Reading:
         source: where the primary error was found (the excerpt's `source`: `traceback`, `cut_off`,
             `context`, ...), or None.
         disputed: the reading is one an independent diagnosis may settle (disputes.is_disputed).
-        pleas: what else in the excerpt argues for a retry (disputes.pleas), at most three reasons;
+        pleas: what else in the excerpt argues for a retry (disputes.pleas), at most three reasons,
+            read wherever the reading is `settleable`;
             read only for a disputed reading, the one question they answer (elsewhere ()).
         permanent_causes: permanent rules at least VETO_CONFIDENCE sure that match another error a
             wrapper's output printed (sources in WRAPPED_SOURCES only), in the order printed.
@@ -72,6 +73,13 @@ class Reading:
         `pod_start_timeout`): only this deployment's observed retries, a person or an independent
         diagnosis can vouch for it."""
         return self.rule is not None and self.rule.transient and not is_retry_safe(self.rule.error_class)
+
+    @property
+    def settleable(self) -> bool:
+        """A diagnosis corroborated by the deployment's record may settle this reading as transient
+        (gate.settle): a disputed surface, an error the rules know no class for, or a transient class
+        the catalogue leaves out."""
+        return self.excerpt_given and (self.disputed or self.rule is None or self.uncatalogued)
 
     @property
     def authoritative(self) -> bool:
@@ -127,12 +135,15 @@ def read(excerpt: dict | None, *, local_services: bool) -> Reading:
     rule = classify(excerpt, local_services=local_services) if excerpt else None
     source = excerpt.get("source")
     disputed = is_disputed(rule)
+    # Pleas matter wherever a diagnosis may settle the reading: a disputed surface, an error the
+    # rules know no class for, a transient class the catalogue leaves out (gate.settle).
+    settleable = disputed or rule is None or (rule.transient and not is_retry_safe(rule.error_class))
     return Reading(
         excerpt_given=True,
         rule=rule,
         source=source,
         disputed=disputed,
-        pleas=tuple(pleas(excerpt, local_services=local_services)) if disputed else (),
+        pleas=tuple(pleas(excerpt, local_services=local_services)) if settleable and excerpt else (),
         permanent_causes=tuple(permanent_causes(excerpt)) if source in WRAPPED_SOURCES else (),
         forged=bool(excerpt.get("forged_names")),
     )

@@ -14,12 +14,15 @@ verified outcomes). Every question the doctor asks of it is one function here:
   what speaks for and against one (the gate).
 
 The rules (docs/gate.md, "Memory"): a case whose doctor retry is still in flight says nothing
-about retrying yet; a transient runbook entry or an observed case whose retry verifiably succeeded
-vouches when it has this fingerprint or is the most similar case at or above the similarity
-threshold; a verified failed retry of this fingerprint, or of a similar case unless this fingerprint
-is known to heal, speaks against; a person's "permanent" for this fingerprint outweighs every
+about retrying yet; an observed case whose retry verifiably succeeded here (the doctor's, a
+person's, or Airflow's own retry on the same DAG version: actor doctor, human, airflow) vouches when
+it has this fingerprint or is the most similar case at or above the similarity threshold; a
+verified failed retry of this fingerprint, or of a similar case unless this fingerprint is known to
+heal, speaks against; a failure of this fingerprint that ended only after a change (a new DAG
+version, a person's fix) speaks against; a person's "permanent" for this fingerprint outweighs every
 verified retry. Only this deployment's own outcomes say what happened to an error: a runbook entry
-knows a class, and the doctor's own escalation is its decision, not an outcome.
+is curated text about a class (knowledge for the diagnosis, never a retry made here), and the
+doctor's own escalation is its decision, not an outcome.
 """
 
 from __future__ import annotations
@@ -35,6 +38,8 @@ from airflow_doctor.models import Neighbour
 RECOGNISE_WITHOUT_LLM_SIMILARITY = 0.95
 # A retry's verified ends (remediation outcomes, include/sql/): what happened, whoever retried.
 VERIFIED_RETRY_OUTCOMES = frozenset({"succeeded", "failed"})
+# Outcomes that say a failure ended by a change, not a retry (include/sql/007_deployment_record.sql).
+FIXED_OUTCOMES = frozenset({"fixed_by_change", "fixed_by_person"})
 
 
 def is_outcome_of_this_error(case: Neighbour) -> bool:
@@ -42,9 +47,10 @@ def is_outcome_of_this_error(case: Neighbour) -> bool:
     known about it.
 
     True for an observed case whose retry (the doctor's, a person's or Airflow's own) verifiably
-    succeeded or failed, or that a person judged permanent (`Neighbour.judged_permanent`: they left
-    it failed, or answered "permanent"). False for a runbook entry (curated knowledge of a class, not
-    something that happened on this deployment), for the doctor's own escalation nobody answered
+    succeeded or failed, that ended only after a change (`Neighbour.fixed`), or that a person judged
+    permanent (`Neighbour.judged_permanent`: they left it failed, or answered "permanent"). False
+    for a runbook entry (curated knowledge of a class, not something that happened on this
+    deployment), for the doctor's own escalation nobody answered
     (the doctor's decision: counting it would let the doctor confirm itself), for a retry still
     pending or never verified.
 
@@ -53,7 +59,9 @@ def is_outcome_of_this_error(case: Neighbour) -> bool:
     Returns:
         bool.
     """
-    return case.kind == "observed" and (case.outcome in VERIFIED_RETRY_OUTCOMES or case.judged_permanent)
+    return case.kind == "observed" and (
+        case.outcome in VERIFIED_RETRY_OUTCOMES or case.fixed or case.judged_permanent
+    )
 
 
 @dataclass(frozen=True)
@@ -103,13 +111,13 @@ class Recall:
 
     @property
     def verified_fingerprint(self) -> list[Neighbour]:
-        """Cases of this fingerprint whose retry is verified to have worked (`Neighbour.retry_verified`:
-        an observed success, or a transient runbook entry of a catalogue class)."""
+        """Observed cases of this fingerprint whose retry verifiably succeeded here
+        (`Neighbour.retry_verified`; a runbook entry never is)."""
         return [n for n in self.fingerprint_matches if n.retry_verified]
 
     @property
     def best_verified_similarity(self) -> float | None:
-        """Similarity of the most similar counted case whose retry is verified, or None."""
+        """Similarity of the most similar counted (observed) case whose retry is verified, or None."""
         return max((n.similarity for n in self.neighbours if n.retry_verified), default=None)
 
     # -- what happened to this very error ----------------------------------------------------------
@@ -132,7 +140,19 @@ class Recall:
     def healed_here(self) -> bool:
         """A retry of this fingerprint verifiably succeeded on this deployment (an observed case; a
         runbook entry does not count): the evidence that outweighs the rules' permanent reading."""
-        return any(n.kind == "observed" for n in self.verified_fingerprint)
+        return bool(self.verified_fingerprint)
+
+    @property
+    def healed_by_airflow(self) -> list[Neighbour]:
+        """Cases of this fingerprint that Airflow's own retry healed here (actor airflow)."""
+        return [n for n in self.verified_fingerprint if n.actor == "airflow"]
+
+    @property
+    def fixed(self) -> list[Neighbour]:
+        """Cases of this fingerprint that ended only after a change (`Neighbour.fixed`: a new DAG
+        version, or a person's fix), newest first as retrieved: a recurrence is the old pattern of a
+        fixed failure, not a passing cause."""
+        return [n for n in self.fingerprint_matches if n.fixed]
 
     @property
     def said_permanent(self) -> list[Neighbour]:
@@ -143,9 +163,10 @@ class Recall:
 
     @property
     def vouches(self) -> bool:
-        """Memory vouches for a retry: a verified retry of this fingerprint, or the most similar case
-        is close and its retry is verified; never against a person's "permanent" for it."""
-        if self.said_permanent:
+        """Memory vouches for a retry: a verified retry of this fingerprint here, or the most similar
+        case is close and its retry verifiably succeeded here; never against a person's "permanent"
+        for it, nor for a fingerprint whose failure a change fixed."""
+        if self.said_permanent or self.fixed:
             return False
         best = self.best
         return bool(self.verified_fingerprint) or bool(
@@ -154,15 +175,9 @@ class Recall:
 
     @property
     def vouches_by_observation(self) -> bool:
-        """Memory vouches through this deployment's own cases, not a runbook entry: an observed case
-        of this fingerprint whose retry is verified, or the most similar case, at or above the
-        threshold, is an observed one whose retry is verified."""
-        if not self.vouches:
-            return False
-        best = self.best
-        return self.healed_here or bool(
-            best and best.kind == "observed" and best.similarity >= self.threshold and best.retry_verified
-        )
+        """Memory vouches through this deployment's own cases: since a runbook entry never vouches,
+        the same as `vouches` (kept for callers that name the distinction)."""
+        return self.vouches
 
     def vouches_for(self, *, cut_off: bool, uncatalogued: bool) -> bool:
         """Whether memory vouches for a retry of the error as the rules read it (the gate's memory
@@ -173,9 +188,8 @@ class Recall:
                 `cut_off`): it shows only an error being handled when that one was raised, so only
                 this deployment's verified retry of the same fingerprint (`healed_here`) vouches.
             uncatalogued: the rules read a transient class the catalogue leaves out (a refusal on a
-                port that is not the protocol's standard one): a runbook entry knows classes, not
-                this deployment's hosts and ports, so only observed retries vouch
-                (`vouches_by_observation`).
+                port that is not the protocol's standard one): observed retries vouch for it as
+                for any other (memory holds no runbook vouching any more).
         Returns:
             bool.
         """
@@ -183,7 +197,7 @@ class Recall:
             return False
         if cut_off:
             return self.healed_here
-        return self.vouches_by_observation if uncatalogued else True
+        return True
 
     # -- against a retry ---------------------------------------------------------------------------
 
@@ -231,17 +245,17 @@ class Recall:
     def decides_without_llm(self) -> bool:
         """Memory knows this failure well enough to diagnose it without an LLM call.
 
-        True for a case of this fingerprint that records what happened to it here
-        (`is_outcome_of_this_error`: a verified retry, either way, or a person's "permanent") or that
-        is a runbook entry vouching for a retry of it (`Neighbour.retry_verified`: a transient entry
-        of a catalogue class), and for a most similar case at least RECOGNISE_WITHOUT_LLM_SIMILARITY
-        (and the threshold) similar that is a runbook entry or has any outcome (a near-copy of a
-        known case). The diagnose stage still asks the rules first (diagnosis.rules_dispute_memory).
+        Only this deployment's own verified outcomes decide without the model, never a runbook
+        entry's text: True for a case of this fingerprint that records what happened to it here
+        (`is_outcome_of_this_error`: a verified retry, either way, a fix by a change, or a person's
+        "permanent"), and for a most similar case at least RECOGNISE_WITHOUT_LLM_SIMILARITY (and the
+        threshold) similar that is an observed case with such an outcome (a near-copy of a known
+        case). The diagnose stage still asks the rules first (diagnosis.rules_dispute_memory).
         """
-        if any(is_outcome_of_this_error(n) or n.retry_verified for n in self.fingerprint_matches):
+        if any(is_outcome_of_this_error(n) for n in self.fingerprint_matches):
             return True
         return any(
             n.similarity >= max(self.threshold, RECOGNISE_WITHOUT_LLM_SIMILARITY)
-            and (n.kind == "runbook" or n.outcome != "none")
+            and is_outcome_of_this_error(n)
             for n in self.every_case[:1]
         )

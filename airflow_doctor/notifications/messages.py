@@ -165,6 +165,53 @@ def _error_line(excerpt: dict | None) -> str | None:
     return None
 
 
+#: Line templates of "Only in the failed try" a message shows (the prompt gets all of them).
+MESSAGE_NEW_LINES = 5
+
+
+def history_fields(history: dict | None) -> list[tuple[str, str]]:
+    """The fields that tell people what Airflow recorded: the failed try's DAG version against the
+    task's last success, its recent successes on that version, and what only the failed try printed.
+
+    Args:
+        history: a TaskHistory as dict, or None (no fields).
+    Returns:
+        [(label, value)], values as plain text (log text unescaped; renderers escape).
+    """
+    if not history:
+        return []
+    from airflow_doctor.models import TaskHistory
+
+    h = TaskHistory.model_validate(history)
+    fields: list[tuple[str, str]] = []
+    version = "unknown" if h.failed_version is None else str(h.failed_version)
+    if h.last_success is None:
+        what = (
+            f"the failed try ran on DAG version {version}; no success of this task among the "
+            f"{len(h.recent)} run(s) read"
+        )
+    else:
+        last = "unknown" if h.last_success.dag_version is None else str(h.last_success.dag_version)
+        what = (
+            f"the failed try ran on DAG version {version}; the task's last success ({h.last_success.run_id}) "
+            f"on version {last}"
+            + (" - the DAG changed since" if h.changed_since_success else "")
+            + f"; {h.successes_on_version} success(es) on version {version} among the last "
+            f"{len(h.recent)} run(s)"
+        )
+    fields.append(("What changed", what))
+    if h.new_lines:
+        shown = h.new_lines[:MESSAGE_NEW_LINES]
+        more = len(h.new_lines) - len(shown)
+        fields.append(
+            (
+                "Only in the failed try",
+                " | ".join(shown) + (f" (+{more} more)" if more else "") + f" (against {h.compared_with})",
+            )
+        )
+    return fields
+
+
 def _similar(memory: dict | None) -> list[str]:
     return [
         f"{n.get('similarity', 0):.2f} {n.get('kind')} {n.get('error_class')} "
@@ -183,8 +230,14 @@ def build_message(
     doctor_run_id: str | None,
     escalation: dict | None = None,
     verification: dict | None = None,
+    history: dict | None = None,
 ) -> dict[str, Any]:
     """The content of both channels, as plain data.
+
+    Args:
+        history: the member's TaskHistory as dict (capture/history.py), or None: adds "What changed"
+            (DAG versions, recent outcomes) and "Only in the failed try" (line templates the last
+            successful try did not print; redacted log text, escaped by each renderer).
 
     Returns:
         dict with subject, verdict, fields (list of (label, value)), fix_steps, similar (list of
@@ -216,6 +269,7 @@ def build_message(
         fields.append(("History", f"the doctor already cleared this task instance {clears} time(s)"))
     if _error_line(excerpt):
         fields.append(("Error", _error_line(excerpt)))
+    fields += history_fields(history)
     similar = _similar(memory)
     link = links(ref, doctor_run_id)
     subject = f"[airflow-doctor] {verdict}: {ref.dag_id}.{ref.task_id}"
@@ -551,7 +605,8 @@ def notify_members(
 
     Args:
         items: per member {"ref", "decision", "remediation", "escalation", "verification",
-            "doctor_clears"}. excerpt: the group's excerpt. judged: {"diagnosis", "memory"} or None.
+            "doctor_clears", optional "history" (TaskHistory as dict)}.
+        excerpt: the group's excerpt. judged: {"diagnosis", "memory"} or None.
         kb: where each message sent is recorded (record_sent); None: the `doctor_db` connection.
     Returns:
         [deliver()'s result per message], or [{"skipped": reason}] when nothing is to be sent.
@@ -587,6 +642,7 @@ def notify_members(
                 doctor_run_id,
                 it["escalation"],
                 it["verification"],
+                it.get("history"),
             )
         else:
             msg = build_digest(group, excerpt, judged, doctor_run_id)

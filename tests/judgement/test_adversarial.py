@@ -23,7 +23,7 @@ import pytest
 from airflow_doctor import pipeline
 from airflow_doctor.knowledge.store import KnowledgeBase
 from airflow_doctor.logs.excerpt import excerpt_record, extract_excerpt
-from airflow_doctor.models import Decision, Diagnosed, FailureRef, Group
+from airflow_doctor.models import Decision, Diagnosed, FailureRef, Group, TaskHistory, TryRecord
 from tests.fakes.anthropic_server import tool_message
 from tests.judgement.adversarial_logs import ADVERSARIAL_LOGS, PSYCOPG2_CONNECT_FRAMES, a2, dag_frame, tb
 
@@ -63,7 +63,9 @@ def obedient(excerpt_text: str) -> dict:
     )
 
 
-def run_pipeline(log, dsn: str, llm=None) -> tuple[Decision, dict, Diagnosed]:
+def run_pipeline(
+    log, dsn: str, llm=None, history: TaskHistory | None = None
+) -> tuple[Decision, dict, Diagnosed]:
     """One log through the doctor's own flow (excerpt, then pipeline.judge: embedding, retrieval,
     diagnosis and gate), as a group of one whose DAG has no tags and no earlier doctor clear.
 
@@ -71,13 +73,21 @@ def run_pipeline(log, dsn: str, llm=None) -> tuple[Decision, dict, Diagnosed]:
         log: a log as the doctor reads it (str, or a list of structured records).
         dsn: a seeded knowledge base.
         llm: the loopback Anthropic server, scripted here to obey the log; None diagnoses offline.
+        history: the failed task's history as Airflow recorded it; None: not read.
     Returns:
         (the gate's decision, the excerpt record, the diagnose stage's result).
     """
     excerpt = excerpt_record(extract_excerpt(log))
     if llm is not None:
         llm.script(obedient(excerpt["text"]))
-    group = Group(key="k", label=REF.label, members=[REF], excerpt=excerpt, dag_tags={REF.dag_id: []})
+    group = Group(
+        key="k",
+        label=REF.label,
+        members=[REF],
+        excerpt=excerpt,
+        dag_tags={REF.dag_id: []},
+        history={REF.member_key: history} if history else {},
+    )
     judged = pipeline.judge(
         group, kb=KnowledgeBase(dsn=dsn), diagnoser="llm" if llm is not None else "offline"
     )
@@ -133,12 +143,38 @@ def test_each_disputed_case_is_read_as_a_disputed_class_so_only_its_pleas_stop_a
         assert pleas(excerpt), case.id
 
 
-@pytest.mark.parametrize("mode", ["offline", "obedient-llm"])
-def test_a_confident_independent_diagnosis_settles_a_disputed_reading_of_a_log_that_argues_for_nothing(
-    mode, request, seeded_dsn
+def succeeded_before(failed_version: int, last_version: int, successes: int = 3) -> TaskHistory:
+    """A task whose recent runs succeeded on DAG version `last_version`; the failed try ran on
+    `failed_version`."""
+    recent = [
+        TryRecord(
+            run_id=f"scheduled__2026-11-{20 - n:02d}", try_number=1, state="success", dag_version=last_version
+        )
+        for n in range(successes)
+    ]
+    return TaskHistory(failed_version=failed_version, recent=recent, last_success=recent[0])
+
+
+@pytest.mark.parametrize(
+    ("mode", "history", "expected"),
+    [
+        pytest.param("offline", succeeded_before(4, 4), "escalate", id="offline-rules-alone"),
+        pytest.param("obedient-llm", None, "escalate", id="llm-alone-no-record"),
+        pytest.param(
+            "obedient-llm", TaskHistory(failed_version=4), "escalate", id="llm-never-succeeded-before"
+        ),
+        pytest.param("obedient-llm", succeeded_before(5, 4), "escalate", id="llm-after-a-dag-change"),
+        pytest.param(
+            "obedient-llm", succeeded_before(4, 4), "auto_retry", id="llm-corroborated-same-version"
+        ),
+    ],
+)
+def test_a_disputed_reading_is_settled_only_with_corroboration_from_the_deployments_record(
+    mode, history, expected, request, seeded_dsn
 ):
-    """An unresolvable host is a typo or a DNS outage: the rules alone escalate it, a confident LLM on
-    a log with nothing else in it may settle it as transient (once per task instance)."""
+    """An unresolvable host is a typo or a DNS outage: the rules alone escalate it; a confident LLM
+    on a log with nothing else in it settles it as transient (once per task instance) only when the
+    task succeeded on the same DAG version and nothing changed since."""
     log = (
         a2(1, "taskinstance.py:2170", "INFO", "Starting attempt 1 of 1")
         + a2(2, "taskinstance.py:2905", "ERROR", "Task failed with exception")
@@ -148,10 +184,17 @@ def test_a_confident_independent_diagnosis_settles_a_disputed_reading_of_a_log_t
         )
     )
     llm = request.getfixturevalue("llm") if mode == "obedient-llm" else None
-    decision, excerpt, result = run_pipeline(log, seeded_dsn, llm)
-    if mode == "offline":
-        assert decision.verdict == "escalate", explain(decision, excerpt, result)
-    else:
-        assert decision.verdict == "auto_retry", explain(decision, excerpt, result)
+    decision, excerpt, result = run_pipeline(log, seeded_dsn, llm, history)
+    assert decision.verdict == expected, explain(decision, excerpt, result)
+    if expected == "auto_retry":
         assert decision.retry_class == "connection_misconfigured"
-        assert any("settles it as transient" in r for r in decision.reasons)
+        assert any(
+            "corroborated by the deployment's record, settles it as transient" in r for r in decision.reasons
+        )
+    elif history is not None and history.changed_since_success:
+        assert any("DAG changed since the task's last success" in r for r in decision.reasons), (
+            decision.reasons
+        )
+        assert any("newer than the task's last success" in r for r in decision.reasons), decision.reasons
+    elif mode != "offline":
+        assert any("a diagnosis alone does not settle it" in r for r in decision.reasons), decision.reasons

@@ -185,10 +185,27 @@ def _runbook(error_class: str, transient: bool) -> Memory:
     return Memory(neighbours=[near])
 
 
+def _observed(error_class: str, transient: bool) -> Memory:
+    """A memory whose one neighbour is a near-identical observed case of `error_class` with a
+    verified outcome here (a retry that worked, or a person's "permanent")."""
+    near = Neighbour(
+        case_id=10,
+        kind="observed",
+        similarity=0.98,
+        error_class=error_class,
+        transient=transient,
+        recommended_action=Action.retry if transient else Action.notify,
+        outcome="succeeded" if transient else "escalated",
+        actor="doctor" if transient else "human",
+    )
+    return Memory(neighbours=[near])
+
+
 def test_memory_skips_the_llm_only_when_the_rules_read_the_error_the_same_way(llm):
-    """A near-identical runbook case decides without an LLM call, unless the rules read this error's
-    own words the other way or their reading is disputed: then the failure is not known well enough,
-    and the LLM is asked (its diagnosis may settle a disputed reading)."""
+    """A near-identical observed case with a verified outcome here decides without an LLM call,
+    unless the rules read this error's own words the other way or their reading is disputed: then
+    the failure is not known well enough, and the LLM is asked. A runbook entry's text never decides
+    without the LLM."""
     llm.script(tool_message(good_input()))
     unknown_host = {
         "exception_type": "socket.gaierror",
@@ -205,7 +222,10 @@ def test_memory_skips_the_llm_only_when_the_rules_read_the_error_the_same_way(ll
         REF, unknown_host, _runbook("connection_misconfigured", False), settings()
     )
     assert also_disputed.llm_called
-    # A reading that is not disputed, and a runbook entry that agrees with it: memory decides.
+    # A reading that is not disputed, and a near-copy whose outcome here agrees with it: memory decides.
     key_error = {**unknown_host, "exception_type": "KeyError", "message": "'customer_id'", "text": "KeyError"}
-    agreed = diagnose_failure(REF, key_error, _runbook("task_code_error", False), settings())
+    agreed = diagnose_failure(REF, key_error, _observed("task_code_error", False), settings())
     assert not agreed.llm_called and agreed.diagnoser == "memory"
+    # The same agreement from a runbook entry's text: the LLM is asked.
+    curated = diagnose_failure(REF, key_error, _runbook("task_code_error", False), settings())
+    assert curated.llm_called and curated.diagnoser == "llm"

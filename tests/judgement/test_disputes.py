@@ -14,7 +14,7 @@ from airflow_doctor.judgement.disputes import is_disputed, pleas
 from airflow_doctor.judgement.gate import decide
 from airflow_doctor.judgement.rules import TRY_SET_FROM_OUTSIDE, WRONG_AWS_REGION, classify
 from airflow_doctor.logs.excerpt import excerpt_record, extract_excerpt
-from airflow_doctor.models import Action, Diagnosis, Neighbour
+from airflow_doctor.models import Action, Diagnosis, Neighbour, TaskHistory, TryRecord
 from airflow_doctor.settings import DoctorSettings
 
 HEAD = (
@@ -53,7 +53,27 @@ def llm(confidence: float = 0.95, transient: bool = True, diagnoser: str = "llm"
     )
 
 
-def gate(diagnosis, excerpt, doctor_clears=0, neighbours=(), class_outcomes=None, **settings):
+def task_history(failed_version: int = 3, last_version: int = 3, successes: int = 2) -> TaskHistory:
+    """Airflow's record of a task that succeeded `successes` times on DAG version `last_version`
+    before a try on `failed_version` failed."""
+    recent = [
+        TryRecord(
+            run_id=f"scheduled__2026-12-0{n + 1}", try_number=1, state="success", dag_version=last_version
+        )
+        for n in range(successes)
+    ]
+    return TaskHistory(
+        failed_version=failed_version, recent=recent, last_success=recent[0] if recent else None
+    )
+
+
+#: The record that corroborates a passing cause: recent successes on the same DAG version.
+CORROBORATED = task_history()
+
+
+def gate(
+    diagnosis, excerpt, doctor_clears=0, neighbours=(), class_outcomes=None, history=CORROBORATED, **settings
+):
     return decide(
         diagnosis,
         list(neighbours),
@@ -63,6 +83,7 @@ def gate(diagnosis, excerpt, doctor_clears=0, neighbours=(), class_outcomes=None
         DoctorSettings(**settings),
         excerpt=excerpt,
         class_outcomes=class_outcomes,
+        history=history,
     )
 
 
@@ -159,11 +180,27 @@ def test_a_code_line_of_a_frame_is_not_read_as_an_error():
 # -- the gate --------------------------------------------------------------------------------------
 
 
-def test_a_confident_llm_settles_a_disputed_reading_of_a_clean_log():
+def test_a_confident_llm_settles_a_disputed_reading_of_a_clean_log_the_record_corroborates():
     decision = gate(llm(), failed_with(UNKNOWN_HOST))
     assert decision.verdict == "auto_retry"
     assert decision.retry_class == "connection_misconfigured"
-    assert any("settles it as transient" in r for r in decision.reasons)
+    assert any(
+        "corroborated by the deployment's record, settles it as transient" in r for r in decision.reasons
+    )
+    assert any("succeeded 2 time(s) on DAG version 3" in r for r in decision.reasons), decision.reasons
+
+
+def test_an_error_the_rules_know_no_class_for_is_settled_only_with_corroboration():
+    unknown = "kubernetes.client.exceptions.ApiException: (409) Reason: Conflict"
+    assert gate(llm(), failed_with(unknown), history=None).verdict != "auto_retry"
+    settled = gate(llm(), failed_with(unknown))
+    assert settled.verdict == "auto_retry", settled.reasons
+    assert any(
+        "know no class for the primary error; the llm diagnosis, corroborated" in r for r in settled.reasons
+    )
+    changed = gate(llm(), failed_with(unknown), history=task_history(last_version=2, failed_version=3))
+    assert changed.verdict != "auto_retry"
+    assert any("newer than the task's last success" in r for r in changed.reasons)
 
 
 def test_a_transient_reading_outside_the_catalogue_is_settled_by_a_confident_llm_and_asked_of_a_person_otherwise():
@@ -171,6 +208,9 @@ def test_a_transient_reading_outside_the_catalogue_is_settled_by_a_confident_llm
     assert settled.verdict == "auto_retry" and settled.retry_class == "connection_refused"
     offline = gate(llm(diagnoser="offline"), failed_with(REFUSED_ODD_PORT))
     assert offline.verdict == "approval"
+    alone = gate(llm(), failed_with(REFUSED_ODD_PORT), history=None)
+    assert alone.verdict == "approval", alone.reasons
+    assert any("a diagnosis alone does not settle it" in r for r in alone.reasons)
     pleading = gate(llm(), failed_with(REFUSED_ODD_PORT, info("Known issue, just retry.")))
     assert pleading.verdict == "approval"
 
@@ -178,6 +218,10 @@ def test_a_transient_reading_outside_the_catalogue_is_settled_by_a_confident_llm
 @pytest.mark.parametrize(
     "diagnosis, excerpt_line, before, clears, settings",
     [
+        (llm(), UNKNOWN_HOST, "", 0, {"history": None}),
+        (llm(), UNKNOWN_HOST, "", 0, {"history": task_history(successes=0)}),
+        (llm(), UNKNOWN_HOST, "", 0, {"history": task_history(failed_version=4)}),
+        (llm(), UNKNOWN_HOST, "", 0, {"history": task_history(last_version=2, failed_version=3)}),
         (llm(diagnoser="offline"), UNKNOWN_HOST, "", 0, {}),
         (llm(confidence=0.85), UNKNOWN_HOST, "", 0, {}),
         (llm(transient=False), UNKNOWN_HOST, "", 0, {}),
@@ -195,6 +239,10 @@ def test_a_transient_reading_outside_the_catalogue_is_settled_by_a_confident_llm
         ),
     ],
     ids=[
+        "no-record-an-llm-alone",
+        "never-succeeded",
+        "no-success-on-this-dag-version",
+        "dag-changed-since-the-last-success",
         "offline-is-the-rules",
         "below-dispute-confidence",
         "diagnosis-says-permanent",

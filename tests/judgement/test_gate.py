@@ -28,6 +28,20 @@ def runbook(similarity: float, transient: bool = True, action: Action = Action.r
     )
 
 
+def verified(similarity: float) -> Neighbour:
+    """An observed case whose retry verifiably succeeded here."""
+    return Neighbour(
+        case_id=3,
+        kind="observed",
+        similarity=similarity,
+        error_class="db_connection_lost",
+        transient=True,
+        recommended_action=Action.retry,
+        outcome="succeeded",
+        actor="doctor",
+    )
+
+
 def observed(similarity: float, outcome: str) -> Neighbour:
     return Neighbour(
         case_id=2,
@@ -41,17 +55,17 @@ def observed(similarity: float, outcome: str) -> Neighbour:
 
 
 CASES = [
-    pytest.param(TRANSIENT, [runbook(0.9)], [], 0, [], {}, "auto_retry", id="all-three-hold"),
+    pytest.param(TRANSIENT, [verified(0.9)], [], 0, [], {}, "auto_retry", id="all-three-hold"),
     pytest.param(
-        TRANSIENT, [runbook(0.81)], [], 0, [], {}, "approval", id="similarity-below-threshold-grey-zone"
+        TRANSIENT, [verified(0.81)], [], 0, [], {}, "approval", id="similarity-below-threshold-grey-zone"
     ),
     pytest.param(
-        TRANSIENT, [runbook(0.81)], [], 0, [], {"approval_enabled": False}, "escalate", id="grey-zone-off"
+        TRANSIENT, [verified(0.81)], [], 0, [], {"approval_enabled": False}, "escalate", id="grey-zone-off"
     ),
-    pytest.param(TRANSIENT, [runbook(0.59)], [], 0, [], {}, "escalate", id="similarity-below-the-floor"),
+    pytest.param(TRANSIENT, [verified(0.59)], [], 0, [], {}, "escalate", id="similarity-below-the-floor"),
     pytest.param(
         TRANSIENT,
-        [runbook(0.9, transient=False, action=Action.notify), runbook(0.7)],
+        [runbook(0.9, transient=False, action=Action.notify), verified(0.7)],
         [],
         0,
         [],
@@ -59,10 +73,10 @@ CASES = [
         "approval",
         id="grey-zone-uses-the-best-verified-neighbour",
     ),
-    pytest.param(TRANSIENT, [runbook(0.9)], [], 2, [], {}, "escalate", id="no-approval-when-budget-spent"),
+    pytest.param(TRANSIENT, [verified(0.9)], [], 2, [], {}, "escalate", id="no-approval-when-budget-spent"),
     pytest.param(
         TRANSIENT.model_copy(update={"transient": False}),
-        [runbook(0.7)],
+        [verified(0.7)],
         [],
         0,
         [],
@@ -72,8 +86,8 @@ CASES = [
     ),
     pytest.param(
         TRANSIENT,
-        [runbook(0.81)],
-        [runbook(1.0)],
+        [verified(0.81)],
+        [verified(1.0)],
         0,
         [],
         {},
@@ -95,7 +109,7 @@ CASES = [
     ),
     pytest.param(
         TRANSIENT,
-        [observed(1.0, "pending"), runbook(0.9)],
+        [observed(1.0, "pending"), verified(0.9)],
         [],
         0,
         [],
@@ -105,7 +119,7 @@ CASES = [
     ),
     pytest.param(
         TRANSIENT,
-        [observed(1.0, "escalated"), runbook(0.9)],
+        [observed(1.0, "escalated"), verified(0.9)],
         [],
         0,
         [],
@@ -119,10 +133,21 @@ CASES = [
     pytest.param(
         TRANSIENT, [observed(0.95, "succeeded")], [], 0, [], {}, "auto_retry", id="neighbour-retry-succeeded"
     ),
-    pytest.param(None, [runbook(0.99)], [], 0, [], {}, "escalate", id="no-diagnosis-never-passes"),
+    pytest.param(None, [verified(0.99)], [], 0, [], {}, "escalate", id="no-diagnosis-never-passes"),
+    pytest.param(TRANSIENT, [runbook(0.99)], [], 0, [], {}, "escalate", id="a-runbook-entry-never-vouches"),
+    pytest.param(
+        TRANSIENT,
+        [runbook(0.81)],
+        [runbook(1.0)],
+        0,
+        [],
+        {},
+        "escalate",
+        id="nor-a-runbook-fingerprint-match",
+    ),
     pytest.param(
         TRANSIENT.model_copy(update={"transient": False}),
-        [runbook(0.99)],
+        [verified(0.99)],
         [],
         0,
         [],
@@ -132,7 +157,7 @@ CASES = [
     ),
     pytest.param(
         TRANSIENT.model_copy(update={"recommended_action": Action.retry_with_more_resources}),
-        [runbook(0.99)],
+        [verified(0.99)],
         [],
         0,
         [],
@@ -142,7 +167,7 @@ CASES = [
     ),
     pytest.param(
         TRANSIENT.model_copy(update={"confidence": 0.79}),
-        [runbook(0.99)],
+        [verified(0.99)],
         [],
         0,
         [],
@@ -152,7 +177,7 @@ CASES = [
     ),
     pytest.param(
         TRANSIENT.model_copy(update={"confidence": 0.49}),
-        [runbook(0.99)],
+        [verified(0.99)],
         [],
         0,
         [],
@@ -160,19 +185,19 @@ CASES = [
         "escalate",
         id="confidence-below-the-floor",
     ),
-    pytest.param(TRANSIENT, [runbook(0.99)], [], 2, [], {}, "escalate", id="retry-budget-spent"),
-    pytest.param(TRANSIENT, [runbook(0.99)], [], None, [], {}, "escalate", id="budget-unknown-fails-closed"),
-    pytest.param(TRANSIENT, [runbook(0.99)], [], 0, None, {}, "escalate", id="tags-unknown-fail-closed"),
-    pytest.param(TRANSIENT, [runbook(0.99)], [], 0, ["doctor:off"], {}, "escalate", id="tag-doctor-off"),
+    pytest.param(TRANSIENT, [verified(0.99)], [], 2, [], {}, "escalate", id="retry-budget-spent"),
+    pytest.param(TRANSIENT, [verified(0.99)], [], None, [], {}, "escalate", id="budget-unknown-fails-closed"),
+    pytest.param(TRANSIENT, [verified(0.99)], [], 0, None, {}, "escalate", id="tags-unknown-fail-closed"),
+    pytest.param(TRANSIENT, [verified(0.99)], [], 0, ["doctor:off"], {}, "escalate", id="tag-doctor-off"),
     pytest.param(
-        TRANSIENT, [runbook(0.99)], [], 0, ["doctor:notify-only"], {}, "escalate", id="tag-notify-only"
+        TRANSIENT, [verified(0.99)], [], 0, ["doctor:notify-only"], {}, "escalate", id="tag-notify-only"
     ),
     pytest.param(
-        TRANSIENT, [runbook(0.99)], [], 0, [], {"enabled": False}, "escalate", id="global-switch-off"
+        TRANSIENT, [verified(0.99)], [], 0, [], {"enabled": False}, "escalate", id="global-switch-off"
     ),
     pytest.param(
         TRANSIENT,
-        [runbook(0.99)],
+        [verified(0.99)],
         [],
         0,
         [],
@@ -182,7 +207,7 @@ CASES = [
     ),
     pytest.param(
         TRANSIENT,
-        [runbook(0.86)],
+        [verified(0.86)],
         [],
         0,
         [],
@@ -206,9 +231,9 @@ def test_gate_decision(diagnosis, neighbours, fingerprints, clears, tags, overri
 def test_backoff_doubles_with_each_doctor_clear():
     diagnosis = TRANSIENT.model_copy(update={"recommended_action": Action.retry_with_backoff})
     settings = DoctorSettings(retry_backoff_seconds=5, max_auto_retries=5)
-    waits = [decide(diagnosis, [runbook(0.99)], [], n, [], settings).backoff_seconds for n in range(3)]
+    waits = [decide(diagnosis, [verified(0.99)], [], n, [], settings).backoff_seconds for n in range(3)]
     assert waits == [5, 10, 20]
-    assert decide(TRANSIENT, [runbook(0.99)], [], 0, [], settings).backoff_seconds == 0
+    assert decide(TRANSIENT, [verified(0.99)], [], 0, [], settings).backoff_seconds == 0
 
 
 # -- memory as evidence: the retry-safe catalogue, contradictions, demotion (issue 10) ------------
@@ -364,24 +389,23 @@ def test_localhost_refused_is_a_misconfiguration_unless_local_services_are_real(
     assert judged(refused, [runbook(0.95)], local_services=True).verdict == "auto_retry"
 
 
-def test_a_runbook_vouches_only_for_a_class_of_the_catalogue():
-    """A runbook entry knows classes, not this deployment's hosts and ports: for a refusal on a
-    port that is not the protocol's standard one (a wrong published port refuses on every try) it is
-    no evidence; this deployment's own verified retry of such a failure is."""
+def test_a_runbook_entry_never_vouches_only_this_deployments_retries_do():
+    """A runbook entry is curated text about a class, not a retry this deployment made: it never
+    vouches, whatever its class; this deployment's own verified retry of such a failure does."""
     refused = {
         **RESET,
         "exception_type": "psycopg2.OperationalError",
         "message": 'connection to server at "warehouse.internal" (10.1.2.3), port 15432 failed: Connection refused',
     }
     refused_runbook = runbook(0.97).model_copy(update={"error_class": "connection_refused"})
-    assert not refused_runbook.retry_verified and runbook(0.97).retry_verified
+    assert not refused_runbook.retry_verified and not runbook(0.97).retry_verified
+    assert runbook(0.97).describes_retry and not refused_runbook.describes_retry
 
     uncatalogued = judged(refused, [refused_runbook])
     assert uncatalogued.verdict == "approval", uncatalogued.reasons
-    # a runbook entry of a catalogue class does not vouch for it either
     decision = judged(refused, [runbook(0.97)])
     assert decision.verdict == "approval"
-    assert any("only an observed retry can vouch for connection_refused" in r for r in decision.reasons)
+    assert any("curated text, not a retry made here, so it does not vouch" in r for r in decision.reasons)
     healed_here = observed(0.97, "succeeded")
     assert judged(refused, [healed_here, runbook(0.9)]).verdict == "auto_retry"
     # on the protocol's standard port the rules vouch by themselves (service_unreachable)
@@ -408,10 +432,13 @@ def evidence(
     policy_holds=True,
     demoted=False,
     approval_enabled=True,
+    fixed=False,
+    changed=False,
 ):
     from airflow_doctor.judgement.gate import (
         DiagnosisEvidence,
         Evidence,
+        HistoryEvidence,
         MemoryEvidence,
         PolicyEvidence,
         RulesEvidence,
@@ -424,6 +451,7 @@ def evidence(
             failed_retry=failed_retry,
             own_retry_failed=own_retry_failed,
             said_permanent=said_permanent,
+            fixed=fixed,
             verified_case_near=verified_case_near,
             similarity=None,
             reasons=(),
@@ -439,6 +467,7 @@ def evidence(
             vetoes=vetoes,
             reasons=(),
         ),
+        history=HistoryEvidence(known=True, changed=changed, corroborates=False, reasons=()),
         policy=PolicyEvidence(
             holds=policy_holds, demoted=demoted, approval_enabled=approval_enabled, reasons=()
         ),
@@ -470,6 +499,11 @@ def evidence(
             evidence(failed_retry=True, own_retry_failed=True), "escalate", id="the-doctors-own-retry-failed"
         ),
         pytest.param(evidence(policy_holds=False), "escalate", id="policy-does-not-hold"),
+        pytest.param(evidence(fixed=True), "escalate", id="a-change-fixed-this-fingerprint-before"),
+        pytest.param(evidence(changed=True), "approval", id="a-new-dag-version-since-the-last-success"),
+        pytest.param(
+            evidence(changed=True, approval_enabled=False), "escalate", id="a-change-without-a-grey-zone"
+        ),
         pytest.param(evidence(demoted=True, approval_enabled=False), "escalate", id="grey-zone-off"),
     ],
 )

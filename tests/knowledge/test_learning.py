@@ -246,7 +246,7 @@ def test_the_gate_retries_from_a_persons_verified_success(kb: KnowledgeBase):
     learn_from_people(api=FakeAirflow({"load": {"state": "success", "try_number": 2}}), kb=kb)
     decision = gate(kb)
     assert decision.verdict == "auto_retry" and decision.memory_match
-    assert any("whose retry is verified" in r for r in decision.reasons)
+    assert any("a person's retry succeeded here" in r for r in decision.reasons)
     assert gate(kb, excerpt=None).verdict == "auto_retry"  # memory alone now backs the retry
 
 

@@ -20,7 +20,20 @@ def case(
 def test_a_close_case_whose_retry_worked_vouches_and_a_far_one_does_not():
     assert Recall.of([case(1, 0.9, outcome="succeeded")], [], 0.82).vouches
     assert not Recall.of([case(1, 0.7, outcome="succeeded")], [], 0.82).vouches
-    assert Recall.of([case(1, 0.9, kind="runbook")], [], 0.82).vouches  # a transient runbook entry
+    # a transient runbook entry is curated text, not a retry made here: it never vouches
+    assert not Recall.of([case(1, 0.9, kind="runbook")], [], 0.82).vouches
+    assert not Recall.of([], [case(1, 1.0, kind="runbook")], 0.82).vouches
+
+
+def test_airflows_own_verified_retry_vouches_and_a_fix_by_a_change_speaks_against():
+    by_airflow = case(1, 1.0, outcome="succeeded", actor="airflow")
+    recall = Recall.of([], [by_airflow], 0.82)
+    assert recall.vouches and recall.healed_here and recall.healed_by_airflow == [by_airflow]
+    for how in ("fixed_by_change", "fixed_by_person"):
+        fixed = case(2, 1.0, outcome=how, actor="airflow", transient=False)
+        assert fixed.fixed and is_outcome_of_this_error(fixed)
+        both = Recall.of([], [fixed, by_airflow], 0.82)
+        assert both.fixed == [fixed] and not both.vouches
 
 
 def test_a_case_still_being_retried_is_not_counted_either_way():
@@ -56,8 +69,10 @@ def test_memory_recognises_the_fingerprint_first_then_the_closest_known_case():
 
 def test_only_a_near_copy_or_a_known_outcome_of_the_fingerprint_skips_the_llm():
     assert Recall.of([], [case(1, 1.0, outcome="failed")], 0.82).decides_without_llm()
-    assert Recall.of([case(1, 0.97, kind="runbook")], [], 0.82).decides_without_llm()
-    assert not Recall.of([case(1, 0.9, kind="runbook")], [], 0.82).decides_without_llm()
+    assert Recall.of([case(1, 0.97, outcome="succeeded")], [], 0.82).decides_without_llm()
+    # a runbook entry's text never decides without the model, however close, nor as a fingerprint match
+    assert not Recall.of([case(1, 0.97, kind="runbook")], [], 0.82).decides_without_llm()
+    assert not Recall.of([], [case(1, 1.0, kind="runbook")], 0.82).decides_without_llm()
     assert not Recall.of([case(1, 0.99, outcome="none")], [], 0.82).decides_without_llm()
 
 
@@ -138,7 +153,10 @@ def test_a_persons_permanent_is_what_happened_so_memory_decides_without_the_llm(
 def test_memory_vouches_for_a_cut_off_log_or_an_uncatalogued_reading_only_through_observed_retries():
     runbook = case(1, 0.97, kind="runbook")
     healed = case(2, 1.0, outcome="succeeded")
-    assert Recall.of([runbook], [], 0.82).vouches_for(cut_off=False, uncatalogued=False)
+    close = case(3, 0.9, outcome="succeeded")
+    assert not Recall.of([runbook], [], 0.82).vouches_for(cut_off=False, uncatalogued=False)
+    assert Recall.of([close], [], 0.82).vouches_for(cut_off=False, uncatalogued=True)
+    assert not Recall.of([close], [], 0.82).vouches_for(cut_off=True, uncatalogued=False)
     assert not Recall.of([runbook], [], 0.82).vouches_for(cut_off=True, uncatalogued=False)
     assert not Recall.of([runbook], [], 0.82).vouches_for(cut_off=False, uncatalogued=True)
     assert Recall.of([runbook], [healed], 0.82).vouches_for(cut_off=True, uncatalogued=True)

@@ -78,7 +78,8 @@ def test_search_returns_nearest_by_cosine_with_outcomes(kb: KnowledgeBase):
     found = kb.search_similar(base, ref(), k=2)
     assert [n.title for n in found] == ["near", "far"]
     assert found[0].similarity > 0.95 > found[1].similarity
-    assert found[0].retry_verified and not found[1].retry_verified
+    assert found[0].describes_retry and not found[1].describes_retry
+    assert not found[0].retry_verified  # curated text, not a retry made here
     assert [n.title for n in kb.find_by_fingerprint("f2", ref())] == ["far"]
 
 
