@@ -12,7 +12,8 @@ in the knowledge base with actor 'human', so the gate reads it through `Neighbou
   `judged_permanent` (a veto: "a person's permanent").
 
 Writes one `doctor.remediations` row per case (actor 'human', once ever) and the case's
-`transient` (include/sql/queries/record_human_outcome.sql). Run by the doctor_sweeper DAG.
+`transient` (include/sql/queries/record_human_outcome.sql). Run by the doctor_sweeper DAG, beside
+its twin for Airflow's own retries (airflow_doctor/knowledge/airflow_retries.py, actor 'airflow').
 """
 
 from __future__ import annotations
