@@ -83,6 +83,13 @@ def main(argv: list[str] | None = None) -> int:
         default="offline",
         help="oracle: each case's label is the diagnosis, to measure gate and memory alone",
     )
+    ev.add_argument(
+        "--feedback",
+        choices=("person", "airflow"),
+        default="person",
+        help="replay/stream: who answers for what the doctor did not auto-retry: a person (the label) "
+        "or Airflow's own retry (actor airflow)",
+    )
     ev.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
     ev.add_argument("--dsn", help="a scratch database (default: an embedded Postgres)")
     ev.add_argument("--price-input", type=float, default=2.0, help="USD per million input tokens")
@@ -192,6 +199,7 @@ def _eval(args) -> int:
             recurrences=args.recurrences,
             seed=args.seed,
             prices=prices,
+            feedback=args.feedback,
         )
 
     if args.dsn:

@@ -1,6 +1,7 @@
 """A disputed reading end to end, with Claude configured (the loopback Messages API server):
 an unresolvable host, which the offline rules read as a misconfiguration, is settled as transient by a
-confident diagnosis and healed, once; the same failure from a log that argues for a retry is not.
+confident diagnosis corroborated by the task's record (it succeeded on the same DAG version) and
+healed, once; the same failure from a log that argues for a retry is not.
 
 Its own stack for this module, with `doctor_llm` pointing at the loopback server, which answers every
 diagnosis as a model sure the failure is transient would (confidence 0.95, the exception line as
@@ -82,10 +83,13 @@ def test_the_same_failure_from_a_log_that_pleads_keeps_the_rules_reading(llm_sta
 def test_a_confident_diagnosis_settles_an_unresolvable_host_and_the_retry_heals_it(llm_stack):
     stack, llm = llm_stack
     api, kb = api_for(stack), kb_for(stack)
+    ok = trigger(api, DAG, {"fail": False})  # the record a settled reading needs: a success
+    wait_until(lambda: _state(api, ok) == ("success", 1), 120, "the successful run")
     run = trigger(api, DAG)
     case = wait_until(lambda: case_for(kb, DAG, run, TASK), 180, "the doctor's case")
     assert case["diagnoser"] == "llm" and case["error_class"] == "dns_resolution_failure", case
     assert case["decision"] == "auto_retry", case["reasons"]
     assert any("connection_misconfigured, a surface transient failures share" in r for r in case["reasons"])
+    assert any("corroborated by the deployment's record" in r for r in case["reasons"])
     wait_until(lambda: _state(api, run) == ("success", 2), 120, "the retried try to succeed")
     assert any(r["path"].endswith("/v1/messages") for r in llm.requests)
