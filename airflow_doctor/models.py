@@ -265,6 +265,12 @@ class TryRecord(BaseModel):
     try_number: int
     state: str | None = None
     dag_version: int | None = Field(default=None, description="The DAG version's version_number it ran on.")
+    bundle_version: str | None = Field(
+        default=None,
+        description="The DAG bundle's version it ran on (a git commit for a versioned bundle; None for "
+        "a local folder). Airflow keeps the version_number and moves this pointer when only the code "
+        "changed.",
+    )
     start_date: datetime | None = None
     end_date: datetime | None = None
 
@@ -280,6 +286,7 @@ class TaskHistory(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     failed_version: int | None = Field(default=None, description="DAG version number of the failed try.")
+    failed_bundle_version: str | None = Field(default=None, description="Bundle version of the failed try.")
     earlier_tries: list[TryRecord] = Field(
         default_factory=list, description="This task instance's earlier tries (Airflow's own retries)."
     )
@@ -298,20 +305,37 @@ class TaskHistory(BaseModel):
 
     @property
     def changed_since_success(self) -> bool:
-        """The failed try ran on a newer DAG version than the task's last success: a change."""
-        return (
+        """The failed try ran on other code than the task's last success: a newer DAG version (a new
+        version is written when the DAG's serialised form changes), or, with a versioned bundle, the
+        same version number on another bundle version (a commit that changed only task code). With
+        a local DAG folder a change inside a task's code alone leaves no trace here."""
+        last = self.last_success
+        if last is None:
+            return False
+        newer = (
             self.failed_version is not None
-            and self.last_success is not None
-            and self.last_success.dag_version is not None
-            and self.failed_version > self.last_success.dag_version
+            and last.dag_version is not None
+            and self.failed_version > last.dag_version
         )
+        moved = (
+            self.failed_bundle_version is not None
+            and last.bundle_version is not None
+            and self.failed_bundle_version != last.bundle_version
+        )
+        return newer or moved
 
     @property
     def successes_on_version(self) -> int:
         """Successful task instances of this task, in other runs, on the failed try's DAG version."""
         if self.failed_version is None:
             return 0
-        return sum(1 for t in self.recent if t.state == "success" and t.dag_version == self.failed_version)
+        return sum(
+            1
+            for t in self.recent
+            if t.state == "success"
+            and t.dag_version == self.failed_version
+            and (self.failed_bundle_version is None or t.bundle_version in {None, self.failed_bundle_version})
+        )
 
 
 class Group(BaseModel):

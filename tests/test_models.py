@@ -88,3 +88,26 @@ def test_every_error_of_a_ref_is_reported_at_once():
         "map_index: Input should be less than 2147483648; "
         "try_number: Value error, must be an integer, not a boolean"
     )
+
+
+def test_task_history_counts_a_change_of_dag_version_or_of_bundle_version_since_the_last_success():
+    from airflow_doctor.models import TaskHistory, TryRecord
+
+    def ok(version: int, bundle: str | None = None) -> TryRecord:
+        return TryRecord(
+            run_id=f"r{version}{bundle}",
+            try_number=1,
+            state="success",
+            dag_version=version,
+            bundle_version=bundle,
+        )
+
+    same = TaskHistory(failed_version=3, recent=[ok(3), ok(3)], last_success=ok(3))
+    assert not same.changed_since_success and same.successes_on_version == 2
+    newer = TaskHistory(failed_version=4, recent=[ok(3)], last_success=ok(3))
+    assert newer.changed_since_success and newer.successes_on_version == 0
+    moved = TaskHistory(
+        failed_version=3, failed_bundle_version="b2", recent=[ok(3, "b1")], last_success=ok(3, "b1")
+    )
+    assert moved.changed_since_success and moved.successes_on_version == 0
+    assert not TaskHistory(failed_version=3).changed_since_success  # never succeeded: no change known

@@ -194,13 +194,15 @@ def _record(data: dict) -> TryRecord:
         pydantic.ValidationError: the dict names no run.
     """
     version = data.get("dag_version_number")
-    if version is None and isinstance(data.get("dag_version"), dict):
-        version = data["dag_version"].get("version_number")
+    nested = data.get("dag_version") if isinstance(data.get("dag_version"), dict) else {}
+    if version is None:
+        version = nested.get("version_number")
     return TryRecord(
         run_id=data.get("dag_run_id") or data.get("run_id"),
         try_number=int(data.get("try_number") or 0),
         state=data.get("state"),
         dag_version=version,
+        bundle_version=nested.get("bundle_version"),
         start_date=data.get("start_date"),
         end_date=data.get("end_date"),
     )
@@ -233,6 +235,7 @@ def _read(
             step = "failed try"
             failed = _record(api.get_try(ref))
         found["failed_version"] = failed.dag_version
+        found["failed_bundle_version"] = failed.bundle_version
         earlier = sorted((t for t in tries if t.try_number < ref.try_number), key=lambda t: t.try_number)
         found["earlier_tries"] = earlier
         recent: list[TryRecord] = []

@@ -162,8 +162,9 @@ def judge_retry(
     Returns:
         None while the next try has not ended (there is none yet, or it is scheduled, queued,
         running, deferred ...). Otherwise, in this order:
-        - the next try `success` on a NEWER DAG version than the failed try: "fixed_by_change",
-          transient False (the code or the DAG changed);
+        - the next try `success` on a NEWER DAG version than the failed try, or on the same version
+          number with another bundle version (a versioned bundle's commit that changed only task
+          code): "fixed_by_change", transient False (the code or the DAG changed);
         - `success` after a person's action in between (a clear or a state set on this task
           instance recorded in Airflow's audit log, a connection or Variable created, changed or
           deleted between the failed try's end and the next try's start, or a failed try with no
@@ -191,13 +192,17 @@ def judge_retry(
     if state == "success":
         if v_failed is None or v_next is None:
             return _other(f"try {n_next} succeeded, but a DAG version is unknown: nothing to compare")
-        if v_next > v_failed:
+        b_failed, b_next = _bundle(failed_try), _bundle(next_try)
+        if v_next > v_failed or (v_next == v_failed and b_failed and b_next and b_failed != b_next):
             return RetryVerdict(
                 "fixed_by_change",
                 "fixed_by_change",
                 False,
-                f"try {n_next} succeeded on DAG version {v_next}, newer than try {n_failed}'s "
-                f"{v_failed}: the DAG or its code changed",
+                f"try {n_next} succeeded on DAG version {v_next}"
+                + (f" (bundle {b_next})" if b_next and b_next != b_failed else "")
+                + f", newer code than try {n_failed}'s {v_failed}"
+                + (f" (bundle {b_failed})" if b_failed and b_next != b_failed else "")
+                + ": the DAG or its code changed",
             )
         if v_next < v_failed:
             return _other(
@@ -330,6 +335,13 @@ def _version(try_: dict) -> int | None:
     if isinstance(version, dict):
         version = version.get("version_number")
     return int(version) if isinstance(version, int) and not isinstance(version, bool) else None
+
+
+def _bundle(try_: dict) -> str | None:
+    """The DAG bundle version a try ran on (a versioned bundle's commit: Airflow keeps the
+    version_number and moves this pointer when only task code changed); None for a local folder."""
+    version = try_.get("dag_version")
+    return version.get("bundle_version") if isinstance(version, dict) else try_.get("bundle_version")
 
 
 def _shown(version: int | None) -> str:

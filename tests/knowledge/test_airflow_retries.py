@@ -158,6 +158,22 @@ def test_a_success_on_a_newer_dag_version_was_fixed_by_a_change():
     assert "newer" in verdict.reason
 
 
+def with_bundle(try_: dict, bundle: str) -> dict:
+    """The try on a versioned bundle's commit `bundle` (its dag_version's bundle_version)."""
+    return {**try_, "dag_version": {**(try_.get("dag_version") or {}), "bundle_version": bundle}}
+
+
+def test_a_success_on_another_bundle_version_of_the_same_dag_version_was_fixed_by_a_change():
+    """A commit that changed only task code keeps the DAG version number; Airflow moves the
+    version's bundle pointer: that is a change too, not a passing cause."""
+    failed = with_bundle(a_try(1, "failed"), "3f1c2a9")
+    verdict = judge(with_bundle(a_try(2, "success"), "8be07d4"), failed=failed)
+    assert (verdict.kind, verdict.transient) == ("fixed_by_change", False), verdict
+    assert "8be07d4" in verdict.reason
+    same = judge(with_bundle(a_try(2, "success"), "3f1c2a9"), failed=failed)
+    assert same.kind == "succeeded"
+
+
 @pytest.mark.parametrize(
     "events",
     [
