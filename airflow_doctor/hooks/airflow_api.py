@@ -467,7 +467,8 @@ class AirflowAPI:
                     method,
                     path,
                     json=json,
-                    params={k: v for k, v in (params or {}).items() if v is not None},
+                    # None, not {}: httpx drops a query already in `path` when given empty params.
+                    params={k: v for k, v in (params or {}).items() if v is not None} or None,
                     headers=headers,
                     timeout=timeout if timeout is not None else httpx.USE_CLIENT_DEFAULT,
                 )

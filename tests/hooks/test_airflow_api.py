@@ -247,6 +247,16 @@ def test_request_json_is_the_raw_answer_and_a_bad_body_is_an_error(fake):
         client(fake).request_json("GET", "/api/v2/version")
 
 
+def test_request_json_keeps_the_query_of_its_path(fake):
+    """httpx drops a URL's own query when given empty params: the client must not pass them."""
+    fake.answer("GET", "/api/v2/dags/~/dagRuns/~/taskInstances", (200, {"task_instances": []}, 0))
+    client(fake).request_json(
+        "GET", "/api/v2/dags/~/dagRuns/~/taskInstances?end_date_gte=2026-11-07&try_number=2&try_number=3"
+    )
+    _, _, query, _, _ = fake.requests[-1]
+    assert query == {"end_date_gte": ["2026-11-07"], "try_number": ["2", "3"]}
+
+
 def test_clear_sends_a_real_clear_of_the_mapped_instance_with_its_note(fake):
     fake.answer(
         "POST", "/api/v2/dags/etl/clearTaskInstances", (200, {"task_instances": [TI], "total_entries": 1}, 0)
