@@ -211,8 +211,8 @@ def _decision_rows(rows: list[dict]) -> list[list[object]]:
     out = []
     for r in rows:
         wrong = r["wrong_retries"]
-        if r["wrong_after_answer"] is not None:
-            wrong = f"{wrong} ({r['wrong_after_answer']})"
+        if r["wrong_after_feedback"] is not None:
+            wrong = f"{wrong} ({r['wrong_after_feedback']})"
         out.append(
             [
                 r["corpus"],
@@ -240,7 +240,7 @@ _DECISION_HEADER = [
     "precision",
     "recall",
     "recurrences healed",
-    "wrong retries (after a person's answer)",
+    "wrong retries (after feedback)",
     "recall@5",
     "seconds",
 ]
