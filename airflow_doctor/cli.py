@@ -90,6 +90,13 @@ def main(argv: list[str] | None = None) -> int:
         help="replay/stream: who answers for what the doctor did not auto-retry: a person (the label) "
         "or Airflow's own retry (actor airflow)",
     )
+    ev.add_argument(
+        "--record",
+        choices=("unknown", "steady"),
+        default="unknown",
+        help="what Airflow's record says of each task: unknown (no corroboration, the default) or steady "
+        "(it succeeded on the same DAG version in its last runs: an upper bound of what corroboration adds)",
+    )
     ev.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
     ev.add_argument("--dsn", help="a scratch database (default: an embedded Postgres)")
     ev.add_argument("--price-input", type=float, default=2.0, help="USD per million input tokens")
@@ -200,6 +207,7 @@ def _eval(args) -> int:
             seed=args.seed,
             prices=prices,
             feedback=args.feedback,
+            record=args.record,
         )
 
     if args.dsn:

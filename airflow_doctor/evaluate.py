@@ -64,6 +64,8 @@ from airflow_doctor.models import (
     FailureRef,
     Group,
     Memory,
+    TaskHistory,
+    TryRecord,
 )
 from airflow_doctor.settings import DoctorSettings
 
@@ -75,6 +77,12 @@ DIAGNOSERS = ("offline", "llm", "oracle")
 #: Who answers for what the doctor did not auto-retry (module docstring, "Feedback").
 FEEDBACKS = ("person", "airflow")
 Feedback = Literal["person", "airflow"]
+#: What Airflow's record says of each failure's task in an evaluation (`run_eval`'s `record`).
+Record = Literal["unknown", "steady"]
+RECORDS: tuple[str, ...] = ("unknown", "steady")
+#: Successes on the same DAG version in a "steady" record (at least the default history_min_successes).
+STEADY_SUCCESSES = 3
+
 #: The actors whose feedback is a case's outcome from outside the doctor (a person's, Airflow's).
 OUTSIDE_ACTORS = frozenset({"human", "airflow"})
 _RETRY_ACTION_VALUES = frozenset(a.value for a in RETRY_ACTIONS)
@@ -387,6 +395,7 @@ def run_eval(
     settings: DoctorSettings | None = None,
     prices: Prices = Prices(),
     feedback: Feedback = "person",
+    record: Record = "unknown",
 ) -> dict:
     """Evaluate the pipeline on `cases` with knowledge base `kb` (migrated, any state).
 
@@ -398,6 +407,12 @@ def run_eval(
             "oracle" (each case's label; `oracle_diagnosis`).
         stream: replay the corpus `recurrences` times as production sees it (module docstring);
             outcomes are always fed back, `replay` is ignored.
+        record: what Airflow's record says of each failure's task (docs/gate.md, "Evidence
+            sources"): "unknown" (nothing read: no corroboration, as a corpus carries none), or
+            "steady" (the task succeeded on the same DAG version in its last `STEADY_SUCCESSES`
+            runs and nothing changed since: the common case of a task that ran daily until it
+            failed, for transient and permanent failures alike). An upper bound of what
+            corroboration adds, not a measurement of it.
         recurrences: occurrences of each case in stream mode (>= 1; 1 has no recurrences).
         seed: seed of the stream's shuffles and variations.
         settings: gate thresholds (default: the code defaults).
@@ -422,6 +437,8 @@ def run_eval(
 
     if diagnoser not in DIAGNOSERS:
         raise ValueError(f"diagnoser {diagnoser!r} is not one of {', '.join(DIAGNOSERS)}")
+    if record not in RECORDS:
+        raise ValueError(f"record {record!r} is not one of {', '.join(RECORDS)}")
     if feedback not in FEEDBACKS:
         raise ValueError(f"feedback {feedback!r} is not one of {', '.join(FEEDBACKS)}")
     if recurrences < 1:
@@ -459,7 +476,7 @@ def run_eval(
             )
             embedding = {"embedding": vector, "model": embeddings.model_name()}
             row, diagnosis, decision, memory, result = _judge(
-                case, ref, excerpt, embedding, kb, diagnoser, settings
+                case, ref, excerpt, embedding, kb, diagnoser, settings, record
             )
             for key in ("input_tokens", "output_tokens", "cached_tokens"):
                 usage[key] += getattr(result, key) or 0
@@ -484,6 +501,7 @@ def run_eval(
         "mode": "stream" if stream else "replay" if replay else "cold",
         "diagnoser": diagnoser,
         "feedback": feedback if learn else None,
+        "record": record,
         **score([r["auto_retried"] for r in rows], labels),
         "approval": sum(r["verdict"] == "approval" for r in rows),
         "escalated": sum(r["verdict"] == "escalate" for r in rows),
@@ -519,8 +537,25 @@ def run_eval(
     return report
 
 
+def steady_history() -> TaskHistory:
+    """Airflow's record of a task that succeeded on DAG version 1 in its last `STEADY_SUCCESSES`
+    runs and then failed on the same version (`run_eval(record="steady")`)."""
+    recent = [
+        TryRecord(run_id=f"scheduled__{n}", try_number=1, state="success", dag_version=1)
+        for n in range(STEADY_SUCCESSES)
+    ]
+    return TaskHistory(failed_version=1, recent=recent, last_success=recent[0])
+
+
 def _judge(
-    case: dict, ref: FailureRef, excerpt: dict, embedding: dict, kb, diagnoser: str, settings: DoctorSettings
+    case: dict,
+    ref: FailureRef,
+    excerpt: dict,
+    embedding: dict,
+    kb,
+    diagnoser: str,
+    settings: DoctorSettings,
+    record: Record = "unknown",
 ) -> tuple[dict, Diagnosis | None, Decision, Memory, Diagnosed]:
     """Retrieve, diagnose and gate one occurrence through the doctor's own per-group flow
     (pipeline.judge, the functions the DAG's tasks call), as a group of one whose DAG has no tags.
@@ -538,6 +573,7 @@ def _judge(
         excerpt=excerpt,
         settings=asdict(settings),
         dag_tags={ref.dag_id: []},
+        history={ref.member_key: steady_history()} if record == "steady" else {},
     )
     chosen = (lambda _group: oracle_diagnosis(case)) if diagnoser == "oracle" else diagnoser
     judged = pipeline.judge(group, kb=kb, embedding=Embedding.model_validate(embedding), diagnoser=chosen)
@@ -779,6 +815,7 @@ def format_report(report: dict) -> str:
     files = ", ".join(f"{c['file']} ({c['n']})" for c in report.get("corpora", []))
     unit = "occurrences" if report["mode"] == "stream" else "cases"
     fed = f", feedback {report['feedback']}" if report.get("feedback") else ""
+    fed += ", record steady (an upper bound)" if report.get("record") == "steady" else ""
     lines = [
         f"eval: {report['n']} {unit}, mode {report['mode']}, "
         f"diagnoser {report['diagnoser']}{fed}, {report['seconds']}s",

@@ -455,3 +455,30 @@ def test_dev_corpus_meets_the_decision_quality_bar(kb, replay):
     assert report["auto_retry_precision"] >= 0.95
     assert report["transient_recall"] >= 0.70
     assert report["baselines"]["retry_all"]["auto_retry_precision"] < 0.5
+
+
+def test_a_steady_record_lets_a_confident_diagnosis_settle_what_an_unknown_one_cannot(kb):
+    """`record="steady"` gives every task a record of recent successes on the same DAG version: an
+    independent diagnosis may then settle a disputed reading the rules escalate without it."""
+    from airflow_doctor.evaluate import run_eval, steady_history
+
+    assert steady_history().successes_on_version >= 1 and not steady_history().changed_since_success
+    case = {
+        "id": "typo-or-outage",
+        "log": (
+            "[2026-11-21T10:00:00.000+0000] {taskinstance.py:2905} ERROR - Task failed with exception\n"
+            "Traceback (most recent call last):\n"
+            '  File "/opt/airflow/dags/fx.py", line 12, in pull\n'
+            "socket.gaierror: [Errno -2] Name or service not known\n"
+        ),
+        "transient": True,
+        "action": "retry",
+        "error_class": "dns_resolution_failure",
+    }
+    unknown = run_eval([case], kb, diagnoser="oracle")
+    steady = run_eval([case], kb, diagnoser="oracle", record="steady")
+    assert unknown["record"] == "unknown" and steady["record"] == "steady"
+    assert not unknown["cases"][0]["auto_retried"], unknown["cases"][0]["reasons"]
+    assert steady["cases"][0]["auto_retried"], steady["cases"][0]["reasons"]
+    with pytest.raises(ValueError, match="record"):
+        run_eval([case], kb, record="made-up")
