@@ -600,29 +600,18 @@ def learn_from_airflow(
     now = now or datetime.now(UTC)
     if now.tzinfo is None:
         now = now.replace(tzinfo=UTC)
-    try:
-        from airflow_doctor.knowledge.store import KnowledgeBase
+    from airflow_doctor.knowledge.learning import begin_pass
 
-        kb = kb or KnowledgeBase()
-        kb.migrate()
-        rows = kb.unlearnt_retried_tries(limit)
-    except Exception as exc:  # noqa: BLE001 - degrade: nothing learnt this sweep
-        log.error(
-            "Knowledge base unavailable, learning nothing from Airflow's retries: %s: %s",
-            type(exc).__name__,
-            exc,
-        )
-        counts["errors"] += 1
+    opened = begin_pass(
+        lambda kb: kb.unlearnt_retried_tries(limit),
+        kb=kb,
+        api=api,
+        counts=counts,
+        what="from Airflow's retries",
+    )
+    if opened is None:
         return counts
-    if not rows:
-        return counts
-    if api is None:
-        from airflow_doctor.hooks.airflow_api import default_api
-
-        api = default_api()  # one client (and one token) for the whole pass
-        if api is None:
-            counts["errors"] += 1
-            return counts
+    kb, api, rows = opened
     settings = _settings()
 
     in_a_row = 0

@@ -129,6 +129,43 @@ def judge(case: dict, task_instance: dict, now: datetime) -> Verdict | None:
     return None
 
 
+def begin_pass(list_rows, *, kb, api, counts: dict, what: str):
+    """The start of a learning pass of the doctor_sweeper (people's actions, Airflow's retries):
+    migrate the knowledge base (a sweeper task does not wait for the one that migrates), list the
+    rows to look at, and build one REST client (one token) for the pass only when there are rows.
+
+    Args:
+        list_rows: KnowledgeBase -> list of rows to look at.
+        kb, api: given ones (tests, the CLI), or None for the connections `doctor_db` and
+            `doctor_airflow_api`.
+        counts: the pass's counts; "errors" gains one when the pass cannot run.
+        what: names the pass in the log line ("this sweep").
+    Returns:
+        (kb, api, rows), or None when there is nothing to do: no rows, a dead knowledge base
+        (logged), or no API client. Never raises.
+    """
+    try:
+        from airflow_doctor.knowledge.store import KnowledgeBase
+
+        kb = kb or KnowledgeBase()
+        kb.migrate()
+        rows = list_rows(kb)
+    except Exception as exc:  # noqa: BLE001 - degrade: nothing learnt this sweep
+        log.error("Knowledge base unavailable, learning nothing %s: %s: %s", what, type(exc).__name__, exc)
+        counts["errors"] += 1
+        return None
+    if not rows:
+        return None
+    if api is None:
+        from airflow_doctor.hooks.airflow_api import default_api
+
+        api = default_api()  # one client (and one token) for the whole pass
+        if api is None:
+            counts["errors"] += 1
+            return None
+    return kb, api, rows
+
+
 def learn_from_people(*, api=None, kb=None, now: datetime | None = None) -> dict:
     """Record what people did about the doctor's recent escalations (the doctor_sweeper DAG).
 
@@ -153,25 +190,16 @@ def learn_from_people(*, api=None, kb=None, now: datetime | None = None) -> dict
     now = now or datetime.now(UTC)
     if now.tzinfo is None:
         now = now.replace(tzinfo=UTC)
-    try:
-        from airflow_doctor.knowledge.store import KnowledgeBase
-
-        kb = kb or KnowledgeBase()
-        kb.migrate()  # this task does not wait for the sweep task, which migrates too
-        cases = kb.escalated_cases(now - timedelta(days=WINDOW_DAYS), MAX_CASES_PER_SWEEP)
-    except Exception as exc:  # noqa: BLE001 - degrade: nothing learnt this sweep
-        log.error("Knowledge base unavailable, learning nothing this sweep: %s: %s", type(exc).__name__, exc)
-        counts["errors"] += 1
+    opened = begin_pass(
+        lambda kb: kb.escalated_cases(now - timedelta(days=WINDOW_DAYS), MAX_CASES_PER_SWEEP),
+        kb=kb,
+        api=api,
+        counts=counts,
+        what="this sweep",
+    )
+    if opened is None:
         return counts
-    if not cases:
-        return counts
-    if api is None:
-        from airflow_doctor.hooks.airflow_api import default_api
-
-        api = default_api()  # one client (and one token) for the whole pass
-        if api is None:
-            counts["errors"] += 1
-            return counts
+    kb, api, cases = opened
 
     in_a_row = 0
     for case in cases:
