@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -169,6 +170,14 @@ def structured_log() -> list:
 @pytest.fixture
 def llm(monkeypatch):
     """A loopback server speaking the Anthropic Messages API, wired to the connection `doctor_llm`."""
+    with loopback_llm(monkeypatch) as server:
+        yield server
+
+
+@contextlib.contextmanager
+def loopback_llm(monkeypatch):
+    """The loopback Messages API server, with `doctor_llm` pointing at it through `monkeypatch`
+    (a fixture's, or a module's `pytest.MonkeyPatch.context()`)."""
     from tests.fakes.anthropic_server import AnthropicLoopback
 
     with AnthropicLoopback() as server:

@@ -17,7 +17,6 @@ catalogue class run the same way still is, so the gate discriminates rather than
 
 from __future__ import annotations
 
-import json
 import re
 from collections import Counter
 from dataclasses import dataclass
@@ -30,7 +29,8 @@ from airflow_doctor.judgement.reading import AUTHORITATIVE_SOURCES, read
 from airflow_doctor.knowledge.store import KnowledgeBase
 from airflow_doctor.logs.excerpt import excerpt_record, extract_excerpt
 from airflow_doctor.models import FailureRef, Group
-from tests.fakes.anthropic_server import AnthropicLoopback, tool_message
+from tests.conftest import loopback_llm
+from tests.fakes.anthropic_server import tool_message
 from tests.judgement.persuasion_logs import KINDS, PERSUASION_LOGS, kind_of
 
 REF = FailureRef(
@@ -79,18 +79,7 @@ class Outcome:
 def llm():
     """conftest's `llm` (the loopback Messages API wired to the connection `doctor_llm`), once for the
     module: the loopback's shutdown waits up to half a second, a third of this module's time per test."""
-    with pytest.MonkeyPatch.context() as mp, AnthropicLoopback() as server:
-        mp.setenv(
-            "AIRFLOW_CONN_DOCTOR_LLM",
-            json.dumps(
-                {
-                    "conn_type": "anthropic",
-                    "host": server.base_url,
-                    "password": "sk-ant-test-key",
-                    "extra": {"model": "claude-sonnet-5-5"},
-                }
-            ),
-        )
+    with pytest.MonkeyPatch.context() as mp, loopback_llm(mp) as server:
         yield server
 
 
