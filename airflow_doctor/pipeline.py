@@ -239,8 +239,8 @@ def fetch_reported(reported: dict, doctor_run_id: str, *, kb=None, api=None) -> 
     ]
     t4 = time.monotonic()
     runs = int(settings.get("history_runs", 10)) if isinstance(settings, dict) else 10
-    for group in out:
-        group.history = read_task_histories(group, api, runs=runs)
+    for group, g in zip(out, groups, strict=True):
+        group.history = read_task_histories(group, api, runs=runs, failed_log=g.get("log") or None)
     log.info(
         "fetch_logs: settings %.2f s, claim %.2f s, %d log(s) %.2f s, tags %.2f s, history %.2f s",
         t1 - t0,
@@ -253,7 +253,7 @@ def fetch_reported(reported: dict, doctor_run_id: str, *, kb=None, api=None) -> 
     return out
 
 
-def read_task_histories(group: Group, api, *, runs: int = 10) -> dict:
+def read_task_histories(group: Group, api, *, runs: int = 10, failed_log=None) -> dict:
     """What Airflow recorded about each member's task instance and task (capture.history.
     read_histories: DAG versions, recent outcomes, and for the representative what only the failed
     try printed against the task's last success), as {member_key: TaskHistory}.
@@ -261,6 +261,7 @@ def read_task_histories(group: Group, api, *, runs: int = 10) -> dict:
     Args:
         api: the REST client; None reads nothing.
         runs: the task's other DAG runs to read (`[doctor] history_runs`); 0 reads nothing.
+        failed_log: the representative's failed log as fetch_logs read it (not fetched again).
     Returns:
         {FailureRef.member_key: TaskHistory}; {} when nothing is read (the gate then has no
         corroboration from the record). Never raises.
@@ -270,7 +271,7 @@ def read_task_histories(group: Group, api, *, runs: int = 10) -> dict:
     from airflow_doctor.capture.history import read_histories
 
     try:
-        return read_histories(api, group.members, runs=runs)
+        return read_histories(api, group.members, runs=runs, first_log=failed_log)
     except Exception as exc:  # noqa: BLE001 - no history is no corroboration, never a stop
         log.warning("Could not read the task history of %s: %s", group.label, exc)
         return {}

@@ -344,6 +344,7 @@ def read_histories(
     runs: int = 10,
     diff_first: bool = True,
     max_members: int = 50,
+    first_log: Any = None,
 ) -> dict[str, TaskHistory]:
     """The histories of a group's failed members (`read_history` each). Never raises.
 
@@ -357,6 +358,8 @@ def read_histories(
         runs: as for `read_history`.
         diff_first: compare the representative's log with its task's last success.
         max_members: at most this many members are read; the rest are absent from the result.
+        first_log: the representative's failed log as the caller read it already (fetch_logs), or
+            None to read it.
     Returns:
         {FailureRef.member_key: TaskHistory}, in the order of `refs`.
     """
@@ -371,7 +374,12 @@ def read_histories(
             out[ref.member_key] = TaskHistory(error=stopped)
             continue
         history, exc = _read(
-            api, ref, runs=runs, diff=diff_first and not out, max_log_pages=3, failed_log=None
+            api,
+            ref,
+            runs=runs,
+            diff=diff_first and not out,
+            max_log_pages=3,
+            failed_log=None if out else first_log,
         )
         out[ref.member_key] = history
         if _unreachable(exc):

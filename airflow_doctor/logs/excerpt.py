@@ -806,11 +806,13 @@ def excerpt_record(excerpt: Excerpt, error: str | None = None) -> dict:
     return out
 
 
-def fetch_failure_excerpt(ref_data: dict, *, api=None) -> dict:
+def fetch_failure_excerpt(ref_data: dict, *, api=None, keep_log: list | None = None) -> dict:
     """The fetch_logs stage: the failed try's log through the REST API, reduced to its excerpt.
 
     Args:
         ref_data: a FailureRef as dict.
+        keep_log: a list the log's records are appended to, for a caller that reads them again
+            (the task history's log diff), so the log is fetched once.
     Returns:
         an Excerpt as dict plus `fingerprint`, `signature` and `error` (None, or why the log could
         not be read; then the excerpt is empty and the failure is still diagnosed and escalated).
@@ -823,6 +825,8 @@ def fetch_failure_excerpt(ref_data: dict, *, api=None) -> dict:
     api = api or AirflowAPI()
     try:
         records = api.get_log(ref)
+        if keep_log is not None:
+            keep_log.extend(records)
         excerpt = extract_excerpt(records)
     except Exception as exc:  # noqa: BLE001 - a missing log is diagnosed as "unknown" and escalated
         error = f"log unavailable: {type(exc).__name__}: {exc}"[:500]

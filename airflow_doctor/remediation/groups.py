@@ -44,16 +44,19 @@ def group_failures(refs: list[dict], *, api=None) -> list[dict]:
         groups, oldest first: {"key": str, "label": str (the representative's `dag.task[i]`,
         plus "+N more"), "members": [FailureRef dict], "excerpt": the first member's excerpt (the
         representative: members share the fingerprint, so the excerpt differs only in ids and
-        numbers)}. Never raises: an unreadable log makes a group of one.
+        numbers), "log": the representative's log records (read once, for the task history's log
+        diff; not carried further)}. Never raises: an unreadable log makes a group of one.
     """
     from airflow_doctor.logs.excerpt import fetch_failure_excerpt
 
     groups: dict[str, dict] = {}
     for data in refs:
         ref = FailureRef.model_validate(data)
-        excerpt = fetch_failure_excerpt(data, api=api)
+        records: list = []
+        excerpt = fetch_failure_excerpt(data, api=api, keep_log=records)
         group = groups.setdefault(
-            group_key(excerpt, ref), {"key": group_key(excerpt, ref), "members": [], "excerpt": excerpt}
+            group_key(excerpt, ref),
+            {"key": group_key(excerpt, ref), "members": [], "excerpt": excerpt, "log": records},
         )
         group["members"].append(ref.model_dump(mode="json"))
     out = list(groups.values())
