@@ -489,9 +489,30 @@ _PATTERNS = _OWN_PATTERNS + _library_patterns()  # own first: their bounds are w
 _NEEDLES = sorted({n for *_, needles in _PATTERNS for n in needles or ()} | {"-p"})
 
 
+# The one character whose str.lower() is two code points (U+0130, LATIN CAPITAL LETTER I WITH DOT
+# ABOVE -> "i" + COMBINING DOT ABOVE; checked over every code point of Python 3.11's Unicode data).
+_LOWER_GROWS = "\u0130"
+
+
+def fold(text: str) -> str:
+    """`text` lower-cased with its length kept, so an offset found in the copy is an offset in
+    `text` (str.lower() turns U+0130 into two code points, which shifted every later offset: a
+    secret below such a line kept its value). Used only to find needles; the patterns themselves
+    match case-insensitively on `text`.
+
+    Returns:
+        a str of len(text).
+    """
+    low = (text.replace(_LOWER_GROWS, "i") if _LOWER_GROWS in text else text).lower()
+    if len(low) != len(text):  # a future Unicode table: fall back to a per-character fold
+        low = "".join(c if len(c.lower()) != 1 else c.lower() for c in text)
+    return low
+
+
 def _candidate_lines(text: str, low: str) -> list[tuple[int, int]]:
     """(start, end) of every line holding a needle of some pattern, in order: the only lines the
-    single-line patterns need to see. Found with `str.find`, which is far faster than a regex scan."""
+    single-line patterns need to see. Found with `str.find`, which is far faster than a regex scan.
+    `low` is `fold(text)`: the same length, so its offsets are offsets in `text`."""
     spans: dict[int, int] = {}
     for needle in _NEEDLES:
         i = low.find(needle)
@@ -505,12 +526,12 @@ def _candidate_lines(text: str, low: str) -> list[tuple[int, int]]:
 
 
 def _apply_patterns(text: str, whole: bool) -> str:
-    low = text.lower()
+    low = fold(text)
     for _name, pattern, replacement, needles in _PATTERNS:
         if (needles is None) == whole and (whole or any(n in low for n in needles)):
             new = pattern.sub(replacement, text)
             if new is not text:
-                text, low = new, new.lower()
+                text, low = new, fold(new)
     return text
 
 
@@ -518,7 +539,7 @@ def _redact_line_patterns(text: str) -> str:
     """Apply the whole-text patterns, then the others to the lines that hold one of their needles
     (joined, so each regex runs once over them)."""
     text = _apply_patterns(text, whole=True)
-    spans = _candidate_lines(text, text.lower())
+    spans = _candidate_lines(text, fold(text))
     if not spans:
         return text
     lines = [text[s:e] for s, e in spans]

@@ -789,3 +789,37 @@ def test_a_hundred_megabyte_log_keeps_its_tail():
     excerpt = extract_excerpt(noise + _text_log("token=Hundred0MegTok"))
     assert excerpt.exception_type == "RuntimeError"
     assert "Hundred0MegTok" not in excerpt.text and "Hundred0MegTok" not in excerpt.message
+
+
+# -- offsets that cannot shift ------------------------------------------------------------------------
+
+# Characters whose case mappings change length or behave unusually: U+0130 (lower() is two code
+# points), sharp s and ligatures (upper() grows), final sigma, a combining mark, full-width letters,
+# an emoji, a lone replacement character, and plain ASCII around them.
+TRICKY = "\u0130\u00df\ufb01\u03c2\u0307\uff30\U0001f600\ufffd" + "abcXYZ09 =:_-/."
+
+
+def test_fold_keeps_the_length_of_every_code_point():
+    from airflow_doctor.logs.redact import fold
+
+    every = "".join(chr(i) for i in range(0x110000) if not 0xD800 <= i < 0xE000)
+    assert len(fold(every)) == len(every)
+    assert fold("PASSWORD \u0130X") == "password ix"
+
+
+@pytest.mark.parametrize("seed", range(60))
+def test_a_secret_below_any_unicode_text_is_never_kept(seed):
+    """Random lines of case-changing and other hostile characters, then a credential line: the
+    redactor finds keywords on a copy whose offsets match the text, so the value is always masked."""
+    import random
+
+    rng = random.Random(seed)  # noqa: S311 - test data
+    lines = [
+        "".join(rng.choice(TRICKY) for _ in range(rng.randint(0, 120))) for _ in range(rng.randint(1, 30))
+    ]
+    secret = "".join(rng.choice("ABCDEFGHJKLMNPQRSTUVWXYZabcdefghjkmnpqrstuvwxyz23456789") for _ in range(20))
+    where = rng.randint(0, len(lines))
+    key = rng.choice(["password", "PASSWORD", "Password", "db_password", "api_key", "secret"])
+    lines.insert(where, f"connecting to the warehouse with {key}={secret} (attempt 1)")
+    out = redact("\n".join(lines))
+    assert secret not in out, (seed, key)
