@@ -55,10 +55,18 @@ ID_MAX_LENGTH = 250
 
 
 def _printable_id(value: str) -> str:
-    """An id without control characters (NUL included) or lone surrogates (neither fits Postgres text)."""
+    """An id without control characters (NUL included) or lone surrogates (neither fits Postgres
+    text), with at least one visible character: Airflow never names a DAG, run or task with spaces
+    alone, so a whitespace-only id can only be a malformed conf or event.
+
+    Raises:
+        ValueError: a control character or surrogate, or nothing but whitespace.
+    """
     bad = next((c for c in value if unicodedata.category(c) in {"Cc", "Cs"}), None)
     if bad is not None:
         raise ValueError(f"must not contain control characters (found U+{ord(bad):04X})")
+    if not value.strip() or all(unicodedata.category(c) in {"Zs", "Cf"} for c in value):
+        raise ValueError("must contain a character other than whitespace")
     return value
 
 
@@ -69,7 +77,7 @@ def _whole_number(value: Any) -> Any:
     return value
 
 
-#: dag_id, run_id, task_id: a non-empty string of at most 250 characters, no control characters.
+#: dag_id, run_id, task_id: at most 250 characters, at least one of them visible, no control characters.
 Identifier = Annotated[str, Field(min_length=1, max_length=ID_MAX_LENGTH), AfterValidator(_printable_id)]
 #: try_number: an integer >= 1 (Airflow counts tries from 1), within Postgres integer range.
 TryNumber = Annotated[int, BeforeValidator(_whole_number), Field(ge=1, lt=PG_INT_LIMIT)]

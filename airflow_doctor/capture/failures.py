@@ -229,8 +229,11 @@ def report_failures(events: list[Any], params: dict[str, Any] | None, *, kb=None
         base could not be written: the claim then handles "refs" themselves), "unclaimed" (failures
         waiting in the inbox) and "storm" (at least `storm_threshold` of them wait: the caller waits
         for the burst to settle before claiming, so one doctor run claims it whole).
+        "params_error": why the manual Params were not used, when they were malformed but the run's
+        asset events named failures (those are still reported; the caller tells people), else None.
     Raises:
-        ValueError: manual Params are malformed (the run fails with that message; nothing is lost).
+        ValueError: manual Params are malformed and no asset event names a failure (the run fails
+            with that message; nothing is lost).
     """
     from airflow_doctor.knowledge.store import KnowledgeBase
     from airflow_doctor.settings import settings as load_settings
@@ -243,7 +246,19 @@ def report_failures(events: list[Any], params: dict[str, Any] | None, *, kb=None
         from airflow_doctor.hooks.airflow_api import default_api
 
         api = default_api()  # one client (and one token) for the whole task
-    manual = ref_from_params(params, api=api)
+    params_error = None
+    try:
+        manual = ref_from_params(params, api=api)
+    except ValueError as exc:
+        if not refs:
+            raise  # a manual trigger alone: the run fails with the message
+        # The run's asset events still name failures: they are not lost to a malformed form.
+        params_error, manual = str(exc), None
+        log.error(
+            "Manual trigger params not used (%s); handling the %d failure(s) its events report",
+            exc,
+            len(refs),
+        )
     if manual:
         refs.append(manual)
     refs = [r for r in refs if r.dag_id not in DOCTOR_DAG_IDS]
@@ -252,6 +267,7 @@ def report_failures(events: list[Any], params: dict[str, Any] | None, *, kb=None
         "refs": [r.model_dump(mode="json") for r in refs],
         "manual": manual.model_dump(mode="json") if manual else None,
         "dry_run": bool(params.get("dry_run")),
+        "params_error": params_error,
         "inbox": False,
         "unclaimed": 0,
         "storm": False,

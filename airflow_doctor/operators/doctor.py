@@ -23,6 +23,7 @@ defers to `triggers.RetryOutcomeTrigger`, which polls in the triggerer.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
@@ -256,8 +257,28 @@ class FetchLogsOperator(BaseOperator):
     queue (holding no slot) and claim the stragglers.
 
     Returns (XCom): [Group] (pipeline.fetch_reported). Raises ValueError for malformed manual
-    Params (nothing is claimed).
+    Params when no asset event names a failure (nothing is claimed); with events, the events'
+    failures are handled and the run's note says why the Params were not used.
     """
+
+    @staticmethod
+    def _say_params_unused(context, why: str) -> None:
+        """Tell whoever looks at this doctor run (its note) that the manual trigger's Params were not
+        used and why, while the failures its asset events named are handled. Never raises."""
+        from airflow_doctor.hooks.airflow_api import default_api
+
+        try:
+            api = default_api()
+            if api is not None:
+                dag_run = context["dag_run"]
+                api.set_dag_run_note(
+                    dag_run.dag_id,
+                    dag_run.run_id,
+                    f"airflow-doctor: the manual trigger's params were not used ({why}); this run "
+                    f"handles the failures its asset events reported",
+                )
+        except Exception as exc:  # noqa: BLE001 - the log line in report_failures still says it
+            logging.getLogger(__name__).warning("Could not note the unused params on the doctor run: %s", exc)
 
     def execute(self, context) -> list:
         from airflow_doctor.capture.failures import report_failures
@@ -267,6 +288,8 @@ class FetchLogsOperator(BaseOperator):
 
         events = [e for evs in (context.get("triggering_asset_events") or {}).values() for e in evs]
         reported = report_failures(events, context.get("params"))
+        if reported.get("params_error"):
+            self._say_params_unused(context, reported["params_error"])
         if not reported["storm"]:
             return fetch_reported(reported, context["run_id"])
         settings = load_settings()

@@ -247,3 +247,19 @@ def test_without_the_knowledge_base_the_reported_failures_are_handled_as_they_ca
     assert (reported["inbox"], reported["storm"]) == (False, False)
     claimed = claim_reported(reported, "doctor-run", kb=dead)
     assert sorted(r["map_index"] for r in claimed) == [0, 1, 2, 3]
+
+
+def test_malformed_params_do_not_cost_the_runs_valid_events(kb: KnowledgeBase, caplog):
+    """A doctor run triggered by asset events with a malformed manual form (a person's typo, a
+    whitespace id) still reports and claims what its events name, and says why the Params were not
+    used; the same Params without events still fail the run with the message."""
+    events = [_event(task_id="t", map_index=i) for i in range(3)]
+    bad = {"dag_id": "d", "run_id": "   ", "task_id": "t"}
+    with caplog.at_level("ERROR", logger="airflow_doctor.capture.failures"):
+        reported = report_failures(events, bad, kb=kb, api=RecordingAPI())
+    assert "other than whitespace" in reported["params_error"] and reported["manual"] is None
+    assert any("Manual trigger params not used" in r.getMessage() for r in caplog.records)
+    claimed = claim_reported(reported, "doctor-run-1", kb=kb)
+    assert sorted(r["map_index"] for r in claimed) == [0, 1, 2]
+    with pytest.raises(ValueError, match="malformed manual trigger params"):
+        report_failures([], bad, kb=kb, api=RecordingAPI())
