@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
+import httpx
 import psycopg2
 import pytest
 
@@ -54,3 +58,43 @@ def forget_run(stack):
     for run in runs:
         with psycopg2.connect(stack.database_uri("doctor")) as conn, conn.cursor() as cur:
             cur.execute("DELETE FROM doctor.failure_cases WHERE run_id = %s", (run,))
+
+
+# -- a real headless browser, signed in (the UI tests) ----------------------------------------------
+
+CHROMIUM = os.environ.get("DOCTOR_UI_CHROMIUM", "/usr/bin/chromium")
+#: Seconds a view may take to show in the browser (the first request builds the plugin's app).
+VIEW_TIMEOUT_MS = 30_000
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: `make install` installs Debian's chromium")
+    with sync_playwright() as pw:
+        # --no-sandbox: the tests run as root here, where Chromium's sandbox refuses to start.
+        b = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
+        yield b
+        b.close()
+
+
+def base_url(stack) -> str:
+    # The stack's [api] base_url names localhost: the UI and its plugin views load from there.
+    return f"http://localhost:{stack.api_port}"
+
+
+@pytest.fixture(scope="module")
+def page(browser, stack):
+    """A signed-in browser page: the admin's JWT in the `_token` cookie, as the login form leaves it."""
+    token = httpx.post(
+        f"{stack.api_url}/auth/token",
+        json={"username": stack.username, "password": stack.password},
+        timeout=30,
+    ).json()["access_token"]
+    context = browser.new_context(viewport={"width": 1440, "height": 1600})
+    context.add_cookies([{"name": "_token", "value": token, "url": base_url(stack)}])
+    p = context.new_page()
+    yield p
+    context.close()

@@ -15,49 +15,12 @@ import re
 from pathlib import Path
 from urllib.parse import quote
 
-import httpx
 import pytest
 
 from scripts.demo import api_for, case_for, kb_for, trigger, wait_until
+from tests.e2e.conftest import VIEW_TIMEOUT_MS, base_url
 
 pytestmark = pytest.mark.e2e
-
-CHROMIUM = os.environ.get("DOCTOR_UI_CHROMIUM", "/usr/bin/chromium")
-#: Seconds a view may take to show in the browser (the first request builds the plugin's app).
-VIEW_TIMEOUT_MS = 30_000
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: `make install` installs Debian's chromium")
-    with sync_playwright() as pw:
-        # --no-sandbox: the tests run as root here, where Chromium's sandbox refuses to start.
-        b = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
-        yield b
-        b.close()
-
-
-def _base(stack) -> str:
-    # The stack's [api] base_url names localhost: the UI and its plugin views load from there.
-    return f"http://localhost:{stack.api_port}"
-
-
-@pytest.fixture(scope="module")
-def page(browser, stack):
-    """A signed-in browser page: the admin's JWT in the `_token` cookie, as the login form leaves it."""
-    token = httpx.post(
-        f"{stack.api_url}/auth/token",
-        json={"username": stack.username, "password": stack.password},
-        timeout=30,
-    ).json()["access_token"]
-    context = browser.new_context(viewport={"width": 1440, "height": 1600})
-    context.add_cookies([{"name": "_token", "value": token, "url": _base(stack)}])
-    p = context.new_page()
-    yield p
-    context.close()
 
 
 def _shots() -> Path | None:
@@ -72,7 +35,7 @@ def _shots() -> Path | None:
 def _open_tab(page, stack, dag_id: str, run_id: str, task_id: str):
     """Open the task instance's Doctor tab in Airflow's UI; return the tab's frame."""
     page.goto(
-        f"{_base(stack)}/dags/{quote(dag_id, safe='')}/runs/{quote(run_id, safe='')}"
+        f"{base_url(stack)}/dags/{quote(dag_id, safe='')}/runs/{quote(run_id, safe='')}"
         f"/tasks/{quote(task_id, safe='')}/plugin/doctor"
     )
     frame = page.frame_locator("iframe[src*='/doctor/tab']")
@@ -90,7 +53,7 @@ def _standalone_shot(page, stack, path: str, name: str) -> None:
     """The plugin view alone at full height (the README's screenshots)."""
     folder = _shots()
     if folder:
-        page.goto(f"{_base(stack)}{path}")
+        page.goto(f"{base_url(stack)}{path}")
         page.wait_for_load_state("networkidle")
         page.screenshot(path=str(folder / f"{name}.png"), full_page=True)
 
@@ -143,7 +106,7 @@ def test_doctor_tab_dashboard_and_a_permanent_answer(stack, page):
     _shot(page, "tab-escalated-in-airflow")
 
     # -- the dashboard (nav) ----------------------------------------------------------------------
-    page.goto(f"{_base(stack)}/plugin/doctor_dashboard")
+    page.goto(f"{base_url(stack)}/plugin/doctor_dashboard")
     board = page.frame_locator("iframe[src*='/doctor/dashboard']")
     board.get_by_role("heading", name=re.compile("^Doctor dashboard")).wait_for(timeout=VIEW_TIMEOUT_MS)
     seen = int(board.locator('[data-figure="failures_seen"]').inner_text())
