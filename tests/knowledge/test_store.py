@@ -176,3 +176,28 @@ def test_class_outcomes_count_the_doctors_verified_retries_since_a_person_looked
         actor="human",
     )
     assert kb.class_outcomes("connection_reset_by_remote")["failed"] == 0
+
+
+def test_a_persons_transient_reads_as_a_failed_retry_when_the_try_it_started_failed(kb: KnowledgeBase):
+    """A person answered "transient: retry it now" on try 1; their clear started try 2, which failed
+    the same way. Asked about try 2, memory must not say a retry of this fingerprint succeeded (the
+    retry in question is the failure asking); asked from another task, the answer still counts."""
+    from airflow_doctor.knowledge.store import UIStore
+
+    first = ref("load", try_number=1)
+    case_id = kb.record_case(
+        ref=first,
+        case={"operator": "PythonOperator", "fingerprint": "fp-answered", "excerpt": "x"},
+        diagnosis=None,
+        decision={"verdict": "escalate", "reasons": ["r"], "similarity": None},
+        cleared=False,
+        doctor_run_id="doc-1",
+    )
+    UIStore(dsn=kb.dsn).record_answer(case_id, answer="transient", user_name="oncall", cleared=True)
+
+    [same_ti] = kb.find_by_fingerprint("fp-answered", ref("load", try_number=2))
+    assert same_ti.case_id == case_id and same_ti.actor == "human"
+    assert same_ti.outcome == "failed" and same_ti.retry_failed and not same_ti.retry_verified
+
+    [elsewhere] = kb.find_by_fingerprint("fp-answered", ref("other_task", try_number=1))
+    assert elsewhere.outcome == "succeeded" and elsewhere.retry_verified

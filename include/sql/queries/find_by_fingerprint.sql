@@ -11,12 +11,18 @@
 -- moot) reads as no outcome here, not as a veto on every DAG. An answer on the Doctor tab is global.
 -- Airflow's own retries of the very task instance asking (actor 'airflow',
 -- airflow_doctor/knowledge/airflow_retries.py) are left out: its earlier failed tries are part of the
--- same incident, not memory of another one.
+-- same incident, not memory of another one. A person's "transient" on an earlier try of the very task
+-- instance asking reads as a failed retry: the try that person's clear started is the failure asking.
 SELECT c.id, c.kind, 1.0 AS similarity, c.title,
        coalesce(wc.error_class, c.error_class) AS error_class,
        CASE v.answer WHEN 'permanent' THEN false WHEN 'transient' THEN true ELSE c.transient END AS transient,
        c.recommended_action, c.fingerprint, c.fix_steps, c.dag_id, c.task_id,
        CASE WHEN v.answer = 'permanent' THEN 'escalated'
+            WHEN v.answer = 'transient'
+                 AND c.dag_id IS NOT DISTINCT FROM %(dag_id)s AND c.run_id IS NOT DISTINCT FROM %(run_id)s
+                 AND c.task_id IS NOT DISTINCT FROM %(task_id)s
+                 AND c.map_index IS NOT DISTINCT FROM %(map_index)s AND c.try_number < %(try_number)s
+                 THEN 'failed'
             WHEN v.answer = 'transient' AND r.outcome IS DISTINCT FROM 'failed' THEN 'succeeded'
             WHEN v.answer IS NULL AND r.actor = 'human' AND r.outcome = 'escalated' AND %(task_id)s IS NOT NULL
                  AND NOT (c.dag_id IS NOT DISTINCT FROM %(dag_id)s AND c.task_id IS NOT DISTINCT FROM %(task_id)s)
