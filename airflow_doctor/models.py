@@ -281,6 +281,11 @@ class TryRecord(BaseModel):
     )
     start_date: datetime | None = None
     end_date: datetime | None = None
+    max_tries: int | None = Field(
+        default=None,
+        description="The task instance's max_tries when this try ran: Airflow retries a failed try while "
+        "try_number <= max_tries (and the task has retries).",
+    )
 
 
 class TaskHistory(BaseModel):
@@ -309,6 +314,15 @@ class TaskHistory(BaseModel):
         "(redacted; text from the log, untrusted).",
     )
     compared_with: str | None = Field(default=None, description="'run_id try n' of the log compared with.")
+    retries_left: int | None = Field(
+        default=None,
+        description="max_tries - try_number of the failed try, when the task has retries: > 0 means Airflow "
+        "failed it without using its retries (AirflowFailException, a retry policy's FAIL, a person).",
+    )
+    policy_failed: bool = Field(
+        default=False,
+        description="The failed try's own records say its retry policy (AIP-105 retry_policy) decided FAIL.",
+    )
     error: str | None = None
 
     @property

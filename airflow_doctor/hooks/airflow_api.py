@@ -108,6 +108,7 @@ class TaskInstance(_RanOnVersion):
     task_id: str
     map_index: int = -1
     try_number: int | None = None
+    max_tries: int | None = None
     state: str | None = None
     operator: str | None = None
     queued_when: datetime | None = None
@@ -128,6 +129,7 @@ class TaskInstanceTry(_RanOnVersion):
     task_id: str
     map_index: int = -1
     try_number: int
+    max_tries: int | None = None
     state: str | None = None
     start_date: datetime | None = None
     end_date: datetime | None = None
