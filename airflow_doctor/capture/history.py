@@ -183,6 +183,39 @@ def log_lines(log_records: Any) -> list[str]:
     return render_log([r for r in parse_records(log_records) if not _doctors_own(r)])
 
 
+#: The record Airflow's task runner logs when a task's retry policy (AIP-105, Airflow 3.3) gives a
+#: reason: `log.info("Retry policy decision", action=..., reason=...)` in
+#: airflow/sdk/execution_time/task_runner.py (`_evaluate_retry_policy`).
+_POLICY_DECISION_EVENT = "Retry policy decision"
+#: Loggers that carry what the task printed, never the runner's own records.
+_PRINTED_LOGGERS = ("task.stdout", "task.stderr")
+
+
+def policy_failed(log_records: Any) -> bool:
+    """Whether the failed try's log holds the task runner's own record of a retry policy deciding FAIL.
+
+    Only a structured record counts (event "Retry policy decision", action "fail", not from the
+    task's stdout or stderr): a line the task printed is never one. A forged record can only make
+    the doctor leave a failure to people, never clear one.
+
+    Args:
+        log_records: the log as `AirflowAPI.get_log` gives it (records and/or strings), or None.
+    Returns:
+        bool; False for a log without structured records.
+    """
+    if not isinstance(log_records, list):
+        return False
+    for record in log_records:
+        if (
+            isinstance(record, dict)
+            and record.get("event") == _POLICY_DECISION_EVENT
+            and str(record.get("action") or "").lower() == "fail"
+            and str(record.get("logger") or "") not in _PRINTED_LOGGERS
+        ):
+            return True
+    return False
+
+
 # -- reading the history through the REST API -------------------------------------------------------
 
 
@@ -205,6 +238,7 @@ def _record(data: dict) -> TryRecord:
         bundle_version=nested.get("bundle_version"),
         start_date=data.get("start_date"),
         end_date=data.get("end_date"),
+        max_tries=data.get("max_tries"),
     )
 
 
@@ -236,6 +270,9 @@ def _read(
             failed = _record(api.get_try(ref))
         found["failed_version"] = failed.dag_version
         found["failed_bundle_version"] = failed.bundle_version
+        if failed.max_tries is not None:
+            found["retries_left"] = max(0, failed.max_tries - failed.try_number + 1)
+        found["policy_failed"] = policy_failed(failed_log)
         earlier = sorted((t for t in tries if t.try_number < ref.try_number), key=lambda t: t.try_number)
         found["earlier_tries"] = earlier
         recent: list[TryRecord] = []

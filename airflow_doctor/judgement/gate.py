@@ -111,6 +111,10 @@ class HistoryEvidence:
             task instances and nothing changed since its last success, or a retry of this
             fingerprint verifiably succeeded here (`Recall.healed_here`: Airflow's, the doctor's or
             a person's).
+        on_purpose: Airflow failed the try without using its retries (`TaskHistory.retries_left`
+            > 0), or the try's own records say its retry policy decided FAIL
+            (`TaskHistory.policy_failed`): the task's author, its retry policy or a person said not
+            to retry it, and the doctor does not overrule them.
         reasons: "history: ..." lines.
     """
 
@@ -118,6 +122,7 @@ class HistoryEvidence:
     changed: bool
     corroborates: bool
     reasons: tuple[str, ...]
+    on_purpose: bool = False
 
 
 @dataclass(frozen=True)
@@ -156,10 +161,12 @@ class Evidence:
     @property
     def contradicted(self) -> bool:
         """Something rules a retry out, even a person's: a rule's veto, a person's "permanent", a
-        retry of this error that failed after the doctor cleared this task instance, or a failure of
-        this fingerprint that only a change fixed."""
+        retry of this error that failed after the doctor cleared this task instance, a failure of
+        this fingerprint that only a change fixed, or a try failed on purpose with retries left (its
+        retry policy's FAIL, AirflowFailException, a person)."""
         return (
-            self.rules.vetoes
+            self.history.on_purpose
+            or self.rules.vetoes
             or self.memory.said_permanent
             or self.memory.own_retry_failed
             or self.memory.fixed
@@ -189,7 +196,9 @@ def verdict(evidence: Evidence) -> Verdict:
         the diagnosis says transient, with a retry action, at >= confidence_threshold;
         memory, the retry-safe catalogue or a settled reading vouches (`agreement`; a reading is
         settled only with corroboration from the deployment's record, `settle`);
-        nothing contradicts and no retry of this error (or of a close case) verifiably failed;
+        nothing contradicts (`Evidence.contradicted`: a veto, a person's "permanent", a fix by a change,
+        a try failed on purpose with retries left) and no retry of this error (or of a close case)
+        verifiably failed;
         the failed try's DAG version is not newer than the task's last success (a change);
         policy holds and the class is not demoted.
     approval (the grey zone), when approval is enabled and:
@@ -421,6 +430,19 @@ def _history(history: TaskHistory | None, recall: Recall, settings: DoctorSettin
             else f"history: the task's last success ran on DAG version {last.dag_version}; "
             f"the failed try on {version}"
         )
+    on_purpose = history.policy_failed or bool(history.retries_left)
+    if history.policy_failed:
+        reasons.append(
+            "history: the task's retry policy decided to fail this try (Airflow's record in the try's log): "
+            "the doctor does not clear what the task's policy failed on purpose"
+        )
+    elif history.retries_left:
+        left = history.retries_left
+        reasons.append(
+            f"history: Airflow failed this try with {left} retr{'y' if left == 1 else 'ies'} left: the task "
+            f"(AirflowFailException), its retry policy or a person said not to retry it, and the doctor "
+            f"does not overrule them"
+        )
     failed_before = [t for t in history.earlier_tries if t.state in {"failed", "up_for_retry"}]
     if failed_before:
         reasons.append(
@@ -434,7 +456,13 @@ def _history(history: TaskHistory | None, recall: Recall, settings: DoctorSettin
         and last.dag_version == history.failed_version
         and on_version >= settings.history_min_successes
     )
-    return HistoryEvidence(known=True, changed=changed, corroborates=corroborates, reasons=tuple(reasons))
+    return HistoryEvidence(
+        known=True,
+        changed=changed,
+        corroborates=corroborates and not on_purpose,
+        reasons=tuple(reasons),
+        on_purpose=on_purpose,
+    )
 
 
 def _memory(

@@ -403,3 +403,25 @@ def test_read_histories_stops_asking_an_unreachable_api():
     api.fail["list_tries"] = AirflowAPIError("GET x: HTTP 404: not found", status=404)  # not unreachable
     assert all(h.error for h in read_histories(api, refs).values())
     assert len(api.called("list_tries")) == 1 + 3
+
+
+@pytest.mark.parametrize(("max_tries", "left"), [(3, 2), (2, 1), (1, 0), (0, 0), (None, None)])
+def test_retries_left_come_from_the_failed_trys_max_tries(max_tries, left):
+    """Airflow retries a failed try while try_number <= max_tries: try 2 with max_tries 3 failed with
+    2 retries left (AirflowFailException, a retry policy's FAIL, a person); max_tries is not the task's
+    own field to write."""
+    failed = _ti(RUN, 2, "failed", 2, 27)
+    if max_tries is not None:
+        failed["max_tries"] = max_tries
+    history = read_history(FakeAPI(tries=[_ti(RUN, 1, "up_for_retry", 2, 27), failed], history=[]), _ref(2))
+    assert history.retries_left == left
+
+
+def test_a_retry_policys_fail_is_read_from_the_runners_record_not_from_what_the_task_printed():
+    decision = {**_record("Retry policy decision", logger="task", second=8), "action": "fail", "reason": "r"}
+    printed = {**decision, "logger": "task.stdout"}
+    retry = {**decision, "action": "retry"}
+    api = FakeAPI(tries=[_ti(RUN, 1, "failed", 2, 27)], history=[])
+    assert read_history(api, _ref(1), failed_log=[*FAILED_LOG, decision]).policy_failed
+    for log_records in (FAILED_LOG, [*FAILED_LOG, printed], [*FAILED_LOG, retry], "text log", None):
+        assert not read_history(api, _ref(1), failed_log=log_records).policy_failed

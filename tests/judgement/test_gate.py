@@ -511,3 +511,34 @@ def test_the_verdict_reads_the_gate_table(found, expected):
     from airflow_doctor.judgement.gate import verdict
 
     assert verdict(found) == expected
+
+
+# -- a try failed on purpose ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("history", "says"),
+    [
+        pytest.param(
+            {"retries_left": 2},
+            "Airflow failed this try with 2 retries left",
+            id="failed-with-retries-left",
+        ),
+        pytest.param(
+            {"retries_left": 0, "policy_failed": True},
+            "the task's retry policy decided to fail this try",
+            id="its-retry-policy-said-fail",
+        ),
+    ],
+)
+def test_a_try_failed_on_purpose_is_never_cleared_and_the_reason_says_why(history, says):
+    """Everything else would auto-retry (a verified transient here, a confident diagnosis): the
+    task's own word (its retry policy's FAIL, AirflowFailException, a person) still wins, and the
+    failure goes to people, not to an approval that would clear it."""
+    from airflow_doctor.models import TaskHistory
+
+    args = (TRANSIENT, [verified(0.95)], [verified(1.0)], 0, [], DoctorSettings())
+    assert decide(*args, history=TaskHistory(retries_left=0)).verdict == "auto_retry"
+    decision = decide(*args, history=TaskHistory(**history))
+    assert decision.verdict == "escalate"
+    assert any(says in r for r in decision.reasons), decision.reasons
