@@ -7,8 +7,11 @@ Commands:
               recurring failures, with the offline, LLM or oracle diagnoser (airflow_doctor/evaluate.py)
     history   import the last days' retried tries through the REST API and learn what Airflow's own
               retries did (airflow_doctor/knowledge/airflow_retries.py); resumable
-`migrate`, `seed` and `history` use `--dsn` or, without it, the Airflow connection `doctor_db`
-(`history` reads Airflow through the connection `doctor_airflow_api`). `eval` uses
+    export-policy  write a Python module with the fingerprints the knowledge base proves transient or
+              permanent and the retry-safe exception classes, as a retry policy for workers that cannot
+              reach the knowledge base (airflow_doctor/retry_policy.py, docs/retry-policy.md)
+`migrate`, `seed`, `history` and `export-policy` use `--dsn` or, without it, the Airflow connection
+`doctor_db` (`history` reads Airflow through the connection `doctor_airflow_api`). `eval` uses
 `--dsn` or, without it, an embedded Postgres with pgvector in a temporary folder (it deletes the
 observed cases of the knowledge base it uses, so never point it at production).
 """
@@ -60,6 +63,15 @@ def main(argv: list[str] | None = None) -> int:
         help="at most this many task instances read in this run (default 10000); run again to resume",
     )
     hi.add_argument("--dsn", help="libpq connection string (default: Airflow connection doctor_db)")
+    ex = sub.add_parser("export-policy", help="write the proven fingerprints as a static retry policy module")
+    ex.add_argument("--out", type=Path, required=True, help="the .py file to write")
+    ex.add_argument(
+        "--min-verified",
+        type=int,
+        default=None,
+        help="verified outcomes a fingerprint needs (default 2, as DoctorRetryPolicy)",
+    )
+    ex.add_argument("--dsn", help="libpq connection string (default: Airflow connection doctor_db)")
     ev = sub.add_parser("eval", help="score decisions on labelled JSONL corpora")
     ev.add_argument(
         "--corpus",
@@ -119,6 +131,8 @@ def main(argv: list[str] | None = None) -> int:
     kb = KnowledgeBase(dsn=args.dsn)
     if args.command == "history":
         return _history(args, kb)
+    if args.command == "export-policy":
+        return _export_policy(args, kb)
     if args.command == "migrate":
         applied = kb.migrate()
         print(f"migrations applied: {', '.join(applied) or 'none (up to date)'}")
@@ -168,6 +182,34 @@ def _history(args, kb, api=None) -> int:
         + ("" if imported["finished"] else " (the import is not finished: run it again to resume)")
     )
     return 1 if imported["errors"] or learnt["errors"] else 0
+
+
+def _export_policy(args, kb) -> int:
+    """`export-policy`: write `--out`, a module exposing `retry_policy` (retry_policy.export_module).
+
+    Returns:
+        the exit code: 0, or 2 for bad arguments.
+    Raises:
+        psycopg2.Error: the knowledge base cannot be read (nothing is written).
+    """
+    from datetime import date
+
+    from airflow_doctor import retry_policy
+
+    min_verified = retry_policy.MIN_VERIFIED if args.min_verified is None else args.min_verified
+    if min_verified < 1 or args.out.suffix != ".py":
+        print("error: --min-verified must be at least 1 and --out a .py file", file=sys.stderr)
+        return 2
+    table = retry_policy.proven_table(kb, min_verified=min_verified)
+    exceptions = retry_policy.retry_safe_exceptions(kb)
+    text = retry_policy.export_module(table, exceptions, exported_on=date.today(), min_verified=min_verified)
+    args.out.write_text(text, encoding="utf-8")
+    actions = [entry["action"] for entry in table.values()]
+    print(
+        f"wrote {args.out}: {actions.count('retry')} transient and {actions.count('fail')} permanent "
+        f"fingerprints, {len(exceptions)} retry-safe exception classes"
+    )
+    return 0
 
 
 def _eval(args) -> int:
