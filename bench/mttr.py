@@ -15,25 +15,31 @@ stack per phase. The five `example_transient_*` DAGs (dags/examples/example_tran
 database starting up (57P03), HTTP 503, read timeout, serialization failure, DNS EAI_AGAIN; each fails its
 first try only, retries=0) are triggered round-robin, one every `--spacing` s, N times.
 - offline: no `doctor_llm` connection, so the doctor diagnoses with memory and rules.
-- baseline: in the offline stack, N runs of the `baseline_transient_*` twins (retries=1, Airflow's
-  default retry_delay of 300 s, tagged doctor:off), triggered before the doctor's failures so their
-  300 s wait overlaps the offline phase. Failure = end of try 1 (the API's end_date; the doctor
-  phases use the task runner's failed_at from the inbox, a few ms earlier).
-- llm: a stack whose `doctor_llm` points at the loopback Messages API server
-  (tests/fakes/anthropic_server.py) answering every call after a fixed `--llm-delay` s with a valid
-  `record_diagnosis` call: transient, confidence 0.9, the excerpt's exception line as evidence, and
-  the class and action the offline rules give that line (so both doctor phases pay the same
-  backoffs). [doctor] memory_first is off there, so every diagnosis asks the LLM. The stack
-  starts in the background once only the baseline's retries are left to wait for (its start then
-  competes with those retries for the CPU, not with any doctor measurement).
-- escalation: in the offline stack after its failures, `--escalations` permanent failures
-  (example_orders_report, KeyError), one every `--spacing` s: seconds from the failure to the
-  escalation's email at the SMTP sink and its Slack message at the webhook sink.
+- baseline: in the offline stack after its doctor phases have settled (so nothing else is measured
+  meanwhile), N runs of the `baseline_transient_*` twins (retries=1, Airflow's default retry_delay of
+  300 s, tagged doctor:off), measured in the first repeat only (Airflow's own behaviour). Failure =
+  end of try 1 (the API's end_date; the doctor phases use the task runner's failed_at from the
+  inbox, a few ms earlier).
+- llm: a stack of its own, started after the offline stack has stopped, whose `doctor_llm` points
+  at the loopback Messages API server (tests/fakes/anthropic_server.py) answering every call after a
+  fixed `--llm-delay` s with a valid `record_diagnosis` call: transient, confidence 0.9, the
+  excerpt's exception line as evidence, and the class and action the offline rules give that line
+  (so both doctor phases pay the same backoffs). [doctor] memory_first is off there, so every
+  diagnosis asks the LLM.
+- escalation: in the offline stack after its failures have settled, `--escalations` permanent
+  failures (example_orders_report, KeyError), one every `--spacing` s: seconds from the failure to
+  the escalation's email at the SMTP sink and its Slack message at the webhook sink.
+Each phase runs alone: no phase overlaps another phase or another stack's start. For every phase
+the bench also reports the CPU seconds the stack's processes spent (user + system of every process
+of the stack's sessions and of Postgres, with the children they reaped: the task processes), per
+handled failure, above the stack's idle rate measured for `--idle` s before the phase, and the
+machine's 1-minute load. `--repeat` runs everything that many times; the docs quote the median of
+the repeats' p50s with their spread (min-max).
 A failure that has not settled `--timeout` s after its trigger (baseline: 300 s more) is reported
 as not healed, with the doctor task it was still in.
 
-Usage: python -m bench.mttr [--n 20] [--spacing 7] [--phases offline,baseline,llm,escalation]
-       [--escalations 10] [--llm-delay 2]
+Usage: python -m bench.mttr [--n 20] [--spacing 7] [--phases offline,escalation,llm,baseline]
+       [--escalations 10] [--llm-delay 2] [--repeat 3] [--idle 15]
        [--timeout 240] [--keep-logs DIR] [--name mttr] ; prints the tables, writes
        bench/results/<name>.json. The doctor's backoff is [doctor] retry_backoff_seconds
        (default 1 s); set AIRFLOW__DOCTOR__RETRY_BACKOFF_SECONDS for a variant run (and --name).
@@ -51,7 +57,7 @@ from collections import Counter, defaultdict
 from datetime import datetime
 from pathlib import Path
 
-from bench.common import ROOT, header, percentile, write_result
+from bench.common import ROOT, header, machine, percentile, write_result
 
 DEMO_FILE = ROOT / "dags" / "examples" / "example_transient_failures.py"
 BASELINE_RETRY_DELAY_S = 300.0  # [core] default_task_retry_delay in Airflow 3.3 (config.yml default)
@@ -173,15 +179,12 @@ def plan(kinds: list[str], n: int, spacing: float, prefix: str, start: float = 0
     ]
 
 
-def drive(
-    cfg, failures: list[dict], timeout: float, baseline_timeout: float, on_doctor_settled=None
-) -> list[float]:
+def drive(cfg, failures: list[dict], timeout: float, baseline_timeout: float) -> list[float]:
     """Trigger every planned failure at its time, then wait until each has settled.
 
     Settled: the retried try ended, or the doctor recorded that it will not retry. A failure gets
     `timeout` s (baseline: `baseline_timeout` s) after its trigger. Adds "run_id" and "triggered_at"
-    (and "timed_out" when it did not settle) to each failure dict, in place. `on_doctor_settled()`
-    is called once, when only baseline failures are left.
+    (and "timed_out" when it did not settle) to each failure dict, in place.
 
     Returns:
         the 1-minute load averages sampled while triggering and waiting (the machine is shared).
@@ -226,9 +229,6 @@ def drive(
             still.append(f)
         if len(still) != len(pending):
             print(f"  {time.monotonic() - t0:6.1f}s  {len(still)} failure(s) not settled yet", flush=True)
-        if on_doctor_settled and all(f["baseline"] for f in still):
-            on_doctor_settled()
-            on_doctor_settled = None
         pending = still
     return load
 
@@ -616,6 +616,147 @@ def doctor_run_count(cfg, since: datetime) -> int | None:
         return None
 
 
+# -- CPU of the stack ----------------------------------------------------------------------------
+
+
+def _proc_stats() -> dict[int, tuple[int, int, float]]:
+    """{pid: (ppid, session, CPU seconds)} of every process: user + system of the process and of the
+    children it has reaped (proc(5): /proc/<pid>/stat fields 14-17), in seconds."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out: dict[int, tuple[int, int, float]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            raw = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:  # exited meanwhile
+            continue
+        fields = raw[raw.rindex(")") + 2 :].split()  # after "pid (comm) ": field 3 onwards
+        ppid, session = int(fields[1]), int(fields[3])
+        cpu = sum(int(x) for x in fields[11:15]) / tick  # utime stime cutime cstime
+        out[int(entry)] = (ppid, session, cpu)
+    return out
+
+
+def stack_cpu_seconds(cfg) -> float | None:
+    """CPU seconds spent so far by the stack's processes: every process in the session of a process
+    `scripts.stack.up` spawned (stack.json: the API server, scheduler, dag-processor, triggerer,
+    embedding service, sinks; the scheduler's executor and the task processes are in its session),
+    and Postgres (the postmaster of pgdata and its descendants). A process counts its reaped
+    children, so task processes that ended are counted through their supervisor. None when the
+    stack's pids are unknown.
+    """
+    try:
+        pids = json.loads((cfg.state_dir / "stack.json").read_text())["pids"].values()
+        postmaster = int((cfg.pgdata / "postmaster.pid").read_text().split()[0])
+    except (OSError, KeyError, ValueError, IndexError):
+        return None
+    procs = _proc_stats()
+    sessions = {procs[pid][1] for pid in pids if pid in procs}
+
+    def under_postgres(pid: int) -> bool:
+        for _ in range(64):  # a bounded walk up the tree
+            if pid == postmaster:
+                return True
+            if pid not in procs or pid <= 1:
+                return False
+            pid = procs[pid][0]
+        return False
+
+    return round(
+        sum(cpu for pid, (_, session, cpu) in procs.items() if session in sessions or under_postgres(pid)), 2
+    )
+
+
+#: The process title Airflow 3.3's task runner gives a task process (airflow/sdk/execution_time/
+#: task_runner.py: `setproctitle(f"airflow worker -- {ti.id}")`).
+TASK_PROCESS_TITLE = b"airflow worker -- "
+
+
+class TaskCPUSampler:
+    """CPU seconds of the stack's task processes, sampled from /proc every `interval` s in a thread.
+
+    A task process is one whose title starts with TASK_PROCESS_TITLE; its last sample (user + system)
+    counts, so each loses at most `interval` s of its end. `count()` also gives how many task
+    processes were seen.
+    """
+
+    def __init__(self, interval: float = 0.1) -> None:
+        import threading
+
+        self.interval = interval
+        self._seen: dict[tuple[int, float], float] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="task-cpu", daemon=True)
+
+    def _run(self) -> None:
+        tick = os.sysconf("SC_CLK_TCK")
+        while not self._stop.is_set():
+            for entry in os.listdir("/proc"):
+                if not entry.isdigit():
+                    continue
+                try:
+                    if not Path(f"/proc/{entry}/cmdline").read_bytes().startswith(TASK_PROCESS_TITLE):
+                        continue
+                    raw = Path(f"/proc/{entry}/stat").read_text()
+                except OSError:
+                    continue
+                fields = raw[raw.rindex(")") + 2 :].split()
+                started = float(fields[19])  # starttime: with the pid, one process
+                self._seen[(int(entry), started)] = (int(fields[11]) + int(fields[12])) / tick
+            self._stop.wait(self.interval)
+
+    def __enter__(self) -> TaskCPUSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def count(self) -> tuple[int, float]:
+        """(task processes seen, their CPU seconds)."""
+        return len(self._seen), round(sum(self._seen.values()), 1)
+
+
+class CPUMeter:
+    """The stack's CPU seconds over a phase, above its idle rate.
+
+    `idle(seconds)` samples the stack doing nothing (scheduler loops, DAG parsing, the API server)
+    for that long; `start()` and `stop(handled)` bracket the phase. The result:
+    {"total_s", "idle_rate_s_per_s", "phase_s", "above_idle_s", "per_handled_failure_s"}.
+    """
+
+    def __init__(self, cfg) -> None:
+        self.cfg = cfg
+        self.idle_rate: float | None = None
+        self._t0: float | None = None
+        self._c0: float | None = None
+
+    def idle(self, seconds: float) -> None:
+        c0, t0 = stack_cpu_seconds(self.cfg), time.monotonic()
+        time.sleep(seconds)
+        c1, t1 = stack_cpu_seconds(self.cfg), time.monotonic()
+        self.idle_rate = None if c0 is None or c1 is None else max(0.0, (c1 - c0) / (t1 - t0))
+
+    def start(self) -> None:
+        self._c0, self._t0 = stack_cpu_seconds(self.cfg), time.monotonic()
+
+    def stop(self, handled: int) -> dict:
+        c1, t1 = stack_cpu_seconds(self.cfg), time.monotonic()
+        if self._c0 is None or c1 is None or self._t0 is None:
+            return {}
+        total, seconds = c1 - self._c0, t1 - self._t0
+        above = total - (self.idle_rate or 0.0) * seconds
+        return {
+            "total_s": round(total, 1),
+            "idle_rate_s_per_s": None if self.idle_rate is None else round(self.idle_rate, 3),
+            "phase_s": round(seconds, 1),
+            "above_idle_s": round(above, 1),
+            "per_handled_failure_s": round(above / handled, 2) if handled else None,
+        }
+
+
 # -- the phases ---------------------------------------------------------------------------------
 
 
@@ -693,23 +834,36 @@ class Stack:
             self._tmp.cleanup()
 
 
-def run_phase(stack: Stack, failures: list[dict], args, on_doctor_settled=None) -> tuple:
-    """Drive the failures on a started stack and gather the records.
+def run_phase(stack: Stack, failures: list[dict], args) -> tuple:
+    """Drive the failures on a started stack, alone, and gather the records.
 
     Returns:
         (doctor records, baseline records, doctor DAG runs created during the phase,
-        {"mean", "max"} of the machine's 1-minute load average meanwhile).
+        {"mean", "max"} of the machine's 1-minute load average meanwhile, the stack's CPU
+        (`CPUMeter.stop`: per handled failure above the idle rate measured for `args.idle` s first)).
     """
     from datetime import UTC
 
     stack.wait_up()
+    meter = CPUMeter(stack.cfg)
+    meter.idle(args.idle)
     since = datetime.now(UTC)
     print(f"[{stack.name}] {len(failures)} failures planned", flush=True)
-    load = drive(stack.cfg, failures, args.timeout, BASELINE_RETRY_DELAY_S + args.timeout, on_doctor_settled)
+    meter.start()
+    with TaskCPUSampler() as tasks:
+        load = drive(stack.cfg, failures, args.timeout, BASELINE_RETRY_DELAY_S + args.timeout)
+    cpu = meter.stop(len(failures))
+    processes, task_cpu = tasks.count()
+    cpu |= {
+        "task_processes": processes,
+        "task_cpu_s": task_cpu,
+        "task_processes_per_handled_failure": round(processes / len(failures), 1) if failures else None,
+        "task_cpu_per_handled_failure_s": round(task_cpu / len(failures), 2) if failures else None,
+    }
     doctor = doctor_records(stack.cfg, [f for f in failures if not f["baseline"]])
     baseline = baseline_records(stack.cfg, [f for f in failures if f["baseline"]])
     runs = doctor_run_count(stack.cfg, since) if doctor else None
-    return doctor, baseline, runs, {"mean": round(sum(load) / len(load), 1), "max": round(max(load), 1)}
+    return doctor, baseline, runs, {"mean": round(sum(load) / len(load), 1), "max": round(max(load), 1)}, cpu
 
 
 def escalation_records(cfg, n: int, spacing: float, timeout: float) -> list[dict]:
@@ -758,13 +912,164 @@ def escalation_records(cfg, n: int, spacing: float, timeout: float) -> list[dict
 
 
 def doctor_code_digest() -> str:
-    """A short hash of the doctor's code (dags/doctor.py, airflow_doctor/): which doctor was measured."""
+    """A short hash of the doctor's code (the airflow_doctor package, the DAG files, the SQL and
+    prompts): which doctor was measured."""
     import hashlib
 
     digest = hashlib.sha256()
-    for path in [ROOT / "dags" / "doctor.py", *sorted((ROOT / "include" / "doctor").glob("*.py"))]:
+    paths = [
+        *sorted((ROOT / "airflow_doctor").rglob("*.py")),
+        *sorted((ROOT / "dags").glob("*.py")),
+        *sorted((ROOT / "include").rglob("*.sql")),
+        *sorted((ROOT / "include" / "prompts").glob("*")),
+    ]
+    for path in paths:
         digest.update(path.read_bytes())
     return digest.hexdigest()[:12]
+
+
+def measure_once(args, phases: list[str], kinds: list[str], backoff: float, *, baseline: bool) -> dict:
+    """One repeat: the offline stack (offline, then escalation, then baseline if asked), stopped; then
+    the LLM stack. Each phase alone.
+
+    Returns:
+        {"phases": {phase: summary}, "records": {phase: [record]}}.
+    """
+    out: dict = {"phases": {}, "records": {}}
+    if any(p in phases for p in ("offline", "escalation")) or baseline:
+        offline = Stack("offline", keep_logs=args.keep_logs)
+        try:
+            offline.start()
+            if "offline" in phases:
+                doctor, _, runs, load, cpu = run_phase(
+                    offline, plan(kinds, args.n, args.spacing, "example"), args
+                )
+                out["records"]["offline"] = doctor
+                out["phases"]["offline"] = {
+                    **summarize(doctor, DOCTOR_MILESTONES, backoff),
+                    "stack_startup_s": offline.startup_s,
+                    "doctor_runs_created": runs,
+                    "load_1m": load,
+                    "cpu": cpu,
+                }
+            if "escalation" in phases:
+                print(
+                    f"[offline] {args.escalations} permanent failures for the escalation figure", flush=True
+                )
+                meter = CPUMeter(offline.cfg)
+                meter.idle(args.idle)
+                meter.start()
+                load_before = os.getloadavg()[0]
+                with TaskCPUSampler() as tasks:
+                    escalations = escalation_records(
+                        offline.cfg, args.escalations, args.spacing, args.timeout
+                    )
+                processes, task_cpu = tasks.count()
+                n = len(escalations) or 1
+                out["phases"]["escalation"] = {
+                    "email": stats([r["email_s"] for r in escalations]),
+                    "slack": stats([r["slack_s"] for r in escalations]),
+                    "cpu": meter.stop(len(escalations))
+                    | {
+                        "task_processes": processes,
+                        "task_cpu_s": task_cpu,
+                        "task_processes_per_handled_failure": round(processes / n, 1),
+                        "task_cpu_per_handled_failure_s": round(task_cpu / n, 2),
+                    },
+                    "load_1m": {"mean": round((load_before + os.getloadavg()[0]) / 2, 1)},
+                    "records": escalations,
+                }
+            if baseline:
+                _, records, _, load, cpu = run_phase(
+                    offline, plan(kinds, args.n, args.spacing, "baseline"), args
+                )
+                out["records"]["baseline"] = records
+                out["phases"]["baseline"] = {
+                    **summarize(records, BASELINE_MILESTONES, backoff),
+                    "load_1m": load,
+                    "cpu": cpu,
+                }
+        finally:
+            offline.stop()
+    if "llm" in phases:
+        from tests.fakes.anthropic_server import AnthropicLoopback
+
+        with AnthropicLoopback() as server:
+            server.script(llm_answer(args.llm_delay))
+            llm_stack = Stack(
+                "llm", server.base_url, {"AIRFLOW__DOCTOR__MEMORY_FIRST": "False"}, args.keep_logs
+            )
+            try:
+                llm_stack.start()
+                doctor, _, runs, load, cpu = run_phase(
+                    llm_stack, plan(kinds, args.n, args.spacing, "example"), args
+                )
+                out["records"]["llm"] = doctor
+                out["phases"]["llm"] = {
+                    **summarize(doctor, DOCTOR_MILESTONES, backoff),
+                    "stack_startup_s": llm_stack.startup_s,
+                    "doctor_runs_created": runs,
+                    "llm_requests": len(server.requests),
+                    "load_1m": load,
+                    "cpu": cpu,
+                }
+            finally:
+                llm_stack.stop()
+    return out
+
+
+def _median(values: list[float]) -> float | None:
+    got = sorted(v for v in values if v is not None)
+    return round(percentile(got, 50), 1) if got else None
+
+
+def across(repeats: list[dict]) -> dict:
+    """The repeats' figures side by side: for each phase and milestone, the median of the repeats'
+    p50 (and p95) with the spread (min, max) of their p50; the same for the CPU per handled failure
+    and the load.
+
+    Returns:
+        {phase: {"milestones": {m: {"p50_median", "p50_min", "p50_max", "p95_median"}},
+        "cpu_per_handled_failure_s": {"median", "min", "max"}, "load_1m_mean": {...}, "repeats": n}}.
+    """
+    out: dict = {}
+    names = sorted({p for r in repeats for p in r["phases"]})
+    for phase in names:
+        got = [r["phases"][phase] for r in repeats if phase in r["phases"]]
+
+        def spread(values: list[float | None]) -> dict:
+            vals = [v for v in values if v is not None]
+            return {"median": _median(vals), "min": min(vals, default=None), "max": max(vals, default=None)}
+
+        entry: dict = {"repeats": len(got)}
+        if phase == "escalation":
+            for channel in ("email", "slack"):
+                entry[channel] = spread([g[channel]["p50"] for g in got])
+        else:
+            entry["milestones"] = {}
+            for m in got[0]["milestones"]:
+                p50s = [g["milestones"][m]["p50"] for g in got]
+                s50 = spread(p50s)
+                entry["milestones"][m] = {
+                    "p50_median": s50["median"],
+                    "p50_min": s50["min"],
+                    "p50_max": s50["max"],
+                    "p95_median": _median([g["milestones"][m]["p95"] for g in got]),
+                }
+            entry["healed"] = [g["healed"] for g in got]
+            entry["failures"] = [g["failures"] for g in got]
+        entry["task_cpu_per_handled_failure_s"] = spread(
+            [(g.get("cpu") or {}).get("task_cpu_per_handled_failure_s") for g in got]
+        )
+        entry["task_processes_per_handled_failure"] = spread(
+            [(g.get("cpu") or {}).get("task_processes_per_handled_failure") for g in got]
+        )
+        entry["cpu_per_handled_failure_s"] = spread(
+            [(g.get("cpu") or {}).get("per_handled_failure_s") for g in got]
+        )
+        entry["load_1m_mean"] = spread([(g.get("load_1m") or {}).get("mean") for g in got])
+        out[phase] = entry
+    return out
 
 
 def main() -> int:
@@ -776,14 +1081,16 @@ def main() -> int:
     parser.add_argument("--spacing", type=float, default=7.0, help="seconds between two failures")
     parser.add_argument(
         "--phases",
-        default="offline,baseline,llm,escalation",
-        help="comma-separated subset (escalation needs offline)",
+        default="offline,escalation,llm",
+        help="comma-separated subset of offline, escalation, llm, baseline",
     )
     parser.add_argument(
         "--escalations", type=int, default=10, help="permanent failures for the escalation figure"
     )
     parser.add_argument("--llm-delay", type=float, default=2.0, help="the loopback LLM's answer time, s")
     parser.add_argument("--timeout", type=float, default=240.0, help="s a failure may take to settle")
+    parser.add_argument("--repeat", type=int, default=3, help="how many times to measure everything")
+    parser.add_argument("--idle", type=float, default=15.0, help="s of idle stack sampled before each phase")
     parser.add_argument("--keep-logs", type=Path, help="copy each stack's logs (Airflow's, tasks') here")
     parser.add_argument(
         "--name",
@@ -799,100 +1106,57 @@ def main() -> int:
     t_start = time.monotonic()
     result: dict = {
         **header(
-            f"python -m bench.mttr --n {args.n} --spacing {args.spacing:g} --phases {args.phases}", DEMO_FILE
+            f"python -m bench.mttr --n {args.n} --spacing {args.spacing:g} --phases {args.phases} "
+            f"--repeat {args.repeat}",
+            DEMO_FILE,
         ),
+        "machine": machine(),
         "n": args.n,
         "spacing_s": args.spacing,
         "llm_delay_s": args.llm_delay,
         "baseline_retry_delay_s": BASELINE_RETRY_DELAY_S,
         "retry_backoff_seconds": backoff,
+        "repeat": args.repeat,
         "goal": GOAL,
         "doctor_code": doctor_code_digest(),
-        "phases": {},
     }
-    records: dict[str, list[dict]] = {}
-    server = llm_stack = None
-    try:
-        if "llm" in phases:
-            from tests.fakes.anthropic_server import AnthropicLoopback
-
-            server = AnthropicLoopback().__enter__()
-            server.script(llm_answer(args.llm_delay))
-            llm_stack = Stack(
-                "llm", server.base_url, {"AIRFLOW__DOCTOR__MEMORY_FIRST": "False"}, args.keep_logs
-            )
-        if "offline" in phases or "baseline" in phases:
-            # Baseline twins first: their 300 s retry_delay then runs while the doctor heals the others,
-            # and the LLM phase's stack starts once only baseline retries are left to wait for.
-            failures = plan(kinds, args.n, args.spacing, "baseline") if "baseline" in phases else []
-            start = (failures[-1]["at"] + args.spacing) if failures else 0.0
-            if "offline" in phases:
-                failures += plan(kinds, args.n, args.spacing, "example", start)
-            offline = Stack("offline", keep_logs=args.keep_logs)
-            try:
-                offline.start()
-                early = (lambda: llm_stack.start(background=True)) if llm_stack else None
-                doctor, baseline, runs, load = run_phase(offline, failures, args, on_doctor_settled=early)
-                if "escalation" in phases:
-                    print(
-                        f"[offline] {args.escalations} permanent failures for the escalation figure",
-                        flush=True,
-                    )
-                    escalations = escalation_records(
-                        offline.cfg, args.escalations, args.spacing, args.timeout
-                    )
-                    result["phases"]["escalation"] = {
-                        "email": stats([r["email_s"] for r in escalations]),
-                        "slack": stats([r["slack_s"] for r in escalations]),
-                        "records": escalations,
-                    }
-            finally:
-                offline.stop()
-            if "offline" in phases:
-                records["offline"] = doctor
-                result["phases"]["offline"] = {
-                    **summarize(doctor, DOCTOR_MILESTONES, backoff),
-                    "stack_startup_s": offline.startup_s,
-                    "doctor_runs_created": runs,
-                    "load_1m": load,
-                }
-            if "baseline" in phases:
-                records["baseline"] = baseline
-                result["phases"]["baseline"] = {
-                    **summarize(baseline, BASELINE_MILESTONES, backoff),
-                    "load_1m": load,
-                }
-        if llm_stack:
-            doctor, _, runs, load = run_phase(llm_stack, plan(kinds, args.n, args.spacing, "example"), args)
-            records["llm"] = doctor
-            result["phases"]["llm"] = {
-                **summarize(doctor, DOCTOR_MILESTONES, backoff),
-                "stack_startup_s": llm_stack.startup_s,
-                "doctor_runs_created": runs,
-                "llm_requests": len(server.requests),
-                "load_1m": load,
-            }
-    finally:
-        if llm_stack:
-            llm_stack.stop()
-        if server:
-            server.__exit__(None, None, None)
+    repeats = []
+    for i in range(args.repeat):
+        print(f"\n=== repeat {i + 1} of {args.repeat} ===", flush=True)
+        once = measure_once(args, phases, kinds, backoff, baseline="baseline" in phases and i == 0)
+        for name, phase in once["phases"].items():
+            phase.setdefault("records", once["records"].get(name))
+        repeats.append(once)
+        print_report({**result, "phases": once["phases"], "wall_clock_s": time.monotonic() - t_start})
     result["wall_clock_s"] = round(time.monotonic() - t_start, 1)
+    result["summary"] = across(repeats)
+    # The detailed tables show the repeat whose offline p50 is the median one.
+    order = sorted(
+        range(len(repeats)),
+        key=lambda i: (
+            repeats[i]["phases"].get("offline", {}).get("milestones", {}).get("running", {}).get("p50") or 0
+        ),
+    )
+    result["phases"] = repeats[order[len(order) // 2]]["phases"] if repeats else {}
+    result["repeats"] = [r["phases"] for r in repeats]
     if doctor_code_digest() != result["doctor_code"]:
         result["doctor_code_changed_during_run"] = True
         print(
             "WARNING: the doctor's code changed during the run; the phases may have measured different code"
         )
-    for name, phase in result["phases"].items():
-        phase.setdefault("records", records.get(name))
     write_result(args.name, result)
-    print_report(result)
+    print_summary(result)
     return 0
 
 
 # -- printing -----------------------------------------------------------------------------------
 
-PHASE_TITLES = {"offline": "doctor offline", "llm": "doctor + LLM", "baseline": "Airflow retry"}
+PHASE_TITLES = {
+    "offline": "doctor offline",
+    "llm": "doctor + LLM",
+    "baseline": "Airflow retry",
+    "escalation": "escalation",
+}
 
 
 def _cell(s: dict | None) -> str:
@@ -978,6 +1242,15 @@ def print_report(result: dict) -> None:
             f"Slack {_cell(e['slack'])}; goal email p50 <= {GOAL['escalation_email_p50_s']:g} s: "
             f"{'met' if ok else 'missed'}"
         )
+    cpus = ", ".join(
+        f"{PHASE_TITLES.get(p, p)} {d['cpu']['per_handled_failure_s']} s (task processes: "
+        f"{d['cpu'].get('task_processes_per_handled_failure')}, "
+        f"{d['cpu'].get('task_cpu_per_handled_failure_s')} s)"
+        for p, d in data.items()
+        if (d.get("cpu") or {}).get("per_handled_failure_s") is not None
+    )
+    if cpus:
+        print(f"stack CPU per handled failure, above its idle rate: {cpus}")
     loads = ", ".join(
         f"{PHASE_TITLES[p]} mean {data[p]['load_1m']['mean']:g} max {data[p]['load_1m']['max']:g}"
         for p in phases
@@ -985,6 +1258,33 @@ def print_report(result: dict) -> None:
     )
     print(f"machine load (1-min load average, {os.cpu_count()} cores) during each phase: {loads}")
     print(f"wall clock {result['wall_clock_s']:.0f} s")
+
+
+def print_summary(result: dict) -> None:
+    """The repeats side by side: median p50 (min-max of the repeats' p50) per milestone and phase."""
+    summary = result["summary"]
+    phases = [p for p in ("offline", "llm", "baseline") if p in summary]
+    width = 28
+
+    def cell(m: dict | None) -> str:
+        if not m or m.get("p50_median") is None:
+            return "-"
+        return f"{m['p50_median']:.1f} ({m['p50_min']:.1f}-{m['p50_max']:.1f})"
+
+    print(f"\nMedian of {result['repeat']} repeat(s): p50 s after the failure (min-max of the repeats' p50)")
+    print(f"{'milestone':<24}" + "".join(f"{PHASE_TITLES[p]:>{width}}" for p in phases))
+    for m, label in DOCTOR_MILESTONES.items():
+        print(f"{label:<24}" + "".join(f"{cell(summary[p]['milestones'].get(m)):>{width}}" for p in phases))
+    for p in [*phases, "escalation"]:
+        if p in summary:
+            c, t = summary[p]["cpu_per_handled_failure_s"], summary[p]["task_cpu_per_handled_failure_s"]
+            print(
+                f"{PHASE_TITLES[p]}: per handled failure, task processes' CPU {t['median']} s "
+                f"({t['min']}-{t['max']}), the stack's above idle {c['median']} s ({c['min']}-{c['max']})"
+            )
+    if "escalation" in summary:
+        e = summary["escalation"]["email"]
+        print(f"escalation email p50: {e['median']} s ({e['min']}-{e['max']})")
 
 
 if __name__ == "__main__":

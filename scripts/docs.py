@@ -305,9 +305,67 @@ _MILESTONES = [
 ]
 
 
+def _repeats_markdown(r: dict) -> str:
+    """The median-of-repeats table of a bench.mttr result that has a `summary` (`--repeat`)."""
+    summary = r["summary"]
+    columns = [
+        ("offline", "doctor, offline diagnoser"),
+        ("llm", f"doctor, LLM (loopback, {r['llm_delay_s']} s answer)"),
+        ("baseline", f"Airflow's retry (retry_delay {r['baseline_retry_delay_s']:.0f} s)"),
+    ]
+    columns = [(p, t) for p, t in columns if p in summary]
+
+    def cell(m: dict | None) -> str:
+        if not m or m.get("p50_median") is None:
+            return "-"
+        return f"{m['p50_median']} ({m['p50_min']}-{m['p50_max']}); p95 {m['p95_median']}"
+
+    def spread(s: dict) -> str:
+        return "-" if s.get("median") is None else f"{s['median']} ({s['min']}-{s['max']})"
+
+    rows = [
+        [label, *(cell(summary[p]["milestones"].get(key)) for p, _ in columns)] for key, label in _MILESTONES
+    ]
+    rows.append(
+        [
+            "healed",
+            *(
+                " / ".join(
+                    f"{h}/{f}" for h, f in zip(summary[p]["healed"], summary[p]["failures"], strict=False)
+                )
+                for p, _ in columns
+            ),
+        ]
+    )
+    for key, label in (
+        ("task_processes_per_handled_failure", "task processes per handled failure"),
+        ("task_cpu_per_handled_failure_s", "task processes' CPU s per handled failure"),
+        ("cpu_per_handled_failure_s", "whole stack's CPU s per handled failure, above idle"),
+    ):
+        rows.append([label, *(spread(summary[p][key]) for p, _ in columns)])
+    rows.append(["mean load (1 min)", *(spread(summary[p]["load_1m_mean"]) for p, _ in columns)])
+    text = (
+        _measured(r)
+        + f" {r['n']} failures per phase, one every {r['spacing_s']:.0f} s, each phase alone; retry backoff"
+        + f" {r['retry_backoff_seconds']} s. Seconds after the failure: the median of {r['repeat']} repeats'"
+        + " p50 (their min-max), and the median p95.\n\n"
+        + _table(["milestone", *(title for _, title in columns)], rows)
+    )
+    if "escalation" in summary:
+        e = summary["escalation"]
+        text += (
+            f"\n\nPermanent failures, escalation received (median of the repeats' p50, min-max): email "
+            f"{spread(e['email'])} s, Slack {spread(e['slack'])} s; task processes' CPU per escalation "
+            f"{spread(e['task_cpu_per_handled_failure_s'])} s."
+        )
+    return text
+
+
 def bench_mttr_markdown() -> str:
     """Seconds from a failure to each milestone of its healing (`bench/results/mttr*.json`)."""
     r = _result("mttr")
+    if "summary" in r:
+        return _repeats_markdown(r)
     phases = r["phases"]
     columns = [
         ("offline", "doctor, offline diagnoser"),
