@@ -24,11 +24,14 @@ from airflow.sdk.exceptions import AirflowSkipException
 from airflow_doctor import pipeline
 from airflow_doctor.models import Diagnosed, Embedding, Group, GroupDecision, Memory, PerMember
 from airflow_doctor.operators.doctor import (
+    GROUP_ID,
     ClearAndRetryOperator,
     DiagnoseOperator,
     FetchLogsOperator,
     GateOperator,
     VerifyRetryOperator,
+    group_xcom,
+    stage_xcom,
 )
 from airflow_doctor.remediation import actions
 from airflow_doctor.settings import FAILURE_ASSET_NAME, FAILURE_ASSET_URI, LLM_POOL, read_option
@@ -93,6 +96,22 @@ def _label(group: Group) -> dict:
     return ctx
 
 
+def _pull(stage: str, key: str = "return_value"):
+    """operators.doctor.stage_xcom for the running task instance (see there: why the stages pull)."""
+    return stage_xcom(get_current_context()["ti"], stage, key)
+
+
+def _group() -> Group:
+    """operators.doctor.group_xcom for the running task instance: this mapped instance's Group."""
+    return group_xcom(get_current_context()["ti"])
+
+
+def _labelled() -> tuple[Group, dict]:
+    """(_group(), the context with this instance's label set: _label)."""
+    group = _group()
+    return group, _label(group)
+
+
 def doctor_dag():
     """The `doctor` DAG (see DOCTOR_DOC), with its form for manual triggers.
 
@@ -105,6 +124,60 @@ def doctor_dag():
     return _doctor()
 
 
+#: The trigger form. Every field may stay empty (JSON schema type null): an empty form handles what
+#: waits in the inbox (README). The limits mirror FailureRef's (airflow_doctor/models.py), which
+#: checks them again; capture.ref_from_params says which field a half-filled form lacks.
+DOCTOR_PARAMS = {
+    "dag_id": Param(
+        None,
+        type=["null", "string"],
+        maxLength=250,
+        title="DAG id",
+        description="DAG of the failed task instance. Leave every id empty to handle only what waits "
+        "in the doctor's inbox.",
+    ),
+    "run_id": Param(
+        None,
+        type=["null", "string"],
+        maxLength=250,
+        title="Run id",
+        description="DAG run of the failed task instance: copy it from the run's details in the Grid "
+        "view (Run ID), or leave it empty to take the latest failed try of the DAG id and task id.",
+    ),
+    "task_id": Param(
+        None,
+        type=["null", "string"],
+        maxLength=250,
+        title="Task id",
+        description="The failed task (with its task group prefix, as the Grid view shows it).",
+    ),
+    "map_index": Param(
+        None,
+        type=["null", "integer"],
+        minimum=-1,
+        maximum=2**31 - 1,
+        title="Map index",
+        description="Empty or -1 if not mapped.",
+    ),
+    "try_number": Param(
+        None,
+        type=["null", "integer"],
+        minimum=0,
+        maximum=2**31 - 1,
+        title="Try number",
+        description="The failed try; empty or 0 means the task instance's latest try.",
+    ),
+    "dry_run": Param(
+        False,
+        type="boolean",
+        title="Dry run",
+        description="Diagnose and decide only: send no message, clear nothing, write no note on the "
+        "failed task instance, record nothing. This run's note says what the doctor would have done, "
+        "why, and who would have been told.",
+    ),
+}
+
+
 @dag(
     dag_id="doctor",
     schedule=Asset(name=FAILURE_ASSET_NAME, uri=FAILURE_ASSET_URI),
@@ -114,42 +187,7 @@ def doctor_dag():
     # Ahead of queued pipeline tasks: remediation must not wait behind the backlog it is healing.
     default_args={"owner": "airflow-doctor", "retries": 0, "priority_weight": 100, "weight_rule": "absolute"},
     tags=["doctor", "doctor:off"],
-    params={
-        # The form's limits mirror FailureRef's (airflow_doctor/models.py), which checks them again.
-        "dag_id": Param(
-            "", type="string", maxLength=250, title="DAG id", description="DAG of the failed task instance."
-        ),
-        "run_id": Param(
-            "",
-            type="string",
-            maxLength=250,
-            title="Run id",
-            description="DAG run of the failed task instance.",
-        ),
-        "task_id": Param("", type="string", maxLength=250, title="Task id", description="The failed task."),
-        "map_index": Param(
-            -1,
-            type="integer",
-            minimum=-1,
-            maximum=2**31 - 1,
-            title="Map index",
-            description="-1 if not mapped.",
-        ),
-        "try_number": Param(
-            0,
-            type="integer",
-            minimum=0,
-            maximum=2**31 - 1,
-            title="Try number",
-            description="The failed try; 0 means the task instance's latest try.",
-        ),
-        "dry_run": Param(
-            False,
-            type="boolean",
-            title="Dry run",
-            description="Diagnose and notify; clear nothing, write no note, record nothing.",
-        ),
-    },
+    params=DOCTOR_PARAMS,
 )
 def _doctor():
     approval_timeout = timedelta(minutes=read_option("approval_timeout_minutes"))
@@ -157,96 +195,83 @@ def _doctor():
     # runs created meanwhile claim the stragglers.
     fetched = FetchLogsOperator(task_id="fetch_logs", max_active_tis_per_dag=1)
 
-    @task_group
+    # Each stage takes its direct upstream's output as an argument and reads the rest with _pull:
+    # the Graph view then draws only where the flow goes (16 edges).
+    @task_group(group_id=GROUP_ID)
     def handle_failures(group: Group):
         @task(map_index_template=LABEL)
         def embed_failure(group: Group) -> Embedding:
             _label(group)
+            get_current_context()["ti"].xcom_push(key="group", value=group)  # read by the stages after
             return pipeline.stage_result(pipeline.embed_failure(group))
 
         @task(map_index_template=LABEL, trigger_rule="all_done")
-        def retrieve_similar(group: Group, embedding: Embedding | None) -> Memory:
-            _label(group)
+        def retrieve_similar(embedding: Embedding | None) -> Memory:
+            group, _ = _labelled()
             return pipeline.stage_result(pipeline.retrieve_similar(group, embedding))
 
         @task(map_index_template=LABEL, trigger_rule="none_skipped")
-        def prepare_approval(
-            group: Group, memory: Memory | None, diagnosed: Diagnosed | None, decided: GroupDecision
-        ) -> dict:
-            ctx = _label(group)
-            return pipeline.prepare_approval(group, memory, diagnosed, decided, ctx["run_id"])
+        def prepare_approval(decided: GroupDecision) -> dict:
+            group, ctx = _labelled()
+            return pipeline.prepare_approval(
+                group, _pull("retrieve_similar"), _pull("diagnose"), decided, ctx["run_id"]
+            )
 
         @task(map_index_template=LABEL, trigger_rule="none_skipped")
-        def act_on_approval(
-            group: Group, decided: GroupDecision, diagnosed: Diagnosed | None, answer: dict | None
-        ) -> dict[str, list]:
-            ctx = _label(group)
-            return pipeline.act_on_approval(group, decided, diagnosed, answer, ctx["run_id"])
+        def act_on_approval(answer: dict | None) -> dict[str, list]:
+            group, ctx = _labelled()
+            decided = _pull("gate_on_confidence", key="decided")
+            return pipeline.act_on_approval(group, decided, _pull("diagnose"), answer, ctx["run_id"])
 
         # A PerMember is one XCom (a dict return would otherwise be pushed key by key).
         @task(map_index_template=LABEL, trigger_rule="none_skipped", multiple_outputs=False)
-        def escalate(group: Group, decided: GroupDecision, diagnosed: Diagnosed | None) -> PerMember:
-            ctx = _label(group)
-            return pipeline.escalate(group, decided, diagnosed, dry_run=ctx["params"]["dry_run"])
+        def escalate(decided: GroupDecision) -> PerMember:
+            group, ctx = _labelled()
+            return pipeline.escalate(group, decided, _pull("diagnose"), dry_run=ctx["params"]["dry_run"])
 
         @task(map_index_template=LABEL, trigger_rule="none_skipped")
-        def notify_humans(
-            group: Group,
-            memory: Memory | None,
-            diagnosed: Diagnosed | None,
-            decided: GroupDecision,
-            escalations: PerMember | None,
-        ) -> list:
-            ctx = _label(group)
+        def notify_humans(escalations: PerMember | None) -> list:
+            group, ctx = _labelled()
+            decided = _pull("gate_on_confidence", key="decided")
+            memory, diagnosed = _pull("retrieve_similar"), _pull("diagnose")
             return pipeline.notify_humans(group, memory, diagnosed, decided, escalations, ctx["run_id"])
 
         @task(map_index_template=LABEL, trigger_rule="all_done", multiple_outputs=False)
-        def record_case(
-            group: Group,
-            embedding: Embedding | None,
-            diagnosed: Diagnosed | None,
-            decided: GroupDecision | None,
-            retried: dict | None,
-            approved: dict | None,
-            escalated: PerMember | None,
-        ) -> dict[str, int | None]:
-            ctx = _label(group)
+        def record_case() -> dict[str, int | None]:
+            group, ctx = _labelled()
             if ctx["params"]["dry_run"]:
                 raise AirflowSkipException("dry_run: nothing is recorded")
             return pipeline.record_case(
-                group, embedding, diagnosed, decided, retried, approved, escalated, ctx["run_id"]
+                group,
+                _pull("embed_failure"),
+                _pull("diagnose"),
+                _pull("gate_on_confidence", key="decided"),
+                _pull("clear_and_retry"),
+                _pull("act_on_approval"),
+                _pull("escalate"),
+                ctx["run_id"],
             )
 
         @task(map_index_template=LABEL, trigger_rule="all_done")
-        def report_retry(
-            group: Group,
-            memory: Memory | None,
-            diagnosed: Diagnosed | None,
-            decided: GroupDecision,
-            retried: dict | None,
-            approved: dict | None,
-            verifications: PerMember | None,
-        ) -> list:
-            ctx = _label(group)
+        def report_retry(verifications: PerMember | None) -> list:
+            group, ctx = _labelled()
             if verifications is None:
                 raise AirflowSkipException("no retried try to report")
-            clears = pipeline.cleared_members(retried, approved, group)
+            retried, approved = _pull("clear_and_retry"), _pull("act_on_approval")
             return pipeline.notify_humans(
                 group,
-                memory,
-                diagnosed,
-                decided,
+                _pull("retrieve_similar"),
+                _pull("diagnose"),
+                _pull("gate_on_confidence", key="decided"),
                 None,
                 ctx["run_id"],
-                clears=clears,
+                clears=pipeline.cleared_members(retried, approved, group),
                 verifications=verifications,
             )
 
-        embedding = embed_failure(group)
-        memory = retrieve_similar(group, embedding)
+        memory = retrieve_similar(embed_failure(group))
         diagnosed = DiagnoseOperator(
             task_id="diagnose",
-            group=group,
             memory=memory,
             pool=LLM_POOL,
             map_index_template=LABEL,
@@ -254,24 +279,19 @@ def _doctor():
         ).output
         gate = GateOperator(
             task_id="gate_on_confidence",
-            group=group,
-            memory=memory,
             diagnosed=diagnosed,
             map_index_template=LABEL,
             trigger_rule="all_done",
         )
         decided = gate.output["decided"]
-
         retried = ClearAndRetryOperator(
             task_id="clear_and_retry",
-            group=group,
             decided=decided,
-            diagnosed=diagnosed,
             dry_run="{{ params.dry_run }}",
             map_index_template=LABEL,
             trigger_rule="none_skipped",
         )
-        ask = prepare_approval(group, memory, diagnosed, decided)
+        ask = prepare_approval(decided)
         answer = HITLOperator(
             task_id="request_approval",
             subject=ask["subject"],
@@ -281,29 +301,33 @@ def _doctor():
             response_timeout=approval_timeout,
             map_index_template="{{ task.subject }}",  # "Retry dag.task (try N)?": a classic operator
         )
-        approved = act_on_approval(group, decided, diagnosed, answer.output)
-        escalated = escalate(group, decided, diagnosed)
-        gate >> [retried, ask, escalated]
-        notify_humans(group, memory, diagnosed, decided, escalated)
-        cases = record_case(group, embedding, diagnosed, decided, retried.output, approved, escalated)
+        approved = act_on_approval(answer.output)
+        notified = notify_humans(escalate(decided))
+        cases = record_case()
+        [retried, approved, notified] >> cases
         verify = VerifyRetryOperator(
-            task_id="verify_retry",
-            group=group,
-            retried=retried.output,
-            approved=approved,
-            map_index_template=LABEL,
-            trigger_rule="all_done",
+            task_id="verify_retry", map_index_template=LABEL, trigger_rule="all_done"
         )
-        verifications = verify.output
         cases >> verify
-        report_retry(group, memory, diagnosed, decided, retried.output, approved, verifications)
+        report_retry(verify.output)
 
     @task(trigger_rule="all_done")
     def summarize_run() -> str:
         ctx = get_current_context()
-        return actions.summarize_run(ctx["run_id"], dry_run=ctx["params"]["dry_run"])
+        return actions.summarize_run(
+            ctx["run_id"],
+            dry_run=ctx["params"]["dry_run"],
+            remarks=ctx["ti"].xcom_pull(task_ids="fetch_logs", key="remarks", map_indexes=-1),
+            dry_run_verdicts=_pulled_all(ctx["ti"], f"{GROUP_ID}.gate_on_confidence", "dry_run_verdict"),
+        )
 
     handle_failures.expand(group=fetched.output) >> summarize_run()
+
+
+def _pulled_all(ti, task_id: str, key: str) -> list:
+    """Every map index's XCom `key` of the mapped task `task_id` in this run (None left out)."""
+    values = ti.xcom_pull(task_ids=[task_id], key=key)
+    return [v for v in (values or []) if v is not None]
 
 
 def doctor_sweeper_dag():

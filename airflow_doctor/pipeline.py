@@ -190,7 +190,9 @@ def _leave_for_people(
 # -- before the groups -------------------------------------------------------------------------
 
 
-def fetch_reported(reported: dict, doctor_run_id: str, *, kb=None, api=None) -> list[Group]:
+def fetch_reported(
+    reported: dict, doctor_run_id: str, *, kb=None, api=None, remarks: list[str] | None = None
+) -> list[Group]:
     """Second half of fetch_logs (the first is capture.report_failures, then a storm's wait in the
     triggerer): claim every unhandled failure (each exactly once; capture.
     claim_reported), read each claimed failure's log (bounded, redacted excerpt) and group the
@@ -201,6 +203,8 @@ def fetch_reported(reported: dict, doctor_run_id: str, *, kb=None, api=None) -> 
     Args:
         reported: report_failures' result (carried across the storm's deferral).
         doctor_run_id: this doctor DAG run's run_id (the claim's owner).
+        remarks: a list the lines for the run's note are appended to (capture.claim_reported: a
+            manual trigger re-diagnosed or refused, failures another doctor run took).
     Returns:
         [Group], oldest first, each carrying the settings read here and its members' DAG tags (one
         read per doctor run; the later tasks use these values); [] when nothing was claimed. Never raises for
@@ -220,7 +224,7 @@ def fetch_reported(reported: dict, doctor_run_id: str, *, kb=None, api=None) -> 
         from airflow_doctor.hooks.airflow_api import default_api
 
         api = default_api()  # one client (and one token) for the logs and the tags
-    refs = claim_reported(reported, doctor_run_id, kb=kb)
+    refs = claim_reported(reported, doctor_run_id, kb=kb, api=api, remarks=remarks)
     t2 = time.monotonic()
     if not refs:
         log.info("fetch_logs: settings %.2f s, claim %.2f s, nothing claimed", t1 - t0, t2 - t1)
@@ -786,3 +790,51 @@ def cleared_members(retried: dict | None, approved: dict | None, group: Group) -
         for m in group.members
     }
     return {key: clear for key, clear in clears.items() if clear is not None}
+
+
+#: What each gate verdict would have done, as a dry run's note says it.
+DRY_RUN_ACTIONS = {
+    "auto_retry": "clear it for retry",
+    "approval": "ask for approval in Required Actions",
+    "escalate": "leave it failed for a person (escalate)",
+}
+
+
+def dry_run_verdict(group: Group, decided: GroupDecision | None, *, api=None) -> list[str]:
+    """What a dry run's gate would have done with each member, for the doctor run's note: the
+    verdict, its reasons and who would have been told (messages.route: the recipients and Slack
+    connection a real run would use; nothing is sent).
+
+    Returns:
+        one line per member, "- dag.task[i] try N: would <action>. Why: <reasons>. Would tell:
+        <who>". Never raises: recipients that cannot be read say so.
+    """
+    from airflow_doctor.notifications.messages import route
+
+    settings = settings_of(group)
+    decided = _decided(decided, group)
+    if api is None:
+        from airflow_doctor.hooks.airflow_api import default_api
+
+        api = default_api()
+    lines = []
+    for member, decision in zip(group.members, decided.decisions, strict=True):
+        try:
+            details = api.get_dag_details(member.dag_id) if api is not None else {}
+            recipients, slack = route(member.dag_id, settings, details)
+            who = f"{', '.join(recipients) or 'no email recipient'} by email, Slack connection {slack}"
+        except Exception as exc:  # noqa: BLE001 - the verdict still stands in the note
+            who = f"unknown (the DAG's routing could not be read: {type(exc).__name__})"
+        action = DRY_RUN_ACTIONS[decision.verdict]
+        if decision.verdict == "auto_retry":
+            if decision.backoff_seconds:
+                action += f" after a {float(decision.backoff_seconds):.0f} s backoff"
+            if settings.notify_on_retry == "none":
+                who = f"nobody unless the retry fails ({who})"
+            else:
+                who += f" (notify_on_retry={settings.notify_on_retry})"
+        lines.append(
+            f"- {member.label} try {member.try_number}: would {action}. "
+            f"Why: {'; '.join(decision.reasons) or 'no reason given'}. Would tell: {who}"
+        )
+    return lines

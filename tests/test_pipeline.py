@@ -114,7 +114,13 @@ def test_a_backoff_counts_from_the_latest_failure_of_the_auto_retried_members():
 
 class LogsUnreadableAPI:
     """The Airflow API of a doctor run whose failures' logs cannot be read (no log endpoint here):
-    DAG tags are readable (no opt-out), the LLM pool exists."""
+    DAG tags are readable (no opt-out), the LLM pool exists. `task_instances` answers the reads of
+    one task instance ({"state", "try_number", "end_date"}), `failed` the list of failed ones,
+    `doctor_runs` the state of doctor runs."""
+
+    def __init__(self, task_instances=None, failed=(), doctor_runs=None) -> None:
+        self.task_instances, self.failed = task_instances or {}, list(failed)
+        self.doctor_runs = doctor_runs or {}
 
     def get_dag_tags(self, dag_id):
         return []
@@ -122,12 +128,32 @@ class LogsUnreadableAPI:
     def ensure_pool(self, *args):
         return False
 
+    def get_task_instance(self, dag_id, run_id, task_id, map_index=-1):
+        return self.task_instances.get((dag_id, run_id, task_id, map_index), {"try_number": 1})
 
-def _fetch_logs(events, params, doctor_run_id, *, kb):
+    def list_task_instances(self, dag_id="~", run_id="~", *, task_id=None, state=None, **kw):
+        return [ti for ti in self.failed if ti["dag_id"] == dag_id and ti["task_id"] == task_id]
+
+    def get_dag_run(self, dag_id, run_id):
+        return {"state": self.doctor_runs.get(run_id, "success")}
+
+
+def _fetch_logs(events, params, doctor_run_id, *, kb, api=None, remarks=None):
     """fetch_logs as FetchLogsOperator runs it when no storm is arriving."""
-    api = LogsUnreadableAPI()
+    api = api or LogsUnreadableAPI()
     reported = report_failures(events, params, kb=kb, api=api)
-    return pipeline.fetch_reported(reported, doctor_run_id, kb=kb, api=api)
+    return pipeline.fetch_reported(reported, doctor_run_id, kb=kb, api=api, remarks=remarks)
+
+
+#: What Airflow's trigger form sends when a person leaves every field empty.
+EMPTY_FORM = {
+    "dag_id": None,
+    "run_id": None,
+    "task_id": None,
+    "map_index": None,
+    "try_number": None,
+    "dry_run": False,
+}
 
 
 def test_fetch_logs_claims_each_failure_once_and_groups_what_it_claimed(kb):
@@ -140,14 +166,96 @@ def test_fetch_logs_claims_each_failure_once_and_groups_what_it_claimed(kb):
     assert sorted(m.task_id for g in groups for m in g.members) == ["left_behind", "t"]
     assert all(g.settings for g in groups)  # the run's settings, read once here
     assert all(g.dag_tags == {"d": []} for g in groups)  # and the DAGs' tags, for the gate
-    # Claimed: another doctor run triggered by the same event gets nothing.
-    assert _fetch_logs([event], {}, "doctor-run-2", kb=kb) == []
+    # Claimed: another doctor run triggered by the same event gets nothing, and its note says who
+    # took the failure (issue #24: half the runs said only "no unhandled failure").
+    remarks: list[str] = []
+    assert _fetch_logs([event], {}, "doctor-run-2", kb=kb, remarks=remarks) == []
+    assert remarks[1:] == ["d.t try 1: already taken by doctor run doctor-run-1"]
     assert kb.claim_failures("doctor-run-3") == []
 
 
-def test_malformed_manual_params_fail_fetch_logs_with_the_field_named(kb):
-    with pytest.raises(ValueError, match="run_id"):
-        _fetch_logs([], {"dag_id": "d", "task_id": "t"}, "doctor-run", kb=kb)
+def test_an_empty_trigger_form_handles_what_waits_in_the_inbox(kb):
+    kb.record_failures([FailureRef(dag_id="d", run_id="r", task_id="waiting", try_number=1)])
+    remarks: list[str] = []
+    groups = _fetch_logs([], EMPTY_FORM, "doctor-run", kb=kb, remarks=remarks)
+    assert [m.task_id for g in groups for m in g.members] == ["waiting"] and remarks == []
+
+
+@pytest.mark.parametrize(
+    ("params", "named"),
+    [
+        pytest.param({"dag_id": "d", "run_id": "r"}, "names dag_id, run_id but not task_id", id="no-task-id"),
+        pytest.param({"task_id": "t"}, "names task_id but not dag_id, run_id", id="task-id-alone"),
+        pytest.param(
+            {"run_id": "r", "dag_id": ""}, "names run_id but not dag_id, task_id", id="run-id-alone"
+        ),
+    ],
+)
+def test_a_half_filled_form_fails_fetch_logs_with_the_fields_named(kb, params, named):
+    with pytest.raises(ValueError, match=named):
+        _fetch_logs([], {**EMPTY_FORM, **params}, "doctor-run", kb=kb)
+
+
+def test_a_dag_id_and_task_id_alone_mean_the_task_s_latest_failed_try(kb):
+    failed = [
+        {
+            "dag_id": "d",
+            "task_id": "t",
+            "dag_run_id": "old",
+            "map_index": -1,
+            "end_date": "2026-12-01T00:00:00Z",
+        },
+        {
+            "dag_id": "d",
+            "task_id": "t",
+            "dag_run_id": "new",
+            "map_index": -1,
+            "end_date": "2026-12-07T00:00:00Z",
+        },
+    ]
+    ended = "2026-12-07T00:00:00+00:00"
+    latest = {("d", "new", "t", -1): {"state": "failed", "try_number": 2, "end_date": ended}}
+    api = LogsUnreadableAPI(latest, failed)
+    groups = _fetch_logs([], {**EMPTY_FORM, "dag_id": "d", "task_id": "t"}, "doctor-run", kb=kb, api=api)
+    (member,) = [m for g in groups for m in g.members]
+    assert (member.run_id, member.try_number, member.source) == ("new", 2, "manual")
+    assert member.failed_at == datetime(2026, 12, 7, tzinfo=UTC)  # Airflow's end_date, not the trigger's
+    with pytest.raises(ValueError, match="has no failed task instance: copy the run id"):
+        _fetch_logs([], {**EMPTY_FORM, "dag_id": "d", "task_id": "other"}, "doctor-run-2", kb=kb, api=api)
+
+
+def test_a_failure_handled_before_is_re_diagnosed_when_a_person_names_it(kb):
+    failed = {("d", "r", "t", -1): {"state": "failed", "try_number": 1}}
+    api = LogsUnreadableAPI(failed, doctor_runs={"doctor-run-1": "success"})
+    event = {"extra": {"failure": {"dag_id": "d", "run_id": "r", "task_id": "t", "try_number": 1}}}
+    assert len(_fetch_logs([event], {}, "doctor-run-1", kb=kb, api=api)) == 1
+
+    remarks: list[str] = []
+    form = {**EMPTY_FORM, "dag_id": "d", "run_id": "r", "task_id": "t"}
+    groups = _fetch_logs([], form, "doctor-run-2", kb=kb, api=api, remarks=remarks)
+
+    assert [m.task_id for g in groups for m in g.members] == ["t"]
+    assert remarks == [
+        "d.t try 1 was handled by doctor run doctor-run-1; re-diagnosed here on request. The earlier case "
+        "stays in the knowledge base and on the Doctor tab"
+    ]
+    # While the run holding it is still at work, it is not handled twice at once.
+    api.doctor_runs["doctor-run-1"] = "running"
+    remarks.clear()
+    assert _fetch_logs([], form, "doctor-run-3", kb=kb, api=api, remarks=remarks) == []
+    assert "doctor run doctor-run-1 is handling it right now" in remarks[0]
+
+
+@pytest.mark.parametrize("state", ["success", "running", "up_for_retry"])
+def test_a_task_instance_no_longer_failed_is_not_diagnosed_and_the_note_says_why(kb, state):
+    api = LogsUnreadableAPI({("d", "r", "t", -1): {"state": state, "try_number": 2}})
+    remarks: list[str] = []
+    form = {**EMPTY_FORM, "dag_id": "d", "run_id": "r", "task_id": "t", "try_number": 1}
+    assert _fetch_logs([], form, "doctor-run", kb=kb, api=api, remarks=remarks) == []
+    assert remarks == [
+        f"d.t try 1 was not diagnosed: the task instance is no longer failed (it is {state} at try 2); "
+        "only a failed try can be diagnosed and retried"
+    ]
 
 
 def test_the_gate_uses_the_tags_fetch_logs_read_and_reads_them_itself_when_none_were_carried():

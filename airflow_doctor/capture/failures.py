@@ -132,11 +132,22 @@ class ManualTrigger(BaseModel):
     try_number: TryNumberOrLatest = 0
 
 
-def ref_from_params(params: dict[str, Any] | None, api=None) -> FailureRef | None:
-    """The FailureRef a manual trigger names, or None when the Params name no failure.
+#: The Params that name a failed task instance (the trigger form's ids).
+ID_PARAMS = ("dag_id", "run_id", "task_id")
 
-    The Params are validated before anything is asked of the API. `try_number` 0 or missing means
-    the task instance's latest try, read through the API; `map_index` missing means -1.
+
+def _empty(value: Any) -> bool:
+    """A form field left empty: the trigger form sends null (type null) or "" for it."""
+    return value is None or value == ""
+
+
+def ref_from_params(params: dict[str, Any] | None, api=None) -> FailureRef | None:
+    """The FailureRef a manual trigger names, or None when the Params name no failure (every id
+    empty: the run handles what waits in the inbox).
+
+    The Params are validated before anything is asked of the API. `try_number` 0 or empty means
+    the task instance's latest try, read through the API; `map_index` empty means -1. A form
+    without run_id is completed first by `latest_failed_params` (report_failures).
 
     Args:
         params: the run's Params (None or {} when there are none).
@@ -144,11 +155,16 @@ def ref_from_params(params: dict[str, Any] | None, api=None) -> FailureRef | Non
         ValueError: the Params are incomplete or malformed (the message names each field and rule).
     """
     params = params or {}
-    if not params.get("dag_id"):
+    named = [k for k in ID_PARAMS if not _empty(params.get(k))]
+    if not named:
         return None
-    missing = [k for k in ("run_id", "task_id") if not params.get(k)]
+    missing = [k for k in ID_PARAMS if k not in named]
     if missing:
-        raise ValueError(f"manual trigger names a dag_id but not {', '.join(missing)}")
+        raise ValueError(
+            f"the manual trigger names {', '.join(named)} but not {', '.join(missing)}: fill dag_id and "
+            "task_id (run_id may stay empty: the task's latest failed try), or leave every id empty to "
+            "handle only what waits in the inbox"
+        )
     given = {k: params.get(k) for k in ("dag_id", "run_id", "task_id", "map_index", "try_number")}
     if given["map_index"] in (None, ""):
         given["map_index"] = -1
@@ -172,6 +188,94 @@ def ref_from_params(params: dict[str, Any] | None, api=None) -> FailureRef | Non
         )
     except ValidationError as exc:
         raise ValueError(f"malformed manual trigger params: {describe_errors(exc)}") from exc
+
+
+def latest_failed_params(params: dict[str, Any] | None, api=None) -> dict[str, Any] | None:
+    """Complete a form that names a dag_id and a task_id but no run_id: its task's latest failed try
+    (the failed task instance that ended last, read through the REST API), so a person need not
+    paste a run id. Any other form is returned as it came (ref_from_params judges it).
+
+    Args:
+        params: the run's Params. api: the REST client; None leaves the form as it came.
+    Returns:
+        the Params with run_id, map_index and try_number (0: that task instance's latest try) set.
+    Raises:
+        ValueError: the ids are malformed (named as ref_from_params names them), the API cannot be
+            read, or the task has no failed task instance (the message says to fill run_id).
+    """
+    params = params or {}
+    if (
+        api is None
+        or not _empty(params.get("run_id"))
+        or any(_empty(params.get(k)) for k in ("dag_id", "task_id"))
+    ):
+        return params
+    try:
+        wanted = ManualTrigger.model_validate(
+            {"dag_id": params["dag_id"], "run_id": "latest", "task_id": params["task_id"]}
+        )
+    except ValidationError as exc:
+        raise ValueError(f"malformed manual trigger params: {describe_errors(exc)}") from exc
+    try:
+        failed = api.list_task_instances(wanted.dag_id, "~", task_id=wanted.task_id, state=["failed"])
+    except Exception as exc:  # noqa: BLE001 - the person is told why, in the run's note
+        raise ValueError(
+            f"run_id is empty and the failed tries of {wanted.dag_id}.{wanted.task_id} could not be read "
+            f"({type(exc).__name__}): fill run_id"
+        ) from exc
+    if not _empty(params.get("map_index")):
+        failed = [ti for ti in failed if ti.get("map_index", -1) == params["map_index"]]
+    if not failed:
+        raise ValueError(
+            f"run_id is empty and {wanted.dag_id}.{wanted.task_id} has no failed task instance: copy the "
+            "run id of the failed try from the Grid view"
+        )
+    latest = max(failed, key=lambda ti: str(ti.get("end_date") or ""))
+    log.info(
+        "Manual trigger without run_id: the latest failed try of %s is in run %s",
+        wanted.task_id,
+        latest["dag_run_id"],
+    )
+    return {
+        **params,
+        "run_id": latest["dag_run_id"],
+        "map_index": latest.get("map_index", -1),
+        "try_number": 0 if _empty(params.get("try_number")) else params["try_number"],
+    }
+
+
+def _still_failed(ref: FailureRef, api) -> tuple[FailureRef | None, str | None]:
+    """Check the task instance a manual trigger names before it is diagnosed.
+
+    Returns:
+        (ref, None) when its try is the failed latest one (or the API cannot tell: the clear
+        checks again); (the latest try's ref, remark) when a later try failed since, which is
+        the one diagnosed; (None, remark) when the task instance is no longer failed (it succeeded,
+        is running, was cleared): nothing to diagnose, and the remark says so in the run's note.
+        The ref's failed_at is the try's end_date (Airflow's own time of the failure).
+    """
+    if api is None:
+        return ref, None
+    try:
+        ti = api.get_task_instance(ref.dag_id, ref.run_id, ref.task_id, ref.map_index)
+    except Exception as exc:  # noqa: BLE001 - the clear reads it again and reports
+        log.warning("Could not read %s before diagnosing it: %s", ref.label, exc)
+        return ref, None
+    if "state" not in ti:
+        return ref, None
+    state, latest = str(ti.get("state")), int(ti.get("try_number") or ref.try_number)
+    if state != "failed":
+        return None, (
+            f"{ref.label} try {ref.try_number} was not diagnosed: the task instance is no longer failed "
+            f"(it is {state} at try {latest}); only a failed try can be diagnosed and retried"
+        )
+    remark = None
+    if latest != ref.try_number:
+        remark = (
+            f"{ref.label}: try {ref.try_number} is not the latest, try {latest} failed since and is diagnosed"
+        )
+    fields = ref.model_dump() | {"try_number": latest, "failed_at": ti.get("end_date") or ref.failed_at}
+    return FailureRef.model_validate(fields), remark
 
 
 def _without_opted_out(refs: list[FailureRef], api=None) -> list[FailureRef]:
@@ -231,6 +335,8 @@ def report_failures(events: list[Any], params: dict[str, Any] | None, *, kb=None
         for the burst to settle before claiming, so one doctor run claims it whole).
         "params_error": why the manual Params were not used, when they were malformed but the run's
         asset events named failures (those are still reported; the caller tells people), else None.
+        "remarks": [str] for the doctor run's note: why the failure a manual trigger named is not
+        diagnosed (its task instance is no longer failed, its DAG is opted out) or which try is.
     Raises:
         ValueError: manual Params are malformed and no asset event names a failure (the run fails
             with that message; nothing is lost).
@@ -246,9 +352,12 @@ def report_failures(events: list[Any], params: dict[str, Any] | None, *, kb=None
         from airflow_doctor.hooks.airflow_api import default_api
 
         api = default_api()  # one client (and one token) for the whole task
-    params_error = None
+    params_error, remarks = None, []
     try:
-        manual = ref_from_params(params, api=api)
+        manual = ref_from_params(latest_failed_params(params, api), api=api)
+        if manual is not None:
+            manual, remark = _still_failed(manual, api)
+            remarks += [remark] if remark else []
     except ValueError as exc:
         if not refs:
             raise  # a manual trigger alone: the run fails with the message
@@ -263,11 +372,18 @@ def report_failures(events: list[Any], params: dict[str, Any] | None, *, kb=None
         refs.append(manual)
     refs = [r for r in refs if r.dag_id not in DOCTOR_DAG_IDS]
     refs = _without_opted_out(refs, api)
+    if manual and manual not in refs:
+        remarks.append(
+            f"{manual.label} was not diagnosed: the doctor never diagnoses its own DAGs or a DAG "
+            "tagged doctor:off"
+        )
+        manual = None
     reported = {
         "refs": [r.model_dump(mode="json") for r in refs],
         "manual": manual.model_dump(mode="json") if manual else None,
         "dry_run": bool(params.get("dry_run")),
         "params_error": params_error,
+        "remarks": remarks,
         "inbox": False,
         "unclaimed": 0,
         "storm": False,
@@ -293,17 +409,31 @@ def report_failures(events: list[Any], params: dict[str, Any] | None, *, kb=None
     return {**reported, "inbox": True, "unclaimed": unclaimed, "storm": storm}
 
 
-def claim_reported(reported: dict, doctor_run_id: str, *, kb=None) -> list[dict]:
+def claim_reported(
+    reported: dict, doctor_run_id: str, *, kb=None, api=None, remarks: list[str] | None = None
+) -> list[dict]:
     """Claim every unclaimed failure in the inbox for this doctor run (`report_failures` first).
+
+    A failure a manual trigger names that an earlier doctor run already handled is re-diagnosed on
+    request (a person asked; the earlier case stays in the knowledge base), unless a doctor run is
+    handling it right now. A failure this run's asset events named that another doctor run claimed
+    first (runs created together split the inbox) is named in `remarks` with that run.
 
     Args:
         reported: report_failures' result.
         doctor_run_id: this doctor DAG run's run_id (the claim's owner).
+        api: the REST client, to see whether the run holding a failure is still running (None:
+            connection doctor_airflow_api).
+        remarks: a list this appends the lines of the run's note to (report_failures' "remarks"
+            first, then what the claim found).
     Returns (with `dry_run`: the reported refs, unclaimed):
         the claimed FailureRefs as JSON-safe dicts, oldest first; with a dead knowledge base, the
         reported refs themselves (handled without the exactly-once guarantee, logged).
     """
     from airflow_doctor.knowledge.store import KnowledgeBase
+
+    remarks = remarks if remarks is not None else []
+    remarks += [r for r in reported.get("remarks") or [] if r not in remarks]
 
     refs = [FailureRef.model_validate(r) for r in reported.get("refs") or []]
     unique = list({r.key: r for r in refs}.values())
@@ -322,13 +452,97 @@ def claim_reported(reported: dict, doctor_run_id: str, *, kb=None) -> list[dict]
         claimed = unique
     manual = FailureRef.model_validate(reported["manual"]) if reported.get("manual") else None
     if manual and all(c.key != manual.key for c in claimed):
-        log.warning(
-            "%s try %s was already handled by an earlier doctor run; not handling it again",
-            manual.label,
-            manual.try_number,
-        )
+        again, remark = _handled_before(manual, doctor_run_id, kb, api)
+        remarks.append(remark)
+        claimed += [manual] if again else []
+    if reported.get("inbox"):
+        taken = [r for r in unique if all(c.key != r.key for c in claimed) and r != manual]
+        remarks += _taken_by_others(taken, kb)
     log.info("Claimed %d failure(s): %s", len(claimed), ", ".join(c.label for c in claimed) or "none")
     return [c.model_dump(mode="json") for c in claimed]
+
+
+#: Who holds one failed try: the doctor run that claimed it from the inbox, and its recorded case
+#: (include/sql/001_schema.sql: doctor.inbox, doctor.failure_cases; both keyed by the try).
+HOLDER_OF_TRY = """
+SELECT i.claimed_by, c.doctor_run_id, c.error_class, c.id IS NOT NULL AS recorded
+FROM (SELECT 1) one
+LEFT JOIN doctor.inbox i ON (i.dag_id, i.run_id, i.task_id, i.map_index, i.try_number)
+    = (%(dag_id)s, %(run_id)s, %(task_id)s, %(map_index)s, %(try_number)s)
+LEFT JOIN doctor.failure_cases c ON c.kind = 'observed'
+    AND (c.dag_id, c.run_id, c.task_id, c.map_index, c.try_number)
+    = (%(dag_id)s, %(run_id)s, %(task_id)s, %(map_index)s, %(try_number)s)
+"""
+
+
+def _holder(kb, ref: FailureRef) -> dict:
+    """{"claimed_by": the doctor run that claimed `ref`'s try, "doctor_run_id": the run that recorded
+    its case, "error_class", "recorded": bool}; {} when the knowledge base cannot be read."""
+    from airflow_doctor.knowledge.store import KnowledgeBase
+
+    keys = ("dag_id", "run_id", "task_id", "map_index", "try_number")
+    try:
+        with (kb or KnowledgeBase()).connection() as conn, conn.cursor() as cur:
+            cur.execute(HOLDER_OF_TRY, dict(zip(keys, ref.key, strict=True)))
+            row = cur.fetchone()
+    except Exception as exc:  # noqa: BLE001 - the note then says less
+        log.warning("Could not read the doctor's record of %s: %s", ref.label, exc)
+        return {}
+    return dict(zip(("claimed_by", "doctor_run_id", "error_class", "recorded"), row, strict=True))
+
+
+def _handled_before(ref: FailureRef, doctor_run_id: str, kb, api) -> tuple[bool, str]:
+    """Whether a manual trigger's failure, claimed by an earlier doctor run, is diagnosed again here.
+
+    Returns:
+        (True, remark) to re-diagnose it: a person asked, the earlier run has ended (or cannot be
+        read); the earlier case stays in the knowledge base and on the Doctor tab. (False, remark)
+        when a doctor run that recorded no case for it yet is still running: handling it twice at
+        once could notify twice.
+    """
+    held = _holder(kb, ref)
+    holder = held.get("doctor_run_id") or held.get("claimed_by")
+    if holder and holder != doctor_run_id and not held.get("recorded"):
+        try:
+            if api is None:
+                from airflow_doctor.hooks.airflow_api import default_api
+
+                api = default_api()
+            state = str(api.get_dag_run("doctor", holder).get("state")) if api else None
+        except Exception as exc:  # noqa: BLE001 - unknown: re-diagnose, as asked
+            log.warning("Could not read doctor run %s: %s", holder, exc)
+            state = None
+        if state in {"queued", "running"}:
+            return False, (
+                f"{ref.label} try {ref.try_number} was not diagnosed again: doctor run {holder} is handling "
+                "it right now; its note will say what it did"
+            )
+    before = f"by doctor run {holder}" if holder else "before"
+    earlier = f" (diagnosed {held.get('error_class') or 'without a class'})" if held.get("recorded") else ""
+    log.info("%s try %s was handled %s; re-diagnosing it on request", ref.label, ref.try_number, before)
+    return True, (
+        f"{ref.label} try {ref.try_number} was handled {before}{earlier}; re-diagnosed here on request. "
+        "The earlier case stays in the knowledge base and on the Doctor tab"
+    )
+
+
+#: Failures named one by one in a run's note when another doctor run took them (then "+N more").
+NAMED_IN_NOTE = 3
+
+
+def _taken_by_others(refs: list[FailureRef], kb) -> list[str]:
+    """Lines for the run's note: which of `refs` (this run's failures it did not claim) another doctor
+    run took, and which one (at most NAMED_IN_NOTE named; the inbox read for each)."""
+    if not refs:
+        return []
+    lines = []
+    for ref in refs[:NAMED_IN_NOTE]:
+        held = _holder(kb, ref)
+        holder = held.get("claimed_by") or held.get("doctor_run_id") or "another doctor run"
+        lines.append(f"{ref.label} try {ref.try_number}: already taken by doctor run {holder}")
+    more = len(refs) - NAMED_IN_NOTE
+    head = "Handled elsewhere (each failure is handled once; doctor runs created together split the inbox):"
+    return [head, *lines] + ([f"+{more} more"] if more > 0 else [])
 
 
 @dataclass

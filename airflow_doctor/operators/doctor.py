@@ -35,6 +35,9 @@ from airflow.sdk.bases.branch import BaseBranchOperator
 from airflow_doctor.models import Diagnosed, Group, GroupDecision
 from airflow_doctor.settings import read_option
 
+#: The doctor DAG's mapped task group: one instance per failure group fetch_logs returned.
+GROUP_ID = "handle_failures"
+
 #: The stage each gate verdict leads to (GateOperator follows the downstream task of that stage).
 BRANCH_STAGES = {"auto_retry": "clear_and_retry", "approval": "prepare_approval", "escalate": "escalate"}
 
@@ -42,6 +45,48 @@ BRANCH_STAGES = {"auto_retry": "clear_and_retry", "approval": "prepare_approval"
 def _label(context, group: Group | None) -> None:
     """Name this mapped task instance after its group's failures (map_index_template)."""
     context["failure_label"] = group.label if isinstance(group, Group) else ""
+
+
+def stage_xcom(ti, stage: str, key: str = "return_value") -> Any:
+    """The XCom `key` of `stage` (a task of the `handle_failures` group) at `ti`'s map index, or
+    None (the stage was skipped, or failed without pushing).
+
+    The stages read what earlier stages produced here, inside the task, instead of taking it as
+    arguments: an XComArg argument is an edge in the Graph view, and one edge per argument drew 48
+    edges for a flow of 16 (issue #24). Only the direct upstream's output is passed as an argument.
+    """
+    return ti.xcom_pull(task_ids=f"{GROUP_ID}.{stage}", key=key, map_indexes=ti.map_index)
+
+
+def group_xcom(ti) -> Group:
+    """`ti`'s failure Group: embed_failure pushes it (XCom key "group") as it starts; when it died
+    before that, fetch_logs' list read at `ti`'s map index.
+
+    Raises:
+        RuntimeError: neither XCom holds it.
+    """
+    group = stage_xcom(ti, "embed_failure", key="group")
+    if group is None:
+        groups = ti.xcom_pull(task_ids="fetch_logs", map_indexes=-1) or []
+        group = groups[ti.map_index] if 0 <= ti.map_index < len(groups) else None
+    if group is None:
+        raise RuntimeError("this instance's failure group is in no XCom (fetch_logs, embed_failure)")
+    return Group.model_validate(group) if isinstance(group, dict) else group
+
+
+def _given_or_pulled(context, given: Any, stage: str, key: str = "return_value") -> Any:
+    """`given` (an argument of the operator), else `stage`'s XCom at this map index (stage_xcom);
+    None outside a task run (no task instance in `context`)."""
+    if given is not None or context.get("ti") is None:
+        return given
+    return stage_xcom(context["ti"], stage, key)
+
+
+def _group_of(context, given: Group | None) -> Group:
+    """`given`, else this instance's Group (group_xcom), labelled (map_index_template)."""
+    group = given if given is not None else group_xcom(context["ti"])
+    _label(context, group)
+    return group
 
 
 class DiagnoseOperator(BaseOperator):
@@ -53,14 +98,14 @@ class DiagnoseOperator(BaseOperator):
     and the stage's memory check instead of following them; offline (no connection) nothing is
     imported.
 
-    Args (templated, usually XComArgs): group (Group), memory (retrieve_similar's Memory, None when
-    that task failed).
+    Args (templated, usually XComArgs): memory (retrieve_similar's Memory, None when that task
+    failed); group (Group; None: this instance's, `group_xcom`).
     Returns (XCom): Diagnosed (pipeline.diagnose). Raises StageError when no diagnosis came out.
     """
 
     template_fields = ("group", "memory")
 
-    def __init__(self, *, group: Any, memory: Any = None, **kwargs) -> None:
+    def __init__(self, *, group: Any = None, memory: Any = None, **kwargs) -> None:
         super().__init__(**kwargs)
         self.group = group
         self.memory = memory
@@ -75,8 +120,8 @@ class DiagnoseOperator(BaseOperator):
     def execute(self, context) -> Diagnosed:
         from airflow_doctor.pipeline import diagnose, stage_result
 
-        _label(context, self.group)
-        return stage_result(diagnose(self.group, self.memory))
+        group = _group_of(context, self.group)
+        return stage_result(diagnose(group, self.memory))
 
 
 class GateOperator(BaseBranchOperator):
@@ -97,25 +142,33 @@ class GateOperator(BaseBranchOperator):
     index (its `skip-downstream` route takes (task_id, map_index) pairs); a task instance that does
     not exist yet is not touched, and the branch tasks still skip themselves (pipeline._skip).
 
-    Args (templated, usually XComArgs): group (Group), memory (Memory or None), diagnosed
-    (Diagnosed or None).
+    In a dry run (Param dry_run) it follows no branch: it pushes what the doctor would have done
+    (XCom key "dry_run_verdict": pipeline.dry_run_verdict) for the run's note, and nothing is
+    cleared, asked or sent.
+
+    Args (templated, usually XComArgs): diagnosed (Diagnosed or None); group (Group) and memory
+    (Memory) when given, else read from XCom (`group_xcom`, retrieve_similar's).
     Returns (XCom): the followed task ids; key "decided": the GroupDecision.
     """
 
     template_fields = ("group", "memory", "diagnosed")
 
-    def __init__(self, *, group: Any, memory: Any = None, diagnosed: Any = None, **kwargs) -> None:
+    def __init__(self, *, group: Any = None, memory: Any = None, diagnosed: Any = None, **kwargs) -> None:
         super().__init__(**kwargs)
         self.group = group
         self.memory = memory
         self.diagnosed = diagnosed
 
     def choose_branch(self, context) -> Iterable[str]:
-        from airflow_doctor.pipeline import gate_on_confidence
+        from airflow_doctor.pipeline import dry_run_verdict, gate_on_confidence
 
-        _label(context, self.group)
-        decided = gate_on_confidence(self.group, self.memory, self.diagnosed)
+        group = _group_of(context, self.group)
+        memory = _given_or_pulled(context, self.memory, "retrieve_similar")
+        decided = gate_on_confidence(group, memory, self.diagnosed)
         context["ti"].xcom_push(key="decided", value=decided)
+        if _truthy((context.get("params") or {}).get("dry_run")):
+            context["ti"].xcom_push(key="dry_run_verdict", value=dry_run_verdict(group, decided))
+            return []  # a dry run acts on nothing: every branch is skipped
         return self.branches(decided)
 
     def branches(self, decided: GroupDecision) -> list[str]:
@@ -154,15 +207,15 @@ class ClearAndRetryOperator(BaseOperator):
     Then, if a member's try is not yet recorded as failed (Airflow records it after the try's
     process exits), the wait for it is deferred too (triggers.FailedStateTrigger).
 
-    Args (templated, usually XComArgs): group (Group), decided (GroupDecision), diagnosed
-    (Diagnosed, may be None), dry_run (bool).
+    Args (templated, usually XComArgs): decided (GroupDecision), dry_run (bool); group (Group) and
+    diagnosed (Diagnosed) when given, else read from XCom (`group_xcom`, diagnose's).
     Returns (XCom): pipeline.clear_and_retry's output.
     """
 
     template_fields = ("group", "decided", "diagnosed", "dry_run")
 
     def __init__(
-        self, *, group: Any, decided: Any, diagnosed: Any = None, dry_run: Any = False, **kwargs
+        self, *, decided: Any, group: Any = None, diagnosed: Any = None, dry_run: Any = False, **kwargs
     ) -> None:
         super().__init__(**kwargs)
         self.group = group
@@ -173,8 +226,8 @@ class ClearAndRetryOperator(BaseOperator):
     def execute(self, context) -> dict:
         from airflow_doctor.pipeline import retry_at
 
-        _label(context, self.group)  # map_index_template
-
+        self.group = _group_of(context, self.group)  # labelled: map_index_template
+        self.diagnosed = _given_or_pulled(context, self.diagnosed, "diagnose")
         at = None if _truthy(self.dry_run) else retry_at(self.group, self.decided)
         how, left = backoff_plan(at, datetime.now(UTC))
         if how == "sleep":
@@ -189,12 +242,14 @@ class ClearAndRetryOperator(BaseOperator):
 
     def execute_complete(self, context, event: Any = None) -> dict:
         """Resumed after the backoff: clear once every member's try shows as failed."""
-        _label(context, self.group)
+        self.group = _group_of(context, self.group)
+        self.diagnosed = _given_or_pulled(context, self.diagnosed, "diagnose")
         return self._clear_when_failed(context)
 
     def execute_failed(self, context, event: Any = None) -> dict:
         """Resumed when the members' tries show as failed (or the wait's deadline passed): clear."""
-        _label(context, self.group)
+        self.group = _group_of(context, self.group)
+        self.diagnosed = _given_or_pulled(context, self.diagnosed, "diagnose")
         if event and event.get("waiting"):
             self.log.warning(
                 "%d task instance(s) still not failed; the clear reports them", len(event["waiting"])
@@ -256,42 +311,34 @@ class FetchLogsOperator(BaseOperator):
     counts a deferred task instance against that limit, so doctor runs created during the wait
     queue (holding no slot) and claim the stragglers.
 
-    Returns (XCom): [Group] (pipeline.fetch_reported). Raises ValueError for malformed manual
-    Params when no asset event names a failure (nothing is claimed); with events, the events'
+    Returns (XCom): [Group] (pipeline.fetch_reported); key "remarks": the lines summarize_run adds
+    to the run's note (a manual trigger re-diagnosed or refused and why, failures another doctor run
+    took, Params not used). Raises ValueError for malformed or half-filled manual Params when no
+    asset event names a failure (nothing is claimed; the note says why); with events, the events'
     failures are handled and the run's note says why the Params were not used.
     """
 
-    @staticmethod
-    def _say_params_unused(context, why: str) -> None:
-        """Tell whoever looks at this doctor run (its note) that the manual trigger's Params were not
-        used and why, while the failures its asset events named are handled. Never raises."""
-        from airflow_doctor.hooks.airflow_api import default_api
-
-        try:
-            api = default_api()
-            if api is not None:
-                dag_run = context["dag_run"]
-                api.set_dag_run_note(
-                    dag_run.dag_id,
-                    dag_run.run_id,
-                    f"airflow-doctor: the manual trigger's params were not used ({why}); this run "
-                    f"handles the failures its asset events reported",
-                )
-        except Exception as exc:  # noqa: BLE001 - the log line in report_failures still says it
-            logging.getLogger(__name__).warning("Could not note the unused params on the doctor run: %s", exc)
-
     def execute(self, context) -> list:
         from airflow_doctor.capture.failures import report_failures
-        from airflow_doctor.pipeline import fetch_reported
         from airflow_doctor.settings import settings as load_settings
         from airflow_doctor.triggers.doctor import StormSettledTrigger
 
         events = [e for evs in (context.get("triggering_asset_events") or {}).values() for e in evs]
-        reported = report_failures(events, context.get("params"))
+        try:
+            reported = report_failures(events, context.get("params"))
+        except ValueError as exc:
+            # A manual trigger alone with a malformed or half-filled form: the run fails with the
+            # message, and its note (summarize_run) says it too.
+            self._remark(context, [f"The manual trigger's params were not used: {exc}"])
+            raise
         if reported.get("params_error"):
-            self._say_params_unused(context, reported["params_error"])
+            reported["remarks"] = [
+                f"The manual trigger's params were not used ({reported['params_error']}); this run "
+                "handles the failures its asset events reported",
+                *reported.get("remarks", []),
+            ]
         if not reported["storm"]:
-            return fetch_reported(reported, context["run_id"])
+            return self._claim(context, reported)
         settings = load_settings()
         self.log.info("%d failures waiting: deferring until the storm settles", reported["unclaimed"])
         self.defer(
@@ -309,22 +356,41 @@ class FetchLogsOperator(BaseOperator):
 
     def execute_complete(self, context, event: dict | None = None, reported: dict | None = None) -> list:
         """Resumed by the trigger: claim what waits (also after the trigger's error: the claim degrades)."""
-        from airflow_doctor.pipeline import fetch_reported
-
         if event and "error" in event:
             self.log.warning("Storm wait ended early: %s", event["error"])
         elif event:
             self.log.info(
                 "Storm settled: %s failures after %s s", event.get("unclaimed"), event.get("waited_seconds")
             )
-        return fetch_reported(reported or {}, context["run_id"])
+        return self._claim(context, reported or {})
+
+    def _claim(self, context, reported: dict) -> list:
+        """pipeline.fetch_reported, and its remarks for the run's note (XCom "remarks")."""
+        from airflow_doctor.pipeline import fetch_reported
+
+        remarks: list[str] = []
+        try:
+            return fetch_reported(reported, context["run_id"], remarks=remarks)
+        finally:
+            self._remark(context, remarks)
+
+    @staticmethod
+    def _remark(context, remarks: list[str]) -> None:
+        """Push the lines summarize_run adds to this run's note (XCom "remarks"). Never raises."""
+        ti = context.get("ti")
+        if ti is None or not remarks:
+            return
+        try:
+            ti.xcom_push(key="remarks", value=remarks)
+        except Exception as exc:  # noqa: BLE001 - the task's log still says it
+            logging.getLogger(__name__).warning("Could not keep the run's remarks: %s", exc)
 
 
 class VerifyRetryOperator(BaseOperator):
     """Wait for the retried tries of a group's cleared members to end and record their outcomes.
 
-    Args (templated, usually XComArgs): group (Group), retried (clear_and_retry's output or
-    None), approved (act_on_approval's output or None).
+    Args (templated): group (Group), retried (clear_and_retry's output), approved
+    (act_on_approval's output); each read from XCom when not given (`group_xcom`, `stage_xcom`).
     Returns (XCom): {member_key: check_retry's result} of the cleared members. Skips when nothing
     was cleared.
     Raises:
@@ -333,7 +399,7 @@ class VerifyRetryOperator(BaseOperator):
 
     template_fields = ("group", "retried", "approved")
 
-    def __init__(self, *, group: Any, retried: Any = None, approved: Any = None, **kwargs) -> None:
+    def __init__(self, *, group: Any = None, retried: Any = None, approved: Any = None, **kwargs) -> None:
         super().__init__(**kwargs)
         self.group = group
         self.retried = retried
@@ -346,8 +412,10 @@ class VerifyRetryOperator(BaseOperator):
         from airflow_doctor.remediation.groups import check_group
         from airflow_doctor.triggers.doctor import RetryOutcomeTrigger
 
-        _label(context, self.group)
-        clears = cleared_members(self.retried, self.approved, self.group)
+        self.group = _group_of(context, self.group)
+        retried = _given_or_pulled(context, self.retried, "clear_and_retry")
+        approved = _given_or_pulled(context, self.approved, "act_on_approval")
+        clears = cleared_members(retried, approved, self.group)
         if not any(c.get("cleared") for c in clears.values()):
             raise AirflowSkipException("nothing was cleared")
         group = self.group.model_dump(mode="json")
@@ -363,7 +431,7 @@ class VerifyRetryOperator(BaseOperator):
 
     def execute_complete(self, context, event: dict | None = None) -> list:
         """Resumed by the trigger: the verifications, or the trigger's error."""
-        _label(context, self.group)
+        self.group = _group_of(context, self.group)
         if not event or "error" in event:
             raise RuntimeError((event or {}).get("error") or "the trigger fired without an event")
         return event["verifications"]

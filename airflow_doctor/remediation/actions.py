@@ -256,15 +256,16 @@ def record_member(
 
 
 def check_retry(ref_data: dict, remediation: dict, *, api=None, kb=None) -> dict | None:
-    """One poke of verify_retry: has the retried try ended? If so, record its outcome.
+    """One poke of verify_retry: has the retried try ended? If so, record its outcome and its times.
 
     Args:
         ref_data: the failure (its try_number is the failed try).
         remediation: clear_and_retry's output (cleared, cleared_at).
     Returns:
         None while the retried try has not ended; else {"outcome": "succeeded" | "failed" |
-        "unverified", "state": str, "try_number": int, "seconds_after_clear": float}. The outcome is
-        written to the case's remediation (a verified success is what makes it memory for the gate).
+        "unverified", "state": str, "try_number": int, "seconds_after_clear": float, and
+        heal_times' keys}. The outcome is written to the case's remediation (a verified success is
+        what makes it memory for the gate), with Airflow's timestamps (record_heal_times).
         "unverified": no ending within [doctor] verify_timeout_seconds.
     Raises:
         nothing on API or database errors: they are logged and the poke reports "not yet".
@@ -275,8 +276,9 @@ def check_retry(ref_data: dict, remediation: dict, *, api=None, kb=None) -> dict
     ref = FailureRef.model_validate(ref_data)
     cleared_at = datetime.fromisoformat(remediation["cleared_at"])
     waited = (datetime.now(UTC) - cleared_at).total_seconds()
+    api = api or AirflowAPI()
     try:
-        ti = (api or AirflowAPI()).get_task_instance(ref.dag_id, ref.run_id, ref.task_id, ref.map_index)
+        ti = api.get_task_instance(ref.dag_id, ref.run_id, ref.task_id, ref.map_index)
     except Exception as exc:  # noqa: BLE001 - try again at the next poke
         log.warning("verify_retry: cannot read %s: %s", ref.label, exc)
         return None
@@ -287,19 +289,108 @@ def check_retry(ref_data: dict, remediation: dict, *, api=None, kb=None) -> dict
         outcome, state = "unverified", state
     else:
         return None
+    times = heal_times(ref, ti if outcome != "unverified" else {}, _failed_try(api, ref))
     try:
-        (kb or KnowledgeBase()).set_outcome(ref, outcome)
+        kb = kb or KnowledgeBase()
+        kb.set_outcome(ref, outcome)
+        record_heal_times(kb, ref, times)
     except Exception as exc:  # noqa: BLE001
         log.error("verify_retry: could not record the outcome of %s: %s", ref.label, exc)
     log.info(
-        "Retry of %s %s (try %s is %s, %.0fs after the clear)", ref.label, outcome, try_number, state, waited
+        "Retry of %s %s (try %s is %s, %.0fs after the clear; healed in %s s by Airflow's clock)",
+        ref.label,
+        outcome,
+        try_number,
+        state,
+        waited,
+        times["heal_seconds"],
     )
     return {
         "outcome": outcome,
         "state": state,
         "try_number": try_number,
         "seconds_after_clear": round(waited, 1),
+        **{k: v.isoformat() if isinstance(v, datetime) else v for k, v in times.items()},
     }
+
+
+def _failed_try(api, ref: FailureRef) -> dict:
+    """The failed try as Airflow recorded it (REST task instance try), {} when unreadable."""
+    try:
+        return api.get_try(ref, ref.try_number) or {}
+    except Exception as exc:  # noqa: BLE001 - the FailureRef's failed_at stands in
+        log.warning("verify_retry: cannot read try %s of %s: %s", ref.try_number, ref.label, exc)
+        return {}
+
+
+def _when(value) -> datetime | None:
+    """A REST timestamp (ISO string or datetime) as an aware datetime; None for none."""
+    if value in (None, ""):
+        return None
+    when = value if isinstance(value, datetime) else datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+def heal_times(ref: FailureRef, retried_ti: dict, failed_try: dict, now: datetime | None = None) -> dict:
+    """Time to heal from Airflow's own timestamps, whatever the delay before it was verified.
+
+    Args:
+        ref: the failure (its failed_at stands in when the failed try's end_date is unknown).
+        retried_ti: the task instance (REST dict) after its retried try ended: its start_date and
+            end_date are the retried try's; {} when the retry did not end (unverified).
+        failed_try: the failed try (REST task instance try): its end_date is the failure.
+        now: when the outcome was seen (default: now).
+    Returns:
+        {"failed_ended_at", "retry_started_at", "retry_ended_at" (aware datetimes or None),
+        "heal_seconds" (retry_ended_at - failed_ended_at, s, 0.1 s; None when either is unknown),
+        "verified_late_seconds" (now - retry_ended_at, s: how long after the retry ended the doctor
+        saw it, e.g. the minutes a stopped stack held a deferred verify_retry; None)}.
+    """
+    now = now or datetime.now(UTC)
+    failed = _when(failed_try.get("end_date")) or _when(ref.failed_at)
+    started, ended = _when(retried_ti.get("start_date")), _when(retried_ti.get("end_date"))
+    return {
+        "failed_ended_at": failed,
+        "retry_started_at": started,
+        "retry_ended_at": ended,
+        "heal_seconds": round((ended - failed).total_seconds(), 1) if failed and ended else None,
+        "verified_late_seconds": round((now - ended).total_seconds(), 1) if ended else None,
+    }
+
+
+#: Writes heal_times' timestamps on the latest remediation of the failure's case (the row
+#: set_outcome updated; include/sql/009_heal_times.sql adds the columns).
+SET_HEAL_TIMES = """
+UPDATE doctor.remediations SET failed_ended_at = %(failed_ended_at)s,
+    retry_started_at = %(retry_started_at)s, retry_ended_at = %(retry_ended_at)s
+WHERE id = (
+    SELECT r.id FROM doctor.remediations r
+    JOIN doctor.failure_cases c ON c.id = r.case_id
+    WHERE c.dag_id = %(dag_id)s AND c.run_id = %(run_id)s AND c.task_id = %(task_id)s
+      AND c.map_index = %(map_index)s AND c.try_number = %(try_number)s
+    ORDER BY r.id DESC LIMIT 1
+)
+"""
+
+
+def record_heal_times(kb, ref: FailureRef, times: dict) -> int:
+    """Store heal_times' timestamps on the failure's latest remediation (heal_seconds follows).
+
+    Returns:
+        rows updated (0 when the case was not recorded).
+    Raises:
+        psycopg2 errors: the knowledge base cannot be written.
+    """
+    keys = ("dag_id", "run_id", "task_id", "map_index", "try_number")
+    with kb.connection() as conn, conn.cursor() as cur:
+        cur.execute(
+            SET_HEAL_TIMES,
+            {
+                **dict(zip(keys, ref.key, strict=True)),
+                **{k: times.get(k) for k in ("failed_ended_at", "retry_started_at", "retry_ended_at")},
+            },
+        )
+        return cur.rowcount
 
 
 TERMINAL_STATES = {"success", "failed", "skipped", "upstream_failed", "removed"}
@@ -340,17 +431,43 @@ def approver(approval: dict | None) -> str | None:
     return (answer.person or "an engineer") if answer.choice == "Approve" else None
 
 
-def summarize_run(doctor_run_id: str, dry_run: bool = False, *, api=None, kb=None) -> str:
-    """Write the doctor DAG run's note: every failure it handled and what it did. Never raises.
+#: Characters a note may hold (Airflow's note content column is 1000 characters long).
+NOTE_MAX_CHARS = 1000
 
+
+def summarize_run(
+    doctor_run_id: str,
+    dry_run: bool = False,
+    *,
+    remarks: list[str] | None = None,
+    dry_run_verdicts: list | None = None,
+    api=None,
+    kb=None,
+) -> str:
+    """Write the doctor DAG run's note: every failure it handled and what it did, then `remarks`.
+    Never raises.
+
+    Args:
+        remarks: what fetch_logs has to say about this run's claim (XCom "remarks": a manual
+            trigger re-diagnosed or refused and why, failures a concurrent doctor run took).
+        dry_run_verdicts: in a dry run, the gate's lines per group (pipeline.dry_run_verdict):
+            the verdict, its reasons, who would have been told.
     Returns:
-        the note (also when it could not be written).
+        the note, at most NOTE_MAX_CHARS characters (also when it could not be written).
     """
     from airflow_doctor.hooks.airflow_api import AirflowAPI
     from airflow_doctor.knowledge.store import KnowledgeBase
 
+    remarks = [str(r) for r in remarks or [] if r]
     if dry_run:
-        note = "airflow-doctor dry run: diagnosed and notified; nothing cleared, noted or recorded."
+        lines = [
+            line
+            for lines in dry_run_verdicts or []
+            for line in (lines if isinstance(lines, list) else [lines])
+        ]
+        note = "airflow-doctor dry run: nothing was sent, cleared, noted or recorded. " + (
+            "What the doctor would have done:\n" + "\n".join(lines) if lines else "No failure was diagnosed."
+        )
     else:
         try:
             rows = (kb or KnowledgeBase()).cases_of_run(doctor_run_id)
@@ -359,13 +476,17 @@ def summarize_run(doctor_run_id: str, dry_run: bool = False, *, api=None, kb=Non
                 f" -> {r['decision']}{' (cleared)' if r['cleared'] else ''}"
                 for r in rows
             ]
-            note = (
-                f"airflow-doctor handled {len(rows)} failure(s):\n" + "\n".join(lines)
-                if rows
-                else "airflow-doctor: no unhandled failure in this run."
-            )
+            if rows:
+                note = f"airflow-doctor handled {len(rows)} failure(s):\n" + "\n".join(lines)
+            elif remarks:
+                note = "airflow-doctor handled no failure in this run."
+            else:
+                note = "airflow-doctor: no unhandled failure in this run."
         except Exception as exc:  # noqa: BLE001
             note = f"airflow-doctor: could not read this run's cases ({type(exc).__name__}: {exc})"
+    if remarks:
+        note += "\n" + "\n".join(remarks)
+    note = note[:NOTE_MAX_CHARS]
     try:
         (api or AirflowAPI()).set_dag_run_note("doctor", doctor_run_id, note)
     except Exception as exc:  # noqa: BLE001
