@@ -843,3 +843,87 @@ class UIStore(KnowledgeBase):
                 {"since": since, "until": until, "dag_ids": list(dag_ids), "limit": limit},
             )
             return _dicts(cur)
+
+    # -- reads of the Doctor tab and dashboard (issue 24) ------------------------------------------
+
+    #: The table of the task's DoctorRetryPolicy decisions (include/sql/008_policy_decisions.sql).
+    POLICY_TABLE = "doctor.policy_decisions"
+
+    def _has_policy_table(self, cur) -> bool:
+        cur.execute("SELECT to_regclass(%s) IS NOT NULL", (self.POLICY_TABLE,))
+        return bool(cur.fetchone()[0])
+
+    def policy_decisions_of(self, dag_id: str, run_id: str, task_id: str, map_index: int) -> list[dict]:
+        """The DoctorRetryPolicy's decisions about one task instance, oldest first
+        (queries/list_policy_decisions_of_task_instance.sql).
+
+        The hook for the policy's table: while `doctor.policy_decisions` does not exist (migration
+        008 not applied), there are none and [] is returned.
+
+        Returns:
+            [{"dag_id", "run_id", "task_id", "map_index", "try_number", "fingerprint", "action",
+            "reason", "decided_at", "verdict" (the sweeper's verdict on Airflow's retry of that try,
+            or None)}].
+        Raises:
+            psycopg2.OperationalError: the database cannot be reached.
+        """
+        params = {"dag_id": dag_id, "run_id": run_id, "task_id": task_id, "map_index": map_index}
+        with self.connection() as conn, conn.cursor() as cur:
+            if not self._has_policy_table(cur):
+                return []
+            cur.execute(sql("list_policy_decisions_of_task_instance"), params)
+            return _dicts(cur)
+
+    def policy_decisions(self, *, since, until, dag_ids: list[str], limit: int = 20_000) -> list[dict]:
+        """The DoctorRetryPolicy's decisions the dashboard counts (queries/list_policy_decisions.sql);
+        [] while `doctor.policy_decisions` does not exist.
+
+        Returns:
+            newest first: dicts with the table's columns and "healed" (bool: Airflow retried the try
+            and the next try succeeded).
+        """
+        with self.connection() as conn, conn.cursor() as cur:
+            if not self._has_policy_table(cur):
+                return []
+            cur.execute(
+                sql("list_policy_decisions"),
+                {"since": since, "until": until, "dag_ids": list(dag_ids), "limit": limit},
+            )
+            return _dicts(cur)
+
+    def open_escalations(self, *, since, until, dag_ids: list[str], limit: int = 200) -> list[dict]:
+        """Escalations no person has acted on yet, oldest first (queries/list_open_escalations.sql).
+
+        Returns:
+            dicts with id, dag_id, run_id, task_id, map_index, try_number, error_class, decision and
+            escalated_at (datetime).
+        """
+        with self.connection() as conn, conn.cursor() as cur:
+            cur.execute(
+                sql("list_open_escalations"),
+                {"since": since, "until": until, "dag_ids": list(dag_ids), "limit": limit},
+            )
+            return _dicts(cur)
+
+    def cases_by_id(self, ids: list[int]) -> list[dict]:
+        """Observed cases by id with their redacted excerpt (queries/get_cases_by_id.sql)."""
+        if not ids:
+            return []
+        with self.connection() as conn, conn.cursor() as cur:
+            cur.execute(sql("get_cases_by_id"), {"ids": list(ids)})
+            return _dicts(cur)
+
+    def latest_answer_of(self, dag_id: str, run_id: str, task_id: str, map_index: int, user_name: str):
+        """The newest answer `user_name` gave on any case of the task instance
+        (queries/get_latest_answer_of_user.sql): {"id", "case_id", "answer", "undone_at"}, or None."""
+        params = {
+            "dag_id": dag_id,
+            "run_id": run_id,
+            "task_id": task_id,
+            "map_index": map_index,
+            "user_name": user_name,
+        }
+        with self.connection() as conn, conn.cursor() as cur:
+            cur.execute(sql("get_latest_answer_of_user"), params)
+            rows = _dicts(cur)
+        return rows[0] if rows else None

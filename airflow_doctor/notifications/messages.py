@@ -16,8 +16,13 @@ Text from a log or from the LLM is data, never markup. Email HTML escapes it (`h
 Slack escapes its control characters `&`, `<`, `>` in every such piece (`slack_escape`), sets
 `verbatim` on every mrkdwn text object (no auto-linked URLs, channel names or mentions), shows log
 text in code blocks that it cannot close (`slack_code`) and turns unfurling off; the approval body
-on the Required Actions page shows it in a fenced code block it cannot close (`markdown_code`).
-The only links are the doctor's own Airflow UI URLs (`links`).
+on the Required Actions page is plain Markdown that wraps, with every ASCII punctuation character of
+such text backslash-escaped (`markdown_text`), so none of it forms a link, an image, HTML, an
+autolink or any other markup. The only links are the doctor's own Airflow UI URLs (`links`).
+
+The diagnosis is the diagnoser's opinion ("Diagnoser's opinion": transient or not, the action it
+recommends) and the gate's verdict is its own field ("Gate's verdict": what is done, and why), so
+an opinion of "transient" beside a verdict of "escalate" reads as what it is: the gate overruled it.
 """
 
 from __future__ import annotations
@@ -101,6 +106,42 @@ def markdown_code(text: str) -> str:
     return f"{fence}text\n{text}\n{fence}"
 
 
+#: Characters that can start markup anywhere in a line (CommonMark 0.31 and GitHub's extensions:
+#: emphasis, code, links and images, raw HTML, entities, tables, strikethrough, email autolinks,
+#: headings, footnotes) and "/" (so no "scheme://" autolink forms); each is backslash-escaped, which
+#: CommonMark allows for any ASCII punctuation ("Backslash escapes") and shows as the character.
+_MD_ALWAYS = re.compile(r"([\\`*\[\]<>&|~!@#^/])")
+#: A run of underscores opens or closes emphasis unless letters or digits are on both sides of it
+#: ("intraword", CommonMark "Emphasis" rules 2 and 4): `manual__2026` stays as it is.
+_MD_UNDERSCORES = re.compile(r"(?<![A-Za-z0-9_])_+(?![_])|(?<![_])_+(?![A-Za-z0-9_])")
+#: What starts a block at the beginning of a line: a list item, a heading, a quote, a setext underline.
+_MD_LINE_START = re.compile(r"^([-+=]|\d+(?=[.)]))")
+_MD_WWW = re.compile(r"(?i)\b(www)\.")
+
+
+def markdown_text(text: object) -> str:
+    """Untrusted text (log lines, the LLM's words, ids) as inert CommonMark inline text.
+
+    Backslash-escapes what could form markup (see _MD_ALWAYS, _MD_UNDERSCORES, _MD_LINE_START;
+    "www." for the extended autolink), so no emphasis, link, image, HTML, entity, autolink, table,
+    heading or list forms; leaves characters that cannot (":", ".", "-" inside a line, intraword
+    "_"), so run ids such as `manual__2026-12-08T00:03:21+00:00` read as typed. Control characters
+    become spaces; each line break becomes a hard line break (a backslash at the end of the line)
+    and the next line's leading spaces are dropped (no indented code block).
+    """
+    lines = [_CONTROL.sub(" ", line).strip() for line in str(text).splitlines()] or [""]
+    out = []
+    for line in lines:
+        line = _MD_ALWAYS.sub(r"\\\1", line)
+        line = _MD_UNDERSCORES.sub(lambda m: "\\_" * len(m.group()), line)
+        line = _MD_WWW.sub(r"\1\\.", line)
+        m = _MD_LINE_START.match(line)
+        if m:
+            line = line[: m.end()] + "\\" + line[m.end() :] if m.group()[0].isdigit() else "\\" + line
+        out.append(line)
+    return "\\\n".join(out)
+
+
 def one_line(text: str) -> str:
     """Text with control characters (newlines included) as single spaces: safe as a mail header."""
     return _CONTROL.sub(" ", text)
@@ -151,12 +192,19 @@ def diagnosis_fields(diagnosis_result: dict | None) -> list[tuple[str, str]]:
         "offline": "offline diagnosis (no LLM configured)",
         "memory": "recognised from memory, no LLM call",
     }.get(diagnoser, f"LLM diagnosis ({diag.get('model')})")
+    opinion = "transient" if diag["transient"] else "not transient"
     return [
         ("Diagnosis", f"{diag['error_class']}: {diag.get('root_cause') or ''}"),
-        ("Transient", "yes" if diag["transient"] else "no"),
-        ("Recommended action", str(diag["recommended_action"])),
+        ("Diagnoser's opinion", f"{opinion}, recommends {diag['recommended_action']}"),
         ("Confidence", f"{diag['confidence']:.2f} ({label})"),
     ]
+
+
+def gate_field(decision: dict) -> tuple[str, str]:
+    """The gate's verdict and every reason, as one field: what the doctor does and why (the
+    diagnoser's opinion is a field of its own, diagnosis_fields)."""
+    reasons = "; ".join(decision.get("reasons", [])) or "no reason recorded"
+    return ("Gate's verdict", f"{decision.get('verdict') or 'escalate'}, because: {reasons}")
 
 
 def _error_line(excerpt: dict | None) -> str | None:
@@ -263,7 +311,7 @@ def build_message(
     else:
         action = "Left failed for a human: " + ((escalation or {}).get("why") or "escalated")
     fields.append(("Action taken", action))
-    fields.append(("Why", "; ".join(decision.get("reasons", []))))
+    fields.append(gate_field(decision))
     clears = (memory or {}).get("doctor_clears")
     if clears:
         fields.append(("History", f"the doctor already cleared this task instance {clears} time(s)"))
@@ -276,7 +324,11 @@ def build_message(
     if diag:
         subject += f" ({diag['error_class']})"
     tail = [f"Log: {link['log']}"] + ([f"Doctor run: {link['doctor_run']}"] if "doctor_run" in link else [])
-    return _assemble(subject, verdict, fields, diag, similar, link, tail)
+    return {
+        **_assemble(subject, verdict, fields, diag, similar, link, tail),
+        "gate": decision.get("verdict"),
+        "reasons": [str(r) for r in decision.get("reasons", [])],
+    }
 
 
 def _assemble(
@@ -348,7 +400,7 @@ def build_digest(
     if first.get("similarity") is not None:
         fields.append(("Similarity", f"{first['similarity']:.2f} (best match in the knowledge base)"))
     fields.append(("Action taken", summary + " (the diagnosis was made once for the whole group)"))
-    fields.append(("Why", "; ".join(first.get("reasons", []))))
+    fields.append(gate_field({"verdict": first.get("verdict"), "reasons": first.get("reasons", [])}))
     if _error_line(excerpt):
         fields.append(("Error", _error_line(excerpt)))
     members = [
@@ -460,27 +512,50 @@ def slack_payload(msg: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def render_approval_body(msg: dict[str, Any]) -> str:
-    """The approval request's body (markdown on the Required Actions page).
+#: Fields the approval body shows in its own place (the diagnosis first, the gate's reasons as a list).
+_BODY_OWN_PLACE = ("Diagnosis", "Diagnoser's opinion", "Confidence", "Gate's verdict")
 
-    Everything that came from the log or the diagnosis (fields, fix steps, evidence) is in one
-    fenced code block (`markdown_code`), so none of its links, images or HTML is rendered; the only
-    links are the doctor's own (msg["links"]).
+
+def render_approval_body(msg: dict[str, Any]) -> str:
+    """The approval request's body: Markdown on the Required Actions page, readable at 1280 px.
+
+    The diagnosis first, then the diagnoser's opinion, the gate's verdict with one reason per line,
+    then the other fields (task instance, error, history) one per paragraph, fix steps and evidence
+    as lists, and the doctor's own links. Plain paragraphs wrap (a code block would not: its longest
+    line set the page's width). Every value that came from the log, the LLM or the ids is
+    `markdown_text`: inert, shown as typed. The only links are the doctor's (msg["links"]).
+
+    Args:
+        msg: build_message's output (fields, fix_steps, evidence, links; "gate" and "reasons" when
+            present, else the "Gate's verdict" field).
+    Returns:
+        the body, CommonMark.
     """
-    facts = "\n".join(f"{k}: {v}" for k, v in msg["fields"])
-    if msg["fix_steps"]:
-        facts += "\n\nFix steps:\n" + "\n".join(f"  {i}. {s}" for i, s in enumerate(msg["fix_steps"], 1))
-    if msg.get("evidence"):
-        facts += "\n\nEvidence (lines from the log):\n" + "\n".join(f"  {e}" for e in msg["evidence"])
-    names = {"log": "Log of the failed try", "doctor_run": "Doctor run"}
-    link_lines = "  \n".join(f"[{names.get(k, k)}]({u})" for k, u in msg["links"].items())
-    return (
-        "**The failure and the doctor's diagnosis** (text from the log and the diagnosis, shown as is)"
-        + "\n\n"
-        + markdown_code(facts)
-        + "\n\n"
-        + link_lines
+    fields = dict(msg["fields"])
+    parts = []
+    for label in ("Diagnosis", "Diagnoser's opinion", "Confidence"):
+        if label in fields:
+            parts.append(f"**{label}:** {markdown_text(fields[label])}")
+    reasons = msg.get("reasons")
+    if reasons is None and "Gate's verdict" in fields:
+        reasons = [fields["Gate's verdict"]]
+    gate = msg.get("gate")
+    parts.append(
+        f"**Gate's verdict:** {markdown_text(gate)}, because:" if gate else "**Gate's verdict**, because:"
     )
+    parts.append("\n".join(f"- {markdown_text(r)}" for r in reasons or ["no reason recorded"]))
+    for label, value in msg["fields"]:
+        if label not in _BODY_OWN_PLACE:
+            parts.append(f"**{markdown_text(label)}:** {markdown_text(value)}")
+    if msg["fix_steps"]:
+        parts.append("**Fix steps:**")
+        parts.append("\n".join(f"{i}. {markdown_text(s)}" for i, s in enumerate(msg["fix_steps"], 1)))
+    if msg.get("evidence"):
+        parts.append("**Evidence (lines from the log):**")
+        parts.append("\n".join(f"- {markdown_text(e)}" for e in msg["evidence"]))
+    names = {"log": "Log of the failed try", "doctor_run": "Doctor run"}
+    parts.append(" · ".join(f"[{names.get(k, k)}](<{u}>)" for k, u in msg["links"].items()))
+    return "\n\n".join(parts)
 
 
 def _dag_details(dag_id: str, api=None) -> dict:

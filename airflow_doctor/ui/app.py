@@ -53,6 +53,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from airflow_doctor.knowledge import answers as answers_mod
 from airflow_doctor.knowledge.store import UIStore
+from airflow_doctor.ui import airflow_facts
 from airflow_doctor.ui import views as ui_data
 
 log = logging.getLogger(__name__)
@@ -84,6 +85,12 @@ NOTICES = {
     "diagnose": "The doctor was started for this failure; reload in a minute.",
 }
 CSRF_HEADER = "X-Doctor-CSRF"
+#: Every response's Content-Security-Policy: framed only by Airflow's UI (same origin), scripts only
+#: from this origin's files (the pages have no inline script; event-handler attributes do not run),
+#: no plugins, no <base> rewriting, forms post only here.
+CONTENT_SECURITY_POLICY = (
+    "frame-ancestors 'self'; script-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'"
+)
 _FALLBACK_SECRET = secrets.token_bytes(32)
 
 
@@ -161,7 +168,35 @@ def create_app():
         if not hmac.compare_digest(given, expected):
             raise HTTPException(403, "missing or wrong CSRF token: reload the Doctor tab and answer again")
 
-    def tab_data(dag_id: str, run_id: str, task_id: str, map_index: int, try_number: int | None) -> dict:
+    def check_undo(ti, case_id: int, user_name: str, answer_id: int | None) -> None:
+        """Refuse (409) an undo of anything but the person's own latest answer on this task instance,
+        when it is also the case's newest answer in force (the one the undo query retires)."""
+        kb = store()
+        mine = kb.latest_answer_of(ti.dag_id, ti.run_id, ti.task_id, ti.map_index, user_name)
+        newest = ui_data.undoable_answer(kb.answers_of(case_id), user_name)
+        if (
+            mine is None
+            or mine["case_id"] != case_id
+            or mine["undone_at"] is not None
+            or newest != mine["id"]
+        ):
+            raise HTTPException(
+                409,
+                "Only your latest answer on this task instance can be undone, while it is the newest one.",
+            )
+        if answer_id is not None and answer_id != mine["id"]:
+            raise HTTPException(
+                409, "That answer is not your latest on this task instance: nothing was undone."
+            )
+
+    def tab_data(
+        dag_id: str,
+        run_id: str,
+        task_id: str,
+        map_index: int,
+        try_number: int | None,
+        user_name: str | None = None,
+    ) -> dict:
         kb = store()
         held = kb.task_instance_cases(dag_id, run_id, task_id, map_index)
         case = next(
@@ -169,7 +204,28 @@ def create_app():
             held["cases"][-1] if held["cases"] else None,
         )
         details = kb.case_details(case["id"]) if case else None
-        return ui_data.tab_view(held, details, try_number)
+        try:
+            policy = kb.policy_decisions_of(dag_id, run_id, task_id, map_index)
+        except Exception as exc:  # noqa: BLE001 - the policy's decisions are extra; the tab still shows
+            log.warning("Could not read the retry policy's decisions: %s", exc)
+            policy = []
+        first = ui_data.tab_view(held, details, try_number, policy=policy, user=user_name)
+        row = first["case"] or first["inbox"] or {}
+        doctor_run = first["doctor_run_id"]
+        facts = airflow_facts.doctor_run_facts(
+            answers_mod.DOCTOR_DAG_ID,
+            doctor_run,
+            {
+                "dag_id": dag_id,
+                "run_id": run_id,
+                "task_id": task_id,
+                "map_index": map_index,
+                "try_number": row.get("try_number"),
+            },
+        )
+        if not facts:
+            return first
+        return ui_data.tab_view(held, details, try_number, airflow=facts, policy=policy, user=user_name)
 
     @app.get("/tab", response_class=HTMLResponse, dependencies=[read_ti])
     def tab(
@@ -184,7 +240,7 @@ def create_app():
     ):
         ti = answers_mod.TaskInstanceKey(dag_id, run_id, task_id, _map_index(map_index))
         try:
-            view = tab_data(ti.dag_id, ti.run_id, ti.task_id, ti.map_index, try_number)
+            view = tab_data(ti.dag_id, ti.run_id, ti.task_id, ti.map_index, try_number, user.get_name())
             error = None
         except Exception as exc:  # noqa: BLE001 - the tab says the knowledge base is down, never a 500
             log.warning("Doctor tab: knowledge base unavailable: %s", exc)
@@ -208,9 +264,14 @@ def create_app():
 
     @app.get("/api/tab", dependencies=[read_ti])
     def tab_json(
-        dag_id: str, run_id: str, task_id: str, map_index: str | None = None, try_number: int | None = None
+        user: GetUserDep,
+        dag_id: str,
+        run_id: str,
+        task_id: str,
+        map_index: str | None = None,
+        try_number: int | None = None,
     ):
-        view = tab_data(dag_id, run_id, task_id, _map_index(map_index), try_number)
+        view = tab_data(dag_id, run_id, task_id, _map_index(map_index), try_number, user.get_name())
         return JSONResponse(_jsonable(view))
 
     @app.post("/answer", dependencies=[edit_ti])
@@ -224,10 +285,13 @@ def create_app():
         answer: Annotated[str, Form()],
         map_index: Annotated[str | None, Query()] = None,
         error_class: Annotated[str | None, Form()] = None,
+        answer_id: Annotated[int | None, Form()] = None,
         csrf_token: Annotated[str | None, Form()] = None,
     ):
         check_csrf(request, user, dag_id, csrf_token)
         ti = answers_mod.TaskInstanceKey(dag_id, run_id, task_id, _map_index(map_index))
+        if answer == "undo":
+            check_undo(ti, case_id, user.get_name(), answer_id)
         token = _user_token(request)
         base = api_base_url(request)
         try:
@@ -288,24 +352,37 @@ def create_app():
         until = datetime.now(UTC)
         since = until - RANGES.get(range_, RANGES[DEFAULT_RANGE])
         health = {}
+        kb, dags = store(), sorted(chosen)
         try:
-            rows = store().dashboard_cases(since=since, until=until, dag_ids=sorted(chosen))
+            rows = kb.dashboard_cases(since=since, until=until, dag_ids=dags)
+            policy = kb.policy_decisions(since=since, until=until, dag_ids=dags)
+            waiting = kb.open_escalations(since=since, until=until, dag_ids=dags)
             health["knowledge base"] = "reachable"
-        except Exception as exc:  # noqa: BLE001 - shown as degraded, not a 500
-            rows = []
+        except Exception as exc:  # noqa: BLE001 - shown as not reachable, not a 500
+            rows, policy, waiting = [], [], []
             health["knowledge base"] = f"unreachable ({type(exc).__name__})"
-        figures = ui_data.dashboard_figures(rows, since, until)
+        figures = ui_data.dashboard_figures(rows, since, until, policy)
+        try:
+            latest = kb.cases_by_id([t["latest_case_id"] for t in figures["top_fingerprints"]])
+        except Exception:  # noqa: BLE001 - the knowledge base row above already says why
+            latest = []
+        figures["top_fingerprints"] = ui_data.latest_cases(figures["top_fingerprints"], latest)
+        keys = [(r["dag_id"], r["run_id"], r["task_id"], r["map_index"], r["try_number"]) for r in waiting]
+        figures["open_escalations"] = ui_data.open_escalations(
+            waiting, until, airflow_facts.still_failed(keys)
+        )
         from airflow_doctor.ui.health import probe
 
         health.update(probe())
         try:  # what actually failed in the last hour, from the messages the doctor recorded
-            sent = store().delivery_failures(since=until - timedelta(hours=1), dag_ids=sorted(chosen))
+            sent = kb.delivery_failures(since=until - timedelta(hours=1), dag_ids=dags)
             health.update(ui_data.delivery_health(sent))
         except Exception as exc:  # noqa: BLE001 - the knowledge base row above already says why
             log.warning("Could not count the last hour's delivery failures: %s", exc)
         return {
             "figures": figures,
             "health": health,
+            "health_summary": ui_data.health_summary(health),
             "since": since,
             "until": until,
             "dags": sorted(readable),
@@ -354,8 +431,9 @@ def create_app():
     @app.middleware("http")
     async def security_headers(request: Request, call_next):
         response = await call_next(request)
-        # The tab is framed by Airflow's own UI (same origin) and by nothing else.
-        response.headers.setdefault("Content-Security-Policy", "frame-ancestors 'self'; object-src 'none'")
+        # The tab is framed by Airflow's own UI (same origin) and by nothing else; scripts come only
+        # from /doctor/static (no inline script runs: the dashboard's chart data is a JSON block).
+        response.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
         response.headers.setdefault("Referrer-Policy", "same-origin")
         return response
 

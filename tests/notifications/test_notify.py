@@ -242,8 +242,11 @@ def test_slack_shows_hostile_log_and_llm_text_as_text(sinks, ui_base):
                         "&lt;img src=x onerror=alert(1)&gt;",
                         "verbatim": True,
                     },
-                    {"type": "mrkdwn", "text": "*Transient*\nno", "verbatim": True},
-                    {"type": "mrkdwn", "text": "*Recommended action*\nnotify", "verbatim": True},
+                    {
+                        "type": "mrkdwn",
+                        "text": "*Diagnoser's opinion*\nnot transient, recommends notify",
+                        "verbatim": True,
+                    },
                     {"type": "mrkdwn", "text": "*Confidence*\n0.50 (LLM diagnosis (m))", "verbatim": True},
                     {
                         "type": "mrkdwn",
@@ -252,7 +255,8 @@ def test_slack_shows_hostile_log_and_llm_text_as_text(sinks, ui_base):
                     },
                     {
                         "type": "mrkdwn",
-                        "text": "*Why*\nrules: 'ValueError: &lt;!channel&gt;' is not retry-safe",
+                        "text": "*Gate's verdict*\nescalate, because: rules: 'ValueError: &lt;!channel&gt;' "
+                        "is not retry-safe",
                         "verbatim": True,
                     },
                 ],
@@ -335,9 +339,11 @@ def test_email_html_escapes_the_same_hostile_text(sinks, ui_base):
     assert "<img" not in mail["html"] and "<a href='https://evil" not in mail["html"]
 
 
-def test_the_approval_body_shows_hostile_text_as_code_and_links_only_the_doctors_urls(sinks, ui_base):
+def test_the_approval_body_is_plain_markdown_with_hostile_text_inert_and_only_the_doctors_links(
+    sinks, ui_base
+):
     excerpt = {**HOSTILE_EXCERPT, "message": HOSTILE_EXCERPT["message"] + "\n````\n[x](https://evil.example)"}
-    decision = {**HOSTILE_DECISION, "verdict": "approval"}
+    decision = {**HOSTILE_DECISION, "verdict": "approval", "reasons": ["rules: a", "memory: b <!here>"]}
 
     ask = notify.notify_approval_request(
         HOSTILE_REF, excerpt, HOSTILE_DIAGNOSIS, decision, {}, "run1", api=NoDagDetails()
@@ -345,37 +351,64 @@ def test_the_approval_body_shows_hostile_text_as_code_and_links_only_the_doctors
 
     assert ask["subject"] == "Retry example_orders_report.build_report (try 1)?"
     assert ask["body"] == (
-        "**The failure and the doctor's diagnosis** (text from the log and the diagnosis, shown as is)\n"
+        "**Diagnosis:** bad_input: Reset \\<\\!here\\> by \\<\\!subteam\\^S1\\> in \\<\\#C1\\> \\& \\[docs\\](https:\\/\\/evil.example) \\!\\[b\\](https:\\/\\/evil.example\\/b.png) \\<img src=x onerror=alert(1)\\>\n"
         "\n"
-        "`````text\n"
-        "Task instance: example_orders_report.build_report, run manual__<!channel>, try 1\n"
-        "Diagnosis: bad_input: Reset <!here> by <!subteam^S1> in <#C1> & [docs](https://evil.example) "
-        "![b](https://evil.example/b.png) <img src=x onerror=alert(1)>\n"
-        "Transient: no\n"
-        "Recommended action: notify\n"
-        "Confidence: 0.50 (LLM diagnosis (m))\n"
-        "Action taken: Waiting for an engineer to approve or reject a retry (Required Actions in the "
-        "Airflow UI)\n"
-        "Why: rules: 'ValueError: <!channel>' is not retry-safe\n"
-        "Error: ValueError: <!channel> see <https://evil.example|Approve retry> & ```\n"
-        "<@U123> *bold*\n"
-        "````\n"
-        "[x](https://evil.example)\n"
+        "**Diagnoser's opinion:** not transient, recommends notify\n"
         "\n"
-        "Fix steps:\n"
-        "  1. Click <https://evil.example|Approve retry>\n"
-        "  2. Run ``` then <!everyone>\n"
+        "**Confidence:** 0\\.50 (LLM diagnosis (m))\n"
         "\n"
-        "Evidence (lines from the log):\n"
-        "  ```\n"
-        "  <!channel> https://evil.example/login\n"
-        "`````\n"
+        "**Gate's verdict:** approval, because:\n"
         "\n"
-        f"[Log of the failed try]({LOG_URL}?try_number=1)  \n"
-        "[Doctor run](http://airflow.example/dags/doctor/runs/run1)"
+        "- rules: a\n"
+        "- memory: b \\<\\!here\\>\n"
+        "\n"
+        "**Task instance:** example_orders_report.build_report, run manual\\_\\_\\<\\!channel\\>, try 1\n"
+        "\n"
+        "**Action taken:** Waiting for an engineer to approve or reject a retry (Required Actions in the Airflow UI)\n"
+        "\n"
+        "**Error:** ValueError: \\<\\!channel\\> see \\<https:\\/\\/evil.example\\|Approve retry\\> \\& \\`\\`\\`\\\n"
+        "\\<\\@U123\\> \\*bold\\*\\\n"
+        "\\`\\`\\`\\`\\\n"
+        "\\[x\\](https:\\/\\/evil.example)\n"
+        "\n"
+        "**Fix steps:**\n"
+        "\n"
+        "1. Click \\<https:\\/\\/evil.example\\|Approve retry\\>\n"
+        "2. Run \\`\\`\\` then \\<\\!everyone\\>\n"
+        "\n"
+        "**Evidence (lines from the log):**\n"
+        "\n"
+        "- \\`\\`\\`\n"
+        "- \\<\\!channel\\> https:\\/\\/evil.example\\/login\n"
+        "\n"
+        f"[Log of the failed try](<{LOG_URL}?try_number=1>) · "
+        "[Doctor run](<http://airflow.example/dags/doctor/runs/run1>)"
     )
+    # No code block (it would not wrap), and every line short enough to read at 1280 px.
+    assert "```text" not in ask["body"]
     [post] = sinks.posts()  # the approval request also went to Slack, escaped the same way
     assert "<!channel>" not in str(post["body"]) and "&lt;!channel&gt;" in str(post["body"])
+
+
+def test_the_approval_body_renders_hostile_text_as_text():
+    """Rendered by a CommonMark renderer, the escaped text forms no link, image, HTML or emphasis."""
+    markdown_it = pytest.importorskip("markdown_it")
+    hostile = "[docs](https://evil.example) ![b](https://x/b.png) <img src=x> *b* _i_ `c` https://evil.example &amp;"
+    html = markdown_it.MarkdownIt("commonmark").enable("linkify").render(notify.markdown_text(hostile))
+    assert "<a " not in html and "<img" not in html and "<em>" not in html and "<code>" not in html
+    assert "&lt;img src=x&gt;" in html and "&amp;amp;" in html
+
+
+def test_the_gate_verdict_never_reads_as_the_diagnosers_opinion():
+    ref = notify.FailureRef.model_validate(REF)
+    transient = {**DIAGNOSIS, "diagnosis": {**DIAGNOSIS["diagnosis"], "transient": True, "confidence": 0.6}}
+    msg = notify.build_message(
+        ref, EXCERPT, transient, {"verdict": "escalate", "reasons": ["rules: not retry-safe"]}, {}, None, None
+    )
+    fields = dict(msg["fields"])
+    assert "Transient" not in fields
+    assert fields["Diagnoser's opinion"] == "transient, recommends notify"
+    assert fields["Gate's verdict"] == "escalate, because: rules: not retry-safe"
 
 
 @pytest.mark.parametrize(

@@ -173,7 +173,7 @@ def test_tab_shows_what_the_doctor_saw_escaped(ui_client, tokens, kb_dsn):
         "policy: 0 doctor clears of 2",
         "Escalated to a human",
         "Timeline",
-        "diagnosis recorded (llm, claude-test)",
+        "diagnosis (llm, claude-test)",
         "asset_triggered__2026-12-01",
     ):
         assert text in html, text

@@ -1,8 +1,9 @@
 -- The cases most similar to one case (the Doctor tab), by cosine distance `<=>` served by the HNSW
 -- index (vector_cosine_ops); similarity = 1 - distance. With each one's task instance ids (for a
--- link), its latest outcome and who acted, and the newest active answer a person gave on it.
+-- link, and the run and date that tell rows apart), its latest outcome and who acted, and the
+-- newest active answer a person gave on it.
 SELECT n.id, n.kind, n.runbook_id, n.title, n.error_class, n.dag_id, n.run_id, n.task_id, n.map_index,
-       n.try_number, 1 - (n.embedding <=> c.embedding) AS similarity, r.outcome, r.actor,
+       n.try_number, n.created_at, 1 - (n.embedding <=> c.embedding) AS similarity, r.outcome, r.actor,
        (SELECT a.answer FROM doctor.answers a WHERE a.case_id = n.id AND a.undone_at IS NULL
         AND a.answer IN ('transient', 'permanent') ORDER BY a.id DESC LIMIT 1) AS answer
 FROM doctor.failure_cases c
