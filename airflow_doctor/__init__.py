@@ -7,3 +7,23 @@ distribution, add two one-line DAG files that call `airflow_doctor.dags.doctor_d
 """
 
 __version__ = "0.2.0"
+
+#: Names importable from the package itself, each from its module on first use (PEP 562): importing
+#: `airflow_doctor` alone stays free, as every task process of a DAG using the retry policy pays for it.
+_LAZY = {
+    "DoctorRetryPolicy": "airflow_doctor.retry_policy",
+    "StaticDoctorRetryPolicy": "airflow_doctor.retry_policy",
+}
+
+
+def __getattr__(name: str):
+    """`airflow_doctor.DoctorRetryPolicy` and `airflow_doctor.StaticDoctorRetryPolicy`, imported on first use.
+
+    Raises:
+        AttributeError: any other name.
+    """
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'airflow_doctor' has no attribute {name!r}")

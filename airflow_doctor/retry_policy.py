@@ -255,7 +255,44 @@ def _check_on_unknown(on_unknown: RetryAction) -> RetryAction:
 # -- the policies ----------------------------------------------------------------------------------
 
 
-class DoctorRetryPolicy(RetryPolicy):
+class _AdviceOnly(RetryPolicy):
+    """A policy whose decision is advice: `evaluate` never raises an Exception. Whatever goes wrong in
+    `_decide` (no connection, an unreachable database, a timeout, a missing table, an exception it
+    cannot read) is logged at warning and answered with DEFAULT: Airflow's own retries apply."""
+
+    def evaluate(
+        self,
+        exception: BaseException,
+        try_number: int,
+        max_tries: int,
+        context: Any = None,
+    ) -> RetryDecision:
+        """The decision for one failed try (see the class).
+
+        Args:
+            exception: what the task raised.
+            try_number: the failed try, 1-based.
+            max_tries: the task's maximum tries (unused: a RETRY cannot extend them anyway).
+            context: the task's context (its `ti` names the try recorded; its `task` the author's delay).
+        Returns:
+            a RetryDecision; DEFAULT when anything went wrong.
+        """
+        try:
+            return self._decide(exception, try_number, context)
+        except Exception as exc:  # noqa: BLE001 - advice only: never fail the failure path itself
+            log.warning(
+                "airflow-doctor %s: no decision (%s: %s); Airflow's own retries apply",
+                type(self).__name__,
+                type(exc).__name__,
+                str(exc)[:300],
+            )
+            return RetryDecision.default()
+
+    def _decide(self, exception: BaseException, try_number: int, context: Any) -> RetryDecision:
+        raise NotImplementedError
+
+
+class DoctorRetryPolicy(_AdviceOnly):
     """Retry what this deployment has proven transient, fail what it has proven permanent, else DEFAULT.
 
     Use `retry_policy=DoctorRetryPolicy()` on a task, in a DAG's `default_args`, or through a cluster
@@ -291,36 +328,7 @@ class DoctorRetryPolicy(RetryPolicy):
             f"on_unknown={self.on_unknown})"
         )
 
-    def evaluate(
-        self,
-        exception: BaseException,
-        try_number: int,
-        max_tries: int,
-        context: Any = None,
-    ) -> RetryDecision:
-        """The decision for one failed try (see the class). Never raises an Exception: whatever goes
-        wrong (no connection, an unreachable database, a timeout, a missing table) is logged at warning
-        and answered with DEFAULT.
-
-        Args:
-            exception: what the task raised.
-            try_number: the failed try, 1-based.
-            max_tries: the task's maximum tries (unused: a RETRY cannot extend them anyway).
-            context: the task's context (its `ti` names the try recorded; its `task` the author's delay).
-        Returns:
-            a RetryDecision.
-        """
-        try:
-            return self._evaluate(exception, try_number, context)
-        except Exception as exc:  # noqa: BLE001 - advice only: never fail the failure path itself
-            log.warning(
-                "airflow-doctor retry policy: no decision (%s: %s); Airflow's own retries apply",
-                type(exc).__name__,
-                str(exc)[:300],
-            )
-            return RetryDecision.default()
-
-    def _evaluate(self, exception: BaseException, try_number: int, context: Any) -> RetryDecision:
+    def _decide(self, exception: BaseException, try_number: int, context: Any) -> RetryDecision:
         fp = fingerprint_of(exception)
         if fp is None:
             return RetryDecision.default()
@@ -400,7 +408,7 @@ def backoff_for(action: RetryAction, evidence: Mapping[str, Any] | None) -> floa
     return float(read_option("retry_backoff_seconds"))
 
 
-class StaticDoctorRetryPolicy(RetryPolicy):
+class StaticDoctorRetryPolicy(_AdviceOnly):
     """`DoctorRetryPolicy` without a database: decides from a table exported by `airflow-doctor
     export-policy` (`export_module`), fingerprinting the exception the same way (`fingerprint_of`).
 
@@ -421,25 +429,15 @@ class StaticDoctorRetryPolicy(RetryPolicy):
     def __repr__(self) -> str:
         return f"StaticDoctorRetryPolicy(<{len(self.table)} fingerprints>)"
 
-    def evaluate(
-        self,
-        exception: BaseException,
-        try_number: int,
-        max_tries: int,
-        context: Any = None,
-    ) -> RetryDecision:
-        """The table's decision for the exception's fingerprint, else DEFAULT. Never raises an Exception."""
-        try:
-            fp = fingerprint_of(exception)
-            entry = self.table.get(fp) if fp else None
-            if entry is None:
-                return RetryDecision.default()
-            action = RetryAction(entry["action"])
-            delay = retry_delay(entry.get("delay_seconds"), try_number, context)
-            return _decision(action, str(entry.get("reason") or reason(fp, action, "exported")), delay)
-        except Exception as exc:  # noqa: BLE001 - advice only, as DoctorRetryPolicy
-            log.warning("airflow-doctor static retry policy: no decision (%s: %s)", type(exc).__name__, exc)
+    def _decide(self, exception: BaseException, try_number: int, context: Any) -> RetryDecision:
+        """The table's decision for the exception's fingerprint, else DEFAULT."""
+        fp = fingerprint_of(exception)
+        entry = self.table.get(fp) if fp else None
+        if entry is None:
             return RetryDecision.default()
+        action = RetryAction(entry["action"])
+        delay = retry_delay(entry.get("delay_seconds"), try_number, context)
+        return _decision(action, str(entry.get("reason") or reason(fp, action, "exported")), delay)
 
 
 def static_policy(table: Mapping[str, Mapping[str, Any]], exceptions: Iterable[str] = ()) -> RetryPolicy:

@@ -439,3 +439,12 @@ def test_the_backoff_cap_is_the_doctors():
 
     assert rp.BACKOFF_CAP_SECONDS == BACKOFF_CAP_SECONDS
     assert rp.retry_delay(1.0, 20) == timedelta(seconds=BACKOFF_CAP_SECONDS)
+
+
+def test_the_package_exports_the_policies_lazily():
+    import airflow_doctor
+
+    assert airflow_doctor.DoctorRetryPolicy is DoctorRetryPolicy
+    assert airflow_doctor.StaticDoctorRetryPolicy is StaticDoctorRetryPolicy
+    with pytest.raises(AttributeError):
+        airflow_doctor.NoSuchPolicy  # noqa: B018 - the attribute access is the test
