@@ -410,7 +410,7 @@ _MASK_TAIL = re.compile(r"\*\*\*[A-Za-z0-9_-]{1,4096}")
 _HEADER_NAMES = (
     r"(?:proxy-)?authorization|x-api-key|api-key|apikey|x-auth-token|x-access-token|private-token|"
     r"x-vault-token|x-goog-api-key|cookie|set-cookie|dd-api-key|dd-application-key|"
-    r"[a-z0-9-]{0,40}(?:token|secret|password|signature|api-key|apikey)[a-z0-9-]{0,20}"
+    r"[a-z0-9-]{0,40}(?:token|secret|password|signature|api-key|apikey|app-key|application-key)[a-z0-9-]{0,20}"
 )
 
 # (name, pattern, replacement, needles). Needles are lower-case substrings without which the pattern
@@ -438,7 +438,18 @@ _OWN_PATTERNS: list[tuple[str, re.Pattern[str], Replacement, Needles]] = [
             r"(?:(?:bearer|basic|token|digest)[ \t]+)?)(?!\*\*\*)[^\"'\n]{1,4096}(?=[\"'])"
         ),
         r"\1***",
-        ("authorization", "api-key", "apikey", "token", "cookie", "secret", "password", "signature"),
+        (
+            "authorization",
+            "api-key",
+            "apikey",
+            "app-key",
+            "application-key",
+            "token",
+            "cookie",
+            "secret",
+            "password",
+        )
+        + ("signature",),
     ),
     (
         "bearer",

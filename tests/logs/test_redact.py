@@ -24,7 +24,13 @@ from airflow_doctor.judgement.diagnosis import user_prompt
 from airflow_doctor.logs.excerpt import MAX_EXCERPT_BYTES, MAX_FIELD_CHARS, excerpt_record, extract_excerpt
 from airflow_doctor.logs.redact import redact
 from airflow_doctor.models import FailureRef
-from airflow_doctor.notifications.messages import build_message, render_blocks, render_html
+from airflow_doctor.notifications.messages import (
+    build_message,
+    render_approval_body,
+    render_blocks,
+    render_html,
+)
+from tests.logs.redaction_formats import KEPT, NEW_FORMATS
 
 _SA_PEM = (
     "-----BEGIN PRIVATE KEY-----\\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQDfakeFAKEfake\\n"
@@ -391,14 +397,33 @@ _FORMATS = [
     ),
 ]
 
+_FORMATS += NEW_FORMATS  # issue #23's second pass: values on other lines, tables, flags, entropy...
+
 SECRETS = [pytest.param(line, secret, id=f"{family}:{case_id}") for family, case_id, line, secret in _FORMATS]
 REF = FailureRef(dag_id="warehouse_load", run_id="scheduled__2024-06-17", task_id="load", try_number=1)
 
 
-def test_the_table_covers_at_least_80_formats_in_every_family():
+def test_the_table_covers_at_least_120_formats_in_every_family():
     families = Counter(family for family, *_ in _FORMATS)
-    assert len(_FORMATS) >= 80
-    assert set(families) == {"key_value", "cli", "uri", "encoded", "vendor", "airflow", "source", "block"}
+    assert len(_FORMATS) >= 120
+    assert len({case_id for _, case_id, *_ in _FORMATS}) == len(_FORMATS)
+    assert set(families) == {
+        "key_value",
+        "cli",
+        "uri",
+        "encoded",
+        "vendor",
+        "airflow",
+        "source",
+        "block",
+        "next_line",
+        "table",
+        "locals",
+        "headers",
+        "signature",
+        "escaped",
+        "entropy",
+    }
 
 
 def _text_log(line: str) -> str:
@@ -443,7 +468,8 @@ def _structured_log(line: str) -> list[dict]:
 
 
 def _everything_that_leaves(log) -> dict[str, str]:
-    """Each place log text goes, as text: excerpt fields, the prompt, email and Slack payloads."""
+    """Each place log text goes, as text: excerpt fields, the prompt, email, Slack and the
+    Human-in-the-loop approval body."""
     record = excerpt_record(extract_excerpt(log))
     diagnosis = {  # a model that quotes the log back in every field people read
         "diagnosis": {
@@ -483,6 +509,7 @@ def _everything_that_leaves(log) -> dict[str, str]:
         "email text": msg["subject"] + "\n" + msg["text"],
         "email html": html.unescape(render_html(msg)),
         "slack": "\n".join(slack),
+        "approval body": render_approval_body(msg),
     }
 
 
@@ -823,3 +850,52 @@ def test_a_secret_below_any_unicode_text_is_never_kept(seed):
     lines.insert(where, f"connecting to the warehouse with {key}={secret} (attempt 1)")
     out = redact("\n".join(lines))
     assert secret not in out, (seed, key)
+
+
+# -- tokens that are not secrets ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("line", KEPT)
+def test_hashes_ids_and_paths_without_a_credential_word_near_are_kept(line):
+    """The entropy check runs near credential words, and alone only on long mixed-case tokens:
+    git SHAs, UUIDs, trace ids, digests, paths, S3 keys and run ids stay readable."""
+    assert redact(line) == line
+
+
+def test_a_random_token_is_masked_near_a_credential_word_and_kept_far_from_one():
+    token = "Zx81Kq0Lw7Nv3Mb5Pj"
+    assert token not in redact(f"api token: {token}")
+    assert redact(f"batch {token} loaded") == f"batch {token} loaded"
+
+
+# -- values on another line: offsets of the lines around them -------------------------------------------
+
+_MULTI_LINE = [
+    "- name: DB_PASSWORD\n  value: {secret}",
+    "password:\n  {secret}",
+    "  user      password\n0  etl       {secret}",
+    " id | token\n----+------\n  1 | {secret}",
+    'expect "password:"\nsend "{secret}\\r"',
+    "machine h\n  login u\n  password {secret}",
+]
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_a_value_below_its_key_among_any_unicode_text_is_never_kept(seed):
+    """Random lines of case-changing and other hostile characters around a key whose value is on a
+    later line: the value is masked wherever it falls, and the line count is kept."""
+    import random
+
+    rng = random.Random(seed)  # noqa: S311 - test data
+    lines = [
+        "".join(rng.choice(TRICKY) for _ in range(rng.randint(0, 80))) for _ in range(rng.randint(1, 20))
+    ]
+    secret = "".join(rng.choice("ABCDEFGHJKLMNPQRSTUVWXYZabcdefghjkmnpqrstuvwxyz23456789") for _ in range(14))
+    planted = rng.choice(_MULTI_LINE).format(secret=secret)
+    lines.insert(rng.randint(0, len(lines)), planted)
+    if rng.random() < 0.5:  # an empty line after it, as a record's end
+        lines.append("")
+    text = "\n".join(lines)
+    out = redact(text)
+    assert secret not in out, (seed, planted)
+    assert out.count("\n") == text.count("\n")
