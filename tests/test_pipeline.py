@@ -278,3 +278,29 @@ def test_per_member_results_name_their_member_whatever_the_order():
     assert clears == {first: {"cleared": True, "approved_by": "ana"}, third: {"cleared": True}}
     assert second not in clears  # nothing happened to it here: absent, not a None in a slot
     assert len({m.member_key for m in group.members}) == 3  # map_index tells the members apart
+
+
+class DagDetails:
+    """The REST API's DAG details: the DAG's owners' email and its tags."""
+
+    def get_dag_details(self, dag_id):
+        return {"default_args": {"email": ["owner@example.com"]}, "tags": []}
+
+
+def test_a_dry_run_verdict_says_what_would_have_been_done_why_and_who_would_have_been_told():
+    group = _group()
+    decided = GroupDecision(
+        decisions=[
+            Decision(verdict="escalate", reasons=["a permanent error"]),
+            Decision(verdict="auto_retry", reasons=["transient"], backoff_seconds=5),
+        ],
+        doctor_clears=[0, 0],
+        diagnosed_at="2026-12-05T00:00:00+00:00",
+    )
+    escalated, retried = pipeline.dry_run_verdict(group, decided, api=DagDetails())
+    assert escalated == (
+        "- d.t[0] try 1: would leave it failed for a person (escalate). Why: a permanent error. "
+        "Would tell: owner@example.com by email, Slack connection doctor_slack"
+    )
+    assert retried.startswith("- d.t[1] try 1: would clear it for retry after a 5 s backoff. Why: transient.")
+    assert "owner@example.com" in retried

@@ -49,3 +49,58 @@ def test_the_doctor_dag_files_are_one_call_into_the_package():
 def test_the_doctor_dags_are_opted_out_of_their_own_healing(bag):
     for dag_id in ("doctor", "doctor_sweeper"):
         assert "doctor:off" in bag.dags[dag_id].tags
+
+
+#: The doctor DAG's flow, edge by edge: fetch_logs -> embed -> retrieve -> diagnose -> gate, three
+#: branches (clear; approval: prepare -> request -> act; escalate -> notify), then record -> verify ->
+#: report -> summarize_run. 16 edges; data passed through XCom draws none of its own (issue #24: 48).
+DOCTOR_EDGES_MAX = 16
+
+
+def _edges(dag) -> set[tuple[str, str]]:
+    return {(up, t.task_id) for t in dag.tasks for up in t.upstream_task_ids}
+
+
+def test_the_doctor_graph_draws_edges_only_where_the_flow_goes(bag):
+    doctor = bag.dags["doctor"]
+    edges = _edges(doctor)
+    assert len(doctor.tasks) == 15
+    assert len(edges) <= DOCTOR_EDGES_MAX, sorted(edges)
+    gate = "handle_failures.gate_on_confidence"
+    assert {t for u, t in edges if u == gate} == {
+        f"handle_failures.{s}" for s in ("clear_and_retry", "prepare_approval", "escalate")
+    }
+    assert {u for u, t in edges if t == "summarize_run"} == {"handle_failures.report_retry"}
+
+
+def test_every_mapped_task_of_the_doctor_is_labelled_after_its_failure(bag):
+    """The Graph and Grid views show a mapped instance's rendered map_index_template instead of its
+    index: every task of the mapped group has one, the branches that may be skipped included."""
+    mapped = [t for t in bag.dags["doctor"].tasks if t.task_id.startswith("handle_failures.")]
+    assert len(mapped) == 13
+    assert all(getattr(t, "map_index_template", None) for t in mapped), [
+        t.task_id for t in mapped if not getattr(t, "map_index_template", None)
+    ]
+
+
+@pytest.mark.parametrize(
+    "conf",
+    [
+        pytest.param({}, id="nothing"),
+        pytest.param(
+            {"dag_id": None, "run_id": None, "task_id": None, "map_index": None, "try_number": None},
+            id="every-field-empty",
+        ),
+        pytest.param({"dag_id": "", "run_id": "", "task_id": ""}, id="empty-strings"),
+        pytest.param({"dag_id": "etl", "task_id": "load"}, id="dag-and-task-only"),
+    ],
+)
+def test_the_doctor_trigger_form_accepts_empty_fields(bag, conf):
+    """Airflow validates a trigger's conf against the Params (the form's Trigger button is disabled
+    while a required field is empty): every id may stay empty, as the README promises."""
+    import copy
+
+    params = copy.deepcopy(bag.dags["doctor"].params)
+    params.update(conf)
+    resolved = params.validate()
+    assert resolved["dry_run"] is False

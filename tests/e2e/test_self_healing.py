@@ -64,6 +64,22 @@ def test_transient_failure_is_retried_to_success_and_permanent_one_escalated(sta
         [(cleared_at,)] = cur.fetchall()
     assert cleared_at >= _ts(first_try["end_date"])
 
+    # Time to heal is Airflow's own: the failed try's end to the retried try's end (issue #24 item 8).
+    def heal_times():
+        with psycopg2.connect(stack.database_uri("doctor")) as conn, conn.cursor() as cur:
+            cur.execute(
+                "SELECT r.failed_ended_at, r.retry_ended_at, r.heal_seconds FROM doctor.remediations r"
+                " JOIN doctor.failure_cases c ON c.id = r.case_id"
+                " WHERE c.dag_id = %s AND c.run_id = %s AND r.heal_seconds IS NOT NULL",
+                ("example_flaky_warehouse", flaky),
+            )
+            return cur.fetchone()
+
+    failed_end, retry_end, heal_seconds = wait_until(heal_times, 60, "the retry's heal time")
+    retried = api.get_task_instance("example_flaky_warehouse", flaky, "load_orders")
+    assert failed_end == _ts(first_try["end_date"]) and retry_end == _ts(retried["end_date"])
+    assert heal_seconds == pytest.approx((retry_end - failed_end).total_seconds(), abs=0.01)
+
     p = timeline(api, kb, "example_orders_report", report, "build_report")
     assert p["decision"] == "escalate" and p["transient"] is False
     assert p["retried_at"] is None and p["state"] == "failed" and p["try_number"] == 1
