@@ -640,6 +640,16 @@ def minutes_per_page() -> float:
     return value if value > 0 else MINUTES_PER_PAGE_DEFAULT
 
 
+def _heal_seconds(row: dict) -> float | None:
+    """Failure to healed: Airflow's own times when recorded (remediations.heal_seconds, migration
+    009: the failed try's end to the retried try's end), else the failure to the verification."""
+    if row.get("heal_seconds") is not None:
+        return float(row["heal_seconds"])
+    if row.get("verified_at") and row.get("failed_at"):
+        return (row["verified_at"] - row["failed_at"]).total_seconds()
+    return None
+
+
 def _approved(row: dict) -> bool:
     return row["decision"] == "approval" and row.get("decided_by") == "human" and bool(row["cleared"])
 
@@ -700,11 +710,7 @@ def dashboard_figures(
     auto_healed = [r for r in healed if r["decision"] == "auto_retry"]
     verified = [r for r in rows if r["cleared"] and r["outcome"] in {"succeeded", "failed"}]
     held = sum(r["outcome"] == "succeeded" for r in verified)
-    heal_times = [
-        (r["verified_at"] - r["failed_at"]).total_seconds()
-        for r in healed
-        if r.get("verified_at") and r.get("failed_at")
-    ]
+    heal_times = [t for t in (_heal_seconds(r) for r in healed) if t is not None]
     llm = [r for r in rows if r.get("diagnoser") == "llm"]
     tokens = {
         k: sum(int(r.get(k) or 0) for r in llm) for k in ("input_tokens", "output_tokens", "cached_tokens")

@@ -474,3 +474,137 @@ def test_tab_of_a_failure_being_handled_links_the_doctor_run_and_required_action
     handling = ui_client.get(_tab_url(), headers=_auth(tokens["viewer"])).text
     assert "The doctor is handling this failure" in handling
     assert "/dags/doctor/runs/asset_triggered__now/required_actions" in handling
+
+
+# -- issue 24 ------------------------------------------------------------------------------------
+
+
+def _answer(client, token: str, case_id: int, answer: str, **extra):
+    return client.post(
+        "/doctor/answer",
+        params=TI,
+        data={"case_id": case_id, "answer": answer, **extra},
+        headers=_auth(token) | {"Accept": "application/json"},
+    )
+
+
+def test_undo_is_refused_unless_it_is_the_persons_latest_answer(ui_client, tokens, kb_dsn, rest_api):
+    kb = UIStore(dsn=kb_dsn)
+    case_id = seed_case(kb)
+    assert _answer(ui_client, tokens["user"], case_id, "permanent").status_code == 200
+    mine = kb.answers_of(case_id)[0]["id"]
+    assert (
+        _answer(ui_client, tokens["admin"], case_id, "wrong_class", error_class="bad_input").status_code
+        == 200
+    )
+
+    # The user's answer is no longer the newest: undoing would retire the admin's answer instead.
+    refused = _answer(ui_client, tokens["user"], case_id, "undo", answer_id=mine)
+    assert refused.status_code == 409
+    assert [a["undone_at"] for a in kb.answers_of(case_id)] == [None, None]
+    # Nobody who never answered may undo, and an answer id that is not the latest is refused.
+    assert _answer(ui_client, tokens["viewer"], case_id, "undo").status_code == 403  # may not edit at all
+    html = ui_client.get(_tab_url(), headers=_auth(tokens["user"])).text
+    assert 'value="undo"' not in html  # no Undo offered to the user now
+    admin_html = ui_client.get(_tab_url(), headers=_auth(tokens["admin"])).text
+    assert 'value="undo"' in admin_html and "Undoes your answer just given (wrong class" in admin_html
+    assert _answer(ui_client, tokens["admin"], case_id, "undo", answer_id=mine).status_code == 409
+    done = _answer(ui_client, tokens["admin"], case_id, "undo")
+    assert done.status_code == 200 and done.json()["row"]["answer"] == "wrong_class"
+    # Undone, the admin's latest answer is no longer in force: a second undo is refused, not an older one.
+    assert _answer(ui_client, tokens["admin"], case_id, "undo").status_code == 409
+    assert kb.answers_of(case_id)[1]["undone_at"] is None
+
+
+def test_every_page_runs_only_its_own_static_scripts(ui_client, tokens, kb_dsn):
+    seed_case(UIStore(dsn=kb_dsn))
+    for path in (_tab_url(), "/doctor/dashboard"):
+        resp = ui_client.get(path, headers=_auth(tokens["admin"]))
+        csp = resp.headers["Content-Security-Policy"]
+        assert "script-src 'self'" in csp and "frame-ancestors 'self'" in csp and "object-src 'none'" in csp
+        for tag in re.findall(r"<script\b[^>]*>", resp.text):
+            assert "src=" in tag or 'type="application/json"' in tag, tag  # nothing inline runs
+        assert not re.search(r"\son[a-z]+=", resp.text)  # no event-handler attributes
+
+
+def test_an_approved_retry_is_shown_as_approved_by_the_person(ui_client, tokens, kb_dsn, monkeypatch):
+    from airflow_doctor.ui import airflow_facts
+    from tests.ui.test_ui_data import APPROVED_BY_ALICE
+
+    kb = UIStore(dsn=kb_dsn)
+    ref = FailureRef(dag_id="example_dag", run_id=TI["run_id"], task_id="load", try_number=1)
+    kb.record_failures([ref])
+    kb.record_case(
+        ref=ref,
+        case={"operator": "_PythonDecoratedOperator", "fingerprint": FINGERPRINT, "excerpt": "ValueError: x"},
+        diagnosis=None,
+        decision={"verdict": "approval", "reasons": ["judgement: in the grey zone"]},
+        cleared=True,
+        doctor_run_id="manual__doctor",
+        actor="human",
+    )
+    approval = {**APPROVED_BY_ALICE, "subject": "Retry example_dag.load (try 1)?"}
+    monkeypatch.setattr(
+        airflow_facts,
+        "doctor_run_facts",
+        lambda *a: {"dry_run": False, "approvals": [approval], "pending": None},
+    )
+    html = ui_client.get(_tab_url(), headers=_auth(tokens["viewer"])).text
+    assert "Approved by alice in Required Actions at 2026-12-05 01:00:30 UTC" in html
+    assert "A person:" not in html and "No decision recorded" not in html
+    assert "Python (@task)" in html
+    assert "Transient — retry it now" not in html  # already retried
+    data = ui_client.get("/doctor/api/dashboard", headers=_auth(tokens["viewer"])).json()["figures"]
+    assert data["approvals"] == {"total": 1, "approved": 1, "rejected": 0, "unanswered": 0}
+    assert "not decided" not in json.dumps(data["top_fingerprints"])
+
+
+def test_the_retry_policys_decisions_are_on_the_tab_and_the_dashboard(ui_client, tokens, kb_dsn):
+    kb = UIStore(dsn=kb_dsn)
+    seed_case(kb)
+    key = {"dag_id": "example_dag", "run_id": TI["run_id"], "task_id": "load", "map_index": -1}
+    with kb.connection() as conn, conn.cursor() as cur:
+        for try_number, action in ((1, "retry"), (2, "retry"), (2, "fail")):  # try 2 judged twice
+            cur.execute(
+                "INSERT INTO doctor.policy_decisions (dag_id, run_id, task_id, map_index, try_number,"
+                " fingerprint, action, reason) VALUES (%(dag_id)s, %(run_id)s, %(task_id)s, %(map_index)s,"
+                " %(t)s, 'fp', %(a)s, %(r)s)",
+                {**key, "t": try_number, "a": action, "r": f"policy said {action} <b>"},
+            )
+    with kb.connection() as conn, conn.cursor() as cur:  # the sweeper saw Airflow's retry of try 1 succeed
+        cur.execute(
+            "INSERT INTO doctor.retried_tries (dag_id, run_id, task_id, map_index, try_number, source,"
+            " learnt_at, verdict) VALUES (%(dag_id)s, %(run_id)s, %(task_id)s, %(map_index)s, 1, 'listener',"
+            " now(), 'succeeded')",
+            key,
+        )
+    html = ui_client.get(_tab_url(try_number=2), headers=_auth(tokens["viewer"])).text
+    assert "the task&#39;s DoctorRetryPolicy" in html and "fail: policy said fail &lt;b&gt;" in html
+    assert '<a class="try"' in html and '<span class="sep"> · </span>' in html
+    data = ui_client.get("/doctor/api/dashboard", headers=_auth(tokens["viewer"])).json()["figures"]
+    assert data["policy"] == {"decisions": 2, "healed": 1, "by_action": {"retry": 1, "fail": 1}}
+    assert data["pages_avoided"] == 1
+
+
+def test_the_dashboard_shows_open_escalations_fingerprints_and_doctor_health(
+    ui_client, tokens, kb_dsn, monkeypatch
+):
+    from airflow_doctor.ui import airflow_facts
+
+    # Airflow shows every one still failed (the test's metadata database holds no task instances).
+    monkeypatch.setattr(airflow_facts, "still_failed", lambda keys: set(keys))
+    kb = UIStore(dsn=kb_dsn)
+    seed_case(kb)  # escalated, nobody acted
+    seed_case(kb, run_id="r2", verdict="auto_retry", cleared=True, outcome="succeeded")
+    answered = seed_case(kb, run_id="r3")
+    kb.record_answer(answered, answer="permanent", user_name="alice")
+    html = ui_client.get("/doctor/dashboard", headers=_auth(tokens["viewer"])).text
+    assert "Open escalations" in html and 'data-figure="open_escalations">1<' in html
+    assert "/dags/example_dag/runs/manual__2026-12-01T00%3A00%3A00%2B00%3A00/tasks/load/plugin/doctor" in html
+    # The fingerprint's redacted error, escaped, and its latest case.
+    assert (
+        "KeyError: &#39;amount&#39; &lt;script&gt;" in html
+        and "/dags/example_dag/runs/r3/tasks/load/plugin/doctor" in html
+    )
+    assert "Doctor health:" in html and "Degraded" not in html
+    assert 'data-figure="pages_avoided">1<' in html

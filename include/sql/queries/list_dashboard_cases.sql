@@ -10,7 +10,7 @@
 SELECT c.id, c.dag_id, c.run_id, c.task_id, c.map_index, c.try_number, c.fingerprint, c.error_class,
        c.created_at,
        coalesce(i.failed_at, i.received_at, c.created_at) AS failed_at,
-       r.decision, r.actor AS decided_by, r.cleared, r.outcome, r.verified_at, r.acted_at,
+       r.decision, r.actor AS decided_by, r.cleared, r.outcome, r.verified_at, r.acted_at, r.heal_seconds,
        d.diagnoser, d.model, d.input_tokens, d.output_tokens, d.cached_tokens,
        EXISTS (SELECT 1 FROM doctor.remediations h WHERE h.case_id = c.id AND h.actor = 'human') AS human_acted,
        EXISTS (SELECT 1 FROM doctor.remediations h WHERE h.case_id = c.id AND h.actor = 'human'
