@@ -46,7 +46,8 @@ DOCTOR_DOC = """
 
 Self-healing for failed task instances. Scheduled by asset events on `doctor://task-failures`
 (posted by the doctor's listener and sweeper when a task instance fails for good) and triggerable
-by hand: fill in the form to diagnose one failed task instance.
+by hand: fill in the form to diagnose one failed task instance (DAG id and task id alone: its
+latest failed try), or leave it empty to handle what waits in the inbox.
 
 Every stage is a task. `fetch_logs` claims every unhandled failure (each exactly once; a storm is
 waited out in the triggerer and claimed whole), reads each failed try's log and groups the failures
@@ -57,8 +58,12 @@ gate_on_confidence, a branch to
 **clear_and_retry** (a backoff waits in the triggerer; a remainder of up to 3 s in the task)
 **or** prepare_approval → request_approval (Required Actions) → act_on_approval **or** escalate →
 notify_humans; then record_case → verify_retry → report_retry. A branch not taken is skipped; a
-stage that could not do its job is red and the stages after it escalate. `summarize_run` writes
-this run's note. The logic lives in the `airflow_doctor` package (`airflow_doctor.pipeline`).
+stage that could not do its job is red and the stages after it escalate. An edge is drawn only
+where the flow goes: a stage reads what earlier stages produced from XCom. `summarize_run` writes
+this run's note: what it handled, why a failure named by hand was not diagnosed, which failures
+another doctor run took. A dry run stops at the gate (nothing is sent, cleared or recorded) and
+its note says what the doctor would have done, why, and who would have been told. The logic lives
+in the `airflow_doctor` package (`airflow_doctor.pipeline`).
 """
 
 SWEEPER_DOC = """
@@ -124,32 +129,29 @@ def doctor_dag():
     return _doctor()
 
 
-#: The trigger form. Every field may stay empty (JSON schema type null): an empty form handles what
-#: waits in the inbox (README). The limits mirror FailureRef's (airflow_doctor/models.py), which
-#: checks them again; capture.ref_from_params says which field a half-filled form lacks.
+def _id_param(title: str, description: str) -> Param:
+    """A trigger-form field naming the failed task instance: a string, or empty (null). Its limit
+    mirrors FailureRef's (airflow_doctor/models.py: at most 250 characters)."""
+    return Param(None, type=["null", "string"], maxLength=250, title=title, description=description)
+
+
+#: The trigger form. Every field may stay empty (JSON schema type null; Airflow's form requires a
+#: field whose type excludes null): an empty form handles what waits in the inbox. The limits mirror
+#: FailureRef's (airflow_doctor/models.py), which checks them again; capture.ref_from_params says
+#: which field a half-filled form lacks.
 DOCTOR_PARAMS = {
-    "dag_id": Param(
-        None,
-        type=["null", "string"],
-        maxLength=250,
-        title="DAG id",
-        description="DAG of the failed task instance. Leave every id empty to handle only what waits "
-        "in the doctor's inbox.",
+    "dag_id": _id_param(
+        "DAG id",
+        "DAG of the failed task instance. Leave every id empty to handle only what waits in the "
+        "doctor's inbox.",
     ),
-    "run_id": Param(
-        None,
-        type=["null", "string"],
-        maxLength=250,
-        title="Run id",
-        description="DAG run of the failed task instance: copy it from the run's details in the Grid "
-        "view (Run ID), or leave it empty to take the latest failed try of the DAG id and task id.",
+    "run_id": _id_param(
+        "Run id",
+        "DAG run of the failed task instance: copy it from the run's details in the Grid view (Run "
+        "ID), or leave it empty to take the latest failed try of the DAG id and task id.",
     ),
-    "task_id": Param(
-        None,
-        type=["null", "string"],
-        maxLength=250,
-        title="Task id",
-        description="The failed task (with its task group prefix, as the Grid view shows it).",
+    "task_id": _id_param(
+        "Task id", "The failed task (with its task group prefix, as the Grid view shows it)."
     ),
     "map_index": Param(
         None,

@@ -364,11 +364,9 @@ SET_HEAL_TIMES = """
 UPDATE doctor.remediations SET failed_ended_at = %(failed_ended_at)s,
     retry_started_at = %(retry_started_at)s, retry_ended_at = %(retry_ended_at)s
 WHERE id = (
-    SELECT r.id FROM doctor.remediations r
-    JOIN doctor.failure_cases c ON c.id = r.case_id
-    WHERE c.dag_id = %(dag_id)s AND c.run_id = %(run_id)s AND c.task_id = %(task_id)s
-      AND c.map_index = %(map_index)s AND c.try_number = %(try_number)s
-    ORDER BY r.id DESC LIMIT 1
+    SELECT max(r.id) FROM doctor.remediations r JOIN doctor.failure_cases c ON c.id = r.case_id
+    WHERE (c.dag_id, c.run_id, c.task_id, c.map_index, c.try_number)
+        = (%(dag_id)s, %(run_id)s, %(task_id)s, %(map_index)s, %(try_number)s)
 )
 """
 
