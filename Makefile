@@ -12,7 +12,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
 .PHONY: install demo test test-unit test-e2e lint up down clean bench bench-llm-cost bench-decisions \
-	bench-mttr bench-retrieval bench-retrieval-1m bench-embed bench-listener bench-redact bench-startup astro-check \
+	bench-mttr bench-policy bench-retrieval bench-retrieval-1m bench-embed bench-listener bench-redact bench-startup astro-check \
 	screenshots system-packages package-check
 
 # System packages from Debian (apt), installed once, as root (CI, the dev machines) or through sudo:
@@ -68,7 +68,7 @@ package-check: $(STAMP)
 	$(PY) -m scripts.package_check
 
 # `make bench` runs every benchmark but the 1M-case retrieval run (`make bench-retrieval-1m`).
-bench: bench-decisions bench-llm-cost bench-embed bench-retrieval bench-listener bench-mttr bench-redact bench-startup
+bench: bench-decisions bench-llm-cost bench-embed bench-retrieval bench-listener bench-mttr bench-policy bench-redact bench-startup
 
 bench-mttr: $(STAMP)
 	$(PY) -m bench.mttr
@@ -93,6 +93,10 @@ bench-llm-cost: $(STAMP)
 
 bench-redact: $(STAMP)
 	$(PY) -m bench.redact
+
+# DoctorRetryPolicy against the doctor's loop: a known transient and a known permanent failure.
+bench-policy: $(STAMP)
+	$(PY) -m bench.policy
 
 # Per-task start-up before/after issue 13 (REST client, embedding warm vs cold, LLM imports).
 bench-startup: $(STAMP)
