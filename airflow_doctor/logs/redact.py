@@ -49,6 +49,7 @@ import re
 import string
 from collections import Counter
 from collections.abc import Callable, Iterable
+from typing import Literal
 from urllib.parse import unquote, unquote_plus
 
 log = logging.getLogger(__name__)
@@ -854,7 +855,7 @@ def _redact_text(text: str) -> str:
     than their key (`_across_edits`), then each line pattern on the lines that hold one of its own
     needles, the password flags of commands and credential-near entropy; last, the rest of any
     token a mask ends inside."""
-    text = _apply_whole(text)
+    text = _redact_pgpass(_apply_whole(text))
     candidates = _candidates(fold(text))
     wrapped = _WRAPPED_KEY.search(text) is not None
     if not candidates and not wrapped:
@@ -895,6 +896,24 @@ def _apply_line_edits(lines: list[str], edits: list[tuple[int, int, int]]) -> No
         lines[j] = _apply_edits(lines[j], spans)
 
 
+# A .pgpass line, host:port:database:user:password (port digits or *): found from its first `:`
+# (a literal the regex engine finds fast; a scan from each line start cost 0.2 s per 10 MB).
+_PGPASS_TAIL = re.compile(
+    r":(?:\d{1,5}|\*):[A-Za-z0-9_.*$-]{1,255}:[^\s:]{1,255}:(?!\*\*\*)([^\s:]{1,512})(?=\s|$)"
+)
+_PGPASS_HOST = re.compile(r"[A-Za-z0-9_.*-]{1,255}$")
+
+
+def _redact_pgpass(text: str) -> str:
+    """Mask the password field of every `.pgpass` line (its host field stands alone on the left)."""
+    edits = []
+    for m in _PGPASS_TAIL.finditer(text):
+        host = _PGPASS_HOST.search(text, max(0, m.start() - 255), m.start())
+        if host and (host.start() == 0 or text[host.start() - 1] in " \t\n'\""):
+            edits.append(m.span(1))
+    return _apply_edits(text, edits)
+
+
 # -- 5. entropy: random-looking tokens near a credential word, and alone when long -----------------
 
 # detect-secrets 1.5.0's charsets and default limits (Base64HighEntropyString: 4.5 bits over
@@ -930,33 +949,44 @@ def _hex_entropy(data: str) -> float:
     return entropy
 
 
-def looks_random(token: str, near_credential: bool) -> bool:
+# A CamelCase or snake_case identifier (PartitionedLoaderV2, load_2024_v3): not random, however
+# many letter kinds it mixes. Possessive, so a long token is matched in linear time.
+_IDENTIFIER = re.compile(r"(?:[A-Z]?+[a-z]{2,}+|[A-Z]++(?![a-z])|[0-9]++|[_-])++")
+
+Context = Literal["near", "quoted", "alone"]
+
+
+def looks_random(token: str, context: Context) -> bool:
     """Whether `token` (characters of the base64 charset) is random enough to be a secret.
 
-    Near a credential word: a hex token above detect-secrets' hex limit (3.0 bits), or a token
-    holding a digit or mixed case above min(4.5, log2(n) - 0.6) bits. Alone: 32 characters or
-    more with upper case, lower case and digits, not a path (no leading `/`, at most 2 of them),
-    above detect-secrets' base64 limit (4.5 bits): hex hashes, UUIDs and trace ids stay below it.
-
     Args:
-        token: at least 16 characters (shorter ones are never random enough).
-        near_credential: whether a credential word precedes it on its line (within 64 characters).
+        token: the candidate; under 16 characters it never is.
+        context: "near" a credential word (within 64 characters after it on its line): a hex token
+            with a digit and a letter above detect-secrets' hex limit (3.0 bits), or a token with a
+            digit or mixed case above min(4.5, log2(n) - 0.6) bits. "quoted" (a string literal, as
+            detect-secrets scans them): upper case, lower case and a digit, not an identifier nor a
+            path, above min(4.5, log2(n) - 0.6) bits. "alone": the same, 32 characters or more,
+            above detect-secrets' base64 limit (4.5 bits). Hex hashes, UUIDs and trace ids have no
+            upper case (and at most 4 bits): they stay unless a credential word is near.
     """
     n = len(token)
-    if n < 16:
+    if n < 16 or n > 4096:
         return False
     has_digit = any(c.isdigit() for c in token)
     has_upper = any(c.isupper() for c in token)
     has_lower = any(c.islower() for c in token)
-    if near_credential:
+    short_limit = min(B64_LIMIT, math.log2(n) - 0.6)
+    if context == "near":
         if all(c in _HEX_CHARSET for c in token) and (has_digit and (has_upper or has_lower)):
             return _hex_entropy(token) > HEX_LIMIT
         if not (has_digit or (has_upper and has_lower)):
             return False
-        return shannon_entropy(token) > min(B64_LIMIT, math.log2(n) - 0.6)
-    if n < 32 or not (has_digit and has_upper and has_lower) or token.startswith("/"):
+        return shannon_entropy(token) > short_limit
+    if not (has_digit and has_upper and has_lower) or token.startswith("/") or token.count("/") > 2:
         return False
-    return token.count("/") <= 2 and shannon_entropy(token) > B64_LIMIT
+    if (context == "alone" and n < 32) or _IDENTIFIER.fullmatch(token):
+        return False
+    return shannon_entropy(token) > (B64_LIMIT if context == "alone" else short_limit)
 
 
 _CREDENTIAL_WORDS = ("password", "passwd", "secret", "token", "credential", "key", "auth", "bearer")
@@ -978,7 +1008,7 @@ def _near_credential_entropy(line: str) -> str:
         for tok in _TOKEN.finditer(line, word.end(), min(len(line), word.end() + NEAR_CHARS + 512)):
             if tok.start() > word.end() + NEAR_CHARS:
                 break
-            if tok.group() != MASK and looks_random(tok.group().strip("="), near_credential=True):
+            if tok.group() != MASK and looks_random(tok.group().strip("="), "near"):
                 edits.append(tok.span())
     return _apply_edits(line, edits)
 
@@ -1018,10 +1048,10 @@ def _decoded_base64(token: str) -> str | None:
     return decoded if decoded and printable >= 0.95 * len(decoded) else None
 
 
-def _secret_token(token: str) -> bool:
+def _secret_token(token: str, context: Context = "alone") -> bool:
     """Whether a long token of the base64 charset, met anywhere, is a secret: a Fernet key, base64
     of `user:password` or of text holding a secret (JSON with a password or private key), or a
-    random-looking token (`looks_random`)."""
+    random-looking token (`looks_random` in `context`: "quoted" or "alone")."""
     if _FERNET.fullmatch(token):
         return True
     decoded = _decoded_base64(token) if len(token) >= 12 else None
@@ -1030,19 +1060,20 @@ def _secret_token(token: str) -> bool:
             return True
         if _redact_text(_redact_blocks(decoded)) != decoded:
             return True
-    return looks_random(token, near_credential=False)
+    return looks_random(token, context)
 
 
 def _redact_tokens(text: str) -> str:
     """Mask every long token (16 to 4096 characters of the base64 charset) that `_secret_token`
     finds to be a secret, wherever it stands."""
-    edits = [
-        m.span()
-        for m in _LONG_TOKEN.finditer(text)
-        if text[m.start() - 1 : m.start()] != "."
-        and text[m.end() : m.end() + 1] != "."
-        and _secret_token(m.group())
-    ]
+    edits = []
+    for m in _LONG_TOKEN.finditer(text):
+        before, after = text[m.start() - 1 : m.start()], text[m.end() : m.end() + 1]
+        if before == "." or after == ".":
+            continue
+        quoted = before in ("'", '"') and after == before
+        if _secret_token(m.group(), "quoted" if quoted else "alone"):
+            edits.append(m.span())
     return _apply_edits(text, edits)
 
 
@@ -1191,14 +1222,14 @@ def _value_edits(lines: list[str], i: int, start: int, block: bool) -> list[tupl
 
 
 def _follow_edits(
-    lines: list[str], i: int, pattern: re.Pattern[str], stop: str
+    lines: list[str], i: int, col: int, pattern: re.Pattern[str], stop: re.Pattern[str]
 ) -> list[tuple[int, int, int]]:
-    """The first match of `pattern` on line i's rest or the next `MAX_LOOKAHEAD` lines (stopping at a
-    line holding `stop`), as an edit of its first non-empty group."""
+    """The first match of `pattern` after column `col` of line i or on the next `MAX_LOOKAHEAD`
+    lines (stopping at a line that `stop` finds), as an edit of its first non-empty group."""
     for j in range(i, min(len(lines), i + 1 + MAX_LOOKAHEAD)):
-        if j > i and stop and stop in fold(lines[j]):
+        if j > i and stop.search(lines[j]):
             return []
-        m = pattern.search(lines[j])
+        m = pattern.search(lines[j], col if j == i else 0)
         if m:
             g = next((k for k in range(1, (m.re.groups or 0) + 1) if m.group(k)), 0)
             value = m.group(g)
@@ -1209,27 +1240,54 @@ def _follow_edits(
     return []
 
 
+_NEXT_NAME = re.compile(r"(?i)\bname\b|valuefrom")
+_NEXT_EXPECT = re.compile(r"(?i)^\W{0,8}expect\b")
+# A command printing a file that holds a secret (`cat /run/secrets/db_password`, `cat ~/.pgpass`):
+# the lines after it that are one token each are its content.
+_PRINTS_SECRET_FILE = re.compile(
+    r"(?i)\b(?:cat|type|head|tail|more|less|get-content|gc|bat)[ \t][^\n]{0,256}?"
+    r"(?:password|passwd|secret|token|credential|api[_-]?key|pgpass|netrc|passfile|pwfile)[^\s]{0,80}[ \t]*$"
+)
+# A key at the end of its line with no separator (`  Password`, `load failed: password`).
+_BARE_KEY = re.compile(rf"(?i)(?:^|[ \t])[\"']?{_NAME_PART}[\"']?[ \t]{{0,8}}$")
+
+
+def _file_content_edits(lines: list[str], i: int) -> list[tuple[int, int, int]]:
+    """The one-token lines printed after a command that prints a secret file (at most 20)."""
+    prefix, _ = _prefix(lines[i])
+    edits = []
+    for j in range(i + 1, min(len(lines), i + 21)):
+        same, row = _same_record(prefix, lines[j])
+        m = _SINGLE_TOKEN.match(row) if same else None
+        if not m:
+            break
+        offset = len(lines[j]) - len(row)
+        edits.append((j, offset + m.start(2), offset + m.end(2)))
+    return edits
+
+
 def _line_edits(lines: list[str], i: int) -> list[tuple[int, int, int]]:
     """Every edit that line i, a line holding a credential word or a prompt, calls for."""
     line = lines[i]
     _, rest = _prefix(line)
     offset = len(line) - len(rest)
     edits: list[tuple[int, int, int]] = []
-    m = _KEY_WITHOUT_VALUE.search(rest)
+    m = _KEY_WITHOUT_VALUE.search(rest) or _BARE_KEY.search(rest)
     if m:
-        edits += _value_edits(lines, i, m.end(), bool(m.group("block")))
+        edits += _value_edits(lines, i, m.end(), bool(m.groupdict().get("block")))
     if _SENSITIVE_NAME_FIELD.search(rest):
-        edits += _follow_edits(lines[: i + 1 + MAX_LOOKAHEAD], i + 1, _VALUE_FIELD, "name")
+        edits += _follow_edits(lines, i + 1, 0, _VALUE_FIELD, _NEXT_NAME)
     m = _EXPECT_PROMPT.search(line)
     if m:
-        tail = lines[:i] + [" " * m.end() + line[m.end() :]] + lines[i + 1 :]
-        edits += _follow_edits(tail, i, _SEND, "expect")
+        edits += _follow_edits(lines, i, m.end(), _SEND, _NEXT_EXPECT)
+    if _PRINTS_SECRET_FILE.search(rest):
+        edits += _file_content_edits(lines, i)
     m = _NAME_SPACE_VALUE.match(rest)
     if m and not _KEY_WITHOUT_VALUE.search(rest):
         edits.append((i, offset + m.start(1), offset + m.end(1)))
     if _FILE_LINE.match(rest) and i + 1 < len(lines):
         for q in _QUOTED.finditer(lines[i + 1]):
-            if looks_random(q.group(2), near_credential=True):
+            if looks_random(q.group(2), "near"):
                 edits.append((i + 1, q.start(2), q.end(2)))
     return edits + _table_edits(lines, i)
 
@@ -1306,7 +1364,7 @@ def _unescaped(m: re.Match[str]) -> str:
     redacted = _redact_text(_redact_blocks(decoded)).replace("\n", " ")
     if redacted != decoded:
         return redacted
-    return MASK if looks_random(decoded, near_credential=True) else escapes
+    return MASK if looks_random(decoded, "near") else escapes
 
 
 # -- the entry point ------------------------------------------------------------------------------

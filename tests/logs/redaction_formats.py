@@ -70,6 +70,21 @@ NEW_FORMATS = [
         "{'env': [{'name': 'SNOWFLAKE_PASSWORD',\n          'value': 'PprintEnvPw33',",
         "PprintEnvPw33",
     ),
+    ("next_line", "cat-secret-file", "+ cat /run/secrets/db_password\nCatSecretF1le", "CatSecretF1le"),
+    ("next_line", "key-alone-on-its-line", "  Password\n  KeyAloneVal7", "KeyAloneVal7"),
+    (
+        "next_line",
+        "expect-regex-prompt",
+        'expect -re "(P|p)assword:"\nsend -- "ExpRegexPw\\r"',
+        "ExpRegexPw",
+    ),
+    (
+        "next_line",
+        "json-env-pretty",
+        '{\n  "name": "WAREHOUSE_SECRET",\n  "value": "JsonPrettyS3c"\n}',
+        "JsonPrettyS3c",
+    ),
+    ("next_line", "pgpass-line", "db.internal:5432:warehouse:etl:PgPassL1ne", "PgPassL1ne"),
     # tables and data frames with a secret column
     (
         "table",
@@ -234,6 +249,7 @@ NEW_FORMATS = [
         "    env_vars=[V1EnvVar(name='API_TOKEN', value='EnvVarTok3n5')],",
         "EnvVarTok3n5",
     ),
+    ("source", "source-quoted-bare-token", '    api = VendorApi("Rk4Tz8Qm2Wx7Lp5Nc")', "Rk4Tz8Qm2Wx7Lp5Nc"),
     # key/value and connection URIs
     ("key_value", "netrc-one-line", "machine api.acme.test login etl password Netrc0neLine", "Netrc0neLine"),
     ("key_value", "dd-app-key", "DD_API_KEY=*** DD_APP_KEY=DdAppKeyEnv61", "DdAppKeyEnv61"),
