@@ -195,3 +195,26 @@ def still_failed(keys: list[tuple]) -> set[tuple] | None:
     except Exception as exc:  # noqa: BLE001 - every escalation is listed then
         log.warning("Could not read task instance states from Airflow's metadata: %s", exc)
         return None
+
+
+def task_operator(dag_id: str, run_id: str, task_id: str, map_index: int) -> str | None:
+    """The task instance's operator as Airflow recorded it (`task_instance.operator`: the class name,
+    e.g. "_PythonDecoratedOperator" for `@task`), or None when unknown or unreadable. The log's
+    excerpt may name a hook the task called instead; Airflow's record is the operator."""
+    try:
+        from airflow.models.taskinstance import TaskInstance
+        from airflow.utils.session import create_session
+        from sqlalchemy import select
+
+        with create_session() as session:
+            return session.scalar(
+                select(TaskInstance.operator).where(
+                    TaskInstance.dag_id == dag_id,
+                    TaskInstance.run_id == run_id,
+                    TaskInstance.task_id == task_id,
+                    TaskInstance.map_index == map_index,
+                )
+            )
+    except Exception as exc:  # noqa: BLE001 - the case's own record is shown then
+        log.warning("Could not read the operator of %s.%s from Airflow's metadata: %s", dag_id, task_id, exc)
+        return None

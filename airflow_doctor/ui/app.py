@@ -223,7 +223,8 @@ def create_app():
                 "try_number": row.get("try_number"),
             },
         )
-        if not facts:
+        facts["operator"] = airflow_facts.task_operator(dag_id, run_id, task_id, map_index)
+        if not any(facts.values()):
             return first
         return ui_data.tab_view(held, details, try_number, airflow=facts, policy=policy, user=user_name)
 

@@ -332,7 +332,8 @@ def tab_view(
         try_number: the try asked for; None selects the newest try the doctor handled.
         airflow: what Airflow's metadata holds about the doctor run of the selected try
             (`airflow_facts.doctor_run_facts`: {"dry_run": bool, "approvals": [...], "pending":
-            {"diagnosis", "decision"} | None}); None when unknown.
+            {"diagnosis", "decision"} | None}, and "operator": Airflow's record of the task
+            instance's operator, `airflow_facts.task_operator`); None when unknown.
         policy: the task's DoctorRetryPolicy decisions of this task instance
             (`UIStore.policy_decisions_of`), any try.
         user: the signed-in person's user name (Undo is offered on their own latest answer only).
@@ -364,7 +365,7 @@ def tab_view(
         "try_number": selected,
         "case": case,
         "inbox": box,
-        "operator": operator_label((case or {}).get("operator")),
+        "operator": operator_label(airflow.get("operator") or (case or {}).get("operator")),
         "primary_error": None,
         "excerpt_lines": [],
         "diagnosis": None,

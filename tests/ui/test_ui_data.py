@@ -410,3 +410,9 @@ def test_xcom_values_are_read_as_plain_data():
     }
     assert plain(wrapped) == {"decisions": [{"verdict": "approval"}]}
     assert plain({"__type": "dict", "__var": {"a": [1]}}) == {"a": [1]}
+
+
+def test_airflows_record_of_the_operator_wins_over_a_hook_the_log_named():
+    case = {**CASE, "operator": "PostgresHook"}
+    assert _view([_rem()], case=case)["operator"] == "not recorded (the log named the hook PostgresHook)"
+    assert _view([_rem()], case=case, operator="_PythonDecoratedOperator")["operator"] == "Python (@task)"
