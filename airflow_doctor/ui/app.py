@@ -135,6 +135,16 @@ def _map_index(value: str | None) -> int:
         return -1
 
 
+def _task_instance(
+    dag_id: str, run_id: str, task_id: str, map_index: str | None = None
+) -> answers_mod.TaskInstanceKey:
+    """The task instance the query names (a dependency of the tab's routes)."""
+    return answers_mod.TaskInstanceKey(dag_id, run_id, task_id, _map_index(map_index))
+
+
+TaskInstanceQuery = Annotated[answers_mod.TaskInstanceKey, Depends(_task_instance)]
+
+
 def create_app():
     """Build the Doctor FastAPI app (routes above). Called once, on the first request to /doctor."""
     env = Environment(
@@ -230,18 +240,11 @@ def create_app():
 
     @app.get("/tab", response_class=HTMLResponse, dependencies=[read_ti])
     def tab(
-        request: Request,
-        user: GetUserDep,
-        dag_id: str,
-        run_id: str,
-        task_id: str,
-        map_index: str | None = None,
-        try_number: int | None = None,
-        notice: str | None = None,
+        user: GetUserDep, ti: TaskInstanceQuery, try_number: int | None = None, notice: str | None = None
     ):
-        ti = answers_mod.TaskInstanceKey(dag_id, run_id, task_id, _map_index(map_index))
+        dag_id, run_id, task_id = ti.dag_id, ti.run_id, ti.task_id
         try:
-            view = tab_data(ti.dag_id, ti.run_id, ti.task_id, ti.map_index, try_number, user.get_name())
+            view = tab_data(dag_id, run_id, task_id, ti.map_index, try_number, user.get_name())
             error = None
         except Exception as exc:  # noqa: BLE001 - the tab says the knowledge base is down, never a 500
             log.warning("Doctor tab: knowledge base unavailable: %s", exc)
@@ -264,15 +267,8 @@ def create_app():
         )
 
     @app.get("/api/tab", dependencies=[read_ti])
-    def tab_json(
-        user: GetUserDep,
-        dag_id: str,
-        run_id: str,
-        task_id: str,
-        map_index: str | None = None,
-        try_number: int | None = None,
-    ):
-        view = tab_data(dag_id, run_id, task_id, _map_index(map_index), try_number, user.get_name())
+    def tab_json(user: GetUserDep, ti: TaskInstanceQuery, try_number: int | None = None):
+        view = tab_data(ti.dag_id, ti.run_id, ti.task_id, ti.map_index, try_number, user.get_name())
         return JSONResponse(_jsonable(view))
 
     @app.post("/answer", dependencies=[edit_ti])
@@ -487,7 +483,9 @@ def _fmt_seconds(value) -> str:
         return f"{value:.1f} s"
     if value < 7200:
         return f"{value / 60:.1f} min"
-    return f"{value / 3600:.1f} h"
+    if value < 172_800:
+        return f"{value / 3600:.1f} h"
+    return f"{value / 86_400:.1f} d"
 
 
 def _jsonable(value):
