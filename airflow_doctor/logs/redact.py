@@ -48,7 +48,7 @@ import math
 import re
 import string
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Literal
 from urllib.parse import unquote, unquote_plus
 
@@ -1026,7 +1026,6 @@ def _apply_edits(text: str, edits: list[tuple[int, int]], mask: str = MASK) -> s
     return "".join(out) + text[pos:]
 
 
-_LONG_TOKEN = re.compile(r"[A-Za-z0-9+/_-]{12,4096}+={0,2}")
 _FERNET = re.compile(r"[A-Za-z0-9_-]{43}=")
 _USER_PASSWORD = re.compile(r"[^\s:]{1,128}:[^\s]{1,256}")
 
@@ -1054,7 +1053,7 @@ def _secret_token(token: str, context: Context = "alone") -> bool:
     random-looking token (`looks_random` in `context`: "quoted" or "alone")."""
     if _FERNET.fullmatch(token):
         return True
-    decoded = _decoded_base64(token) if len(token) >= 12 else None
+    decoded = _decoded_base64(token) if len(token) % 4 != 1 else None
     if decoded is not None:
         if _USER_PASSWORD.fullmatch(decoded.strip("\x00")) and not decoded.startswith("http"):
             return True
@@ -1063,17 +1062,39 @@ def _secret_token(token: str, context: Context = "alone") -> bool:
     return looks_random(token, context)
 
 
+# Each base64-charset byte as `a`, every other byte as a space: runs of 16 `a` are then found with
+# bytes.find (a fast substring search) instead of a regex tried at every position (0.03 s instead of
+# 0.5 s over a 10 MB log of words). Latin-1 with `?` for the rest keeps one byte per character.
+_TOKEN_CHARS = string.ascii_letters + string.digits + "+/_-"
+_TOKEN_BYTES = bytes(0x61 if chr(b) in _TOKEN_CHARS else 0x20 for b in range(256))
+_TOKEN_RUN = b"a" * 16
+MAX_TOKEN_CHARS = 4096  # a longer run (a whole base64 file) is not looked at as one secret
+
+
+def _long_token_spans(text: str) -> Iterator[tuple[int, int]]:
+    """(start, end) of every run of 16 to `MAX_TOKEN_CHARS` base64 characters (`=` padding
+    included) that no `.` touches (a host or file name)."""
+    flat = text.encode("latin-1", "replace").translate(_TOKEN_BYTES)
+    pos = flat.find(_TOKEN_RUN)
+    while pos >= 0:
+        nxt = flat.find(b" ", pos + len(_TOKEN_RUN))
+        end = len(flat) if nxt < 0 else nxt
+        while end < len(text) and end - nxt < 2 and text[end] == "=":
+            end += 1
+        if end - pos <= MAX_TOKEN_CHARS and text[pos - 1 : pos] != "." and text[end : end + 1] != ".":
+            yield pos, end
+        pos = flat.find(_TOKEN_RUN, end)
+
+
 def _redact_tokens(text: str) -> str:
     """Mask every long token (16 to 4096 characters of the base64 charset) that `_secret_token`
     finds to be a secret, wherever it stands."""
     edits = []
-    for m in _LONG_TOKEN.finditer(text):
-        before, after = text[m.start() - 1 : m.start()], text[m.end() : m.end() + 1]
-        if before == "." or after == ".":
-            continue
+    for start, end in _long_token_spans(text):
+        before, after = text[start - 1 : start], text[end : end + 1]
         quoted = before in ("'", '"') and after == before
-        if _secret_token(m.group(), "quoted" if quoted else "alone"):
-            edits.append(m.span())
+        if _secret_token(text[start:end], "quoted" if quoted else "alone"):
+            edits.append((start, end))
     return _apply_edits(text, edits)
 
 
