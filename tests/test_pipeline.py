@@ -304,3 +304,13 @@ def test_a_dry_run_verdict_says_what_would_have_been_done_why_and_who_would_have
     )
     assert retried.startswith("- d.t[1] try 1: would clear it for retry after a 5 s backoff. Why: transient.")
     assert "owner@example.com" in retried
+
+
+def test_a_try_named_by_hand_that_a_later_failed_try_superseded_diagnoses_the_later_one(kb):
+    """ "Diagnose now" on the Doctor tab names try 1 by default; the task instance failed again since."""
+    api = LogsUnreadableAPI({("d", "r", "t", -1): {"state": "failed", "try_number": 3}})
+    remarks: list[str] = []
+    form = {**EMPTY_FORM, "dag_id": "d", "run_id": "r", "task_id": "t", "map_index": -1, "try_number": 1}
+    groups = _fetch_logs([], form, "doctor-run", kb=kb, api=api, remarks=remarks)
+    assert [m.try_number for g in groups for m in g.members] == [3]
+    assert remarks == ["d.t: try 1 is not the latest, try 3 failed since and is diagnosed"]

@@ -104,3 +104,25 @@ def test_the_doctor_trigger_form_accepts_empty_fields(bag, conf):
     params.update(conf)
     resolved = params.validate()
     assert resolved["dry_run"] is False
+
+
+def test_diagnose_now_on_the_doctor_tab_sends_a_conf_the_form_accepts(bag, monkeypatch):
+    """The Doctor tab's "Diagnose now" (knowledge.answers.trigger_doctor_as_user) triggers the doctor
+    with the form's Params filled in; Airflow validates that conf against them."""
+    import copy
+
+    from airflow_doctor.knowledge import answers
+
+    sent = {}
+
+    class AsPerson:
+        def trigger_dag_run(self, dag_id, conf, note=None):
+            sent.update(dag_id=dag_id, conf=conf)
+            return {"dag_run_id": "manual__1"}
+
+    monkeypatch.setattr(answers, "_as_person", lambda url, token: AsPerson())
+    ti = answers.TaskInstanceKey("etl", "scheduled__2026-12-07", "load", -1)
+    assert answers.trigger_doctor_as_user("http://x", "token", ti, 1) == "manual__1"
+    params = copy.deepcopy(bag.dags[sent["dag_id"]].params)
+    params.update(sent["conf"])
+    assert params.validate()["try_number"] == 1
