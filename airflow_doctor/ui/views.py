@@ -625,7 +625,7 @@ def percentile(values: list[float], q: float) -> float | None:
 
 #: Engineer minutes one page costs (reading the alert, opening the log, deciding the failure was
 #: transient and clearing the task), for the dashboard's "engineer minutes saved". An assumption of
-#: this project, not a measurement (docs/ui.md, "Pages avoided"): set the environment variable
+#: this project, not a measurement (docs/ui.md, "The Doctor dashboard"): set the environment variable
 #: DOCTOR_UI_MINUTES_PER_PAGE on the API server to your team's own figure.
 MINUTES_PER_PAGE_DEFAULT = 15.0
 

@@ -292,6 +292,8 @@ def test_approvals_are_shown_truthfully_from_required_actions_to_the_dashboard(g
         assert body and body["x"] + body["width"] <= 1280, body
         page.evaluate("() => window.scrollTo(0, 0)")
         _shot(page, "required-actions-1280")
+        approve.scroll_into_view_if_needed()
+        _shot(page, "required-actions-1280-buttons")
         _answer(api, request, "Approve")
 
         # -- a second failure, rejected --------------------------------------------------------------

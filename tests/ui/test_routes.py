@@ -607,4 +607,5 @@ def test_the_dashboard_shows_open_escalations_fingerprints_and_doctor_health(
         and "/dags/example_dag/runs/r3/tasks/load/plugin/doctor" in html
     )
     assert "Doctor health:" in html and "Degraded" not in html
+    assert '<td>knowledge base</td><td class="state">reachable</td>' in html
     assert 'data-figure="pages_avoided">1<' in html
