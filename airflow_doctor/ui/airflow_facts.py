@@ -122,22 +122,27 @@ def doctor_run_facts(doctor_dag_id: str, doctor_run_id: str | None, ti: dict) ->
                         "state": getattr(state, "value", state),
                     }
                 )
-            pending = None
-            waiting = [a for a in approvals if a["responded_at"] is None]
-            if waiting:
-                pending = _pending(session, doctor_dag_id, doctor_run_id, waiting, ti)
-        return {"dry_run": bool((conf or {}).get("dry_run")), "approvals": approvals, "pending": pending}
+            dry_run = bool((conf or {}).get("dry_run"))
+            waiting = [a["map_index"] for a in approvals if a["responded_at"] is None]
+            # A dry run records nothing: its verdicts are only in the run's XComs.
+            pending = _pending(session, doctor_dag_id, doctor_run_id, waiting, ti, every_group=dry_run)
+        return {"dry_run": dry_run, "approvals": approvals, "pending": pending}
     except Exception as exc:  # noqa: BLE001 - the tab says less, never fails
         log.warning("Could not read doctor run %s from Airflow's metadata: %s", doctor_run_id, exc)
         return {}
 
 
-def _pending(session, dag_id: str, run_id: str, waiting: list[dict], ti: dict) -> dict | None:
-    """The diagnosis and the gate's decision for `ti` from the doctor run's XComs (the mapped group
-    whose members include it)."""
+def _pending(
+    session, dag_id: str, run_id: str, map_indexes: list[int], ti: dict, every_group: bool = False
+) -> dict | None:
+    """The diagnosis and the gate's decision for `ti` from the doctor run's XComs: of the mapped
+    group whose members include it, among `map_indexes` (or every group)."""
+    if not map_indexes and not every_group:
+        return None
     groups = _xcom(session, dag_id, run_id, FETCH_TASK, -1) or []
-    for a in waiting:
-        m = a["map_index"]
+    if every_group and isinstance(groups, list):
+        map_indexes = list(range(len(groups)))
+    for m in map_indexes:
         group = groups[m] if isinstance(groups, list) and 0 <= m < len(groups) else None
         i = _member_index(group, ti)
         if i is None:

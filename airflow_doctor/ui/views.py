@@ -338,7 +338,8 @@ def tab_view(
             (`UIStore.policy_decisions_of`), any try.
         user: the signed-in person's user name (Undo is offered on their own latest answer only).
     Returns:
-        {"state": "never_seen" | "queued" | "in_progress" | "awaiting_approval" | "handled",
+        {"state": "never_seen" | "queued" | "in_progress" | "awaiting_approval" | "dry_run"
+        (a dry run handled it: nothing was recorded, the gate's verdict is from its XComs) | "handled",
         "tries": [int], "try_number", "case" | None, "inbox" | None, "operator" (str),
         "primary_error", "excerpt_lines": [{"text", "evidence": bool}], "diagnosis" | None,
         "similar": [rows, see _similar_rows], "decision" (the gate's remediation with "reasons") |
@@ -389,8 +390,9 @@ def tab_view(
             "never_seen" if box is None else ("queued" if not box.get("claimed_by") else "in_progress")
         )
         pending = airflow.get("pending") or {}
-        if approval and not approval.get("responded_at") and box is not None:
-            view["state"] = "awaiting_approval"
+        waiting = approval and not approval.get("responded_at")
+        if box is not None and box.get("claimed_by") and (waiting or (airflow.get("dry_run") and pending)):
+            view["state"] = "awaiting_approval" if waiting else "dry_run"
             view["diagnosis"] = _diagnosis(pending.get("diagnosis"))
             if pending.get("decision"):
                 view["decision"] = {

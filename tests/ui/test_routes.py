@@ -609,3 +609,28 @@ def test_the_dashboard_shows_open_escalations_fingerprints_and_doctor_health(
     assert "Doctor health:" in html and "Degraded" not in html
     assert '<td>knowledge base</td><td class="state">reachable</td>' in html
     assert 'data-figure="pages_avoided">1<' in html
+
+
+def test_tab_of_a_waiting_approval_and_of_a_dry_run(ui_client, tokens, kb_dsn, monkeypatch):
+    from airflow_doctor.ui import airflow_facts
+    from tests.ui.test_ui_data import APPROVED_BY_ALICE, DIAG
+
+    kb = UIStore(dsn=kb_dsn)
+    kb.record_failures([FailureRef(dag_id="example_dag", run_id=TI["run_id"], task_id="load", try_number=1)])
+    kb.claim_failures("manual__doctor")
+    pending = {"diagnosis": DIAG, "decision": {"verdict": "approval", "reasons": ["judgement: <grey> zone"]}}
+    waiting = {**APPROVED_BY_ALICE, "subject": "Retry example_dag.load (try 1)?", "responded_at": None}
+    facts = {"dry_run": False, "approvals": [waiting], "pending": pending}
+    monkeypatch.setattr(airflow_facts, "doctor_run_facts", lambda *a: dict(facts))
+    html = ui_client.get(_tab_url(), headers=_auth(tokens["viewer"])).text
+    assert "Waiting for approval since 2026-12-05 01:00:10 UTC, in" in html
+    assert "/dags/doctor/runs/manual__doctor/required_actions" in html
+    assert "judgement: &lt;grey&gt; zone" in html and "warehouse_connection_reset" in html
+
+    facts.update(
+        dry_run=True,
+        approvals=[],
+        pending={**pending, "decision": {"verdict": "auto_retry", "reasons": ["r"]}},
+    )
+    html = ui_client.get(_tab_url(), headers=_auth(tokens["viewer"])).text
+    assert "Dry run: doctor run" in html and "the gate decided auto_retry" in html

@@ -416,3 +416,29 @@ def test_airflows_record_of_the_operator_wins_over_a_hook_the_log_named():
     case = {**CASE, "operator": "PostgresHook"}
     assert _view([_rem()], case=case)["operator"] == "not recorded (the log named the hook PostgresHook)"
     assert _view([_rem()], case=case, operator="_PythonDecoratedOperator")["operator"] == "Python (@task)"
+
+
+def test_a_dry_run_that_recorded_nothing_shows_the_gates_verdict_from_its_xcoms():
+    box = {
+        "dag_id": "d",
+        "run_id": "r",
+        "task_id": "t",
+        "try_number": 1,
+        "source": "manual",
+        "failed_at": _at(1),
+        "received_at": _at(2),
+        "claimed_by": "doc1",
+        "claimed_at": _at(3),
+    }
+    pending = {
+        "diagnosis": {**DIAG, "created_at": None},
+        "decision": {"verdict": "auto_retry", "reasons": ["rules: retry-safe"]},
+    }
+    view = tab_view(
+        {"cases": [], "inbox": [box]}, None, airflow={"dry_run": True, "approvals": [], "pending": pending}
+    )
+    assert view["state"] == "dry_run"
+    assert view["decision"]["decision"] == "auto_retry" and view["decision"]["reasons"] == [
+        "rules: retry-safe"
+    ]
+    assert tab_view({"cases": [], "inbox": [box]}, None)["state"] == "in_progress"
