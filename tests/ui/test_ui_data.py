@@ -130,6 +130,18 @@ def _view(remediations, case=None, approvals=(), policy=(), answers=(), user=Non
     return tab_view(held, details, airflow=airflow, policy=list(policy), user=user)
 
 
+#: An inbox row claimed by doctor run doc1 (no case recorded yet).
+CLAIMED = {
+    "dag_id": "d",
+    "run_id": "r",
+    "task_id": "t",
+    "try_number": 1,
+    "source": "listener",
+    "failed_at": _at(1),
+    "received_at": _at(2),
+    "claimed_by": "doc1",
+    "claimed_at": _at(3),
+}
 APPROVED_BY_ALICE = {
     "subject": "Retry d.t (try 1)?",
     "created_at": _at(10),
@@ -226,17 +238,7 @@ def test_the_retry_policys_decisions_are_verdicts_and_tries():
 
 
 def test_a_waiting_approval_shows_the_diagnosis_and_the_gates_reasons():
-    box = {
-        "dag_id": "d",
-        "run_id": "r",
-        "task_id": "t",
-        "try_number": 1,
-        "source": "listener",
-        "failed_at": _at(1),
-        "received_at": _at(2),
-        "claimed_by": "doc1",
-        "claimed_at": _at(3),
-    }
+    box = CLAIMED
     pending = {
         "diagnosis": {**DIAG, "created_at": None},
         "decision": {"verdict": "approval", "reasons": ["judgement: grey zone"]},
@@ -419,17 +421,7 @@ def test_airflows_record_of_the_operator_wins_over_a_hook_the_log_named():
 
 
 def test_a_dry_run_that_recorded_nothing_shows_the_gates_verdict_from_its_xcoms():
-    box = {
-        "dag_id": "d",
-        "run_id": "r",
-        "task_id": "t",
-        "try_number": 1,
-        "source": "manual",
-        "failed_at": _at(1),
-        "received_at": _at(2),
-        "claimed_by": "doc1",
-        "claimed_at": _at(3),
-    }
+    box = {**CLAIMED, "source": "manual"}
     pending = {
         "diagnosis": {**DIAG, "created_at": None},
         "decision": {"verdict": "auto_retry", "reasons": ["rules: retry-safe"]},
