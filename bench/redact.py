@@ -9,14 +9,20 @@ Airflow's masker), the median reported:
 - `100mb_text`: a 100 MB Airflow 2 text log (1.6 M lines of noise with a few secrets, the traceback
   at the end), as str and as bytes; the cap on bytes read keeps its 10 MB tail.
 - `100mb_records`: Airflow 3 structured records totalling 100 MB, the failure record last.
+- `10mb_random_bytes`: 10 MB of seeded random bytes (as a binary file cat'ed into a log), then the
+  traceback; random bytes hold short needles (`pw`, `key`, `-p`, `%41`) everywhere.
+- `10mb_random_text`: 10 MB of seeded random Unicode text (code points up to U+2FFF, with characters
+  whose case mapping changes length: U+0130, sharp s, ligatures, final sigma), then the traceback.
 Each row also says whether the excerpt kept the failing exception and that the planted secrets are gone.
 
-Usage: python -m bench.redact [--repeat N] ; prints a table, writes bench/results/redact.json
+Usage: python -m bench.redact [--repeat N] [--date YYYY-MM-DD] ; prints a table, writes
+bench/results/redact.json
 """
 
 from __future__ import annotations
 
 import argparse
+import random
 import statistics
 import time
 from pathlib import Path
@@ -82,6 +88,25 @@ def record_log(total_bytes: int) -> list[dict]:
     return records
 
 
+# Characters whose case mappings change length (U+0130 lower-cases to two code points; sharp s and
+# the fi ligature upper-case to two; final sigma), weighted up in the random text.
+_CASE_CHANGING = ["\u0130", "\u00df", "\ufb01", "\u03c2", "\u0307"]
+
+
+def random_bytes_log(total_bytes: int, seed: int = 7) -> bytes:
+    """`total_bytes` random bytes (seeded), then the failing traceback."""
+    rng = random.Random(seed)  # noqa: S311 - bench data
+    return rng.randbytes(total_bytes) + b"\n" + _TRACEBACK.encode()
+
+
+def random_text_log(total_chars: int, seed: int = 7) -> str:
+    """`total_chars` random code points (seeded; U+0020..U+2FFF without surrogates, case-changing
+    characters and newlines weighted up), then the failing traceback."""
+    rng = random.Random(seed)  # noqa: S311 - bench data
+    alphabet = [chr(c) for c in range(0x20, 0x3000)] + _CASE_CHANGING * 40 + ["\n"] * 60
+    return "".join(rng.choices(alphabet, k=total_chars)) + "\n" + _TRACEBACK
+
+
 def cases() -> dict[str, object]:
     """Name -> log, as extract_excerpt takes it."""
     big = text_log(100 * 1024 * 1024)
@@ -97,6 +122,8 @@ def cases() -> dict[str, object]:
     out["100mb_text"] = big
     out["100mb_text_bytes"] = big.encode()
     out["100mb_records"] = record_log(100 * 1024 * 1024)
+    out["10mb_random_bytes"] = random_bytes_log(10 * 1024 * 1024)
+    out["10mb_random_text"] = random_text_log(10 * 1024 * 1024)
     return out
 
 
@@ -122,7 +149,9 @@ def measure(log: object, repeat: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--repeat", type=int, default=3)
-    repeat = parser.parse_args().repeat
+    parser.add_argument("--date", help="date to record (default: today)")
+    args = parser.parse_args()
+    repeat = args.repeat
 
     from airflow_doctor.logs.excerpt import extract_excerpt
 
@@ -140,6 +169,7 @@ def main() -> None:
         )
     result = {
         **header("python -m bench.redact", Path("generated")),
+        **({"date": args.date} if args.date else {}),
         "machine": machine(),
         "repeat": repeat,
         "target_seconds": TARGET_SECONDS,

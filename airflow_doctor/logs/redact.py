@@ -1,6 +1,7 @@
 """Redaction: secrets out of log text before anything embeds, stores, sends or notifies it.
 
-`redact` runs on a whole log text (before the excerpt is chosen, windowed or cut) in four layers:
+`redact` runs on a whole log text (before the excerpt is chosen, windowed or cut); docs/redaction.md
+lists every family with example shapes, and the known limits.
 
 1. Multi-line blocks: PEM, PGP, OpenSSH, SSH2 and PuTTY private keys are found by their BEGIN
    marker and masked up to their END marker (or, for a truncated key, over the key-material lines
@@ -8,33 +9,47 @@
    (and the excerpt's choice of lines) do not move.
 2. Airflow's own secrets masker: every value Airflow knows to be secret in this process (connection
    passwords, sensitive Variables), masked as `***`.
-3. URL-encoded and double-encoded text (a GCP `keyfile_dict` inside an `AIRFLOW_CONN_` URI): a
-   whitespace-separated token with `%XX` escapes is decoded (twice at most); when the decoded form
-   holds a secret, the token is replaced by its decoded, redacted form.
-4. Single-line patterns. Vendor token formats come from detect-secrets 1.5.0
-   (https://github.com/Yelp/detect-secrets): the `denylist` regexes of its Stripe, SendGrid, GitHub,
-   GitLab, Twilio, Mailchimp, Discord, Square, Azure storage, PyPI, Telegram, Artifactory and AWS
-   plugins are used as published (their public class attribute). Its Slack, JWT, basic-auth,
-   keyword, npm and OpenAI regexes are not linear-time on long runs (nested or unbounded
-   quantifiers that backtrack), so they are rewritten here from the published patterns with
-   bounded quantifiers. Its high-entropy detectors are not used: on logs they flag hashes, ids and
-   paths. What logs need on top: key/value in every quoting and separator style, CLI flags with
-   attached or separate values, `user:pw@` and `user/pw@` in URIs and DSNs, cookies, SMTP AUTH
-   lines, vendor tokens detect-secrets does not know (Slack app tokens and workflow URLs,
-   Databricks, Telegram bot URLs, OpenAI project keys, Anthropic, Fernet keys, kubeconfig data).
+3. Encoded text: a whitespace-separated token with `%XX` escapes is decoded (twice at most, `+` as a
+   space too: a GCP `keyfile_dict` inside an `AIRFLOW_CONN_` URI), and a run of `\\xNN` escapes is
+   decoded; when the decoded form holds a secret, it replaces the token, redacted. NUL bytes (UTF-16
+   read as UTF-8) are dropped first.
+4. Patterns, each on the lines holding one of its needles. Vendor token formats come from
+   detect-secrets 1.5.0 (https://github.com/Yelp/detect-secrets): the `denylist` regexes of its
+   Stripe, SendGrid, GitHub, GitLab, Twilio, Mailchimp, Discord, Square, Azure storage, PyPI,
+   Telegram, Artifactory and AWS plugins are used as published (their public class attribute). Its
+   Slack, JWT, basic-auth, keyword, npm and OpenAI regexes are not linear-time on long runs (nested
+   or unbounded quantifiers that backtrack), so they are rewritten here from the published patterns
+   with bounded quantifiers. What logs need on top: key/value in every quoting and separator style
+   (ODBC braces too), CLI flags with attached or separate values and the password flags of common
+   commands (mysql -p, redis-cli -a, ldapsearch -w/-y, sqlcmd -P...), `configure set`, presigned
+   URL signatures, `user:pw@` and `user/pw@` in URIs and DSNs, .netrc and .pgpass lines, auth and
+   header tuples, query engines' secrets, cookies, SMTP AUTH lines, newer vendor prefixes (hf_,
+   dop_v1_, shpat_, lin_api_, xoxe.xoxp-, GOCSPX-...). A mask that ends inside a token masks its
+   rest (a fixed-length published regex on a longer key). Then values on another line than their
+   key: the next line after `key:`, a Kubernetes env var's `value:` after `- name: DB_PASSWORD`,
+   `send "..."` after an expect prompt, a table's or data frame's secret column, a printed secret
+   file, a key cut by a line wrap, a random literal on a traceback's source line. Last, entropy:
+   detect-secrets' Shannon entropy (its Base64/HexHighEntropyString charsets and limits) masks
+   random-looking tokens near a credential word, in string literals, and long ones alone; hashes,
+   UUIDs, paths and ids elsewhere are kept.
+5. Long tokens anywhere (16 to 4096 base64 characters): Fernet keys, base64 of `user:password` or
+   of text holding a secret, and random-looking ones (4.).
 
 Each pattern masks only the secret part and keeps the context (`password=***`), so the diagnosis
 can still see what kind of thing failed.
 
 Linear time: `bound_text` first caps a text (10 MB, keeping the tail) and every line (64 KB,
-keeping head and tail); every quantifier is bounded or follows a literal that a match consumes, so
-a long run of word characters, `=`, `:`, `/` or `%` costs at most a constant per character. Speed:
-most patterns run only on the lines that hold one of their needles (`password`, `token`, `xox`...),
-found with `str.find`; a 100 MB log gives its excerpt in about 1 s (bench/redact.py).
+keeping head and tail); every quantifier is bounded or possessive, or follows a literal that a match
+consumes, so a long run of any character costs at most a constant per character. Matching is
+case-insensitive on the text or on `fold(text)`, a lower-cased copy of the same length, so offsets
+never shift. Speed: one scan with a trie-shaped regex of every needle finds the candidate lines
+(one str.find per needle took 1.4 s over 10 MB of random bytes); short needles (`pw`, `-p`) count
+only where a pattern could match; a 10 MB file of random bytes or of random Unicode text gives its
+excerpt in well under 2 s (bench/redact.py).
 
-Known gaps: a secret with no keyword, no known prefix and no known shape (a bare random password
-printed alone) is not found; the Artifactory `AP...` and Telegram bot token formats are looked for
-only on lines that name their service or a token.
+Known gaps: a secret with no credential word near, no known prefix and no known shape (a bare
+random password under 32 characters, a bare hex key) is not found; values more than 3 lines below
+their key; base64 under 16 characters or wrapped over lines; see docs/redaction.md.
 """
 
 from __future__ import annotations
@@ -315,10 +330,23 @@ _PASSWORD_FLAG_PATTERNS = [(needles, cmd, _flag_pattern(flags)) for needles, cmd
 _P_IS_PASSWORD = _PASSWORD_FLAGS[0][1]  # kept for callers of the earlier name
 
 
+def _quoted(value: str) -> bool:
+    """Whether `value` is wrapped in a pair of the same quote."""
+    return len(value) > 1 and value[0] in "'\"" and value[-1] == value[0]
+
+
+def _masked(value: str) -> str:
+    """`MASK` inside the quotes of `value`, if it has a pair."""
+    return value[0] + MASK + value[0] if _quoted(value) else MASK
+
+
+def _inner_span(text: str, start: int, end: int) -> tuple[int, int]:
+    """The span of text[start:end] without its pair of quotes, if it has one."""
+    return (start + 1, end - 1) if _quoted(text[start:end]) else (start, end)
+
+
 def _short_p(m: re.Match[str]) -> str:
-    return (
-        m.group(1) + m.group(2) + (m.group(3)[0] + MASK + m.group(3)[0] if m.group(3)[0] in "'\"" else MASK)
-    )
+    return m.group(1) + m.group(2) + _masked(m.group(3))
 
 
 def _cli_password_flags(line: str) -> str:
@@ -332,9 +360,7 @@ def _cli_password_flags(line: str) -> str:
 
 
 def _quoted_mask(m: re.Match[str]) -> str:
-    value = m.group("value")
-    q = value[0] if value[:1] in "'\"" else ""
-    return m.group("pre") + q + MASK + q
+    return m.group("pre") + _masked(m.group("value"))
 
 
 # Vendor token prefixes detect-secrets 1.5.0 does not know, or knows with a fixed length (the rest
@@ -703,7 +729,7 @@ _OWN_PATTERNS: list[tuple[str, re.Pattern[str], Replacement, Needles]] = [
             r"[A-Za-z0-9_.-]{0,60}[\"']?[ \t]{0,4}[,;]?[ \t]{0,4}[\"']?value[\"']?[ \t]{0,4}[:=][ \t]{0,4})"
             r"(?!\*\*\*)(?!None\b|null\b)(\"[^\"\n]{1,1024}\"|'[^'\n]{1,1024}'|[^\s,'\"})]{1,1024})"
         ),
-        lambda m: m.group(1) + (m.group(2)[0] + MASK + m.group(2)[0] if m.group(2)[0] in "'\"" else MASK),
+        lambda m: m.group(1) + _masked(m.group(2)),
         ("name",),
     ),
     (
@@ -1233,11 +1259,7 @@ def _value_edits(lines: list[str], i: int, start: int, block: bool) -> list[tupl
         m = _VALUE_FIELD.match(row) or _SINGLE_TOKEN.match(row)
         if not m:
             return []
-        group = m.lastindex or 0
-        s, e = m.span(group)
-        value = row[s:e]
-        if value[:1] in "'\"" and value[-1:] == value[:1] and len(value) > 1:
-            s, e = s + 1, e - 1
+        s, e = _inner_span(row, *m.span(m.lastindex or 0))
         return [(j, offset + s, offset + e)]
     return []
 
@@ -1253,11 +1275,8 @@ def _follow_edits(
         m = pattern.search(lines[j], col if j == i else 0)
         if m:
             g = next((k for k in range(1, (m.re.groups or 0) + 1) if m.group(k)), 0)
-            value = m.group(g)
-            s, e = m.span(g)
-            if value[:1] in "'\"" and value[-1:] == value[:1] and len(value) > 1:
-                s, e = s + 1, e - 1
-            return [] if value.strip("'\"") == MASK else [(j, s, e)]
+            s, e = _inner_span(lines[j], *m.span(g))
+            return [] if lines[j][s:e] == MASK else [(j, s, e)]
     return []
 
 
@@ -1330,10 +1349,7 @@ def _wrapped_key_edits(text: str, lines: list[str], starts: list[int]) -> list[t
             continue
         value = _WRAPPED_VALUE.match(lines[j], head.end())
         if value:
-            s, e = value.span(1)
-            if lines[j][s] in "'\"":
-                s, e = s + 1, e - 1
-            edits.append((j, s, e))
+            edits.append((j, *_inner_span(lines[j], *value.span(1))))
     return edits
 
 
@@ -1345,34 +1361,55 @@ _SEPARATORS = re.compile(r"([\s'\"]+)")
 _ESCAPES = re.compile(r"\\(?:x|u00)[0-9A-Fa-f]{2}(?:\\x[0-9A-Fa-f]{2}|\\u00[0-9A-Fa-f]{2}){3,8191}")
 
 
-def _decoded(token: str) -> str:
-    if not _PERCENT.search(token):
-        return token
-    for unquoted in (unquote, unquote_plus) if "+" in token else (unquote,):
-        decoded = unquoted(token)
-        if _PERCENT.search(decoded):
-            decoded = unquoted(decoded)  # double-encoded (a URI inside a URI)
-        redacted = _redact_text(_redact_blocks(decoded))
-        if redacted != decoded:
-            return redacted.replace("\n", " ")
-    return token
+def _redact_decoded(tokens: list[str]) -> list[str]:
+    """For each token with `%XX` escapes, its decoded, redacted form (newlines as spaces) when that
+    holds a secret, else the token. Decoded twice at most (a URI inside a URI); a token with `+` is
+    tried again with `+` as a space. All tokens are redacted as one text, one token per run of lines
+    (a call per token cost 0.3 s over 10 MB of random bytes, whose `%XX` are everywhere)."""
+    out = list(tokens)
+    pending = [k for k, t in enumerate(tokens) if _PERCENT.search(t)]
+    for unquoted in (unquote, unquote_plus):
+        if unquoted is unquote_plus:
+            pending = [k for k in pending if "+" in tokens[k]]
+        if not pending:
+            break
+        decoded = []
+        for k in pending:
+            d = unquoted(tokens[k])
+            decoded.append(unquoted(d) if _PERCENT.search(d) else d)
+        lines = _redact_text(_redact_blocks("\n".join(decoded))).split("\n")
+        still, pos = [], 0
+        for k, d in zip(pending, decoded, strict=True):
+            n = d.count("\n") + 1
+            redacted = "\n".join(lines[pos : pos + n])
+            pos += n
+            if redacted != d:
+                out[k] = redacted.replace("\n", " ")
+            else:
+                still.append(k)
+        pending = still
+    return out
 
 
 def _redact_encoded(text: str) -> str:
-    """URL-encoded tokens (decoded twice at most, `+` as a space too) and runs of hex escapes,
-    replaced by their decoded, redacted form when that holds a secret."""
-    out: list[str] = []
-    pos = 0
-    for m in _PERCENT.finditer(text):
-        if m.start() < pos:
-            continue  # on a line already decoded
-        start = text.rfind("\n", 0, m.start()) + 1
-        end = text.find("\n", m.end())
-        end = len(text) if end < 0 else end
-        line = text[start:end]
-        out += [text[pos:start], "".join(_decoded(p) if "%" in p else p for p in _SEPARATORS.split(line))]
-        pos = end
-    text = "".join(out) + text[pos:] if out else text
+    """URL-encoded tokens (`_redact_decoded`) and runs of hex escapes, replaced by their decoded,
+    redacted form when that holds a secret."""
+    if "%" in text:
+        spans: list[tuple[int, int]] = []  # the lines holding an escape
+        for m in _PERCENT.finditer(text):
+            if spans and m.start() < spans[-1][1]:
+                continue
+            end = text.find("\n", m.end())
+            spans.append((text.rfind("\n", 0, m.start()) + 1, len(text) if end < 0 else end))
+        if spans:
+            parts = [_SEPARATORS.split(text[s:e]) for s, e in spans]
+            flat = _redact_decoded([p for line in parts for p in line])
+            out, pos, k = [], 0, 0
+            for (start, end), line in zip(spans, parts, strict=True):
+                out += [text[pos:start], "".join(flat[k : k + len(line)])]
+                k += len(line)
+                pos = end
+            text = "".join(out) + text[pos:]
     if "\\x" in text or "\\u00" in text:
         text = _ESCAPES.sub(_unescaped, text)
     return text
