@@ -59,6 +59,7 @@ class ErrorClass(StrEnum):
     connection_reset_by_remote = "connection_reset_by_remote"
     ssl_eof_error = "ssl_eof_error"
     http_5xx_server_error = "http_5xx_server_error"
+    http_request_rejected = "http_request_rejected"
     rate_limited = "rate_limited"
     kafka_broker_unavailable = "kafka_broker_unavailable"
     network_timeout = "network_timeout"

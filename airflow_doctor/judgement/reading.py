@@ -42,8 +42,11 @@ class Reading:
         pleas: what else in the excerpt argues for a retry (disputes.pleas), at most three reasons,
             read wherever the reading is `settleable`;
             read only for a disputed reading, the one question they answer (elsewhere ()).
-        permanent_causes: permanent rules at least VETO_CONFIDENCE sure that match another error a
-            wrapper's output printed (sources in WRAPPED_SOURCES only), in the order printed.
+        permanent_causes: permanent rules that match another failure a wrapper's output printed
+            (sources in WRAPPED_SOURCES only, any confidence: the failure a wrapper reports is printed
+            before whatever a cleanup step prints after it), then those matching a direct cause of the
+            primary error (`raise ... from`, the excerpt's `raised_from`, any source), in that order
+            (issue #23 item 3, "The error is the error"). Any one vetoes a retry (gate.py).
         forged: an exception name in the log has invisible or look-alike characters.
     """
 
@@ -144,6 +147,13 @@ def read(excerpt: dict | None, *, local_services: bool) -> Reading:
         source=source,
         disputed=disputed,
         pleas=tuple(pleas(excerpt, local_services=local_services)) if settleable and excerpt else (),
-        permanent_causes=tuple(permanent_causes(excerpt)) if source in WRAPPED_SOURCES else (),
+        permanent_causes=_permanent_causes(excerpt, source),
         forged=bool(excerpt.get("forged_names")),
     )
+
+
+def _permanent_causes(excerpt: dict, source: str | None) -> tuple[Rule, ...]:
+    """`Reading.permanent_causes` of an excerpt: the printed failures' of a wrapper, then the direct
+    causes' (any confidence: a permanent class among them is evidence, however sure its rule)."""
+    printed = permanent_causes(excerpt, min_confidence=0.0) if source in WRAPPED_SOURCES else []
+    return (*printed, *permanent_causes(excerpt, min_confidence=0.0, field="raised_from"))

@@ -543,6 +543,27 @@ RULES: tuple[Rule, ...] = (
         root_cause="Docker refused to create or start the container as configured.",
         fix_step="Fix the operator's image, mounts or options.",
     ),
+    # A request the server rejected as malformed (RFC 9110 15.5: 400, 405, 406, 410, 411, 413, 414,
+    # 415, 422), in requests' (`422 Client Error: Unprocessable Entity`), HttpHook's (`400:Bad Request`)
+    # and a status line's (`HTTP/1.1 400`) words: the same request is rejected again. Not 404 (the
+    # disputed missing object), 401/403 (the credential rules), 408, 409, 425 or 429 (which a repeat
+    # may pass). Before the 5xx rule: a rejected request's quoted body may say "503".
+    Rule(
+        id="http-4xx-request-rejected",
+        pattern=(
+            r"\b(?:400|405|406|410|411|413|414|415|422) Client Error\b|"
+            r"\b(?:400|405|406|410|411|413|414|415|422):\s?(?:Bad Request|Method Not Allowed|Not Acceptable|Gone|"
+            r"Length Required|Payload Too Large|Content Too Large|URI Too Long|Unsupported Media Type|"
+            r"Unprocessable (?:Entity|Content))\b|"
+            r"HTTP/[\d.]+ (?:400|405|406|410|411|413|414|415|422)\b"
+        ),
+        error_class=ErrorClass.http_request_rejected,
+        transient=False,
+        action=Action.notify,
+        confidence=0.8,
+        root_cause="The service rejected the request as malformed or unacceptable (an HTTP 4xx client error).",
+        fix_step="Fix the request the task sends (its payload, parameters or endpoint).",
+    ),
     # AWS's InternalError/InternalFailure *codes* ("An error occurred (InternalError)"), not the DB-API
     # exception class InternalError (PEP 249), which drivers raise for unknown columns, unknown
     # databases and aborted transactions.
@@ -723,7 +744,10 @@ RULES: tuple[Rule, ...] = (
     ),
     Rule(
         id="constraint-violation",
-        pattern=r"duplicate key|UniqueViolation|IntegrityError|NotNullViolation|ForeignKeyViolation|already exists",
+        pattern=(
+            r"duplicate key|UniqueViolation|IntegrityError|NotNullViolation|ForeignKeyViolation|CheckViolation|"
+            r"already exists|violates (?:check|not-null|foreign key|exclusion) constraint"
+        ),
         error_class=ErrorClass.duplicate_key_violation,
         transient=False,
         action=Action.notify,
@@ -736,7 +760,7 @@ RULES: tuple[Rule, ...] = (
         pattern=(
             r"invalid input syntax|out of range|Numeric value .* is not recognized|could not convert|"
             r"invalid literal|Cannot convert|InvalidTextRepresentation|DataError|value too long|"
-            r"Incorrect \w+ value|Data truncated for column"
+            r"Incorrect \w+ value|Data truncated for column|\b\d+ validation errors? for \w+"
         ),
         error_class=ErrorClass.data_type_conversion_error,
         transient=False,
@@ -811,8 +835,27 @@ _CODE_ERROR_TYPES = frozenset(
         # data that could not be read or did not validate: the input, not the network, is at fault
         "ParserError", "EmptyDataError", "JSONDecodeError", "UnicodeDecodeError", "UnicodeEncodeError",
         "ValidationError",
+        # conversion and parse errors whose message quotes the value they could not read (Python's
+        # decimal, pyarrow, pandas, PEP 249 DataError and PostgreSQL's SQLSTATE class 22 errors)
+        "DataError", "InvalidOperation", "ArrowInvalid", "ArrowTypeError", "OutOfBoundsDatetime",
+        "InvalidTextRepresentation", "NumericValueOutOfRange", "InvalidDatetimeFormat", "DatetimeFieldOverflow",
+        "StringDataRightTruncation", "CharacterNotInRepertoire", "UnicodeError",
+        # constraint violations (PEP 249 IntegrityError, PostgreSQL's SQLSTATE class 23): the data broke
+        # a rule of the table, whatever words its DETAIL line quotes from the row
+        "IntegrityError", "UniqueViolation", "ForeignKeyViolation", "NotNullViolation", "CheckViolation",
+        "ExclusionViolation", "RestrictViolation",
+        # the identity was refused, or has no right to do it
+        "InsufficientPrivilege", "AuthenticationException", "AuthenticationError", "AuthenticationFailed",
+        "ClientAuthenticationError", "NoCredentialsError", "DefaultCredentialsError", "PermissionError",
+        # a path that is not there, or not a file
+        "FileNotFoundError", "IsADirectoryError", "NotADirectoryError",
     }
 )  # fmt: skip
+# Exceptions whose type settles the class as permanent: a transient rule is never read in their message
+# (issue #23 item 3, "The error is the error"): a KeyError whose key reads "503 Service Unavailable",
+# a UniqueViolation whose DETAIL line quotes "connection reset", a pydantic ValidationError of an
+# input that read "Gateway Timeout" are still what their type says.
+PERMANENT_TYPES = _CODE_ERROR_TYPES
 
 
 def _trusted(subject: str) -> str:
@@ -1295,11 +1338,21 @@ _SUPERVISOR_KILL = re.compile(r"\bsignal_sent=SIG(?:KILL|TERM|INT)\b")
 _UNSPECIFIC = frozenset({GENERIC_CODE_ERROR, ErrorClass.missing_object})
 
 
-def permanent_causes(excerpt: dict, min_confidence: float = VETO_CONFIDENCE) -> list[Rule]:
-    """Permanent rules at least `min_confidence` sure that match one of the excerpt's causes (its
-    chained exceptions, or the other errors a wrapper's output printed)."""
+def permanent_causes(
+    excerpt: dict, min_confidence: float = VETO_CONFIDENCE, field: str = "causes"
+) -> list[Rule]:
+    """Permanent rules at least `min_confidence` sure that match one of the excerpt's causes.
+
+    Args:
+        excerpt: an excerpt as dict (logs.excerpt_record).
+        min_confidence: the least confidence (0-1) of a rule that counts.
+        field: which causes: `causes` (the chained exceptions, or the other failures a wrapper's output
+            printed) or `raised_from` (the primary error's direct causes, `raise ... from`).
+    Returns:
+        the rules, in the causes' order; a wrapper's own line (`is_wrapper`) is not read.
+    """
     found = []
-    for cause in excerpt.get("causes") or []:
+    for cause in excerpt.get(field) or []:
         name, _, message = cause.partition(": ") if ": " in cause else ("", "", cause)
         if is_wrapper(name or None, message):
             continue  # the wrapper the primary error replaced says only that something failed
@@ -1310,9 +1363,84 @@ def permanent_causes(excerpt: dict, min_confidence: float = VETO_CONFIDENCE) -> 
 
 
 def _first(subject: str) -> Rule | None:
-    name = subject.split(":", 1)[0].strip().rsplit(".", 1)[-1] if ":" in subject else ""
-    if name in _CODE_ERROR_TYPES:
+    """The first rule of RULES that reads `subject` (`Type: message`): a permanent rule anywhere in it
+    (the safe direction), a transient one only in its own words (`own_words` of `_trusted`); for a
+    type in PERMANENT_TYPES, permanent rules only."""
+    name = subject.split(":", 1)[0].strip().rsplit(".", 1)[-1] if ":" in subject else subject.strip()
+    if name in PERMANENT_TYPES:
         # A KeyError whose key reads "503 Service Unavailable" is still a KeyError.
         return next((rule for rule in RULES if not rule.transient and rule.pattern.search(subject)), None)
-    trusted = _trusted(subject)
-    return next((rule for rule in RULES if rule.pattern.search(trusted if rule.transient else subject)), None)
+    own = own_words(_trusted(subject))
+    return next((rule for rule in RULES if rule.pattern.search(own if rule.transient else subject)), None)
+
+
+# A quoted value: '...' or "..." (a bytes, raw or unicode prefix allowed) on one line, not an apostrophe
+# inside a word (`Can't`, `server's`), and not the argument of a repr'd exception (`Name('...')`).
+_QUOTED = re.compile(r"""(?<![\w'"])[bBrRuU]{0,2}(?P<q>['"])(?P<body>[^\n]*?)(?P=q)(?!\w)""")
+_REPR_CALL = re.compile(r"([A-Za-z_][\w.]*)\((?:[^()'\"\n]{0,40},\s*)?$")
+# A quoted value that is an error's own report, not data: the value of a quoted key of a payload
+# (`'message': '...'`, `"reason": "..."`), of a report field (`details = "..."`, `msg=...`), an element
+# of an exception's args tuple (`('40001', '[40001] ... deadlocked ...')`, `(1205, 'Lock wait ...')`).
+_REPORTED_VALUE = re.compile(
+    r"""(?:['"][\w .-]{1,40}['"]\s*:\s*|\b(?:details?|message|msg|errmsg|reason|error|description)\s*[:=]\s*|"""
+    r"""\(\s*|\(\s*(?:-?\d{1,6}|'[^'\n]{0,40}'|"[^"\n]{0,40}"),\s*)$"""
+)
+# A field of a repr'd error object (`KafkaError{code=_TRANSPORT,str="..."}`): its name, then the field.
+_ERROR_FIELD = re.compile(r"([A-Za-z_][\w.]*)[({][^(){}\n]*?\b\w+\s*=\s*$")
+# A database error's own report lines that quote the statement or the row (PostgreSQL's DETAIL, HINT,
+# CONTEXT, QUERY, WHERE, STATEMENT and LINE n lines; SQLAlchemy's [SQL: ...] and [parameters: ...]).
+_REPORT_LINE = re.compile(r"(?im)^\s*(?:DETAIL|HINT|CONTEXT|QUERY|WHERE|STATEMENT|LINE \d+):.*$")
+_SQL_BLOCK = re.compile(r"\[(?:SQL|parameters): [^\n]*")
+# A response body a message quotes after its label: markup up to the line's last `>`.
+_BODY_MARKUP = re.compile(r"(?i)\b(?:response|body|content|payload|text)\b[^:=\n]{0,20}[:=]\s*<[^\n]*>")
+# A name with underscores (`timeout_seconds`, `connection_reset_count`): a column, field or parameter,
+# not a word of the error; the wire codes the transient rules name (`query_wait_timeout`) are kept.
+_SNAKE_NAME = re.compile(r"\b[a-z][a-z0-9]*(?:_[a-z0-9]+)+\b")
+
+
+def _wire_codes() -> frozenset[str]:
+    codes = set()
+    for rule in RULES:
+        if rule.transient:
+            codes.update(re.findall(r"[a-z]+(?:_[a-z]+)+", rule.pattern.pattern))
+    return frozenset(codes)
+
+
+def own_words(subject: str) -> str:
+    """The words of an error message that are its own, not data it quotes (issue #23 item 3).
+
+    Removed: quoted values (`'503 Service Unavailable'`, `"timed out"`, `input_value='Gateway Timeout'`),
+    except what reports the error itself: the message or a field of a repr'd exception
+    (`NewConnectionError('... Connection refused')`, `KafkaError{str="..."}`, whose type
+    `is_exception_type`), the value of a quoted key of a payload (`'message': '...'`) or of a report
+    field (`details = "..."`), an element of an exception's args tuple (`(1205, '...')`) and a quoted
+    HTTP status line (httpx: `"HTTP/1.1 403 Forbidden"`); a database error's DETAIL / HINT / CONTEXT / QUERY / WHERE /
+    STATEMENT / LINE n lines and SQLAlchemy's [SQL: ...] / [parameters: ...]; markup of a labelled
+    response body (`body: <html>...</html>`); names with underscores (`timeout_seconds`) other than the
+    wire codes a transient rule names. Each removal leaves one space, so words do not join.
+
+    Args:
+        subject: `Type: message`, any length (callers bound it: logs.excerpt.MAX_FIELD_CHARS).
+    Returns:
+        the subject without those parts; what a transient rule may read.
+    """
+    text = _REPORT_LINE.sub(" ", subject)
+    text = _SQL_BLOCK.sub(" ", text)
+    text = _BODY_MARKUP.sub(" ", text)
+
+    def unquote(m: re.Match) -> str:
+        before = text[max(0, m.start() - 120) : m.start()]
+        call = _REPR_CALL.search(before) or _ERROR_FIELD.search(before)
+        if (
+            (call and is_exception_type(call.group(1)))
+            or _REPORTED_VALUE.search(before)
+            or m.group("body").startswith("HTTP/")
+        ):
+            return m.group(0)
+        return " "
+
+    text = _QUOTED.sub(unquote, text)
+    return _SNAKE_NAME.sub(lambda m: m.group(0) if m.group(0) in _WIRE_CODES else " ", text)
+
+
+_WIRE_CODES = _wire_codes()

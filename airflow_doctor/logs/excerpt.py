@@ -31,6 +31,7 @@ MAX_EXCERPT_BYTES = 8 * 1024  # default bound of an excerpt (issue "Memory and j
 CONTEXT_LINES = 20  # log lines kept before the failing traceback (a subprocess's own error sits there)
 MAX_MESSAGE_CHARS = 500  # of the primary error's message (the fingerprint normalises at most this much)
 MAX_CAUSES = 5
+MAX_EXCERPT_LINE_CHARS = 2048  # of one line of an excerpt's text: a quarter of MAX_EXCERPT_BYTES
 MAX_CONTEXT_LINES = 8  # context lines of a log without a traceback
 LATE_OUTPUT_LINES = 8  # task output lines kept from after Airflow 3's failure record
 LATE_OUTPUT_SCAN = 40  # rendered lines after the failure record searched for them
@@ -41,6 +42,11 @@ MAX_FIELD_CHARS = (
     MAX_LINE_CHARS  # of any one field of a record (an exception message, an event), head and tail
 )
 MAX_RECORDS = 100_000  # of a list of records; the last ones are kept (they hold the failure)
+# Of one text record (a timestamped line and the bare lines after it) of a long log: its head and tail
+# are kept, so a message of megabytes cannot push the rest of the log out (issue #23 item 3).
+MAX_RECORD_CHARS = 256 * 1024
+MAX_READ_CHARS = 4 * MAX_TEXT_BYTES  # of a text log read at all; the tail is kept
+_RECORD_CUT = "[... record cut by airflow-doctor ...]"
 
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
@@ -158,6 +164,10 @@ class Excerpt(BaseModel):
             heartbeat timeout; `with_audit`) or `none`.
         context: for a log without a traceback (`source` log_line), the other lines around the error
             line (at most 8, redacted): a lost worker or a throttled call often says why on the next line.
+        raised_from: the primary error's direct causes (`raise ... from`: Python's "The above exception
+            was the direct cause ..."; Airflow 3's `is_cause`), innermost last, as `Type: message`, at
+            most 5, redacted (each also in `causes`). The task raised the primary error because of
+            them: a permanent one is evidence against a retry however the outer error reads.
         forged_names: the primary error or a cause names an exception with invisible or look-alike
             (non-ASCII) characters, which no library prints: the log is trying to pass for another.
         log_lines: how many lines the whole log had.
@@ -170,6 +180,7 @@ class Excerpt(BaseModel):
     causes: list[str] = []
     source: Source = "none"
     context: list[str] = []
+    raised_from: list[str] = []
     forged_names: bool = False
     log_lines: int = 0
 
@@ -239,21 +250,87 @@ def parse_records(log: Any) -> list[dict | str]:
                 return records[len(records) - kept :]
         return records
     if isinstance(log, bytes | bytearray):
-        log = bytes(log[-MAX_TEXT_BYTES:]).decode("utf-8", errors="replace")
+        log = bytes(log[-MAX_READ_CHARS:]).decode("utf-8", errors="replace")
+    if len(log) > MAX_RECORD_CHARS:
+        # A huge message (MBs on one line or many) is bounded before anything else is: whole, it would
+        # push the head of the log, where the exception's type is, out of MAX_TEXT_BYTES.
+        return _bounded_records(log[-MAX_READ_CHARS:])
     log = bound_text(log)  # bytes read and line length capped before any pattern runs
     out: list[dict | str] = []
     for line in log.replace("\r\n", "\n").split("\n"):
-        stripped = line.strip()
-        if stripped.startswith("{") and stripped.endswith("}") and '"event"' in stripped:
-            try:
-                record = json.loads(stripped)
-            except ValueError:
-                record = None
-            if isinstance(record, dict) and "event" in record:
-                out.append(record)
-                continue
-        out.append(line)
+        record = _json_record(line)
+        out.append(line if record is None else record)
     return out
+
+
+def _json_record(line: str) -> dict | None:
+    """The line as an Airflow 3 JSON-lines record (one JSON object with an `event`), or None."""
+    stripped = line.strip()
+    if not (stripped.startswith("{") and stripped.endswith("}") and '"event"' in stripped):
+        return None
+    try:
+        record = json.loads(stripped)
+    except ValueError:
+        return None
+    return record if isinstance(record, dict) and "event" in record else None
+
+
+def _bounded_records(log: str) -> list[dict | str]:
+    """A long text log as records, each bounded before the whole is (issue #23 item 3).
+
+    A JSON-lines record is parsed whole (`to_text` bounds its fields when it is rendered); a text line
+    longer than MAX_LINE_CHARS keeps its head and tail; a text record (a timestamped line and the bare
+    lines after it: a traceback, a multi-line message) longer than MAX_RECORD_CHARS keeps the lines of
+    its first and last MAX_RECORD_CHARS / 2 characters around a marker line. Then the newest records
+    within MAX_TEXT_BYTES characters are kept (a JSON record counts as its line's length, at most
+    MAX_RECORD_CHARS).
+
+    Args:
+        log: the text, at most MAX_READ_CHARS characters.
+    Returns:
+        dicts and strings, oldest first, as `parse_records`.
+    """
+    items: list[tuple[dict | str, int]] = []
+    group: list[str] = []
+
+    def flush() -> None:
+        size = sum(len(ln) + 1 for ln in group)
+        if size > MAX_RECORD_CHARS:
+            head, tail, budget = [], [], MAX_RECORD_CHARS // 2
+            for ln in group:
+                if budget - len(ln) < 0:
+                    break
+                head.append(ln)
+                budget -= len(ln) + 1
+            budget = MAX_RECORD_CHARS // 2
+            for ln in reversed(group[len(head) :]):
+                if budget - len(ln) < 0:
+                    break
+                tail.append(ln)
+                budget -= len(ln) + 1
+            group[:] = [*head, _RECORD_CUT, *reversed(tail)]
+        items.extend((ln, len(ln) + 1) for ln in group)
+        group.clear()
+
+    for line in log.replace("\r\n", "\n").split("\n"):
+        record = _json_record(line) if len(line) > 1 and line.lstrip()[:1] == "{" else None
+        if record is not None:
+            flush()
+            items.append((record, min(len(line), MAX_RECORD_CHARS) + 1))  # its fields are bounded
+            continue
+        if len(line) > MAX_LINE_CHARS:
+            line = _cut(line, MAX_LINE_CHARS)
+        if _RECORD_START.match(line):
+            flush()
+        group.append(line)
+    flush()
+    kept, size = 0, 0
+    for _, n in reversed(items):
+        size += n
+        if size > MAX_TEXT_BYTES and kept:
+            break
+        kept += 1
+    return [item for item, _ in items[len(items) - kept :]]
 
 
 def _stacks(details: Any) -> list[dict]:
@@ -503,6 +580,7 @@ class _Error(BaseModel):
 
     type: str | None
     message: str
+    direct: bool = False  # the direct cause (`raise ... from`) of the exception before it in the chain
 
     @property
     def line(self) -> str:
@@ -513,7 +591,10 @@ class _Error(BaseModel):
 def _chain_from_detail(stacks: list[dict]) -> list[_Error]:
     """The chain of an `error_detail`, outermost first; an ExceptionGroup contributes its first member.
     Each message is redacted whole (bounded first), before anything cuts it."""
-    chain = [_Error(type=_exc_type(exc), message=redact(_exc_value(exc))) for exc in stacks]
+    chain = [
+        _Error(type=_exc_type(exc), message=redact(_exc_value(exc)), direct=bool(i and exc.get("is_cause")))
+        for i, exc in enumerate(stacks)
+    ]
     members = _members(stacks[-1]) if stacks and stacks[-1].get("is_group") else []
     if members:
         chain.extend(_chain_from_detail(members[0]))
@@ -561,6 +642,8 @@ def _traceback_chain(lines: list[str], start: int) -> tuple[list[_Error], int, b
         elif stripped.startswith("Traceback (most recent call last)"):
             in_frames, current, after_frame = True, None, False
         elif stripped in (_CHAIN_CAUSE, _CHAIN_CONTEXT):
+            if printed and stripped == _CHAIN_CAUSE:
+                printed[-1].direct = True  # the exception printed above is the next one's __cause__
             in_frames, current = False, None
         elif in_frames:
             # The line after a frame's `File ...` line is its source line, even where a log lost the
@@ -705,11 +788,16 @@ def extract_excerpt(log: Any, max_bytes: int = MAX_EXCERPT_BYTES) -> Excerpt:
 
     causes: list[str] = []
     context: list[str] = []
+    raised_from: list[str] = []
     if chain and block_start is not None:
         k, still_wrapper = _choose(chain)
         primary = chain[k]
         exc_type, message = primary.type, primary.message
         causes = [e.line for e in chain[k + 1 :]] + [e.line for e in chain[:k]]
+        for cause in chain[k + 1 :]:
+            if not cause.direct:
+                break
+            raised_from.append(cause.line)
         dbt = dbt_error(message)
         if dbt is not None:  # a cosmos wrapper carrying dbt's output: dbt's error is the primary one
             causes = [_dbt_wrapper(exc_type, message), *causes]
@@ -725,9 +813,11 @@ def extract_excerpt(log: Any, max_bytes: int = MAX_EXCERPT_BYTES) -> Excerpt:
             ]
             explicit = bool(_WRAPPER.search(primary.message) or _WRAPPER.search(primary.type or ""))
             if inner and (explicit or source == "traceback"):
-                # The wrapper and every other error the output printed are causes: a permanent one
-                # among them is evidence against a retry even when a transient-looking line is last.
-                printed = [f"{t}: {m}" if t else m for t, m, _ in reversed(inner[:-1])]
+                # The wrapper and every other failure the output printed are causes, oldest first: the
+                # failure a wrapper reports is printed before whatever a cleanup step printed after it,
+                # and a permanent one among them is evidence against a retry even when a
+                # transient-looking line is last (issue #23 item 3).
+                printed = _printed_failures(output, inner[-1])
                 causes = [primary.line, *causes, *printed]
                 exc_type, message = inner[-1][0], inner[-1][1]
                 if source != "cut_off":
@@ -760,7 +850,11 @@ def extract_excerpt(log: Any, max_bytes: int = MAX_EXCERPT_BYTES) -> Excerpt:
             message = _strip_prefix((hits_text or chosen)[-1]).strip()
     operators = sorted(set(_OPERATOR.findall("\n".join(lines[-400:]))))
     forged = any(_looks_forged(line) for line in [f"{exc_type}: {message}" if exc_type else message, *causes])
-    text = "\n".join(chosen)  # its lines were redacted with the whole log
+    # Its lines were redacted with the whole log. A line of a huge message keeps its head (the type and
+    # the first words) and tail, so the lines after it (notes, the next records) stay in the excerpt.
+    text = "\n".join(
+        ln if len(ln) <= MAX_EXCERPT_LINE_CHARS else _cut(ln, MAX_EXCERPT_LINE_CHARS) for ln in chosen
+    )
     return Excerpt(
         exception_type=exc_type,
         message=redact(message[:MAX_MESSAGE_CHARS]),
@@ -769,9 +863,50 @@ def extract_excerpt(log: Any, max_bytes: int = MAX_EXCERPT_BYTES) -> Excerpt:
         causes=[redact(c) for c in causes[:MAX_CAUSES]],
         source=source,
         context=[redact(c) for c in context if c != message],
+        raised_from=[redact(c) for c in raised_from[:MAX_CAUSES]],
         forged_names=forged,
         log_lines=len(lines),
     )
+
+
+# A line of a wrapper's output that reports a failure, for its causes: the failure hints, an HTTP
+# status line or word of a refused request (`HTTP/1.1 401 Unauthorized`, `403 Forbidden`), or words
+# of a refusal or an absence that tools print without "error" (`column "x" does not exist`).
+_PRINTED_FAILURE = re.compile(
+    _FAILURE_HINTS.pattern + r"|\bHTTP/[\d.]+ [45]\d\d\b|"
+    r"(?i:\bunauthori[sz]ed\b|\bforbidden\b|\bdoes(?: not|n't) exist\b|\brejected\b|"
+    r"\bnot (?:permitted|allowed)\b)"
+)
+
+
+# What `_render_record` puts before an Airflow 3 record's event after its time: level, logger, " - ".
+_RENDERED_PREFIX = re.compile(r"^(?:DEBUG|INFO|WARNING|WARN|ERROR|CRITICAL|EXCEPTION|FATAL) [\w.]+ - ")
+
+
+def _printed_failures(output: list[str], chosen: tuple[str | None, str, bool]) -> list[str]:
+    """The failures a wrapper's output printed besides the one chosen as its primary error: each error
+    line (`error_candidates`) and each other line that reports a failure (`_PRINTED_FAILURE`, not
+    Airflow's bookkeeping, not a wrapper), oldest first, once each, without the log prefix, each at
+    most MAX_MESSAGE_CHARS."""
+    found: list[str] = []
+    candidates = {m for _, m, wrapper in error_candidates(output) if not wrapper}
+    skip = {chosen[1], f"{chosen[0]}: {chosen[1]}"}
+    for raw in output:
+        line = _strip_prefix(raw).strip()
+        if line[:MAX_MESSAGE_CHARS] in skip:
+            continue
+        line = _RENDERED_PREFIX.sub("", line, count=1)
+        if not line or line.startswith(("File ", "Traceback")):
+            continue
+        exception = _exception_line(line)
+        text = f"{exception[0]}: {exception[1]}" if exception else line
+        if line[:MAX_MESSAGE_CHARS] in candidates or (
+            _PRINTED_FAILURE.search(line) and not _BOOKKEEPING.search(line) and not _WRAPPER.search(line)
+        ):
+            text = text[:MAX_MESSAGE_CHARS]
+            if text not in found and text not in skip:
+                found.append(text)
+    return found
 
 
 def _handled_before_a_cut_off_raise(lines: list[str], message: str) -> bool:
