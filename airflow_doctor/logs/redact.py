@@ -276,7 +276,8 @@ _VALUE = (
     r"|\"(?:[^\"\\\n]|\\[^\n]){1,4096}\""  # "double quoted"
     r"|'[^'\n]{1,4096}'"  # 'single quoted'
     r"|\{(?:[^}\n]|\}\}){1,1024}\}"  # {ODBC braces; may hold spaces}
-    r"|(?!\(\s{0,4}b?[\"'])[^\s'\"<>]{1,4096})"  # unquoted, up to whitespace; not a tuple: auth=("u", "p")
+    # unquoted, up to whitespace; not a tuple (auth=("u", "p")) nor a YAML block scalar's | or >
+    r"|(?!\(\s{0,4}b?[\"'])(?![|>][-+]?(?:\s|$))[^\s'\"<>]{1,4096})"
 )
 _SENSITIVE_FLAGS = (
     r"password|passwd|pass|pwd|passphrase|passin|passout|token|auth-token|access-token|oauth-token|bearer|"
@@ -987,13 +988,14 @@ def looks_random(token: str, context: Context) -> bool:
 
     Args:
         token: the candidate; under 16 characters it never is.
-        context: "near" a credential word (within 64 characters after it on its line): a hex token
-            with a digit and a letter above detect-secrets' hex limit (3.0 bits), or a token with a
-            digit or mixed case above min(4.5, log2(n) - 0.6) bits. "quoted" (a string literal, as
-            detect-secrets scans them): upper case, lower case and a digit, not an identifier nor a
-            path, above min(4.5, log2(n) - 0.6) bits. "alone": the same, 32 characters or more,
-            above detect-secrets' base64 limit (4.5 bits). Hex hashes, UUIDs and trace ids have no
-            upper case (and at most 4 bits): they stay unless a credential word is near.
+        context: "near" a credential word (within 64 characters after it on its line): a hex
+            token (dashes allowed: a UUID-shaped key) with a digit and a letter above
+            detect-secrets' hex limit (3.0 bits), or a token with a digit or mixed case above
+            min(4.5, log2(n) - 0.6) bits. "quoted" (a string literal, as detect-secrets scans them):
+            upper case, lower case and a digit, not an identifier nor a path, above
+            min(4.5, log2(n) - 0.6) bits. "alone": the same, 32 characters or more, above
+            detect-secrets' base64 limit (4.5 bits). Hex hashes, UUIDs and trace ids have no upper
+            case (and at most 4 bits): they stay unless a credential word is near.
     """
     n = len(token)
     if n < 16 or n > 4096:
@@ -1003,8 +1005,9 @@ def looks_random(token: str, context: Context) -> bool:
     has_lower = any(c.islower() for c in token)
     short_limit = min(B64_LIMIT, math.log2(n) - 0.6)
     if context == "near":
-        if all(c in _HEX_CHARSET for c in token) and (has_digit and (has_upper or has_lower)):
-            return _hex_entropy(token) > HEX_LIMIT
+        bare = token.replace("-", "")  # a UUID-shaped key (Heroku's) is hex between dashes
+        if all(c in _HEX_CHARSET for c in bare) and (has_digit and (has_upper or has_lower)):
+            return _hex_entropy(bare) > HEX_LIMIT
         if not (has_digit or (has_upper and has_lower)):
             return False
         return shannon_entropy(token) > short_limit
@@ -1246,15 +1249,17 @@ def _value_edits(lines: list[str], i: int, start: int, block: bool) -> list[tupl
             continue
         offset = len(lines[j]) - len(row)
         if block:
-            indent = len(lines[i]) - len(lines[i].lstrip()) if not prefix else 0
+            key_line = _prefix(lines[i])[1]
+            indent = len(key_line) - len(key_line.lstrip())
             out = []
             for k in range(j, min(len(lines), j + MAX_FOLLOWING_LINES)):
-                text = lines[k]
-                if text.strip() and len(text) - len(text.lstrip()) <= indent:
+                same, text = _same_record(prefix, lines[k])
+                lead = len(text) - len(text.lstrip())
+                if not same or (text.strip() and lead <= indent):
                     break
                 if text.strip():
-                    lead = len(text) - len(text.lstrip())
-                    out.append((k, lead, len(text.rstrip())))
+                    shift = len(lines[k]) - len(text)
+                    out.append((k, shift + lead, shift + len(text.rstrip())))
             return out
         m = _VALUE_FIELD.match(row) or _SINGLE_TOKEN.match(row)
         if not m:

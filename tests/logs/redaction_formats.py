@@ -85,6 +85,13 @@ NEW_FORMATS = [
         "JsonPrettyS3c",
     ),
     ("next_line", "pgpass-line", "db.internal:5432:warehouse:etl:PgPassL1ne", "PgPassL1ne"),
+    (
+        "next_line",
+        "k8s-env-every-line-prefixed",
+        "[2024-06-17T19:33:11.202+0000] {pod_manager.py:490} INFO -       - name: API_SECRET\n"
+        "[2024-06-17T19:33:11.202+0000] {pod_manager.py:490} INFO -         value: PrefixedK8sS3c",
+        "PrefixedK8sS3c",
+    ),
     # tables and data frames with a secret column
     (
         "table",
@@ -228,6 +235,7 @@ NEW_FORMATS = [
         "retrying with Hq7Zr2Lx9Kv4Mw8Nb3Pt6Yc1Jd5Gf0Sa2 now",
         "Hq7Zr2Lx9Kv4Mw8Nb3Pt6Yc1Jd5Gf0Sa2",
     ),
+    ("entropy", "near-key-uuid", "HEROKU_API_KEY is 0f1e2d3c-4b5a-6978-8a9b-0c1d2e3f4a5b", "4b5a-6978-8a9b"),
     # source lines
     (
         "source",
