@@ -1179,18 +1179,25 @@ MAX_LOOKAHEAD = 3  # lines after a name, or a prompt, looked at for its value
 
 
 def _prefix(line: str) -> tuple[str, str]:
-    """(log prefix, rest) of a line; the prefix is empty when the line has none."""
-    m = _LOG_PREFIX.match(line)
-    return (line[: m.end()], line[m.end() :]) if m else ("", line)
+    """(log prefix, rest) of a line; the prefix is empty when the line has none. Two prefixes are
+    one (a pod's log line relayed by Airflow's own logger)."""
+    end = 0
+    for _ in range(2):
+        m = _LOG_PREFIX.match(line, end)
+        if not m:
+            break
+        end = m.end()
+    return line[:end], line[end:]
 
 
 def _same_record(header_prefix: str, line: str) -> tuple[bool, str]:
     """Whether `line` continues the record of a line with `header_prefix` (no prefix of its own, or
-    the same one but for digits: a text log prints each row with its own time), and its text."""
+    the same one but for digits: a text log prints each row with its own time; or the inner one of
+    a relayed line's two), and its text."""
     prefix, rest = _prefix(line)
     if not prefix:
         return True, line
-    same = re.sub(r"\d", "", prefix) == re.sub(r"\d", "", header_prefix)
+    same = re.sub(r"\d", "", header_prefix).endswith(re.sub(r"\d", "", prefix))
     return same, rest
 
 
@@ -1277,10 +1284,12 @@ def _follow_edits(
     for j in range(i, min(len(lines), i + 1 + MAX_LOOKAHEAD)):
         if j > i and stop.search(lines[j]):
             return []
-        m = pattern.search(lines[j], col if j == i else 0)
+        start = max(col if j == i else 0, len(lines[j]) - len(_prefix(lines[j])[1]))
+        m = pattern.search(lines[j][start:])
         if m:
+            m_start = start
             g = next((k for k in range(1, (m.re.groups or 0) + 1) if m.group(k)), 0)
-            s, e = _inner_span(lines[j], *m.span(g))
+            s, e = _inner_span(lines[j], m_start + m.start(g), m_start + m.end(g))
             return [] if lines[j][s:e] == MASK else [(j, s, e)]
     return []
 
