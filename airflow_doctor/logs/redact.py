@@ -677,6 +677,31 @@ _OWN_PATTERNS: list[tuple[str, re.Pattern[str], Replacement, Needles]] = [
         ("auth", "credential"),
     ),
     (
+        # A password piped to a command that reads it: echo 'pw' | docker login --password-stdin,
+        # echo 'user:pw' | chpasswd, echo pw | passwd --stdin user, echo pw | kinit.
+        "stdin_password",
+        re.compile(
+            r"(?i)(\b(?:echo|printf)[ \t]{1,8}(?:-[ne][ \t]{1,8})?)(['\"]?)(?!\*\*\*)([^\s'\"|]{1,256})\2"
+            r"(?=[ \t]{0,8}\|[^\n]{0,200}?"
+            r"(?:password-stdin|pass-stdin|chpasswd|passwd[ \t]{1,8}--stdin|kinit))"
+        ),
+        r"\1\2***\2",
+        ("password-stdin", "pass-stdin", "chpasswd", "--stdin", "kinit"),
+    ),
+    (
+        # Positional passwords: htpasswd -b[c] FILE USER PW, rabbitmqctl add_user|change_password USER PW.
+        "positional_password",
+        re.compile(
+            r"(?i)(\bhtpasswd[ \t]{1,8}-[a-z]{0,4}b[a-z]{0,4}[ \t]{1,8}(?:-[a-z]{1,5}[ \t]{1,8}){0,3}"
+            r"[^\s-][^\s]{0,255}[ \t]{1,8}[^\s]{1,128}[ \t]{1,8}"
+            r"|\brabbitmqctl[ \t]{1,8}(?:[^\n]{0,64}[ \t])?(?:add_user|change_password)[ \t]{1,8}"
+            r"[^\s]{1,128}[ \t]{1,8})"
+            r"(?!\*\*\*)(['\"]?)[^\s'\"]{1,256}\2"
+        ),
+        r"\1\2***\2",
+        ("htpasswd", "rabbitmqctl"),
+    ),
+    (
         # DuckDB / query engines: CREATE SECRET (TYPE s3, KEY_ID '...', SECRET '...'), one per line too.
         "sql_secret_param",
         re.compile(

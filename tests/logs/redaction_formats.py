@@ -188,6 +188,15 @@ NEW_FORMATS = [
     ("cli", "openssl-passin", "openssl pkcs12 -in c.p12 -passin pass:OsslPassIn7 -nodes", "OsslPassIn7"),
     ("cli", "datadog-app-key", "datadog-ci --app-key DdAppKeyCli42 --api-key DdApiKeyCli43", "DdAppKeyCli42"),
     ("cli", "spark-s3a-secret", "--conf spark.hadoop.fs.s3a.secret.key=S3aSecretKey91", "S3aSecretKey91"),
+    (
+        "cli",
+        "password-stdin",
+        'echo "D0ckStd1nPw" | docker login -u ci --password-stdin reg.acme.test',
+        "D0ckStd1nPw",
+    ),
+    ("cli", "chpasswd", "echo 'etl:ChpasswdPw3' | sudo chpasswd", "ChpasswdPw3"),
+    ("cli", "htpasswd-batch", "htpasswd -bc /etc/nginx/.htpasswd admin HtBatchPw4", "HtBatchPw4"),
+    ("cli", "rabbitmqctl-add-user", "rabbitmqctl add_user etl RabbitAddPw5", "RabbitAddPw5"),
     # newer vendor prefixes
     (
         "vendor",
