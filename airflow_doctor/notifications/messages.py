@@ -168,6 +168,24 @@ def links(ref: FailureRef, doctor_run_id: str | None) -> dict[str, str]:
     return out
 
 
+#: Seconds after the retried try ended beyond which a message about it says when it really ended
+#: and how late it is: a deferred verify_retry polls every few seconds, so a minute late means the
+#: stack (its triggerer) was stopped or overloaded meanwhile.
+LATE_AFTER_SECONDS = 60.0
+
+
+def late_notice(verification: dict | None) -> str:
+    """ " (at <retry_ended_at> by Airflow's clock; this message is <n> min late)" when the doctor saw
+    the retried try's end more than LATE_AFTER_SECONDS after it (`verified_late_seconds` of
+    remediation.actions.heal_times), else ""."""
+    late = (verification or {}).get("verified_late_seconds")
+    ended = (verification or {}).get("retry_ended_at")
+    if not isinstance(late, int | float) or late <= LATE_AFTER_SECONDS or not ended:
+        return ""
+    when = str(ended)[:19].replace("T", " ")
+    return f" at {when} UTC by Airflow's clock; this message is {late / 60:.0f} min late"
+
+
 def headline(
     decision: dict, remediation: dict | None, escalation: dict | None, verification: dict | None
 ) -> str:
@@ -306,6 +324,7 @@ def build_message(
         )
         if verification:
             action += f"; the retried try {verification.get('try_number')} ended {verification.get('state')}"
+            action += late_notice(verification)
     elif verdict == "approval requested":
         action = "Waiting for an engineer to approve or reject a retry (Required Actions in the Airflow UI)"
     else:

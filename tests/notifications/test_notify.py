@@ -437,3 +437,37 @@ def test_a_markdown_code_block_is_longer_than_any_fence_inside_it(text, expected
 def test_a_slack_code_block_cannot_be_closed_or_cut_inside_an_entity(text, expected):
     assert notify.slack_code(text) == expected
     assert len(notify.slack_code(text)) <= 2900
+
+
+@pytest.mark.parametrize(
+    ("late", "says_late"),
+    [(12.0, False), (60.0, False), (480.0, True), (None, False)],
+)
+def test_a_success_seen_late_says_when_it_really_ended(late, says_late):
+    """The doctor saw the retried try's end `late` s after it (a stopped stack): past a minute the
+    message says when the retry ended by Airflow's clock and how late it is."""
+    from airflow_doctor.models import FailureRef
+
+    verification = {
+        "outcome": "succeeded",
+        "state": "success",
+        "try_number": 2,
+        "retry_ended_at": "2026-12-07T10:00:12.400000+00:00",
+        "verified_late_seconds": late,
+    }
+    msg = notify.build_message(
+        FailureRef(**REF),
+        EXCERPT,
+        DIAGNOSIS,
+        {"verdict": "auto_retry", "reasons": ["r"]},
+        MEMORY,
+        {"cleared": True, "actor": "doctor"},
+        "doctor-run-1",
+        verification=verification,
+    )
+    action = dict(msg["fields"])["Action taken"]
+    assert "the retried try 2 ended success" in action
+    assert (
+        "at 2026-12-07 10:00:12 UTC by Airflow's clock; this message is 8 min late" in action
+    ) is says_late
+    assert ("late" in msg["text"]) is says_late
