@@ -826,55 +826,49 @@ def _trie(words: Iterable[str]) -> str:
 
 
 @functools.cache
-def _scanners() -> tuple[re.Pattern[str], re.Pattern[str], dict[str, tuple[str, ...]]]:
-    """(a scan for any needle, a scan for the needle starting at each position, needle -> the
-    needles it starts with), over every needle of the line patterns, the cross-line rules and
-    the credential words."""
+def _scanners() -> tuple[re.Pattern[str], dict[str, tuple[tuple[str, int], ...]], dict[str, int]]:
+    """(a scan for the needles, needle -> each needle it holds with its offset, itself included,
+    needle -> the offset to scan on from),
+    over every needle of the line patterns, the cross-line rules and the credential words. The scan
+    takes the longest needle at a position, so the shorter ones starting there come from the map."""
     needles = sorted(set(_NEEDLES) | set(_ACROSS_NEEDLES) | set(_CREDENTIAL_WORDS))
-    trie = _trie(needles)
-    prefixes = {n: tuple(m for m in needles if n.startswith(m)) for n in needles}
-    return re.compile(trie), re.compile(f"(?=({trie}))"), prefixes
-
-
-def _line_needles(low_line: str) -> set[str]:
-    """The needles a folded line holds, each only where it has the boundary it needs."""
-    _, at, prefixes = _scanners()
-    found: set[str] = set()
-    for m in at.finditer(low_line):
-        for needle in prefixes[m.group(1)]:
-            if needle not in _WORD_NEEDLES or _stands_alone(low_line, m.start(), needle):
-                found.add(needle)
-    return found
+    inside = {n: tuple((m, n.find(m)) for m in needles if m in n) for n in needles}
+    # Where to look on after a needle: at its first suffix that another needle starts with (a needle
+    # overlapping its end), else after it (a needle wholly inside it is in `inside`).
+    after = {
+        n: next((k for k in range(1, len(n)) if any(m.startswith(n[k:]) for m in needles)), len(n))
+        for n in needles
+    }
+    return re.compile(_trie(needles)), inside, after
 
 
 def _candidates(low: str) -> dict[int, set[str]]:
-    """Line start -> the needles the line holds, for every line holding one. `low` is
-    `fold(text)`: the same length, so its offsets are offsets in the text."""
-    scan, _, _ = _scanners()
+    """Line start -> the needles the line holds (each only where it has the boundary it needs), for
+    every line holding one. `low` is `fold(text)`: the same length, so its offsets are offsets in
+    the text. One pass of the trie over the text, a Python step per position where a needle starts."""
+    scan, inside, after = _scanners()
     out: dict[int, set[str]] = {}
-    pos = 0
-    while pos <= len(low):
-        m = scan.search(low, pos)
-        if m is None:
-            break
-        start = low.rfind("\n", 0, m.start()) + 1
-        end = low.find("\n", m.end())
-        end = len(low) if end < 0 else end
-        found = _line_needles(low[start:end])
-        if found:
-            out[start] = found
-        pos = end + 1
+    start, end = 0, -1
+    found: set[str] = set()
+    m = scan.search(low)
+    while m is not None:
+        i = m.start()
+        if i > end:  # a new line
+            if found:
+                out[start] = found
+            lo = end + 1  # the previous line's end (-1 before the first line)
+            nl = low.rfind("\n", lo, i)
+            start = nl + 1 if nl >= 0 else lo
+            end = low.find("\n", i)
+            end = len(low) if end < 0 else end
+            found = set()
+        for needle, offset in inside[m.group()]:
+            if needle not in _WORD_NEEDLES or _stands_alone(low, i + offset, needle):
+                found.add(needle)
+        m = scan.search(low, i + after[m.group()])
+    if found:
+        out[start] = found
     return out
-
-
-def _candidate_lines(text: str, low: str) -> list[tuple[int, int]]:
-    """(start, end) of every line holding a needle of some pattern, in order: the only lines the
-    single-line patterns need to see."""
-    spans = []
-    for start in _candidates(low):
-        end = text.find("\n", start)
-        spans.append((start, len(text) if end < 0 else end))
-    return spans
 
 
 def _sub_lines(lines: list[str], pattern: re.Pattern[str], replacement: Replacement) -> list[str]:
@@ -915,8 +909,8 @@ def _redact_text(text: str) -> str:
     lines = text.split("\n")
     starts = [0, *itertools.accumulate(len(ln) + 1 for ln in lines)][:-1]
     needles_at = {bisect.bisect_right(starts, s) - 1: found for s, found in candidates.items()}
-    across = [i for i, found in needles_at.items() if not found.isdisjoint(_ACROSS_NEEDLES)]
-    _apply_line_edits(lines, [e for i in across for e in _line_edits(lines, i)])
+    across = sorted(i for i, found in needles_at.items() if not found.isdisjoint(_ACROSS_NEEDLES))
+    _apply_line_edits(lines, _across_edits(lines, across[-MAX_ACROSS_LINES:]))
     if wrapped:
         _apply_line_edits(lines, _wrapped_key_edits(text, lines, starts))
     by_needle: dict[str, list[int]] = {}
@@ -936,6 +930,23 @@ def _redact_text(text: str) -> str:
         lines[i] = _near_credential_entropy(lines[i])
     text = "\n".join(lines)
     return _MASK_TAIL.sub(MASK, text) if MASK in text else text
+
+
+MAX_ACROSS_LINES = 50_000  # candidate lines the cross-line rules look at, the last ones (a bound of work)
+
+
+def _across_edits(lines: list[str], rows: list[int]) -> list[tuple[int, int, int]]:
+    """The edits of the cross-line rules for the candidate `rows`, in order. A line that a table or a
+    block scalar above it already covered is not read as a table's header or a block's key again,
+    so each line is read as a row once (a log of a million table headers stays linear)."""
+    edits: list[tuple[int, int, int]] = []
+    covered = -1
+    for i in rows:
+        found = _line_edits(lines, i, multi=i > covered)
+        if found:
+            covered = max(covered, max(j for j, _, _ in found))
+        edits += found
+    return edits
 
 
 def _apply_line_edits(lines: list[str], edits: list[tuple[int, int, int]]) -> None:
@@ -1049,12 +1060,15 @@ _CREDENTIAL_WORD = re.compile(
     r"[ _-]?keys?|auth|bearer|signature)(?![a-z])"
 )
 _TOKEN = re.compile(r"(?<![A-Za-z0-9+/=_.-])[A-Za-z0-9+/=_-]{16,512}+(?![A-Za-z0-9+/=_.-])")
+_SIXTEEN = re.compile(r"[A-Za-z0-9+/=_-]{16}")  # a line without such a run has no token to check
 MAX_CREDENTIAL_WORDS = 256  # per line, looked after by the entropy check (a bound of its work)
 NEAR_CHARS = 64  # how far after a credential word a token may start
 
 
 def _near_credential_entropy(line: str) -> str:
     """Mask random-looking tokens that start within `NEAR_CHARS` after a credential word."""
+    if not _SIXTEEN.search(line):
+        return line
     edits: list[tuple[int, int]] = []
     for n, word in enumerate(_CREDENTIAL_WORD.finditer(line)):
         if n >= MAX_CREDENTIAL_WORDS:
@@ -1102,18 +1116,28 @@ def _decoded_base64(token: str) -> str | None:
 
 
 def _secret_token(token: str, context: Context = "alone") -> bool:
-    """Whether a long token of the base64 charset, met anywhere, is a secret: a Fernet key, base64
-    of `user:password` or of text holding a secret (JSON with a password or private key), or a
-    random-looking token (`looks_random` in `context`: "quoted" or "alone")."""
+    """Whether a long token of the base64 charset, met anywhere, is a secret: a Fernet key; base64 of
+    `user:password`, of text holding a secret (JSON with a password or private key) or of one
+    password-like word; or, when it does not decode to text, a random-looking token (`looks_random`
+    in `context`: "quoted" or "alone")."""
     if _FERNET.fullmatch(token):
         return True
     decoded = _decoded_base64(token) if len(token) % 4 != 1 else None
-    if decoded is not None:
-        if _USER_PASSWORD.fullmatch(decoded.strip("\x00")) and not decoded.startswith("http"):
-            return True
-        if _redact_text(_redact_blocks(decoded)) != decoded:
-            return True
-    return looks_random(token, context)
+    if decoded is None:
+        return looks_random(token, context)
+    # Base64 of readable text is judged by that text (a persuasion or a payload stays readable to the
+    # diagnosis): a secret in it, `user:password`, or one password-like word (3 kinds of character).
+    if _USER_PASSWORD.fullmatch(decoded.strip("\x00")) and not decoded.startswith("http"):
+        return True
+    if _redact_text(_redact_blocks(decoded)) != decoded:
+        return True
+    kinds = (str.isupper, str.islower, str.isdigit, lambda c: not c.isalnum())
+    word = decoded.strip()
+    return (
+        8 <= len(word) <= 256
+        and not any(c.isspace() for c in word)
+        and sum(any(kind(c) for c in word) for kind in kinds) >= 3
+    )
 
 
 # Each base64-charset byte as `a`, every other byte as a space: runs of 16 `a` are then found with
@@ -1121,12 +1145,12 @@ def _secret_token(token: str, context: Context = "alone") -> bool:
 # 0.5 s over a 10 MB log of words). Latin-1 with `?` for the rest keeps one byte per character.
 _TOKEN_CHARS = string.ascii_letters + string.digits + "+/_-"
 _TOKEN_BYTES = bytes(0x61 if chr(b) in _TOKEN_CHARS else 0x20 for b in range(256))
-_TOKEN_RUN = b"a" * 16
+_TOKEN_RUN = b"a" * 12
 MAX_TOKEN_CHARS = 4096  # a longer run (a whole base64 file) is not looked at as one secret
 
 
 def _long_token_spans(text: str) -> Iterator[tuple[int, int]]:
-    """(start, end) of every run of 16 to `MAX_TOKEN_CHARS` base64 characters (`=` padding
+    """(start, end) of every run of 12 to `MAX_TOKEN_CHARS` base64 characters (`=` padding
     included) that no `.` touches (a host or file name)."""
     flat = text.encode("latin-1", "replace").translate(_TOKEN_BYTES)
     pos = flat.find(_TOKEN_RUN)
@@ -1140,11 +1164,20 @@ def _long_token_spans(text: str) -> Iterator[tuple[int, int]]:
         pos = flat.find(_TOKEN_RUN, end)
 
 
+def _mixed(token: str) -> bool:
+    """Whether `token` holds upper case, lower case and a digit."""
+    return all(any(kind(c) for c in token) for kind in (str.isupper, str.islower, str.isdigit))
+
+
 def _redact_tokens(text: str) -> str:
-    """Mask every long token (16 to 4096 characters of the base64 charset) that `_secret_token`
-    finds to be a secret, wherever it stands."""
+    """Mask every long token (12 to 4096 characters of the base64 charset; under 16 only when it
+    mixes cases and digits or is padded) that `_secret_token` finds to be a secret, wherever it
+    stands."""
     edits = []
     for start, end in _long_token_spans(text):
+        token = text[start:end]
+        if end - start < 16 and not (_mixed(token) or token.endswith("=")):
+            continue  # a word (configuration): short base64 of `user:pw` mixes cases and digits
         before, after = text[start - 1 : start], text[end : end + 1]
         quoted = before in ("'", '"') and after == before
         if _secret_token(text[start:end], "quoted" if quoted else "alone"):
@@ -1345,15 +1378,16 @@ def _file_content_edits(lines: list[str], i: int) -> list[tuple[int, int, int]]:
     return edits
 
 
-def _line_edits(lines: list[str], i: int) -> list[tuple[int, int, int]]:
-    """Every edit that line i, a line holding a credential word or a prompt, calls for."""
+def _line_edits(lines: list[str], i: int, multi: bool = True) -> list[tuple[int, int, int]]:
+    """Every edit that line i, a line holding a credential word or a prompt, calls for (tables and
+    block scalars only when `multi`)."""
     line = lines[i]
     _, rest = _prefix(line)
     offset = len(line) - len(rest)
     edits: list[tuple[int, int, int]] = []
     m = _KEY_WITHOUT_VALUE.search(rest) or _BARE_KEY.search(rest)
     if m:
-        edits += _value_edits(lines, i, m.end(), bool(m.groupdict().get("block")))
+        edits += _value_edits(lines, i, m.end(), multi and bool(m.groupdict().get("block")))
     if _SENSITIVE_NAME_FIELD.search(rest):
         edits += _follow_edits(lines, i + 1, 0, _VALUE_FIELD, _NEXT_NAME)
     m = _EXPECT_PROMPT.search(line)
@@ -1368,22 +1402,27 @@ def _line_edits(lines: list[str], i: int) -> list[tuple[int, int, int]]:
         for q in _QUOTED.finditer(lines[i + 1]):
             if looks_random(q.group(2), "near"):
                 edits.append((i + 1, q.start(2), q.end(2)))
-    return edits + _table_edits(lines, i)
+    return edits + _table_edits(lines, i) if multi else edits
+
+
+_KEY_TAIL = re.compile(r"[A-Za-z0-9_.-]{1,40}$")
+_NAME = re.compile(rf"(?i){_SENSITIVE_NAMES}")
 
 
 def _wrapped_key_edits(text: str, lines: list[str], starts: list[int]) -> list[tuple[int, int, int]]:
-    """A key cut in two by a line wrap (`...db_pass` / `word=x`): the value on the second line."""
+    """A key cut in two by a line wrap (`...db_pass` / `word=x`): the value on the second line. The
+    last `MAX_ACROSS_LINES` lines that start like a key's end and its separator are looked at."""
     edits: list[tuple[int, int, int]] = []
-    for nl in _WRAPPED_KEY.finditer(text):
-        j = bisect.bisect_right(starts, nl.end()) - 1
-        if j < 1:
+    breaks = [nl.end() for nl in _WRAPPED_KEY.finditer(text)][-MAX_ACROSS_LINES:]
+    for at in breaks:
+        j = bisect.bisect_right(starts, at) - 1
+        if j < 1 or not lines[j - 1][-1:].isalnum():
             continue
-        tail = re.search(r"[A-Za-z0-9_.-]{1,40}$", lines[j - 1])
+        tail = _KEY_TAIL.search(lines[j - 1], max(0, len(lines[j - 1]) - 40))
         head = _KEY_HEAD.match(lines[j])
         if not tail or not head:
             continue
-        joined = tail.group() + head.group()
-        name = re.search(rf"(?i){_SENSITIVE_NAMES}", joined)
+        name = _NAME.search(tail.group() + head.group())
         if not name or not name.start() < len(tail.group()) < name.end():
             continue
         value = _WRAPPED_VALUE.match(lines[j], head.end())
