@@ -1165,8 +1165,9 @@ def _long_token_spans(text: str) -> Iterator[tuple[int, int]]:
 
 
 def _mixed(token: str) -> bool:
-    """Whether `token` holds upper case, lower case and a digit."""
-    return all(any(kind(c) for c in token) for kind in (str.isupper, str.islower, str.isdigit))
+    """Whether `token` mixes cases (or holds no letter), by str methods, fast: 127,000 timestamps
+    (`2024-06-17T19`) per 10 MB log are looked at."""
+    return not (token.islower() or token.isupper())
 
 
 def _redact_tokens(text: str) -> str:
@@ -1177,7 +1178,7 @@ def _redact_tokens(text: str) -> str:
     for start, end in _long_token_spans(text):
         token = text[start:end]
         if end - start < 16 and not (_mixed(token) or token.endswith("=")):
-            continue  # a word (configuration): short base64 of `user:pw` mixes cases and digits
+            continue  # a word (configuration), a time: short base64 of `user:pw` mixes cases
         before, after = text[start - 1 : start], text[end : end + 1]
         quoted = before in ("'", '"') and after == before
         if _secret_token(text[start:end], "quoted" if quoted else "alone"):

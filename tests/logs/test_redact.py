@@ -899,3 +899,25 @@ def test_a_value_below_its_key_among_any_unicode_text_is_never_kept(seed):
     out = redact(text)
     assert secret not in out, (seed, planted)
     assert out.count("\n") == text.count("\n")
+
+
+@pytest.mark.parametrize(
+    "run",
+    [
+        "user  password\n",
+        " id | token\n",
+        "- name: DB_PASSWORD\n",
+        "secret: |\n",
+        'expect "password:"\n',
+        "+ cat secret\n",
+        "pass\nword=x\n",
+        "a:1:b:c:d\n",
+    ],
+)
+def test_a_megabyte_of_lines_that_start_cross_line_rules_gives_an_excerpt(run):
+    """Every line a table header, a key without its value or a prompt: each line is read as a row
+    once, so the work stays linear (timings: bench/redact.py)."""
+    start = time.perf_counter()
+    excerpt = extract_excerpt(_text_log(run * (1_000_000 // len(run))))
+    assert excerpt.exception_type == "RuntimeError"
+    assert time.perf_counter() - start < 60  # a stall, not a speed figure: table headers were quadratic
