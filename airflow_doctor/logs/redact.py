@@ -328,7 +328,6 @@ def _flag_pattern(flags: str) -> re.Pattern[str]:
 
 
 _PASSWORD_FLAG_PATTERNS = [(needles, cmd, _flag_pattern(flags)) for needles, cmd, flags in _PASSWORD_FLAGS]
-_P_IS_PASSWORD = _PASSWORD_FLAGS[0][1]  # kept for callers of the earlier name
 
 
 def _quoted(value: str) -> bool:
@@ -572,7 +571,7 @@ _OWN_PATTERNS: list[tuple[str, re.Pattern[str], Replacement, Needles]] = [
         # (Signature=), Azure SAS (sig=), and the key/secret of SigV2 (AWSAccessKeyId is kept).
         "url_signature",
         re.compile(
-            r"(?i)([?&;](?:x-amz-signature|x-amz-security-token|x-goog-signature|x-goog-credential|"
+            r"(?i)((?:[?&;]|\\u0026)(?:x-amz-signature|x-amz-security-token|x-goog-signature|x-goog-credential|"
             r"signature|sig|token|access_token|x-amz-credential)=)(?!\*\*\*)[^&\s'\"#<>]{1,8192}"
         ),
         r"\1***",
@@ -1032,6 +1031,9 @@ def looks_random(token: str, context: Context) -> bool:
             min(4.5, log2(n) - 0.6) bits. "alone": the same, 32 characters or more, above
             detect-secrets' base64 limit (4.5 bits). Hex hashes, UUIDs and trace ids have no upper
             case (and at most 4 bits): they stay unless a credential word is near.
+    Returns:
+        True when the token is to be masked; False for anything shorter than 16 or longer than
+        4096 characters.
     """
     n = len(token)
     if n < 16 or n > 4096:
@@ -1115,6 +1117,17 @@ def _decoded_base64(token: str) -> str | None:
     return decoded if decoded and printable >= 0.95 * len(decoded) else None
 
 
+def _decoded_hex(token: str) -> str | None:
+    """`token` decoded from hex (`70617373...`) when it is hex of printable UTF-8 text, else None."""
+    if len(token) % 2 or any(c not in _HEX_CHARSET for c in token):
+        return None
+    try:
+        decoded = bytes.fromhex(token).decode("utf-8")
+    except ValueError:
+        return None
+    return decoded if decoded.isprintable() else None
+
+
 def _secret_token(token: str, context: Context = "alone") -> bool:
     """Whether a long token of the base64 charset, met anywhere, is a secret: a Fernet key; base64 of
     `user:password`, of text holding a secret (JSON with a password or private key) or of one
@@ -1122,7 +1135,7 @@ def _secret_token(token: str, context: Context = "alone") -> bool:
     in `context`: "quoted" or "alone")."""
     if _FERNET.fullmatch(token):
         return True
-    decoded = _decoded_base64(token) if len(token) % 4 != 1 else None
+    decoded = _decoded_hex(token) or (_decoded_base64(token) if len(token) % 4 != 1 else None)
     if decoded is None:
         return looks_random(token, context)
     # Base64 of readable text is judged by that text (a persuasion or a payload stays readable to the

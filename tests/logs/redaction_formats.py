@@ -162,6 +162,12 @@ NEW_FORMATS = [
         "https://d1.cloudfront.net/v.mp4?Expires=1700000000&Signature=CfFakeSig~abc-&Key-Pair-Id=K2F",
         "CfFakeSig~abc-",
     ),
+    (
+        "signature",
+        "json-escaped-ampersand",
+        '{"url": "https://b.s3.amazonaws.com/k?X-Amz-Date=1\\u0026X-Amz-Signature=9c8bJsonEscSig"}',
+        "9c8bJsonEscSig",
+    ),
     # password flags of common CLIs, and query engines
     ("cli", "redis-cli-a", "redis-cli -h cache -p 6379 -a R3disCliPw info", "R3disCliPw"),
     ("cli", "ldapsearch-w", "ldapsearch -x -D cn=admin,dc=acme -w LdapB1ndPw -b dc=acme", "LdapB1ndPw"),
@@ -234,6 +240,7 @@ NEW_FORMATS = [
     ("escaped", "base64-json-private-key", "SA " + _B64_KEYFILE, _B64_KEYFILE),
     ("escaped", "utf16-text", "\x00".join("api_key=Utf16KeyVal8") + "\x00", "Utf16KeyVal8"),
     ("escaped", "odbc-braces", "DRIVER={ODBC Driver 18};SERVER=db;UID=etl;PWD={my pass;w0rd}", "pass;w0rd"),
+    ("escaped", "hex-encoded-text", "payload " + b"password=HexPl41nPw".hex(), b"HexPl41nPw".hex()),
     # random-looking tokens near a credential word, or long and alone
     ("entropy", "near-key-word", "using access key q7Rt2Lm9Xv4Kp8Zw for upload", "q7Rt2Lm9Xv4Kp8Zw"),
     ("entropy", "near-token-word", "refreshed token for svc: Zx81Kq0Lw7Nv3Mb5Pj", "Zx81Kq0Lw7Nv3Mb5Pj"),
