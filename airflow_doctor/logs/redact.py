@@ -269,6 +269,7 @@ _SENSITIVE_NAMES = (
 )
 _KEY_VALUE_NEEDLES = ("pass", "pwd", "pw", "secret", "token", "key", "credential", "session", "sessid")
 _KEY_VALUE_NEEDLES += ("csrf", "cookie", "auth", "sid", "sig")
+_QUOTED_VALUE = r"\"[^\"\n]{1,1024}\"|'[^'\n]{1,1024}'"  # "a value" or 'a value' on one line
 _SEP = r"(?:\\?[\"'])?[ \t]{0,8}(?:=>|:=|=|:|->)[ \t]{0,8}"
 _VALUE = (
     r"(?!\\?[\"']?\*\*\*)"
@@ -752,7 +753,7 @@ _OWN_PATTERNS: list[tuple[str, re.Pattern[str], Replacement, Needles]] = [
         re.compile(
             rf"(?i)(\bname[\"']?[ \t]{{0,4}}[:=][ \t]{{0,4}}[\"']?[A-Za-z0-9_.-]{{0,60}}?{_SENSITIVE_NAMES}"
             r"[A-Za-z0-9_.-]{0,60}[\"']?[ \t]{0,4}[,;]?[ \t]{0,4}[\"']?value[\"']?[ \t]{0,4}[:=][ \t]{0,4})"
-            r"(?!\*\*\*)(?!None\b|null\b)(\"[^\"\n]{1,1024}\"|'[^'\n]{1,1024}'|[^\s,'\"})]{1,1024})"
+            r"(?!\*\*\*)(?!None\b|null\b)(" + _QUOTED_VALUE + r"|[^\s,'\"})]{1,1024})"
         ),
         lambda m: m.group(1) + _masked(m.group(2)),
         ("name",),
@@ -1220,7 +1221,7 @@ _SENSITIVE_NAME_FIELD = re.compile(
 )
 _VALUE_FIELD = re.compile(
     r"(?i)^[ \t{]{0,80}(?:-[ \t]{1,4})?[\"']?value[\"']?[ \t]{0,4}[:=][ \t]{0,4}(?!\*\*\*)"
-    r"(\"[^\"\n]{1,1024}\"|'[^'\n]{1,1024}'|[^\s,'\"}]{1,1024})"
+    r"(" + _QUOTED_VALUE + r"|[^\s,'\"}]{1,1024})"
 )
 _SINGLE_TOKEN = re.compile(r"^[ \t]{0,80}(?:-[ \t]{1,4})?([\"']?)(?!\*\*\*)([^\s'\"]{1,1024})\1,?[ \t]*$")
 # expect(1): a password prompt, then `send "secret\r"` on the same line or the next ones.
@@ -1243,7 +1244,7 @@ _QUOTED = re.compile(r"([\"'])([A-Za-z0-9+/=_.-]{16,512})\1")
 _WRAPPED_KEY = re.compile(r"\n(?=[A-Za-z0-9_.-]{1,40}[\"']?[ \t]{0,8}(?:=|:))")
 _KEY_HEAD = re.compile(r"[A-Za-z0-9_.-]{1,40}")
 _WRAPPED_VALUE = re.compile(
-    r"[\"']?[ \t]{0,8}(?:=|:)[ \t]{0,8}(?!\*\*\*)(\"[^\"\n]{1,1024}\"|'[^'\n]{1,1024}'|[^\s'\"]{1,1024})"
+    r"[\"']?[ \t]{0,8}(?:=|:)[ \t]{0,8}(?!\*\*\*)(" + _QUOTED_VALUE + r"|[^\s'\"]{1,1024})"
 )
 _ACROSS_NEEDLES = ("pass", "pwd", "secret", "token", "key", "credential", "auth", "expect", 'file "')
 MAX_FOLLOWING_LINES = 1000  # rows of a table, lines of a YAML block scalar
