@@ -1138,7 +1138,11 @@ def main() -> int:
         ),
     )
     result["phases"] = repeats[order[len(order) // 2]]["phases"] if repeats else {}
-    result["repeats"] = [r["phases"] for r in repeats]
+    # Each repeat's figures; the records (one per failure) only of the repeat shown in "phases".
+    result["repeats"] = [
+        {name: {k: v for k, v in phase.items() if k != "records"} for name, phase in r["phases"].items()}
+        for r in repeats
+    ]
     if doctor_code_digest() != result["doctor_code"]:
         result["doctor_code_changed_during_run"] = True
         print(
