@@ -41,6 +41,7 @@ GENERATORS: dict[str, str] = {
     "bench-decisions-combined": "scripts.docs:bench_decisions_combined_markdown",
     "bench-llm-cost": "scripts.docs:bench_llm_cost_markdown",
     "bench-mttr": "scripts.docs:bench_mttr_markdown",
+    "bench-policy": "scripts.docs:bench_policy_markdown",
     "bench-retrieval": "scripts.docs:bench_retrieval_markdown",
     "bench-embed": "scripts.docs:bench_embed_markdown",
     "bench-startup": "scripts.docs:bench_startup_markdown",
@@ -410,6 +411,46 @@ def bench_mttr_markdown() -> str:
         text += _table(
             ["file", "retry backoff (s)", "retried try running", "mean load", "date", "machine"], variants
         )
+    return text
+
+
+def bench_policy_markdown() -> str:
+    """DoctorRetryPolicy against the doctor's loop (`bench/results/policy.json`)."""
+    r = _result("policy")
+    t, p = r["transient"], r["permanent"]
+
+    def cell(s: dict) -> str:
+        return "-" if not s["n"] else f"{s['p50']} / {s['max']} (n={s['n']})"
+
+    text = (
+        _measured(r)
+        + " Seconds after the failure, p50 / max. A known transient failure, retry_delay"
+        + f" {r['retry_delay_s']} s:\n\n"
+        + _table(
+            ["healed by", "retried try running", "retried try succeeded"],
+            [
+                [
+                    "`DoctorRetryPolicy` (Airflow's retry)",
+                    cell(t["policy"]["running"]),
+                    cell(t["policy"]["succeeded"]),
+                ],
+                [
+                    "the doctor's loop (asset event, doctor run, clear)",
+                    cell(t["doctor_loop"]["running"]),
+                    cell(t["doctor_loop"]["succeeded"]),
+                ],
+            ],
+        )
+        + f"\n\nA known permanent failure, retries={r['permanent_retries']} with retry_delay "
+        + f"{r['permanent_retry_delay_s']} s, from the first failure to the escalation email:\n\n"
+        + _table(
+            ["", "first failure -> escalation email"],
+            [
+                ["without the policy (Airflow spends its retries first)", cell(p["without_policy"]["email"])],
+                ["with `DoctorRetryPolicy` (failed at the first try)", cell(p["with_policy"]["email"])],
+            ],
+        )
+    )
     return text
 
 
