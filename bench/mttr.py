@@ -714,9 +714,15 @@ class TaskCPUSampler:
         self._stop.set()
         self._thread.join()
 
-    def count(self) -> tuple[int, float]:
-        """(task processes seen, their CPU seconds)."""
-        return len(self._seen), round(sum(self._seen.values()), 1)
+    def figures(self, handled: int) -> dict:
+        """{"task_processes", "task_cpu_s", and each per handled failure (None for none handled)}."""
+        processes, cpu = len(self._seen), round(sum(self._seen.values()), 1)
+        return {
+            "task_processes": processes,
+            "task_cpu_s": cpu,
+            "task_processes_per_handled_failure": round(processes / handled, 1) if handled else None,
+            "task_cpu_per_handled_failure_s": round(cpu / handled, 2) if handled else None,
+        }
 
 
 class CPUMeter:
@@ -852,14 +858,7 @@ def run_phase(stack: Stack, failures: list[dict], args) -> tuple:
     meter.start()
     with TaskCPUSampler() as tasks:
         load = drive(stack.cfg, failures, args.timeout, BASELINE_RETRY_DELAY_S + args.timeout)
-    cpu = meter.stop(len(failures))
-    processes, task_cpu = tasks.count()
-    cpu |= {
-        "task_processes": processes,
-        "task_cpu_s": task_cpu,
-        "task_processes_per_handled_failure": round(processes / len(failures), 1) if failures else None,
-        "task_cpu_per_handled_failure_s": round(task_cpu / len(failures), 2) if failures else None,
-    }
+    cpu = meter.stop(len(failures)) | tasks.figures(len(failures))
     doctor = doctor_records(stack.cfg, [f for f in failures if not f["baseline"]])
     baseline = baseline_records(stack.cfg, [f for f in failures if f["baseline"]])
     runs = doctor_run_count(stack.cfg, since) if doctor else None
@@ -964,18 +963,10 @@ def measure_once(args, phases: list[str], kinds: list[str], backoff: float, *, b
                     escalations = escalation_records(
                         offline.cfg, args.escalations, args.spacing, args.timeout
                     )
-                processes, task_cpu = tasks.count()
-                n = len(escalations) or 1
                 out["phases"]["escalation"] = {
                     "email": stats([r["email_s"] for r in escalations]),
                     "slack": stats([r["slack_s"] for r in escalations]),
-                    "cpu": meter.stop(len(escalations))
-                    | {
-                        "task_processes": processes,
-                        "task_cpu_s": task_cpu,
-                        "task_processes_per_handled_failure": round(processes / n, 1),
-                        "task_cpu_per_handled_failure_s": round(task_cpu / n, 2),
-                    },
+                    "cpu": meter.stop(len(escalations)) | tasks.figures(len(escalations)),
                     "load_1m": {"mean": round((load_before + os.getloadavg()[0]) / 2, 1)},
                     "records": escalations,
                 }
@@ -1058,15 +1049,12 @@ def across(repeats: list[dict]) -> dict:
                 }
             entry["healed"] = [g["healed"] for g in got]
             entry["failures"] = [g["failures"] for g in got]
-        entry["task_cpu_per_handled_failure_s"] = spread(
-            [(g.get("cpu") or {}).get("task_cpu_per_handled_failure_s") for g in got]
-        )
-        entry["task_processes_per_handled_failure"] = spread(
-            [(g.get("cpu") or {}).get("task_processes_per_handled_failure") for g in got]
-        )
-        entry["cpu_per_handled_failure_s"] = spread(
-            [(g.get("cpu") or {}).get("per_handled_failure_s") for g in got]
-        )
+        for key, field in (
+            ("task_cpu_per_handled_failure_s", "task_cpu_per_handled_failure_s"),
+            ("task_processes_per_handled_failure", "task_processes_per_handled_failure"),
+            ("cpu_per_handled_failure_s", "per_handled_failure_s"),
+        ):
+            entry[key] = spread([(g.get("cpu") or {}).get(field) for g in got])
         entry["load_1m_mean"] = spread([(g.get("load_1m") or {}).get("mean") for g in got])
         out[phase] = entry
     return out

@@ -26,10 +26,10 @@ import argparse
 import shutil
 import tempfile
 import time
-from datetime import datetime
 from pathlib import Path
 
-from bench.common import ROOT, header, machine, percentile, write_result
+from bench.common import ROOT, header, machine, write_result
+from bench.mttr import _ts, stats
 
 TEMPLATE_FILE = ROOT / "tests" / "e2e" / "test_retry_policy.py"
 RESET = 'raise ConnectionResetError(104, "Connection reset by peer")'
@@ -67,20 +67,9 @@ def write_dags(folder: Path, specs: dict[str, tuple]) -> None:
         (folder / f"{dag_id}.py").write_text(source, encoding="utf-8")
 
 
-def _ts(value) -> datetime | None:
-    return datetime.fromisoformat(str(value).replace("Z", "+00:00")) if value else None
-
-
 def tries(api, dag_id: str, task_id: str, run_id: str) -> list[dict]:
     data = api.request_json("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/tries")
     return sorted(data["task_instances"], key=lambda t: t["try_number"])
-
-
-def stats(values: list[float | None]) -> dict:
-    got = [v for v in values if v is not None]
-    if not got:
-        return {"n": 0, "p50": None, "max": None}
-    return {"n": len(got), "p50": round(percentile(got, 50), 1), "max": round(max(got), 1)}
 
 
 def heal_times(api, dag_id: str, task_id: str, runs: list[str], timeout: float) -> list[dict]:
