@@ -29,6 +29,7 @@ from airflow_doctor.operators.doctor import (
     DiagnoseOperator,
     FetchLogsOperator,
     GateOperator,
+    RecordCaseOperator,
     VerifyRetryOperator,
     group_xcom,
     stage_xcom,
@@ -57,7 +58,8 @@ embed_failure → retrieve_similar → diagnose (the only task in the `doctor_ll
 gate_on_confidence, a branch to
 **clear_and_retry** (a backoff waits in the triggerer; a remainder of up to 3 s in the task)
 **or** prepare_approval → request_approval (Required Actions) → act_on_approval **or** escalate →
-notify_humans; then record_case → verify_retry → report_retry. A branch not taken is skipped; a
+notify_humans; then record_case → verify_retry → report_retry (only when something was cleared:
+otherwise record_case skips them). A branch not taken is skipped before it starts a process; a
 stage that could not do its job is red and the stages after it escalate. An edge is drawn only
 where the flow goes: a stage reads what earlier stages produced from XCom. `summarize_run` writes
 this run's note: what it handled, why a failure named by hand was not diagnosed, which failures
@@ -238,23 +240,8 @@ def _doctor():
             memory, diagnosed = _pull("retrieve_similar"), _pull("diagnose")
             return pipeline.notify_humans(group, memory, diagnosed, decided, escalations, ctx["run_id"])
 
-        @task(map_index_template=LABEL, trigger_rule="all_done", multiple_outputs=False)
-        def record_case() -> dict[str, int | None]:
-            group, ctx = _labelled()
-            if ctx["params"]["dry_run"]:
-                raise AirflowSkipException("dry_run: nothing is recorded")
-            return pipeline.record_case(
-                group,
-                _pull("embed_failure"),
-                _pull("diagnose"),
-                _pull("gate_on_confidence", key="decided"),
-                _pull("clear_and_retry"),
-                _pull("act_on_approval"),
-                _pull("escalate"),
-                ctx["run_id"],
-            )
-
-        @task(map_index_template=LABEL, trigger_rule="all_done")
+        # none_skipped: a verify_retry the branch skipped skips this too, with no process.
+        @task(map_index_template=LABEL, trigger_rule="none_skipped")
         def report_retry(verifications: PerMember | None) -> list:
             group, ctx = _labelled()
             if verifications is None:
@@ -305,7 +292,9 @@ def _doctor():
         )
         approved = act_on_approval(answer.output)
         notified = notify_humans(escalate(decided))
-        cases = record_case()
+        # A branch: verify_retry (and report_retry after it) run only for a group with a clear to
+        # verify; an escalated or rejected group skips them without starting their processes.
+        cases = RecordCaseOperator(task_id="record_case", map_index_template=LABEL, trigger_rule="all_done")
         [retried, approved, notified] >> cases
         verify = VerifyRetryOperator(
             task_id="verify_retry", map_index_template=LABEL, trigger_rule="all_done"

@@ -792,6 +792,16 @@ def cleared_members(retried: dict | None, approved: dict | None, group: Group) -
     return {key: clear for key, clear in clears.items() if clear is not None}
 
 
+def follow_after_record(retried: dict | None, approved: dict | None, group: Group) -> list[str]:
+    """The task ids record_case's branch follows: verify_retry when a member of the group was
+    cleared (automatically or after an approval), else none (verify_retry and report_retry are
+    skipped by the scheduler, with no task process started for them)."""
+    from airflow_doctor.operators.doctor import GROUP_ID
+
+    clears = cleared_members(retried, approved, group)
+    return [f"{GROUP_ID}.verify_retry"] if any(c.get("cleared") for c in clears.values()) else []
+
+
 #: What each gate verdict would have done, as a dry run's note says it.
 DRY_RUN_ACTIONS = {
     "auto_retry": "clear it for retry",

@@ -671,14 +671,19 @@ def stack_cpu_seconds(cfg) -> float | None:
 #: The process title Airflow 3.3's task runner gives a task process (airflow/sdk/execution_time/
 #: task_runner.py: `setproctitle(f"airflow worker -- {ti.id}")`).
 TASK_PROCESS_TITLE = b"airflow worker -- "
+#: The title of a LocalExecutor worker, the long-lived process that supervises one task process at a
+#: time (airflow/executors/local_executor.py: "airflow worker -- LocalExecutor: <task or <idle>>").
+SUPERVISOR_TITLE = b"airflow worker -- LocalExecutor"
 
 
 class TaskCPUSampler:
-    """CPU seconds of the stack's task processes, sampled from /proc every `interval` s in a thread.
+    """CPU seconds of the stack's task processes and of their supervisors, sampled from /proc every
+    `interval` s in a thread.
 
-    A task process is one whose title starts with TASK_PROCESS_TITLE; its last sample (user + system)
-    counts, so each loses at most `interval` s of its end. `count()` also gives how many task
-    processes were seen.
+    A task process is one whose title starts with TASK_PROCESS_TITLE (and not SUPERVISOR_TITLE); its
+    last sample (user + system) counts, so each loses at most `interval` s of its end. A supervisor
+    (a LocalExecutor worker) lives as long as the stack: only its CPU while the sampler runs counts
+    (its last sample minus its first).
     """
 
     def __init__(self, interval: float = 0.1) -> None:
@@ -686,6 +691,8 @@ class TaskCPUSampler:
 
         self.interval = interval
         self._seen: dict[tuple[int, float], float] = {}
+        self._ti: dict[tuple[int, float], str] = {}  # task process -> its task instance try's id
+        self._supervisors: dict[tuple[int, float], list[float]] = {}  # -> [first, last] CPU s
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="task-cpu", daemon=True)
 
@@ -696,14 +703,20 @@ class TaskCPUSampler:
                 if not entry.isdigit():
                     continue
                 try:
-                    if not Path(f"/proc/{entry}/cmdline").read_bytes().startswith(TASK_PROCESS_TITLE):
+                    title = Path(f"/proc/{entry}/cmdline").read_bytes()
+                    if not title.startswith(TASK_PROCESS_TITLE):
                         continue
                     raw = Path(f"/proc/{entry}/stat").read_text()
                 except OSError:
                     continue
                 fields = raw[raw.rindex(")") + 2 :].split()
-                started = float(fields[19])  # starttime: with the pid, one process
-                self._seen[(int(entry), started)] = (int(fields[11]) + int(fields[12])) / tick
+                key = (int(entry), float(fields[19]))  # starttime: with the pid, one process
+                cpu = (int(fields[11]) + int(fields[12])) / tick
+                if title.startswith(SUPERVISOR_TITLE):
+                    self._supervisors.setdefault(key, [cpu, cpu])[1] = cpu
+                    continue
+                self._seen[key] = cpu
+                self._ti[key] = title[len(TASK_PROCESS_TITLE) :].split(b"\0")[0].decode(errors="replace")
             self._stop.wait(self.interval)
 
     def __enter__(self) -> TaskCPUSampler:
@@ -714,14 +727,56 @@ class TaskCPUSampler:
         self._stop.set()
         self._thread.join()
 
-    def figures(self, handled: int) -> dict:
-        """{"task_processes", "task_cpu_s", and each per handled failure (None for none handled)}."""
+    def figures(self, handled: int, cfg=None) -> dict:
+        """{"task_processes", "task_cpu_s", "supervisor_cpu_s", and each per handled failure (None for
+        none handled)}; with the stack's `cfg`, also "by_task": {task: {"processes", "cpu_s"} per
+        handled failure} (`by_task`)."""
         processes, cpu = len(self._seen), round(sum(self._seen.values()), 1)
-        return {
+        supervisors = round(sum(last - first for first, last in self._supervisors.values()), 1)
+        out = {
             "task_processes": processes,
             "task_cpu_s": cpu,
+            "supervisor_cpu_s": supervisors,
             "task_processes_per_handled_failure": round(processes / handled, 1) if handled else None,
             "task_cpu_per_handled_failure_s": round(cpu / handled, 2) if handled else None,
+            "supervisor_cpu_per_handled_failure_s": round(supervisors / handled, 2) if handled else None,
+        }
+        if cfg is not None and handled:
+            out["by_task"] = self.by_task(cfg, handled)
+        return out
+
+    def by_task(self, cfg, handled: int) -> dict[str, dict] | None:
+        """Each task's processes and CPU seconds per handled failure, keyed by the doctor's task id
+        ("doctor.<task_id>") or "failing task" for any other DAG's; the task instance try of each
+        process comes from its title and is looked up in Airflow's metadata database (its current
+        and history tables: each try has its own id). None when that database cannot be read."""
+        import psycopg
+
+        ids = sorted(set(self._ti.values()))
+        try:
+            with psycopg.connect(cfg.database_uri("airflow"), connect_timeout=5) as conn:
+                rows = conn.execute(
+                    "SELECT id::text, dag_id, task_id FROM task_instance WHERE id::text = ANY(%s) "
+                    "UNION SELECT task_instance_id::text, dag_id, task_id FROM task_instance_history "
+                    "WHERE task_instance_id::text = ANY(%s)",
+                    (ids, ids),
+                ).fetchall()
+        except Exception as exc:  # noqa: BLE001 - a breakdown is extra
+            print(f"  (no per-task breakdown: {exc})", flush=True)
+            return None
+        names = {
+            ti: f"doctor.{task.split('.')[-1]}" if dag == "doctor" else "failing task"
+            for ti, dag, task in rows
+        }
+        totals: dict[str, list[float]] = {}
+        for key, cpu in self._seen.items():
+            name = names.get(self._ti.get(key, ""), "unknown")
+            totals.setdefault(name, [0, 0.0])
+            totals[name][0] += 1
+            totals[name][1] += cpu
+        return {
+            name: {"processes": round(n / handled, 2), "cpu_s": round(c / handled, 3)}
+            for name, (n, c) in sorted(totals.items(), key=lambda kv: -kv[1][1])
         }
 
 
@@ -858,7 +913,7 @@ def run_phase(stack: Stack, failures: list[dict], args) -> tuple:
     meter.start()
     with TaskCPUSampler() as tasks:
         load = drive(stack.cfg, failures, args.timeout, BASELINE_RETRY_DELAY_S + args.timeout)
-    cpu = meter.stop(len(failures)) | tasks.figures(len(failures))
+    cpu = meter.stop(len(failures)) | tasks.figures(len(failures), stack.cfg)
     doctor = doctor_records(stack.cfg, [f for f in failures if not f["baseline"]])
     baseline = baseline_records(stack.cfg, [f for f in failures if f["baseline"]])
     runs = doctor_run_count(stack.cfg, since) if doctor else None
@@ -966,7 +1021,7 @@ def measure_once(args, phases: list[str], kinds: list[str], backoff: float, *, b
                 out["phases"]["escalation"] = {
                     "email": stats([r["email_s"] for r in escalations]),
                     "slack": stats([r["slack_s"] for r in escalations]),
-                    "cpu": meter.stop(len(escalations)) | tasks.figures(len(escalations)),
+                    "cpu": meter.stop(len(escalations)) | tasks.figures(len(escalations), offline.cfg),
                     "load_1m": {"mean": round((load_before + os.getloadavg()[0]) / 2, 1)},
                     "records": escalations,
                 }
@@ -1014,6 +1069,12 @@ def _median(values: list[float]) -> float | None:
     return round(percentile(got, 50), 1) if got else None
 
 
+def _median2(values: list[float | None]) -> float | None:
+    """The median of the values given (None left out), to 2 decimals; None for none."""
+    got = sorted(v for v in values if v is not None)
+    return round(percentile(got, 50), 2) if got else None
+
+
 def across(repeats: list[dict]) -> dict:
     """The repeats' figures side by side: for each phase and milestone, the median of the repeats'
     p50 (and p95) with the spread (min, max) of their p50; the same for the CPU per handled failure
@@ -1052,9 +1113,18 @@ def across(repeats: list[dict]) -> dict:
         for key, field in (
             ("task_cpu_per_handled_failure_s", "task_cpu_per_handled_failure_s"),
             ("task_processes_per_handled_failure", "task_processes_per_handled_failure"),
+            ("supervisor_cpu_per_handled_failure_s", "supervisor_cpu_per_handled_failure_s"),
             ("cpu_per_handled_failure_s", "per_handled_failure_s"),
         ):
             entry[key] = spread([(g.get("cpu") or {}).get(field) for g in got])
+        tasks = sorted({t for g in got for t in ((g.get("cpu") or {}).get("by_task") or {})})
+        entry["by_task"] = {
+            t: {
+                f: _median2([(((g.get("cpu") or {}).get("by_task") or {}).get(t) or {}).get(f) for g in got])
+                for f in ("processes", "cpu_s")
+            }
+            for t in tasks
+        }
         entry["load_1m_mean"] = spread([(g.get("load_1m") or {}).get("mean") for g in got])
         out[phase] = entry
     return out

@@ -314,3 +314,25 @@ def test_a_try_named_by_hand_that_a_later_failed_try_superseded_diagnoses_the_la
     groups = _fetch_logs([], form, "doctor-run", kb=kb, api=api, remarks=remarks)
     assert [m.try_number for g in groups for m in g.members] == [3]
     assert remarks == ["d.t: try 1 is not the latest, try 3 failed since and is diagnosed"]
+
+
+def test_record_case_follows_verify_retry_only_for_a_group_with_a_clear_to_verify():
+    group = _group(2)
+    first, second = (m.member_key for m in group.members)
+    verify = ["handle_failures.verify_retry"]
+    # Escalated (no branch of clear or approval ran) or rejected: nothing to verify, nothing followed.
+    assert pipeline.follow_after_record(None, None, group) == []
+    assert pipeline.follow_after_record(None, {"clears": {first: {"cleared": False}}}, group) == []
+    # A clear that was attempted and refused is not a retry to wait for.
+    assert (
+        pipeline.follow_after_record({"clears": {first: {"cleared": False, "reason": "409"}}}, None, group)
+        == []
+    )
+    # One member cleared, automatically or after an approval: its retried try is verified.
+    assert pipeline.follow_after_record({"clears": {second: {"cleared": True}}}, None, group) == verify
+    assert (
+        pipeline.follow_after_record(
+            None, {"clears": {first: {"cleared": True, "approved_by": "ana"}}}, group
+        )
+        == verify
+    )

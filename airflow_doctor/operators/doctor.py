@@ -124,13 +124,9 @@ class DiagnoseOperator(BaseOperator):
         return stage_result(diagnose(group, self.memory))
 
 
-class GateOperator(BaseBranchOperator):
-    """gate_on_confidence: gate each member (pipeline.gate_on_confidence), push the GroupDecision as
-    XCom key "decided" and follow one branch per verdict present.
-
-    The branches are discovered from the operator's downstream tasks, by the stage each verdict
-    leads to (`BRANCH_STAGES`: a downstream task whose id, without its task group's prefix, is
-    that stage): wire the DAG and the gate follows it, no task id is named twice.
+class InstanceBranchOperator(BaseBranchOperator):
+    """A branch operator inside the mapped `handle_failures` group that skips the branches it does
+    not follow at its own map index.
 
     Airflow 3.3.2's SkipMixin sets the branches not taken to skipped only for an unmapped branch
     task ("future mapped tasks have not been expanded yet"), and NotPreviouslySkippedDep looks up
@@ -141,6 +137,25 @@ class GateOperator(BaseBranchOperator):
     with clear_and_retry). Here the skip is sent to the execution API with this instance's map
     index (its `skip-downstream` route takes (task_id, map_index) pairs); a task instance that does
     not exist yet is not touched, and the branch tasks still skip themselves (pipeline._skip).
+    """
+
+    @staticmethod
+    def _set_state_to_skipped(tasks: Sequence[str | tuple[str, int]], map_index: int | None) -> None:
+        """Skip `tasks` ((task_id, map_index) pairs of this run) whatever this instance's map index."""
+        from airflow.sdk.exceptions import DownstreamTasksSkipped
+
+        if tasks:
+            raise DownstreamTasksSkipped(tasks=list(tasks))
+
+
+class GateOperator(InstanceBranchOperator):
+    """gate_on_confidence: gate each member (pipeline.gate_on_confidence), push the GroupDecision as
+    XCom key "decided" and follow one branch per verdict present.
+
+    The branches are discovered from the operator's downstream tasks, by the stage each verdict
+    leads to (`BRANCH_STAGES`: a downstream task whose id, without its task group's prefix, is
+    that stage): wire the DAG and the gate follows it, no task id is named twice. The branches not
+    taken are skipped at this instance's map index (`InstanceBranchOperator`).
 
     In a dry run (Param dry_run) it follows no branch: it pushes what the doctor would have done
     (XCom key "dry_run_verdict": pipeline.dry_run_verdict) for the run's note, and nothing is
@@ -187,13 +202,42 @@ class GateOperator(BaseBranchOperator):
             follow += found
         return follow
 
-    @staticmethod
-    def _set_state_to_skipped(tasks: Sequence[str | tuple[str, int]], map_index: int | None) -> None:
-        """Skip `tasks` ((task_id, map_index) pairs of this run) whatever this instance's map index."""
-        from airflow.sdk.exceptions import DownstreamTasksSkipped
 
-        if tasks:
-            raise DownstreamTasksSkipped(tasks=list(tasks))
+class RecordCaseOperator(InstanceBranchOperator):
+    """record_case: record every member of the group as a case (pipeline.record_case), push the case
+    ids (XCom key "case_ids") and follow verify_retry only when a member was cleared
+    (pipeline.follow_after_record). An escalated or rejected group skips verify_retry at this map
+    index, and report_retry after it by its none_skipped rule: neither starts a task process (they
+    did, only to skip themselves: two of the fourteen task processes of an escalation, bench/mttr
+    2026-12-08). A dry run records nothing and skips itself (verify_retry then skips itself).
+
+    Reads the group and the stages' outputs from XCom (`group_xcom`, `stage_xcom`).
+    Returns (XCom): the followed task ids. Raises StageError when no case could be recorded (then
+    verify_retry still runs, by its all_done rule: a retry that happened is still verified).
+    """
+
+    def choose_branch(self, context) -> Iterable[str]:
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        from airflow_doctor.pipeline import follow_after_record, record_case
+
+        group = _group_of(context, None)
+        ti = context["ti"]
+        if _truthy((context.get("params") or {}).get("dry_run")):
+            raise AirflowSkipException("dry_run: nothing is recorded")
+        retried, approved = stage_xcom(ti, "clear_and_retry"), stage_xcom(ti, "act_on_approval")
+        ids = record_case(
+            group,
+            stage_xcom(ti, "embed_failure"),
+            stage_xcom(ti, "diagnose"),
+            stage_xcom(ti, "gate_on_confidence", key="decided"),
+            retried,
+            approved,
+            stage_xcom(ti, "escalate"),
+            context["run_id"],
+        )
+        ti.xcom_push(key="case_ids", value=ids)
+        return follow_after_record(retried, approved, group)
 
 
 class ClearAndRetryOperator(BaseOperator):

@@ -116,6 +116,10 @@ def test_transient_failure_is_retried_to_success_and_permanent_one_escalated(sta
     assert "escalate" in escalated_ran and not escalated_ran & {"prepare_approval", "clear_and_retry"}, (
         escalated_ran
     )
+    # With nothing cleared, record_case's branch skipped verify_retry, and report_retry's rule it,
+    # before either started a task process; after a clear both ran.
+    assert not escalated_ran & {"verify_retry", "report_retry"}, escalated_ran
+    assert {"record_case", "verify_retry", "report_retry"} <= healed_ran, healed_ran
     for handled in (t, p):
         states = run_task_states(api, handled["doctor_run_id"])
         assert set(states) == set(RUN_TASKS) and states["fetch_logs"] == "success", states

@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from airflow.sdk.exceptions import DownstreamTasksSkipped, TaskDeferred
+from airflow.sdk.exceptions import AirflowSkipException, DownstreamTasksSkipped, TaskDeferred
 
 from airflow_doctor import pipeline
 from airflow_doctor.models import Decision, FailureRef, Group, GroupDecision
@@ -322,3 +322,57 @@ def test_a_try_not_yet_recorded_as_failed_is_waited_for_in_the_triggerer(monkeyp
     assert fire(_TaskInstances(["running"]), time.time() + 0.2)["waiting"] == [
         group.members[0].model_dump(mode="json")
     ]
+
+
+def test_verify_and_report_after_record_case_are_skipped_by_the_scheduler_not_in_a_process(doctor_dag):
+    # record_case is a branch whose only downstream task is verify_retry: a group with nothing to
+    # verify follows no task, and the scheduler's not-previously-skipped dependency skips
+    # verify_retry; report_retry's none_skipped rule then skips it too. Neither starts a process.
+    record = doctor_dag.get_task(f"{GROUP_ID}.record_case")
+    verify = doctor_dag.get_task(f"{GROUP_ID}.verify_retry")
+    report = doctor_dag.get_task(f"{GROUP_ID}.report_retry")
+    assert record.inherits_from_skipmixin
+    assert [t.task_id for t in record.downstream_list] == [verify.task_id]
+    assert [t.task_id for t in verify.upstream_list] == [record.task_id]
+    assert verify.trigger_rule == "all_done"  # a record_case that failed still lets a retry be verified
+    assert report.trigger_rule == "none_skipped"
+
+    ti = BranchTI(record, map_index=2)
+    with pytest.raises(DownstreamTasksSkipped) as raised:
+        record.skip_all_except(ti, [])  # its own map index, in the mapped group
+    assert raised.value.tasks == [(verify.task_id, 2)]
+    record.skip_all_except(ti, [verify.task_id])  # followed: nothing skipped
+
+
+class StagesTI(BranchTI):
+    """A running record_case's task instance: each stage's XCom at its map index, pushes recorded."""
+
+    def __init__(self, task, map_index: int, stages: dict) -> None:
+        super().__init__(task, map_index)
+        self.stages = stages
+
+    def xcom_pull(self, task_ids, key="return_value", map_indexes=None):
+        return self.stages.get((task_ids.rsplit(".", 1)[-1], key))
+
+
+def test_record_case_records_then_follows_verify_retry_only_after_a_clear(doctor_dag, monkeypatch):
+    record = doctor_dag.get_task(f"{GROUP_ID}.record_case")
+    group, decided = _group_failed(seconds_ago=5, backoff=0)
+    key = group.members[0].member_key
+    recorded = []
+    monkeypatch.setattr(pipeline, "record_case", lambda *args: recorded.append(args) or {key: 7})
+    base = {("embed_failure", "group"): group, ("gate_on_confidence", "decided"): decided}
+
+    cleared = StagesTI(
+        record, 0, base | {("clear_and_retry", "return_value"): {"clears": {key: {"cleared": True}}}}
+    )
+    assert record.choose_branch({"ti": cleared, "run_id": "r", "params": {}}) == [f"{GROUP_ID}.verify_retry"]
+    assert ("case_ids", {key: 7}) in cleared.pushed
+
+    escalated = StagesTI(record, 0, base | {("escalate", "return_value"): {key: {"sent": True}}})
+    assert record.choose_branch({"ti": escalated, "run_id": "r", "params": {}}) == []
+    assert len(recorded) == 2 and recorded[1][6] == {key: {"sent": True}}  # the escalation is recorded
+
+    with pytest.raises(AirflowSkipException):
+        record.choose_branch({"ti": escalated, "run_id": "r", "params": {"dry_run": True}})
+    assert len(recorded) == 2  # a dry run records nothing
