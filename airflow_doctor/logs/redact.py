@@ -766,7 +766,6 @@ _OWN_PATTERNS: list[tuple[str, re.Pattern[str], Replacement, Needles]] = [
 ]
 
 
-
 @functools.cache
 def _patterns() -> list[tuple[str, re.Pattern[str], Replacement, Needles]]:
     """Every line and whole-text pattern: the own first (their bounds are wider), then
