@@ -14,6 +14,8 @@ import re
 from collections import Counter, defaultdict
 from datetime import UTC, datetime, timedelta
 
+from airflow_doctor.notifications.messages import LATE_AFTER_SECONDS
+
 #: A line that names an exception: `module.SomeError: message` (also Exit/Interrupt/Timeout types).
 _EXCEPTION_LINE = re.compile(
     r"^\s*(?:[A-Za-z_][\w]*\.)*[A-Z]\w*(?:Error|Exception|Exit|Interrupt|Timeout|Failure)\b.*"
@@ -566,14 +568,21 @@ def _timeline(case, box, diagnosis, remediations, answers, sent=(), approval=Non
         else:
             add(r["acted_at"], "a person: " + "; ".join(r["reasons"][:1] or [r["outcome"]]))
         if r.get("verified_at") and r["outcome"] in {"succeeded", "failed", "unverified"}:
-            add(
-                r["verified_at"],
-                {
-                    "succeeded": "the retried try succeeded",
-                    "failed": "the retried try failed again",
-                    "unverified": "gave up waiting for the retried try",
-                }[r["outcome"]],
-            )
+            what = {
+                "succeeded": "the retried try succeeded",
+                "failed": "the retried try failed again",
+                "unverified": "gave up waiting for the retried try",
+            }[r["outcome"]]
+            ended = r.get("retry_ended_at") if r["outcome"] != "unverified" else None
+            if ended:
+                # When it ended by Airflow's clock (migration 009), not when the doctor saw it: a
+                # verify_retry deferred while the triggerer was stopped sees it minutes late.
+                if r.get("heal_seconds") is not None:
+                    what += f", {float(r['heal_seconds']):.1f} s after the failure (Airflow's timestamps)"
+                late = (r["verified_at"] - ended).total_seconds()
+                if late > LATE_AFTER_SECONDS:
+                    what += f"; the doctor saw it {late:.0f} s later, at {_when(r['verified_at'])}"
+            add(ended or r["verified_at"], what)
     if case and case.get("cleared_at"):
         add(case["cleared_at"], "cleared for retry through the REST API")
     for a in answers:
