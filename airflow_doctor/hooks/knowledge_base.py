@@ -1,12 +1,19 @@
 """The knowledge base's connection as a hook: a libpq DSN for the doctor's Postgres with pgvector.
 
 `KnowledgeBaseHook` reads the connection `doctor_db` (type `postgres`: host, port, login,
-password, schema = database, extras such as `sslmode`) through the Postgres provider's public
-`PostgresHook`, so a connection that works for PostgresHook (including its AWS/Azure IAM token
-options) works for the doctor. The knowledge base (airflow_doctor/knowledge/store.py) connects with
-psycopg2, which takes a libpq DSN; `PostgresHook.get_uri()` is a SQLAlchemy URI instead
-(`postgresql+psycopg://...` when psycopg 3 is installed), so the DSN is built from the hook's URL parts.
-Writes nothing.
+password, schema = database, extras such as `sslmode`) as the Postgres provider's `PostgresHook`
+reads it, so a connection that works for PostgresHook works for the doctor. The knowledge base
+(airflow_doctor/knowledge/store.py) connects with psycopg2, which takes a libpq DSN;
+`PostgresHook.get_uri()` is a SQLAlchemy URI instead (`postgresql+psycopg://...` when psycopg 3 is
+installed), so the DSN is built from the connection's parts.
+
+A connection with the AWS IAM option (extra `iam`) goes through `PostgresHook` itself, which swaps
+in a token. Any other is read with Airflow's `BaseHook.get_connection` and the provider's rules
+(`IGNORED_EXTRA_OPTIONS`, `sqlalchemy_query`) without importing the provider's hook: that import
+(psycopg 3, common.sql, sqlparse: about 0.07 s of CPU, measured 2026-12-08) was the largest single
+cost of each task process that touched the knowledge base, the failing task's own listener
+included. A test keeps the two paths' DSNs and the option list equal to the provider's. Writes
+nothing.
 """
 
 from __future__ import annotations
@@ -23,6 +30,23 @@ if TYPE_CHECKING:
 
 #: The database when the connection names none (the server's default database).
 DEFAULT_DATABASE = "postgres"
+
+#: `PostgresHook.ignored_extra_options` of apache-airflow-providers-postgres 6.x: extras that are the
+#: hook's own options, not libpq parameters (tests/hooks/test_knowledge_base.py keeps it equal).
+IGNORED_EXTRA_OPTIONS = frozenset(
+    {
+        "iam",
+        "redshift",
+        "redshift-serverless",
+        "cursor",
+        "cluster-identifier",
+        "workgroup-name",
+        "aws_conn_id",
+        "sqlalchemy_scheme",
+        "sqlalchemy_query",
+        "azure_conn_id",
+    }
+)
 
 
 class KnowledgeBaseHook(BaseHook):
@@ -52,17 +76,40 @@ class KnowledgeBaseHook(BaseHook):
         """A libpq connection string for `psycopg2.connect`, e.g.
         "host=127.0.0.1 port=5432 user=doctor password=... dbname=doctor sslmode=require".
 
-        Host, port, login, password and database come from `PostgresHook.sqlalchemy_url` (the
-        provider's public URL, with IAM tokens already swapped in when the connection asks for them;
-        `sqlalchemy_query` extras included); the other extras are passed on as libpq parameters
-        exactly as `PostgresHook.get_conn` passes them (all but the provider's
-        `ignored_extra_options`). The database defaults to `postgres`.
+        Host, port, login, password and database are the connection's (for an AWS IAM connection,
+        from `PostgresHook.sqlalchemy_url`, with the token swapped in); the `sqlalchemy_query`
+        extra's items and the other extras are passed on as libpq parameters exactly as
+        `PostgresHook.get_conn` passes them (all but `IGNORED_EXTRA_OPTIONS`). The database
+        defaults to `postgres`.
 
         Returns:
             the DSN (it holds the password: hand it to psycopg2, never to a log).
         Raises:
             airflow.exceptions.AirflowNotFoundException: the connection does not exist.
+            TypeError: the `sqlalchemy_query` extra is not a mapping.
         """
+        from psycopg2.extensions import make_dsn
+
+        conn = self.get_connection(self.doctor_conn_id)
+        extras = conn.extra_dejson
+        if extras.get("iam", False):
+            return self._dsn_through_postgres_hook()
+        query = extras.get("sqlalchemy_query", {})
+        if not isinstance(query, dict):
+            raise TypeError("The parameter 'sqlalchemy_query' must be of type dict!")
+        params: dict = {
+            "host": conn.host,
+            "port": conn.port,
+            "user": conn.login,
+            "password": conn.password,
+            "dbname": conn.schema or DEFAULT_DATABASE,
+        }
+        params.update(query)
+        params.update({k: v for k, v in extras.items() if k not in IGNORED_EXTRA_OPTIONS})
+        return make_dsn(**{k: v for k, v in params.items() if v not in (None, "")})
+
+    def _dsn_through_postgres_hook(self) -> str:
+        """get_dsn() through the provider's `PostgresHook` (which fetches an IAM token)."""
         from psycopg2.extensions import make_dsn
 
         hook = self.postgres_hook
