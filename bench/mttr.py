@@ -676,6 +676,30 @@ TASK_PROCESS_TITLE = b"airflow worker -- "
 SUPERVISOR_TITLE = b"airflow worker -- LocalExecutor"
 
 
+def doctor_idle(api, timeout: float = 300) -> None:
+    """Wait until no doctor DAG run is queued or running (what a failure made it do has ended).
+
+    Raises:
+        TimeoutError: a doctor run is still going after `timeout` s.
+    """
+    from scripts.demo import wait_until
+
+    def idle() -> bool:
+        path = "/api/v2/dags/doctor/dagRuns?state=queued&state=running&limit=1"
+        return api.request_json("GET", path)["total_entries"] == 0
+
+    time.sleep(2)  # a failure's asset event may not have made its run yet
+    wait_until(idle, timeout, "the doctor's runs to end")
+
+
+def scheduler_pid(cfg) -> int | None:
+    """The pid of the stack's scheduler (its `stack.json`, written by scripts.stack.up), or None."""
+    try:
+        return int(json.loads((cfg.state_dir / "stack.json").read_text())["pids"]["scheduler"])
+    except (OSError, KeyError, TypeError, ValueError):
+        return None
+
+
 class TaskCPUSampler:
     """CPU seconds of the stack's task processes and of their supervisors, sampled from /proc every
     `interval` s in a thread.
@@ -683,15 +707,19 @@ class TaskCPUSampler:
     A task process is one whose title starts with TASK_PROCESS_TITLE (and not SUPERVISOR_TITLE); its
     last sample (user + system) counts, so each loses at most `interval` s of its end. A supervisor
     (a LocalExecutor worker) lives as long as the stack: only its CPU while the sampler runs counts
-    (its last sample minus its first).
+    (its last sample minus its first). With `cfg` (the stack's StackConfig), only the processes of
+    that stack count (supervisors whose parent is its scheduler, task processes whose parent is one
+    of them): another stack on the machine (a test run) is left out.
     """
 
-    def __init__(self, interval: float = 0.1) -> None:
+    def __init__(self, interval: float = 0.1, cfg=None) -> None:
         import threading
 
         self.interval = interval
+        self._root = scheduler_pid(cfg) if cfg is not None else None
         self._seen: dict[tuple[int, float], float] = {}
         self._ti: dict[tuple[int, float], str] = {}  # task process -> its task instance try's id
+        self._parent: dict[tuple[int, float], int] = {}  # any process seen -> its parent's pid
         self._supervisors: dict[tuple[int, float], list[float]] = {}  # -> [first, last] CPU s
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="task-cpu", daemon=True)
@@ -712,6 +740,7 @@ class TaskCPUSampler:
                 fields = raw[raw.rindex(")") + 2 :].split()
                 key = (int(entry), float(fields[19]))  # starttime: with the pid, one process
                 cpu = (int(fields[11]) + int(fields[12])) / tick
+                self._parent[key] = int(fields[1])
                 if title.startswith(SUPERVISOR_TITLE):
                     self._supervisors.setdefault(key, [cpu, cpu])[1] = cpu
                     continue
@@ -731,6 +760,10 @@ class TaskCPUSampler:
         """{"task_processes", "task_cpu_s", "supervisor_cpu_s", and each per handled failure (None for
         none handled)}; with the stack's `cfg`, also "by_task": {task: {"processes", "cpu_s"} per
         handled failure} (`by_task`)."""
+        if self._root is not None:
+            ours = {pid for (pid, _), parent in self._parent.items() if parent == self._root}
+            self._supervisors = {k: v for k, v in self._supervisors.items() if k[0] in ours}
+            self._seen = {k: v for k, v in self._seen.items() if self._parent.get(k) in ours}
         processes, cpu = len(self._seen), round(sum(self._seen.values()), 1)
         supervisors = round(sum(last - first for first, last in self._supervisors.values()), 1)
         out = {
@@ -747,9 +780,10 @@ class TaskCPUSampler:
 
     def by_task(self, cfg, handled: int) -> dict[str, dict] | None:
         """Each task's processes and CPU seconds per handled failure, keyed by the doctor's task id
-        ("doctor.<task_id>") or "failing task" for any other DAG's; the task instance try of each
-        process comes from its title and is looked up in Airflow's metadata database (its current
-        and history tables: each try has its own id). None when that database cannot be read."""
+        ("doctor.<task_id>", "doctor_sweeper.<task_id>") or "failing task" for any other DAG's; the
+        task instance try of each process comes from its title and is looked up in Airflow's
+        metadata database (its current and history tables: each try has its own id). None when that
+        database cannot be read."""
         import psycopg
 
         ids = sorted(set(self._ti.values()))
@@ -764,20 +798,26 @@ class TaskCPUSampler:
         except Exception as exc:  # noqa: BLE001 - a breakdown is extra
             print(f"  (no per-task breakdown: {exc})", flush=True)
             return None
+        doctors = ("doctor", "doctor_sweeper")
         names = {
-            ti: f"doctor.{task.split('.')[-1]}" if dag == "doctor" else "failing task"
-            for ti, dag, task in rows
+            ti: f"{dag}.{task.split('.')[-1]}" if dag in doctors else "failing task" for ti, dag, task in rows
         }
         totals: dict[str, list[float]] = {}
+        unknown: list[str] = []
         for key, cpu in self._seen.items():
             name = names.get(self._ti.get(key, ""), "unknown")
+            if name == "unknown":
+                unknown.append(self._ti.get(key, ""))
             totals.setdefault(name, [0, 0.0])
             totals[name][0] += 1
             totals[name][1] += cpu
-        return {
+        out: dict[str, dict] = {
             name: {"processes": round(n / handled, 2), "cpu_s": round(c / handled, 3)}
             for name, (n, c) in sorted(totals.items(), key=lambda kv: -kv[1][1])
         }
+        if unknown:
+            out["unknown"]["titles"] = sorted(set(unknown))[:10]  # what to look for when this shows
+        return out
 
 
 class CPUMeter:
@@ -905,14 +945,20 @@ def run_phase(stack: Stack, failures: list[dict], args) -> tuple:
     """
     from datetime import UTC
 
+    from scripts.demo import api_for
+
     stack.wait_up()
     meter = CPUMeter(stack.cfg)
     meter.idle(args.idle)
     since = datetime.now(UTC)
     print(f"[{stack.name}] {len(failures)} failures planned", flush=True)
     meter.start()
-    with TaskCPUSampler() as tasks:
+    with TaskCPUSampler(cfg=stack.cfg) as tasks:
         load = drive(stack.cfg, failures, args.timeout, BASELINE_RETRY_DELAY_S + args.timeout)
+        try:  # the last doctor runs' report_retry and summarize_run end after their retries did
+            doctor_idle(api_for(stack.cfg), timeout=120)
+        except TimeoutError as exc:
+            print(f"  ({exc}: the task processes' figures may miss their last tasks)", flush=True)
     cpu = meter.stop(len(failures)) | tasks.figures(len(failures), stack.cfg)
     doctor = doctor_records(stack.cfg, [f for f in failures if not f["baseline"]])
     baseline = baseline_records(stack.cfg, [f for f in failures if f["baseline"]])
@@ -965,6 +1011,27 @@ def escalation_records(cfg, n: int, spacing: float, timeout: float) -> list[dict
     return [out.get(run, {"run_id": run, "email_s": None, "slack_s": None}) for run in runs]
 
 
+def doctor_commit() -> str | None:
+    """The short commit id of the checkout measured, "+" appended when its doctor code (the package,
+    the DAG files, the SQL) differs from that commit; None outside a git checkout."""
+    import subprocess
+
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "airflow_doctor", "dags", "include"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return head + ("+" if dirty else "")
+
+
 def doctor_code_digest() -> str:
     """A short hash of the doctor's code (the airflow_doctor package, the DAG files, the SQL and
     prompts): which doctor was measured."""
@@ -989,6 +1056,8 @@ def measure_once(args, phases: list[str], kinds: list[str], backoff: float, *, b
     Returns:
         {"phases": {phase: summary}, "records": {phase: [record]}}.
     """
+    from scripts.demo import api_for
+
     out: dict = {"phases": {}, "records": {}}
     if any(p in phases for p in ("offline", "escalation")) or baseline:
         offline = Stack("offline", keep_logs=args.keep_logs)
@@ -1014,10 +1083,14 @@ def measure_once(args, phases: list[str], kinds: list[str], backoff: float, *, b
                 meter.idle(args.idle)
                 meter.start()
                 load_before = os.getloadavg()[0]
-                with TaskCPUSampler() as tasks:
+                with TaskCPUSampler(cfg=offline.cfg) as tasks:
                     escalations = escalation_records(
                         offline.cfg, args.escalations, args.spacing, args.timeout
                     )
+                    try:
+                        doctor_idle(api_for(offline.cfg), timeout=120)
+                    except TimeoutError as exc:
+                        print(f"  ({exc}: the task processes' figures may miss their last tasks)", flush=True)
                 out["phases"]["escalation"] = {
                     "email": stats([r["email_s"] for r in escalations]),
                     "slack": stats([r["slack_s"] for r in escalations]),
@@ -1089,9 +1162,9 @@ def across(repeats: list[dict]) -> dict:
     for phase in names:
         got = [r["phases"][phase] for r in repeats if phase in r["phases"]]
 
-        def spread(values: list[float | None]) -> dict:
+        def spread(values: list[float | None], median=_median) -> dict:
             vals = [v for v in values if v is not None]
-            return {"median": _median(vals), "min": min(vals, default=None), "max": max(vals, default=None)}
+            return {"median": median(vals), "min": min(vals, default=None), "max": max(vals, default=None)}
 
         entry: dict = {"repeats": len(got)}
         if phase == "escalation":
@@ -1116,7 +1189,7 @@ def across(repeats: list[dict]) -> dict:
             ("supervisor_cpu_per_handled_failure_s", "supervisor_cpu_per_handled_failure_s"),
             ("cpu_per_handled_failure_s", "per_handled_failure_s"),
         ):
-            entry[key] = spread([(g.get("cpu") or {}).get(field) for g in got])
+            entry[key] = spread([(g.get("cpu") or {}).get(field) for g in got], _median2)
         tasks = sorted({t for g in got for t in ((g.get("cpu") or {}).get("by_task") or {})})
         entry["by_task"] = {
             t: {
@@ -1177,6 +1250,7 @@ def main() -> int:
         "repeat": args.repeat,
         "goal": GOAL,
         "doctor_code": doctor_code_digest(),
+        "commit": doctor_commit(),
     }
     repeats = []
     for i in range(args.repeat):

@@ -126,7 +126,7 @@ def escalation_times(cfg, api, dag_id: str, task_id: str, runs: list[str], timeo
 
 def main() -> int:
     from airflow_doctor.knowledge.store import UIStore
-    from bench.mttr import new_stack
+    from bench.mttr import TaskCPUSampler, doctor_idle, new_stack
     from scripts.demo import api_for, trigger, wait_for_dags, wait_until
     from scripts.stack import PROJECT_ROOT, down, up
     from tests.e2e.test_deployment_record import rows, run_ended, sweep
@@ -186,15 +186,19 @@ def main() -> int:
             sweep(api)
             # -- 1. a known transient failure: the policy, then the doctor's loop -------------------
             print(f"[transient] {args.n} recurrences under the policy", flush=True)
-            policy_runs = spaced("policy_feed", {"fail_tries": 1})
-            policy = heal_times(api, "policy_feed", "pull_feed", policy_runs, 300)
+            with TaskCPUSampler(cfg=cfg) as policy_cpu:
+                policy_runs = spaced("policy_feed", {"fail_tries": 1})
+                policy = heal_times(api, "policy_feed", "pull_feed", policy_runs, 300)
+                doctor_idle(api)
             decided = rows(
                 cfg,
                 "SELECT action, count(*) FROM doctor.policy_decisions WHERE dag_id = 'policy_feed' "
                 "GROUP BY 1",
             )
             print(f"[transient] {args.n} recurrences healed by the doctor's loop", flush=True)
-            loop = heal_times(api, "loop_feed", "pull_feed", spaced("loop_feed", {"fail_tries": 1}), 300)
+            with TaskCPUSampler(cfg=cfg) as loop_cpu:
+                loop = heal_times(api, "loop_feed", "pull_feed", spaced("loop_feed", {"fail_tries": 1}), 300)
+                doctor_idle(api)
             # -- 2. a known permanent failure, retries=3: without and with the policy ---------------
             once = trigger(api, "report_once", conf={"fail_tries": 99})
             case_id = wait_until(
@@ -209,13 +213,25 @@ def main() -> int:
                 case_id, answer="permanent", user_name="bench"
             )
             print(f"[permanent] {args.n} failures without the policy (3 retries of {args.permanent_delay} s)")
-            plain_runs = spaced("report_plain", {"fail_tries": 99})
-            plain = escalation_times(
-                cfg, api, "report_plain", "build_report", plain_runs, 4 * args.permanent_delay + 300
-            )
+            with TaskCPUSampler(cfg=cfg) as plain_cpu:
+                plain_runs = spaced("report_plain", {"fail_tries": 99})
+                plain = escalation_times(
+                    cfg, api, "report_plain", "build_report", plain_runs, 4 * args.permanent_delay + 300
+                )
+                doctor_idle(api)
             print(f"[permanent] {args.n} failures with the policy", flush=True)
-            with_policy_runs = spaced("policy_report", {"fail_tries": 99})
-            with_policy = escalation_times(cfg, api, "policy_report", "build_report", with_policy_runs, 300)
+            with TaskCPUSampler(cfg=cfg) as with_policy_cpu:
+                with_policy_runs = spaced("policy_report", {"fail_tries": 99})
+                with_policy = escalation_times(
+                    cfg, api, "policy_report", "build_report", with_policy_runs, 300
+                )
+                doctor_idle(api)
+            cpu = {
+                "policy": policy_cpu.figures(len(policy_runs), cfg),
+                "doctor_loop": loop_cpu.figures(args.n, cfg),
+                "without_policy": plain_cpu.figures(len(plain_runs), cfg),
+                "with_policy": with_policy_cpu.figures(len(with_policy_runs), cfg),
+            }
         finally:
             down(cfg)
     result["transient"] = {
@@ -223,18 +239,28 @@ def main() -> int:
             "running": stats([r["running_s"] for r in policy]),
             "succeeded": stats([r["succeeded_s"] for r in policy]),
             "decisions": {a: n for a, n in decided},
+            "cpu": cpu["policy"],
             "records": policy,
         },
         "doctor_loop": {
             "running": stats([r["running_s"] for r in loop]),
             "succeeded": stats([r["succeeded_s"] for r in loop]),
+            "cpu": cpu["doctor_loop"],
             "records": loop,
         },
         "goal_running_s": args.delay + 2,
     }
     result["permanent"] = {
-        "without_policy": {"email": stats([r["email_s"] for r in plain]), "records": plain},
-        "with_policy": {"email": stats([r["email_s"] for r in with_policy]), "records": with_policy},
+        "without_policy": {
+            "email": stats([r["email_s"] for r in plain]),
+            "cpu": cpu["without_policy"],
+            "records": plain,
+        },
+        "with_policy": {
+            "email": stats([r["email_s"] for r in with_policy]),
+            "cpu": cpu["with_policy"],
+            "records": with_policy,
+        },
     }
     write_result("policy", result)
     t, p = result["transient"], result["permanent"]
@@ -247,12 +273,25 @@ def main() -> int:
     for name, label in (("policy", "DoctorRetryPolicy"), ("doctor_loop", "the doctor's loop")):
         print(f"  {label:<28}{cell(t[name]['running']):>26}{cell(t[name]['succeeded']):>26}")
     print(f"  goal: policy running p50 <= retry_delay + 2 s = {t['goal_running_s']} s")
+    for name, label in (("policy", "DoctorRetryPolicy"), ("doctor_loop", "the doctor's loop")):
+        print(f"  {label}: {cpu_cell(t[name]['cpu'])}")
     print(
         f"\nKnown permanent failure, retries=3, retry_delay {args.permanent_delay} s: first failure -> email"
     )
     print(f"  without the policy: {cell(p['without_policy']['email'])}")
     print(f"  with the policy:    {cell(p['with_policy']['email'])}")
+    for name, label in (("without_policy", "without the policy"), ("with_policy", "with the policy")):
+        print(f"  {label}: {cpu_cell(p[name]['cpu'])}")
     return 0
+
+
+def cpu_cell(cpu: dict) -> str:
+    """A line of what each failure cost (TaskCPUSampler.figures)."""
+    return (
+        f"{cpu['task_processes_per_handled_failure']} task processes, "
+        f"{cpu['task_cpu_per_handled_failure_s']} s of their CPU and "
+        f"{cpu['supervisor_cpu_per_handled_failure_s']} s of their supervisors' per failure"
+    )
 
 
 if __name__ == "__main__":
