@@ -102,10 +102,10 @@ bench-policy: $(STAMP)
 bench-startup: $(STAMP)
 	$(PY) -m bench.startup
 
-# The Doctor UI's views as PNG files (README "The doctor in the Airflow UI"): runs the browser test
-# on a fresh local stack with screenshots on.
+# The Doctor UI's views as PNG files (docs/ui.md): runs the browser tests of the UI on a fresh local
+# stack with screenshots on.
 screenshots: $(STAMP) system-packages
-	DOCTOR_UI_SCREENSHOTS=bench/results/ui $(PY) -m pytest tests/e2e/test_ui.py -m e2e -q
+	DOCTOR_UI_SCREENSHOTS=bench/results/ui $(PY) -m pytest tests/e2e/test_truthful_ui.py tests/e2e/test_ui.py -m e2e -q
 
 up: $(STAMP) system-packages
 	$(PY) -m scripts.stack up
