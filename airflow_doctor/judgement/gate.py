@@ -443,10 +443,17 @@ def _history(history: TaskHistory | None, recall: Recall, settings: DoctorSettin
             f"(AirflowFailException), its retry policy or a person said not to retry it, and the doctor "
             f"does not overrule them"
         )
-    failed_before = [t for t in history.earlier_tries if t.state in {"failed", "up_for_retry"}]
-    if failed_before:
+    # An earlier try Airflow retried ended up_for_retry; one that ended failed ran again only because
+    # it was cleared (by a person, on the Doctor tab or in Airflow, or by the doctor): not a retry of
+    # Airflow's own.
+    retried = sum(1 for t in history.earlier_tries if t.state == "up_for_retry")
+    cleared = sum(1 for t in history.earlier_tries if t.state == "failed")
+    if retried:
+        reasons.append(f"history: Airflow retried this task instance {retried} time(s) before this try")
+    if cleared:
         reasons.append(
-            f"history: Airflow retried this task instance {len(failed_before)} time(s) before this try"
+            f"history: this task instance failed {cleared} time(s) before this try and was cleared to run "
+            "again (by a person or the doctor)"
         )
     for n in recall.healed_by_airflow[:1]:
         reasons.append(f"history: Airflow's own retry of case {n.case_id} (same fingerprint) succeeded here")

@@ -117,6 +117,9 @@ def test_a_persons_retry_that_failed_again_is_not_told_as_a_success(stack, page,
     reasons = " ".join(tab.locator("ul.reasons li").all_inner_texts())
     # What the doctor once claimed: the retry in question is this very failure.
     assert not re.search(r"verifiably succeeded|retry succeeded here|its retry is verified", reasons), reasons
+    # Try 1 ran again because the person cleared it, not as one of Airflow's retries.
+    assert "Airflow retried this task instance" not in reasons, reasons
+    assert "failed 1 time(s) before this try and was cleared to run again" in reasons, reasons
     # The similar case of try 1 reads as the person's answer, never as a retry that worked.
     expect(tab.locator("table.similar")).not_to_contain_text("retry succeeded")
     # The diagnoser's opinion and the gate's verdict: two labelled things, not one contradiction.

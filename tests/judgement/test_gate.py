@@ -542,3 +542,32 @@ def test_a_try_failed_on_purpose_is_never_cleared_and_the_reason_says_why(histor
     decision = decide(*args, history=TaskHistory(**history))
     assert decision.verdict == "escalate"
     assert any(says in r for r in decision.reasons), decision.reasons
+
+
+@pytest.mark.parametrize(
+    ("states", "says", "never"),
+    [
+        pytest.param(
+            ["up_for_retry", "up_for_retry"],
+            "Airflow retried this task instance 2 time(s) before this try",
+            "cleared to run again",
+            id="airflows-own-retries",
+        ),
+        pytest.param(
+            ["failed"],
+            "failed 1 time(s) before this try and was cleared to run again (by a person or the doctor)",
+            "Airflow retried",
+            id="a-try-a-person-cleared",
+        ),
+    ],
+)
+def test_earlier_tries_are_told_as_what_made_them_run_again(states, says, never):
+    """A try that ended failed ran again because someone cleared it (a person's "retry it now" on the
+    Doctor tab, the doctor): telling it as one of Airflow's retries was untrue."""
+    from airflow_doctor.models import TaskHistory, TryRecord
+
+    tries = [TryRecord(run_id="r", try_number=i + 1, state=state) for i, state in enumerate(states)]
+    args = (TRANSIENT, [verified(0.95)], [verified(1.0)], 0, [], DoctorSettings())
+    decision = decide(*args, history=TaskHistory(retries_left=0, earlier_tries=tries))
+    assert any(says in r for r in decision.reasons), decision.reasons
+    assert not any(never in r for r in decision.reasons), decision.reasons
