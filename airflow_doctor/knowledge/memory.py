@@ -226,12 +226,17 @@ class Recall:
 
         Returns:
             (case, confidence, why): a case of this fingerprint whose class and transience are known
-            (confidence 0.9), else the most similar case at or above the threshold with a known
+            (confidence 0.9): the newest that records what happened to it (`is_outcome_of_this_error`),
+            else the newest; else the most similar case at or above the threshold with a known
             class, in flight or not (confidence its similarity, at most 0.95); None otherwise.
+            A newer case that holds only the doctor's own decision (an escalation nobody answered,
+            perhaps made on a person's answer since undone) does not hide what happened to an older
+            one: the doctor would otherwise confirm itself.
         """
         known = [n for n in self.fingerprint_matches if n.error_class and n.transient is not None]
         if known:
-            return known[0], 0.9, "the same error fingerprint was seen before"
+            happened = [n for n in known if is_outcome_of_this_error(n)]
+            return (happened or known)[0], 0.9, "the same error fingerprint was seen before"
         close = [
             n
             for n in self.every_case

@@ -201,6 +201,19 @@ def test_doctor_tab_dashboard_and_a_permanent_answer(stack, page):
         expect(tab.locator("p.notice")).to_have_text("Undone.", timeout=VIEW_TIMEOUT_MS)
         expect(tab.locator("table.history")).to_contain_text(f"undone by {stack.username}")
 
+    # -- after the Undo, the doctor heals the fingerprint again --------------------------------------
+    # The escalation made on the undone answer is the newest case of the fingerprint; it holds only
+    # the doctor's own decision and must not hide the retry that verifiably worked.
+    after = trigger(api, "example_flaky_warehouse")
+    healed_again = wait_until(
+        lambda: case_for(kb, "example_flaky_warehouse", after, "load_orders"),
+        300,
+        "the doctor after the Undo",
+    )
+    assert healed_again["decision"] == "auto_retry", healed_again["reasons"]
+    tab = _open_tab(page, stack, "example_flaky_warehouse", after, "load_orders")
+    expect(tab.locator("ul.reasons")).not_to_contain_text("is permanent")
+
 
 # -- approvals: Required Actions at 1280 px, the waiting tab, approved and rejected ------------------
 

@@ -67,6 +67,19 @@ def test_memory_recognises_the_fingerprint_first_then_the_closest_known_case():
     assert Recall.of([case(2, 0.5)], [], 0.82).recognised() is None
 
 
+def test_the_doctor_s_own_unanswered_escalation_does_not_hide_what_happened_to_the_fingerprint():
+    # Newest first: an escalation nobody answered (its diagnosis made on a person's "permanent" since
+    # undone, say), then the retry of the same error that verifiably worked.
+    escalated = case(3, 1.0, outcome="escalated", transient=False, recommended_action=Action.notify)
+    healed = case(1, 1.0, outcome="succeeded")
+    assert not is_outcome_of_this_error(escalated) and is_outcome_of_this_error(healed)
+    recall = Recall.of([], [escalated, healed], 0.82)
+    assert recall.recognised()[:2] == (healed, 0.9) and recall.known_outcome() == healed
+    # With no outcome among them, the newest case of the fingerprint is still what memory recognises.
+    unanswered = case(4, 1.0, outcome="escalated", transient=False)
+    assert Recall.of([], [unanswered, escalated], 0.82).recognised()[0] == unanswered
+
+
 def test_only_a_near_copy_or_a_known_outcome_of_the_fingerprint_skips_the_llm():
     assert Recall.of([], [case(1, 1.0, outcome="failed")], 0.82).decides_without_llm()
     assert Recall.of([case(1, 0.97, outcome="succeeded")], [], 0.82).decides_without_llm()
