@@ -42,6 +42,7 @@ GENERATORS: dict[str, str] = {
     "bench-llm-cost": "scripts.docs:bench_llm_cost_markdown",
     "bench-mttr": "scripts.docs:bench_mttr_markdown",
     "bench-policy": "scripts.docs:bench_policy_markdown",
+    "bench-cost": "scripts.docs:bench_cost_markdown",
     "bench-retrieval": "scripts.docs:bench_retrieval_markdown",
     "bench-embed": "scripts.docs:bench_embed_markdown",
     "bench-startup": "scripts.docs:bench_startup_markdown",
@@ -341,9 +342,10 @@ def _repeats_markdown(r: dict) -> str:
     for key, label in (
         ("task_processes_per_handled_failure", "task processes per handled failure"),
         ("task_cpu_per_handled_failure_s", "task processes' CPU s per handled failure"),
+        ("supervisor_cpu_per_handled_failure_s", "their supervisors' CPU s per handled failure"),
         ("cpu_per_handled_failure_s", "whole stack's CPU s per handled failure, above idle"),
     ):
-        rows.append([label, *(spread(summary[p][key]) for p, _ in columns)])
+        rows.append([label, *(spread(summary[p].get(key) or {}) for p, _ in columns)])
     rows.append(["mean load (1 min)", *(spread(summary[p]["load_1m_mean"]) for p, _ in columns)])
     text = (
         _measured(r)
@@ -451,6 +453,79 @@ def bench_policy_markdown() -> str:
             ],
         )
     )
+    return text
+
+
+def _cost_cell(s: dict | None) -> str:
+    """A median (min-max) of a bench.mttr summary figure, or "-"."""
+    if not s or s.get("median") is None:
+        return "-"
+    return f"{s['median']} ({s['min']}-{s['max']})"
+
+
+def _code(r: dict) -> str:
+    return f"`{r['commit']}`" if r.get("commit") else f"code {r['doctor_code']}"
+
+
+def bench_cost_markdown() -> str:
+    """What a handled failure costs, before and after the cuts (`bench/results/mttr_before.json`,
+    `bench/results/mttr.json`, and the policy's `bench/results/policy.json`)."""
+    before, after = _result("mttr_before"), _result("mttr")
+    b, a = before["summary"], after["summary"]
+    rows = []
+    for phase, what in (
+        ("offline", "a transient failure, auto-retried (offline diagnoser)"),
+        ("escalation", "a permanent failure, escalated"),
+    ):
+        for key, label in (
+            ("task_processes_per_handled_failure", "task processes"),
+            ("task_cpu_per_handled_failure_s", "their CPU s"),
+            ("supervisor_cpu_per_handled_failure_s", "their supervisors' CPU s"),
+        ):
+            rows.append([f"{what}: {label}", _cost_cell(b[phase].get(key)), _cost_cell(a[phase].get(key))])
+    text = (
+        f"Before, at {_code(before)}: {_measured(before)} {before['repeat']} repeats of {before['n']}"
+        f" failures and 10 escalations. After, at {_code(after)}: {_measured(after)} Per handled failure,"
+        " the median of the repeats (min-max):\n\n" + _table(["per handled failure", "before", "after"], rows)
+    )
+    phases = ("offline", "escalation")
+    tasks = sorted({t for r in (b, a) for p in phases for t in (r[p].get("by_task") or {})} - {"unknown"})
+
+    def task_cell(summary: dict, phase: str, task: str) -> str:
+        got = (summary[phase].get("by_task") or {}).get(task)
+        return "-" if not got or got.get("cpu_s") is None else f"{got['cpu_s']:.2f} ({got['processes']:g})"
+
+    text += "\n\nTask by task: CPU s per handled failure (task processes); `-`: no process ran\n\n" + _table(
+        ["task", "auto-retried, before", "after", "escalated, before", "after"],
+        [[t, *(task_cell(r, p, t) for p in phases for r in (b, a))] for t in tasks],
+    )
+    policy = _result("policy") if (RESULTS / "policy.json").is_file() else None
+    if policy and "cpu" in policy["transient"]["policy"]:
+        t, p = policy["transient"], policy["permanent"]
+
+        def cpu(c: dict) -> list:
+            return [
+                c["task_processes_per_handled_failure"],
+                c["task_cpu_per_handled_failure_s"],
+                c["supervisor_cpu_per_handled_failure_s"],
+            ]
+
+        text += (
+            f"\n\nA known failure decided inside the task (`DoctorRetryPolicy`), {_measured(policy)}"
+            " Per failure:\n\n"
+            + _table(
+                ["", "task processes", "their CPU s", "their supervisors' CPU s"],
+                [
+                    ["known transient, retried by the policy", *cpu(t["policy"]["cpu"])],
+                    ["known transient, through the doctor's loop", *cpu(t["doctor_loop"]["cpu"])],
+                    [
+                        f"known permanent, retries={policy['permanent_retries']}, without the policy",
+                        *cpu(p["without_policy"]["cpu"]),
+                    ],
+                    ["known permanent, failed at once by the policy", *cpu(p["with_policy"]["cpu"])],
+                ],
+            )
+        )
     return text
 
 
