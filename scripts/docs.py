@@ -511,7 +511,7 @@ def bench_cost_markdown() -> str:
             ]
 
         text += (
-            f"\n\nA known failure decided inside the task (`DoctorRetryPolicy`), {_measured(policy)}"
+            f"\n\nA known failure decided inside the task (`DoctorRetryPolicy`). {_measured(policy)}"
             " Per failure:\n\n"
             + _table(
                 ["", "task processes", "their CPU s", "their supervisors' CPU s"],
