@@ -88,8 +88,6 @@ class KnowledgeBaseHook(BaseHook):
             airflow.exceptions.AirflowNotFoundException: the connection does not exist.
             TypeError: the `sqlalchemy_query` extra is not a mapping.
         """
-        from psycopg2.extensions import make_dsn
-
         conn = self.get_connection(self.doctor_conn_id)
         extras = conn.extra_dejson
         if extras.get("iam", False):
@@ -97,35 +95,15 @@ class KnowledgeBaseHook(BaseHook):
         query = extras.get("sqlalchemy_query", {})
         if not isinstance(query, dict):
             raise TypeError("The parameter 'sqlalchemy_query' must be of type dict!")
-        params: dict = {
-            "host": conn.host,
-            "port": conn.port,
-            "user": conn.login,
-            "password": conn.password,
-            "dbname": conn.schema or DEFAULT_DATABASE,
-        }
-        params.update(query)
-        params.update({k: v for k, v in extras.items() if k not in IGNORED_EXTRA_OPTIONS})
-        return make_dsn(**{k: v for k, v in params.items() if v not in (None, "")})
+        fields = (conn.host, conn.port, conn.login, conn.password, conn.schema)
+        return _libpq_dsn(*fields, query, extras, IGNORED_EXTRA_OPTIONS)
 
     def _dsn_through_postgres_hook(self) -> str:
         """get_dsn() through the provider's `PostgresHook` (which fetches an IAM token)."""
-        from psycopg2.extensions import make_dsn
-
         hook = self.postgres_hook
         url = hook.sqlalchemy_url
-        params: dict = {
-            "host": url.host,
-            "port": url.port,
-            "user": url.username,
-            "password": url.password,
-            "dbname": url.database or DEFAULT_DATABASE,
-        }
-        params.update(url.query)
-        params.update(
-            {k: v for k, v in hook.connection.extra_dejson.items() if k not in hook.ignored_extra_options}
-        )
-        return make_dsn(**{k: v for k, v in params.items() if v not in (None, "")})
+        fields = (url.host, url.port, url.username, url.password, url.database)
+        return _libpq_dsn(*fields, url.query, hook.connection.extra_dejson, hook.ignored_extra_options)
 
     def get_conn(self):
         """A new psycopg2 connection to the knowledge base (the caller closes it).
@@ -137,3 +115,16 @@ class KnowledgeBaseHook(BaseHook):
         import psycopg2
 
         return psycopg2.connect(self.get_dsn())
+
+
+def _libpq_dsn(host, port, user, password, database, query, extras: dict, ignored) -> str:
+    """The libpq DSN of a connection's parts: its fields (the database defaulting to
+    DEFAULT_DATABASE), then the `sqlalchemy_query` items, then the extras not in `ignored`; empty
+    values left out."""
+    from psycopg2.extensions import make_dsn
+
+    params: dict = {"host": host, "port": port, "user": user, "password": password}
+    params["dbname"] = database or DEFAULT_DATABASE
+    params.update(query)
+    params.update({k: v for k, v in extras.items() if k not in ignored})
+    return make_dsn(**{k: v for k, v in params.items() if v not in (None, "")})

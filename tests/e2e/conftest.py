@@ -85,6 +85,20 @@ def base_url(stack) -> str:
     return f"http://localhost:{stack.api_port}"
 
 
+def open_tab(page, stack, dag_id: str, run_id: str, task_id: str):
+    """Open the task instance's Doctor tab in Airflow's UI; return the tab's frame."""
+    import re
+    from urllib.parse import quote
+
+    page.goto(
+        f"{base_url(stack)}/dags/{quote(dag_id, safe='')}/runs/{quote(run_id, safe='')}"
+        f"/tasks/{quote(task_id, safe='')}/plugin/doctor"
+    )
+    frame = page.frame_locator("iframe[src*='/doctor/tab']")
+    frame.get_by_role("heading", name=re.compile("^Doctor")).wait_for(timeout=VIEW_TIMEOUT_MS)
+    return frame
+
+
 @pytest.fixture(scope="module")
 def page(browser, stack):
     """A signed-in browser page: the admin's JWT in the `_token` cookie, as the login form leaves it."""

@@ -32,7 +32,7 @@ import pytest
 from scripts.demo import api_for, case_for, kb_for, sink_messages, trigger, wait_until
 from scripts.stack import _spawn, airflow_env
 from tests.dags.test_dag_integrity import DOCTOR_EDGES_MAX
-from tests.e2e.conftest import VIEW_TIMEOUT_MS, base_url
+from tests.e2e.conftest import VIEW_TIMEOUT_MS, base_url, open_tab
 
 pytestmark = pytest.mark.e2e
 
@@ -58,17 +58,6 @@ def _standalone_shot(page, stack, dag_id: str, run_id: str, task_id: str, name: 
         _shot(page, name)
 
 
-def _open_tab(page, stack, dag_id: str, run_id: str, task_id: str):
-    """Open the task instance's Doctor tab in Airflow's UI; return the tab's frame."""
-    page.goto(
-        f"{base_url(stack)}/dags/{quote(dag_id, safe='')}/runs/{quote(run_id, safe='')}"
-        f"/tasks/{quote(task_id, safe='')}/plugin/doctor"
-    )
-    frame = page.frame_locator("iframe[src*='/doctor/tab']")
-    frame.get_by_role("heading", name=re.compile("^Doctor")).wait_for(timeout=VIEW_TIMEOUT_MS)
-    return frame
-
-
 def _parse(ts: str) -> datetime:
     return datetime.fromisoformat(ts.replace("Z", "+00:00"))
 
@@ -92,7 +81,7 @@ def test_a_persons_retry_that_failed_again_is_not_told_as_a_success(stack, page,
     )
     assert first["decision"] == "escalate" and first["try_number"] == 1
 
-    tab = _open_tab(page, stack, REPORT, report, BUILD)
+    tab = open_tab(page, stack, REPORT, report, BUILD)
     expect(tab.get_by_text("Escalated to a human: not retried.")).to_be_visible()
     tab.get_by_role("button", name="Transient — retry it now").click()
     expect(tab.locator("p.notice")).to_have_text(
@@ -109,7 +98,7 @@ def test_a_persons_retry_that_failed_again_is_not_told_as_a_success(stack, page,
     assert retried_and_failed in second["reasons"], second["reasons"]
     assert second["decision"] == "escalate", second
 
-    tab = _open_tab(page, stack, REPORT, report, BUILD)
+    tab = open_tab(page, stack, REPORT, report, BUILD)
     expect(tab.locator("nav.tries strong.try")).to_have_text("try 2")
     expect(tab.locator("ul.reasons")).to_contain_text(retried_and_failed)
     for reason in second["reasons"]:
@@ -268,7 +257,7 @@ def test_a_late_verification_does_not_lengthen_the_heal_time(stack, page):
     heal = (ended - failed).total_seconds()
     assert 0 < heal < 60, heal
 
-    tab = _open_tab(page, stack, FLAKY, run, LOAD)
+    tab = open_tab(page, stack, FLAKY, run, LOAD)
     expect(tab.get_by_text("Auto-retried by the doctor: the retry succeeded")).to_be_visible()
     row = tab.locator("table.timeline tr", has_text="the retried try succeeded")
     expect(row).to_have_count(1)

@@ -25,7 +25,7 @@ import httpx
 import pytest
 
 from scripts.demo import api_for, case_for, kb_for, trigger, wait_until
-from tests.e2e.conftest import VIEW_TIMEOUT_MS, base_url
+from tests.e2e.conftest import VIEW_TIMEOUT_MS, base_url, open_tab
 
 # A stack of its own whose confidence threshold (0.99) puts the flaky warehouse in the grey zone.
 from tests.e2e.test_remediation import grey_zone  # noqa: F401, F811 - a fixture
@@ -40,17 +40,6 @@ def _shots() -> Path | None:
     path = Path(folder)
     path.mkdir(parents=True, exist_ok=True)
     return path
-
-
-def _open_tab(page, stack, dag_id: str, run_id: str, task_id: str):
-    """Open the task instance's Doctor tab in Airflow's UI; return the tab's frame."""
-    page.goto(
-        f"{base_url(stack)}/dags/{quote(dag_id, safe='')}/runs/{quote(run_id, safe='')}"
-        f"/tasks/{quote(task_id, safe='')}/plugin/doctor"
-    )
-    frame = page.frame_locator("iframe[src*='/doctor/tab']")
-    frame.get_by_role("heading", name=re.compile("^Doctor")).wait_for(timeout=VIEW_TIMEOUT_MS)
-    return frame
 
 
 def _healed(kb, run: str) -> dict:
@@ -93,7 +82,7 @@ def test_doctor_tab_dashboard_and_a_permanent_answer(stack, page):
     assert healed["decision"] == "auto_retry" and escalated["decision"] == "escalate"
 
     # -- the healed failure's tab -------------------------------------------------------------------
-    tab = _open_tab(page, stack, "example_flaky_warehouse", flaky, "load_orders")
+    tab = open_tab(page, stack, "example_flaky_warehouse", flaky, "load_orders")
     expect(tab.get_by_text("Auto-retried by the doctor: the retry succeeded")).to_be_visible()
     expect(tab.get_by_text("Primary error:")).to_be_visible()
     expect(tab.locator("pre.primary")).to_contain_text(
@@ -116,7 +105,7 @@ def test_doctor_tab_dashboard_and_a_permanent_answer(stack, page):
     _shot(page, "tab-healed-in-airflow")
 
     # -- the escalated failure's tab --------------------------------------------------------------
-    tab = _open_tab(page, stack, "example_orders_report", report, "build_report")
+    tab = open_tab(page, stack, "example_orders_report", report, "build_report")
     expect(tab.get_by_text("Escalated to a human: not retried.")).to_be_visible()
     expect(tab.locator("strong.verdict")).to_have_text("escalate")
     for reason in escalated["reasons"]:
@@ -163,7 +152,7 @@ def test_doctor_tab_dashboard_and_a_permanent_answer(stack, page):
     )
 
     # -- "permanent": the next identical failure is escalated with that reason ---------------------
-    tab = _open_tab(page, stack, "example_flaky_warehouse", flaky, "load_orders")
+    tab = open_tab(page, stack, "example_flaky_warehouse", flaky, "load_orders")
     tab.get_by_role("button", name="Permanent — don't auto-retry this again").click()
     expect(tab.get_by_text("Recorded as permanent")).to_be_visible(timeout=VIEW_TIMEOUT_MS)
     expect(tab.locator("table.history")).to_contain_text(f"{stack.username} (human)")
@@ -177,7 +166,7 @@ def test_doctor_tab_dashboard_and_a_permanent_answer(stack, page):
         reason = f"memory: a person said case {healed['id']} (same fingerprint) is permanent"
         assert blocked["decision"] == "escalate"
         assert reason in blocked["reasons"]
-        tab = _open_tab(page, stack, "example_flaky_warehouse", again, "load_orders")
+        tab = open_tab(page, stack, "example_flaky_warehouse", again, "load_orders")
         expect(tab.get_by_text("Escalated to a human: not retried.")).to_be_visible()
         expect(tab.locator("ul.reasons")).to_contain_text(reason)
         _shot(page, "tab-after-permanent-in-airflow")
@@ -189,14 +178,14 @@ def test_doctor_tab_dashboard_and_a_permanent_answer(stack, page):
         )
     finally:
         # Undo, through the tab: the fingerprint heals again for the modules sharing this stack.
-        tab = _open_tab(page, stack, "example_flaky_warehouse", flaky, "load_orders")
+        tab = open_tab(page, stack, "example_flaky_warehouse", flaky, "load_orders")
         _standalone_shot(
             page,
             stack,
             f"/doctor/tab?dag_id=example_flaky_warehouse&run_id={quote(flaky, safe='')}&task_id=load_orders",
             "tab-healed",
         )
-        tab = _open_tab(page, stack, "example_flaky_warehouse", flaky, "load_orders")
+        tab = open_tab(page, stack, "example_flaky_warehouse", flaky, "load_orders")
         tab.get_by_role("button", name="Undo").click()
         expect(tab.locator("p.notice")).to_have_text("Undone.", timeout=VIEW_TIMEOUT_MS)
         expect(tab.locator("table.history")).to_contain_text(f"undone by {stack.username}")
@@ -211,7 +200,7 @@ def test_doctor_tab_dashboard_and_a_permanent_answer(stack, page):
         "the doctor after the Undo",
     )
     assert healed_again["decision"] == "auto_retry", healed_again["reasons"]
-    tab = _open_tab(page, stack, "example_flaky_warehouse", after, "load_orders")
+    tab = open_tab(page, stack, "example_flaky_warehouse", after, "load_orders")
     expect(tab.locator("ul.reasons")).not_to_contain_text("is permanent")
 
 
@@ -267,7 +256,7 @@ def test_approvals_are_shown_truthfully_from_required_actions_to_the_dashboard(g
         ti = request["task_instance"]
 
         # -- the Doctor tab while the approval waits ------------------------------------------------
-        tab = _open_tab(page, stack, "example_flaky_warehouse", first, "load_orders")
+        tab = open_tab(page, stack, "example_flaky_warehouse", first, "load_orders")
         expect(tab.locator("p.waiting")).to_contain_text("Waiting for approval since ")
         expect(tab.locator("p.waiting a")).to_have_attribute("href", re.compile("/required_actions$"))
         expect(tab.get_by_role("heading", name="Diagnosis")).to_be_visible()
@@ -318,7 +307,7 @@ def test_approvals_are_shown_truthfully_from_required_actions_to_the_dashboard(g
         )
         assert healed["decision"] == "approval" and rejected["decision"] == "approval"
 
-        tab = _open_tab(page, stack, "example_flaky_warehouse", first, "load_orders")
+        tab = open_tab(page, stack, "example_flaky_warehouse", first, "load_orders")
         expect(tab.locator("p.verdict-banner")).to_contain_text(
             f"Approved by {stack.username} in Required Actions at "
         )
@@ -329,7 +318,7 @@ def test_approvals_are_shown_truthfully_from_required_actions_to_the_dashboard(g
         expect(tab.get_by_text("A person:")).to_have_count(0)
         _shot(page, "tab-approved-in-airflow")
 
-        tab = _open_tab(page, stack, "example_flaky_warehouse", second, "load_orders")
+        tab = open_tab(page, stack, "example_flaky_warehouse", second, "load_orders")
         expect(tab.locator("p.verdict-banner")).to_contain_text(
             f"Rejected by {stack.username} in Required Actions"
         )
