@@ -208,7 +208,7 @@ class RecordCaseOperator(InstanceBranchOperator):
     ids (XCom key "case_ids") and follow verify_retry only when a member was cleared
     (pipeline.follow_after_record). An escalated or rejected group skips verify_retry at this map
     index, and report_retry after it by its none_skipped rule: neither starts a task process (they
-    did, only to skip themselves: two of the fourteen task processes of an escalation, bench/mttr
+    did, only to skip themselves: two of the 12.9 task processes of an escalation, bench/mttr
     2026-12-08). A dry run records nothing and skips itself (verify_retry then skips itself).
 
     Reads the group and the stages' outputs from XCom (`group_xcom`, `stage_xcom`).
