@@ -761,12 +761,13 @@ class TaskCPUSampler:
         """{"task_processes", "task_cpu_s", "supervisor_cpu_s", and each per handled failure (None for
         none handled)}; with the stack's `cfg`, also "by_task": {task: {"processes", "cpu_s"} per
         handled failure} (`by_task`)."""
-        if self._root is not None:
+        seen, supervised = self._seen, self._supervisors
+        if self._root is not None:  # only this stack's: its scheduler's workers and their children
             ours = {pid for (pid, _), parent in self._parent.items() if parent == self._root}
-            self._supervisors = {k: v for k, v in self._supervisors.items() if k[0] in ours}
-            self._seen = {k: v for k, v in self._seen.items() if self._parent.get(k) in ours}
-        processes, cpu = len(self._seen), round(sum(self._seen.values()), 1)
-        supervisors = round(sum(last - first for first, last in self._supervisors.values()), 1)
+            supervised = {k: v for k, v in supervised.items() if k[0] in ours}
+            seen = {k: v for k, v in seen.items() if self._parent.get(k) in ours}
+        processes, cpu = len(seen), round(sum(seen.values()), 1)
+        supervisors = round(sum(last - first for first, last in supervised.values()), 1)
         out = {
             "task_processes": processes,
             "task_cpu_s": cpu,
@@ -776,18 +777,19 @@ class TaskCPUSampler:
             "supervisor_cpu_per_handled_failure_s": round(supervisors / handled, 2) if handled else None,
         }
         if cfg is not None and handled:
-            out["by_task"] = self.by_task(cfg, handled)
+            out["by_task"] = self.by_task(cfg, handled, seen)
         return out
 
-    def by_task(self, cfg, handled: int) -> dict[str, dict] | None:
-        """Each task's processes and CPU seconds per handled failure, keyed by the doctor's task id
+    def by_task(self, cfg, handled: int, seen: dict[tuple[int, float], float]) -> dict[str, dict] | None:
+        """The task processes `seen` ({process: CPU s}, as `figures` counts them): each task's
+        processes and CPU seconds per handled failure, keyed by the doctor's task id
         ("doctor.<task_id>", "doctor_sweeper.<task_id>") or "failing task" for any other DAG's; the
         task instance try of each process comes from its title and is looked up in Airflow's
         metadata database (its current and history tables: each try has its own id). None when that
         database cannot be read."""
         import psycopg
 
-        ids = sorted(set(self._ti.values()))
+        ids = sorted({self._ti[key] for key in seen if key in self._ti})
         try:
             with psycopg.connect(cfg.database_uri("airflow"), connect_timeout=5) as conn:
                 rows = conn.execute(
@@ -805,7 +807,7 @@ class TaskCPUSampler:
         }
         totals: dict[str, list[float]] = {}
         unknown: list[str] = []
-        for key, cpu in self._seen.items():
+        for key, cpu in seen.items():
             name = names.get(self._ti.get(key, ""), "unknown")
             if name == "unknown":
                 unknown.append(self._ti.get(key, ""))

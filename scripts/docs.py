@@ -322,9 +322,6 @@ def _repeats_markdown(r: dict) -> str:
             return "-"
         return f"{m['p50_median']} ({m['p50_min']}-{m['p50_max']}); p95 {m['p95_median']}"
 
-    def spread(s: dict) -> str:
-        return "-" if s.get("median") is None else f"{s['median']} ({s['min']}-{s['max']})"
-
     rows = [
         [label, *(cell(summary[p]["milestones"].get(key)) for p, _ in columns)] for key, label in _MILESTONES
     ]
@@ -345,8 +342,8 @@ def _repeats_markdown(r: dict) -> str:
         ("supervisor_cpu_per_handled_failure_s", "their supervisors' CPU s per handled failure"),
         ("cpu_per_handled_failure_s", "whole stack's CPU s per handled failure, above idle"),
     ):
-        rows.append([label, *(spread(summary[p].get(key) or {}) for p, _ in columns)])
-    rows.append(["mean load (1 min)", *(spread(summary[p]["load_1m_mean"]) for p, _ in columns)])
+        rows.append([label, *(_median_cell(summary[p].get(key)) for p, _ in columns)])
+    rows.append(["mean load (1 min)", *(_median_cell(summary[p]["load_1m_mean"]) for p, _ in columns)])
     text = (
         _measured(r)
         + f" {r['n']} failures per phase, one every {r['spacing_s']:.0f} s, each phase alone; retry backoff"
@@ -358,8 +355,8 @@ def _repeats_markdown(r: dict) -> str:
         e = summary["escalation"]
         text += (
             f"\n\nPermanent failures, escalation received (median of the repeats' p50, min-max): email "
-            f"{spread(e['email'])} s, Slack {spread(e['slack'])} s; task processes' CPU per escalation "
-            f"{spread(e['task_cpu_per_handled_failure_s'])} s."
+            f"{_median_cell(e['email'])} s, Slack {_median_cell(e['slack'])} s; task processes' CPU per "
+            f"escalation {_median_cell(e['task_cpu_per_handled_failure_s'])} s."
         )
     return text
 
@@ -456,7 +453,7 @@ def bench_policy_markdown() -> str:
     return text
 
 
-def _cost_cell(s: dict | None) -> str:
+def _median_cell(s: dict | None) -> str:
     """A median (min-max) of a bench.mttr summary figure, or "-"."""
     if not s or s.get("median") is None:
         return "-"
@@ -482,7 +479,8 @@ def bench_cost_markdown() -> str:
             ("task_cpu_per_handled_failure_s", "their CPU s"),
             ("supervisor_cpu_per_handled_failure_s", "their supervisors' CPU s"),
         ):
-            rows.append([f"{what}: {label}", _cost_cell(b[phase].get(key)), _cost_cell(a[phase].get(key))])
+            cells = (_median_cell(r[phase].get(key)) for r in (b, a))
+            rows.append([f"{what}: {label}", *cells])
     text = (
         f"Before, at {_code(before)}: {_measured(before)} {before['repeat']} repeats of {before['n']}"
         f" failures and 10 escalations. After, at {_code(after)}: {_measured(after)} Per handled failure,"
